@@ -1,0 +1,493 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * @file simplepar.h
+ * @brief simplepar: keyed parallel task execution for C11.
+ *
+ * A program hands simple_parallel() a table of named callbacks
+ * (key -> function + argument), picks where they run with one field of
+ * ::sp_options (threads, forked processes, or inline on the calling thread),
+ * and gets back a results map in which every key has either its result bytes
+ * or a precise error. One failing task never hides another's result.
+ *
+ * Conventions used throughout this header:
+ *  - Functions that can fail return 0 or a negative ::sp_error code.
+ *  - "Borrowed" pointers stay owned by whoever passed them; the library
+ *    never frees them and never keeps them after the call returns.
+ *  - Every function is thread-safe unless its comment says otherwise:
+ *    simplepar has no global mutable state, and several threads may call
+ *    simple_parallel() at once, or from inside a running task (nested use).
+ *
+ * Doxygen format; the man pages and docs/api.md are written from these
+ * comments.
+ */
+#ifndef SIMPLEPAR_H
+#define SIMPLEPAR_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** @name Version
+ * Compile-time version of this header. The shared library's soname major is
+ * ::SP_VERSION_MAJOR; sp_version() reports the version of the library
+ * actually loaded at run time.
+ * @{ */
+#define SP_VERSION_MAJOR 0
+#define SP_VERSION_MINOR 1
+#define SP_VERSION_PATCH 0
+/** The version as one comparable number: major * 10000 + minor * 100 + patch. */
+#define SP_VERSION_NUMBER                                                      \
+    (SP_VERSION_MAJOR * 10000 + SP_VERSION_MINOR * 100 + SP_VERSION_PATCH)
+/** @} */
+
+/** Marks the exported API. Every other symbol of the library is hidden. */
+#ifndef SP_API
+#if defined(__GNUC__)
+#define SP_API __attribute__((visibility("default")))
+#else
+#define SP_API
+#endif
+#endif
+
+#if defined(__GNUC__)
+#define SP_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#define SP_PRINTF(fmt, args)
+#endif
+
+/* ------------------------------------------------------------------------ */
+/** @name Errors
+ * @{ */
+
+/**
+ * X-macro table of every error code: name, value, message. It generates
+ * ::sp_error, sp_strerror() and sp_err_name(), so the three never disagree.
+ * Values are stable across releases; new codes are only ever appended.
+ */
+#define SP_ERROR_MAP(X)                                                        \
+    X(SP_OK, 0, "success")                                                     \
+    X(SP_EINVAL, -1, "invalid argument")                                       \
+    X(SP_ENULLTABLE, -2, "task table is NULL but the task count is not zero")  \
+    X(SP_ENOKEY, -3, "task key is NULL or empty")                              \
+    X(SP_EDUPKEY, -4, "duplicate task key")                                    \
+    X(SP_ENOFN, -5, "task callback is NULL")                                   \
+    X(SP_EOPTION, -6, "option out of range")                                   \
+    X(SP_ENOTSUP, -7, "not supported by this version or backend")              \
+    X(SP_ENOMEM, -8, "out of memory")                                          \
+    X(SP_ETHREAD, -9, "could not create a worker thread")                      \
+    X(SP_EFORK, -10, "could not fork a worker process")                        \
+    X(SP_EPIPE, -11, "could not create a pipe")                                \
+    X(SP_ETOOMANY, -12, "too many tasks")                                      \
+    X(SP_ETASK, -13, "task failed")                                            \
+    X(SP_ECANCELED, -14, "task was cancelled before it started")               \
+    X(SP_ETIMEDOUT, -15, "task timed out")                                     \
+    X(SP_ECRASHED, -16, "task crashed")                                        \
+    X(SP_EPROTO, -17, "malformed result from a worker")
+
+/** Error codes. 0 is success; every error is negative. */
+typedef enum sp_error {
+#define SP_X_ENUM_(name, value, msg) name = value,
+    SP_ERROR_MAP(SP_X_ENUM_)
+#undef SP_X_ENUM_
+} sp_error;
+
+/**
+ * @brief Describe an error code.
+ * @param code a value of ::sp_error (any other int gives "unknown error").
+ * @return a static, NUL-terminated string; never NULL; never to be freed.
+ * Thread-safe.
+ */
+SP_API const char *sp_strerror(int code);
+
+/**
+ * @brief The symbolic name of an error code, e.g. "SP_EDUPKEY".
+ * @return a static string; "SP_UNKNOWN" for a value not in the table.
+ * Thread-safe.
+ */
+SP_API const char *sp_err_name(int code);
+
+/**
+ * @brief Details of the last error returned on the calling thread.
+ *
+ * When simple_parallel() (or any function here) returns an error, it also
+ * writes a message naming the cause, e.g.
+ * `duplicate task key "b" at index 3 (first at index 1)`. The message is
+ * kept per thread, so concurrent callers never see each other's messages.
+ *
+ * @return a NUL-terminated string owned by the library, valid on this thread
+ *         until its next call into simplepar that fails; "" when no call on
+ *         this thread has failed yet. Never NULL.
+ */
+SP_API const char *sp_last_error(void);
+
+/** @} */
+
+/* ------------------------------------------------------------------------ */
+/** @name Version query
+ * @{ */
+
+/**
+ * @brief Version of the library loaded at run time.
+ * @return ::SP_VERSION_NUMBER as the library was built (major * 10000 +
+ *         minor * 100 + patch). Thread-safe.
+ */
+SP_API int sp_version(void);
+
+/** @brief The run-time version as a static string "MAJOR.MINOR.PATCH". */
+SP_API const char *sp_version_string(void);
+
+/** @} */
+
+/* ------------------------------------------------------------------------ */
+/** @name Tasks
+ * @{ */
+
+/** Per-task context handed to every task callback. Opaque. */
+typedef struct sp_ctx sp_ctx;
+
+/**
+ * A task callback.
+ *
+ * It reports success by returning 0, optionally after storing result bytes
+ * with sp_set_result() (or sp_set_result_str(), sp_set_resultf()). It
+ * reports failure by returning non-zero and/or by calling sp_fail(); the
+ * returned value becomes the entry's code.
+ *
+ * @param ctx  the task's context; valid only until the callback returns.
+ * @param arg  the ::sp_task.arg pointer, passed through untouched.
+ * @return 0 for success, anything else for failure.
+ *
+ * The same callback runs unchanged on every backend. On the process backend
+ * it runs in a forked child (see docs/guide.md): only result bytes and the
+ * failure message travel back to the caller; side effects on the child's
+ * memory are lost with the child.
+ */
+typedef int (*sp_task_fn)(sp_ctx *ctx, void *arg);
+
+/**
+ * One row of the task table.
+ *
+ * Initialise with designated initialisers so that fields added later stay
+ * zero: `(sp_task){.key = "a", .fn = fetch, .arg = &x}`.
+ */
+typedef struct sp_task {
+    /** Unique, non-empty, NUL-terminated key. Borrowed for the duration of
+     *  the call; the results map keeps its own copy. */
+    const char *key;
+    /** The callback; must not be NULL. */
+    sp_task_fn fn;
+    /** Passed to fn as-is; may be NULL. Borrowed. */
+    void *arg;
+    /** Reserved for tasks that name the keys they depend on (a
+     *  NULL-terminated list). Must be NULL in this version: a non-NULL value
+     *  is rejected with ::SP_ENOTSUP before anything runs. */
+    const char *const *after;
+    /** Reserved for per-task settings (retries, timeouts). Must be zero. */
+    void *reserved[4];
+} sp_task;
+
+/**
+ * @brief Store the task's result bytes (copied).
+ *
+ * The bytes are copied at once, so @p data may be a local buffer. A later
+ * call replaces an earlier one. The stored copy is followed by a NUL byte
+ * that is not counted in its length, so text results can be read with
+ * sp_entry_str().
+ *
+ * @param ctx  the running task's context.
+ * @param data bytes to copy; may be NULL only when @p len is 0.
+ * @param len  number of bytes.
+ * @return 0; ::SP_EINVAL for a NULL ctx or NULL data with len > 0;
+ *         ::SP_ENOMEM when the copy cannot be allocated (the earlier result,
+ *         if any, is kept; if the task then returns 0 its entry becomes
+ *         FAILED with ::SP_ENOMEM rather than silently losing the result).
+ * Call only from inside the task that owns @p ctx.
+ */
+SP_API int sp_set_result(sp_ctx *ctx, const void *data, size_t len);
+
+/** @brief sp_set_result() with the bytes of a NUL-terminated string
+ *  (without the NUL). */
+SP_API int sp_set_result_str(sp_ctx *ctx, const char *str);
+
+/** @brief sp_set_result() with a printf-formatted string. */
+SP_API int sp_set_resultf(sp_ctx *ctx, const char *fmt, ...) SP_PRINTF(2, 3);
+
+/**
+ * @brief Mark the task as failed with a code and a formatted message.
+ *
+ * Meant to be returned from the callback: `return sp_fail(ctx, 7, "no
+ * quote for %s", ticker);`. The task counts as failed even if the callback
+ * then returns 0. A later call replaces the earlier message.
+ *
+ * @param code the error code to record; 0 is replaced by ::SP_ETASK so the
+ *        returned value always signals failure.
+ * @param fmt  printf format for the message; NULL records no message.
+ * @return the recorded (non-zero) code.
+ */
+SP_API int sp_fail(sp_ctx *ctx, int code, const char *fmt, ...)
+    SP_PRINTF(3, 4);
+
+/** @brief va_list form of sp_fail(). */
+SP_API int sp_vfail(sp_ctx *ctx, int code, const char *fmt, va_list ap)
+    SP_PRINTF(3, 0);
+
+/**
+ * @brief Whether the task has been asked to stop early.
+ *
+ * True once the overall deadline (::sp_options.deadline) has passed, or,
+ * under ::SP_FAIL_FAST, once another task has failed, or once the
+ * completion callback asked to stop. Long tasks on the thread and serial
+ * backends should poll it and return; a thread cannot be killed.
+ * A task that saw this return 1 and then returns non-zero is reported as
+ * ::SP_KIND_TIMED_OUT (deadline) or ::SP_KIND_CANCELLED (fail-fast / stop),
+ * keeping its own code and message; one that returns 0 keeps its result as
+ * ::SP_KIND_OK (a finished result is never thrown away).
+ * @return 1 or 0.
+ */
+SP_API int sp_cancelled(sp_ctx *ctx);
+
+/** @brief The running task's key (borrowed from the task table). */
+SP_API const char *sp_ctx_key(const sp_ctx *ctx);
+
+/** @brief The running task's index in the task table. */
+SP_API size_t sp_ctx_index(const sp_ctx *ctx);
+
+/** @brief Index of the worker running the task: 0 .. workers-1 (always 0 on
+ *  the serial backend). Useful for per-worker scratch storage. */
+SP_API unsigned sp_ctx_worker(const sp_ctx *ctx);
+
+/** @} */
+
+/* ------------------------------------------------------------------------ */
+/** @name Results
+ * @{ */
+
+/** The results map: one entry per task, in input order. Opaque. */
+typedef struct sp_results sp_results;
+
+/** One entry of the results map. Opaque; read it with the sp_entry_*
+ *  accessors. Owned by its ::sp_results. */
+typedef struct sp_entry sp_entry;
+
+/** How a task ended. */
+typedef enum sp_kind {
+    SP_KIND_OK = 0,   /**< returned 0; its result bytes are in the entry */
+    SP_KIND_FAILED = 1,    /**< returned non-zero or called sp_fail() */
+    SP_KIND_CRASHED = 2,   /**< its worker process died (signal, exit); process
+                           backend only */
+    SP_KIND_TIMED_OUT = 3, /**< ran past the deadline or its time limit */
+    SP_KIND_CANCELLED = 4, /**< never started (deadline, fail-fast, stop) */
+} sp_kind;
+
+/** @brief Name of a kind: "OK", "FAILED", "CRASHED", "TIMED_OUT",
+ *  "CANCELLED"; "UNKNOWN" otherwise. Static string. */
+SP_API const char *sp_kind_name(sp_kind kind);
+
+/** @brief Number of entries (= number of tasks). NULL gives 0. */
+SP_API size_t sp_results_count(const sp_results *res);
+
+/** @brief The entry of task @p index, in input order; NULL when out of
+ *  range. Valid until sp_results_free(). */
+SP_API const sp_entry *sp_results_at(const sp_results *res, size_t index);
+
+/** @brief The entry for @p key in O(1); NULL when no task had that key.
+ *  Valid until sp_results_free(). */
+SP_API const sp_entry *sp_results_get(const sp_results *res, const char *key);
+
+/** @brief How many entries ended with @p kind. */
+SP_API size_t sp_results_count_kind(const sp_results *res, sp_kind kind);
+
+/** @brief How many entries are OK. */
+SP_API size_t sp_results_ok(const sp_results *res);
+
+/** @brief How many entries are not OK (failed, crashed, timed out or
+ *  cancelled). */
+SP_API size_t sp_results_failed(const sp_results *res);
+
+/** @brief Wall time of the whole call in seconds, from entry into
+ *  simple_parallel() until every task had ended. */
+SP_API double sp_results_elapsed(const sp_results *res);
+
+/** @brief Number of workers the run actually used (threads or processes;
+ *  1 on the serial backend, 0 for an empty table). */
+SP_API unsigned sp_results_workers(const sp_results *res);
+
+/** @brief Free the map and everything it owns. NULL is a no-op. Every
+ *  pointer obtained from it becomes invalid. */
+SP_API void sp_results_free(sp_results *res);
+
+/** @brief The entry's key: the map's own NUL-terminated copy. */
+SP_API const char *sp_entry_key(const sp_entry *e);
+
+/** @brief The entry's index in the task table. */
+SP_API size_t sp_entry_index(const sp_entry *e);
+
+/** @brief How the task ended. */
+SP_API sp_kind sp_entry_kind(const sp_entry *e);
+
+/**
+ * @brief The entry's code: 0 for OK; the task's own non-zero code for
+ * FAILED (and for TIMED_OUT / CANCELLED tasks that returned one after being
+ * asked to stop); ::SP_ECANCELED for tasks that never started; a negative
+ * ::sp_error when the library itself failed the task (e.g. ::SP_ENOMEM).
+ */
+SP_API int sp_entry_code(const sp_entry *e);
+
+/** @brief The failure message ("" for OK entries and failures without a
+ *  message). Never NULL. Owned by the map. */
+SP_API const char *sp_entry_message(const sp_entry *e);
+
+/** @brief The result bytes and their length (NULL and 0 when the task stored
+ *  none). The bytes are followed by a NUL that @p len does not count. */
+SP_API const void *sp_entry_data(const sp_entry *e, size_t *len);
+
+/** @brief The result as a string: the stored bytes, or "" when none. Never
+ *  NULL. */
+SP_API const char *sp_entry_str(const sp_entry *e);
+
+/** @brief When the task started, in seconds since the call started. For a
+ *  task that never started: when it was cancelled. */
+SP_API double sp_entry_start(const sp_entry *e);
+
+/** @brief When the task ended, in seconds since the call started. For a
+ *  task that never started: equal to sp_entry_start(). */
+SP_API double sp_entry_end(const sp_entry *e);
+
+/** Worker index of tasks that never ran. */
+#define SP_NO_WORKER 0xffffffffu
+
+/** @brief Index of the worker that ran the task, or ::SP_NO_WORKER. */
+SP_API unsigned sp_entry_worker(const sp_entry *e);
+
+/** @} */
+
+/* ------------------------------------------------------------------------ */
+/** @name Running
+ * @{ */
+
+/** Where the tasks run. */
+typedef enum sp_backend {
+    /** Threads of the calling process (default). Best for I/O-bound work,
+     *  and in C also for CPU-bound work: there is no GIL. */
+    SP_BACKEND_THREAD = 0,
+    /** Inline, one after another, in input order, on the calling thread.
+     *  For debugging (a breakpoint in any task just works) and as the
+     *  baseline of benchmarks. */
+    SP_BACKEND_SERIAL = 1,
+    /** Forked worker processes (crash isolation, hard timeouts). Reserved:
+     *  returns ::SP_ENOTSUP in this version. */
+    SP_BACKEND_PROCESS = 2,
+} sp_backend;
+
+/** What happens after a task fails. */
+typedef enum sp_policy {
+    /** Run every task; collect every result and error (as_completed). */
+    SP_COLLECT_ALL = 0,
+    /** After the first failure nothing new starts; tasks not yet started
+     *  come back ::SP_KIND_CANCELLED (like executor.map raising). */
+    SP_FAIL_FAST = 1,
+} sp_policy;
+
+/**
+ * Completion callback: called once per task as it ends, in completion order
+ * (cancelled tasks included), always on the thread that called
+ * simple_parallel() and never concurrently with itself: it needs no locks.
+ *
+ * @param e     the finished entry; valid until sp_results_free() of the map
+ *              the call returns.
+ * @param user  ::sp_options.on_done_arg.
+ * @return 0 to go on; non-zero to stop: no new task starts afterwards (they
+ *         come back ::SP_KIND_CANCELLED) and running tasks see sp_cancelled().
+ */
+typedef int (*sp_done_fn)(const sp_entry *e, void *user);
+
+/** Default cap on thread workers when ::sp_options.max_workers is 0. */
+#define SP_THREAD_DEFAULT_CAP 256u
+/** Largest accepted ::sp_options.max_workers. */
+#define SP_MAX_WORKERS 65536u
+
+/**
+ * Options of one call. All-zero (or a NULL pointer) means every default.
+ * Initialise with `sp_options o = {0};` or designated initialisers so that
+ * fields added later stay zero.
+ */
+typedef struct sp_options {
+    /** Where tasks run. Default ::SP_BACKEND_THREAD. */
+    sp_backend backend;
+    /** Most workers running at once; 0 = default:
+     *  thread: one per task, at most ::SP_THREAD_DEFAULT_CAP;
+     *  process: min(online CPUs, tasks);
+     *  serial: ignored (always 1).
+     *  Range 0 .. ::SP_MAX_WORKERS. Never more workers than tasks start. */
+    unsigned max_workers;
+    /** ::SP_COLLECT_ALL (default) or ::SP_FAIL_FAST. */
+    sp_policy on_error;
+    /** Overall deadline in seconds from the call's start; 0 = none.
+     *  Tasks not started by then come back ::SP_KIND_CANCELLED; running tasks see
+     *  sp_cancelled() (threads, serial) and the call returns when they do.
+     *  Must be finite and >= 0. */
+    double deadline;
+    /** Completion callback; NULL = none. */
+    sp_done_fn on_done;
+    /** Passed to on_done; borrowed. */
+    void *on_done_arg;
+    /** Stack size of each worker thread in bytes; 0 = the system default.
+     *  Smaller stacks let 10,000+ threads run at small memory cost. Values
+     *  below the system minimum (PTHREAD_STACK_MIN) are rejected with
+     *  ::SP_EOPTION. Thread backend only. */
+    size_t stack_size;
+    /** Reserved for later options (per-task timeout, retries, a persistent
+     *  pool, ...). Must be zero: non-zero gives ::SP_ENOTSUP. */
+    unsigned char reserved[64];
+} sp_options;
+
+/**
+ * @brief Run every task of a table and collect a keyed results map.
+ *
+ * Validates the whole table and the options first; on any error nothing has
+ * run (no callback was called) and *out is left NULL. Errors are reported
+ * for the first offending row in table order, with a message naming its
+ * index and key (see sp_last_error()).
+ *
+ * Once validation passes, every task comes back in the map: OK with its
+ * result bytes, or FAILED / CRASHED / TIMED_OUT / CANCELLED with a code and
+ * message. A failing task never hides another's result.
+ *
+ * @param tasks  the task table; borrowed for the duration of the call. May
+ *               be NULL only when @p n is 0.
+ * @param n      number of tasks; 0 gives an empty map. At most UINT32_MAX-1.
+ * @param opts   options, or NULL for all defaults; borrowed.
+ * @param out    receives the new map, to be freed with sp_results_free().
+ *
+ * @retval 0              every task ran or was accounted for; see the map.
+ * @retval SP_EINVAL      @p out is NULL.
+ * @retval SP_ENULLTABLE  @p tasks is NULL and @p n > 0.
+ * @retval SP_ENOKEY      a key is NULL or "".
+ * @retval SP_EDUPKEY     two tasks share a key.
+ * @retval SP_ENOFN       a callback is NULL.
+ * @retval SP_EOPTION     an option is out of range.
+ * @retval SP_ENOTSUP     a reserved field is set, or the backend is not
+ *                        available in this build.
+ * @retval SP_ETOOMANY    @p n is too large.
+ * @retval SP_ENOMEM      the map could not be allocated; nothing ran.
+ * @retval SP_ETHREAD     not even one worker thread could be created;
+ *                        nothing ran. (If some could, the run goes on with
+ *                        fewer workers.)
+ *
+ * Thread-safe and re-entrant: any number of threads may call it at once,
+ * and a task may call it again (on any backend) without deadlock.
+ */
+SP_API int simple_parallel(const sp_task *tasks, size_t n,
+                           const sp_options *opts, sp_results **out);
+
+/** @} */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SIMPLEPAR_H */

@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: MIT */
+/* The results map: allocation, lookup by key, accessors, free. */
+#include "sp-private.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+sp_results *sp_results_alloc(size_t n)
+{
+    sp_results *res = calloc(1, sizeof *res);
+    if (!res)
+        return NULL;
+    res->n = n;
+    size_t cap = 8;
+    while (cap < 2 * n)
+        cap *= 2;
+    res->mask = cap - 1;
+    res->entries = calloc(n ? n : 1, sizeof *res->entries);
+    res->slots = calloc(cap, sizeof *res->slots);
+    if (!res->entries || !res->slots) {
+        sp_results_free(res);
+        return NULL;
+    }
+    return res;
+}
+
+SP_API void sp_results_free(sp_results *res)
+{
+    if (!res)
+        return;
+    if (res->entries) {
+        for (size_t i = 0; i < res->n; i++) {
+            sp_entry *e = &res->entries[i];
+            free(e->data);
+            if (e->msg_owned)
+                free((void *)e->msg);
+        }
+    }
+    free(res->entries);
+    free(res->slots);
+    free(res->keys);
+    free(res);
+}
+
+SP_API size_t sp_results_count(const sp_results *res)
+{
+    return res ? res->n : 0;
+}
+
+SP_API const sp_entry *sp_results_at(const sp_results *res, size_t index)
+{
+    if (!res || index >= res->n)
+        return NULL;
+    return &res->entries[index];
+}
+
+SP_API const sp_entry *sp_results_get(const sp_results *res, const char *key)
+{
+    if (!res || !key || !res->n)
+        return NULL;
+    size_t len = strlen(key);
+    uint64_t h = sp_hash(key, len);
+    uint64_t tag = h >> 32;
+    for (size_t pos = (size_t)h & res->mask;; pos = (pos + 1) & res->mask) {
+        uint64_t slot = res->slots[pos];
+        if (!slot)
+            return NULL;
+        const sp_entry *e = &res->entries[(slot & 0xffffffffu) - 1];
+        if ((slot >> 32) == tag && strcmp(e->key, key) == 0)
+            return e;
+    }
+}
+
+SP_API size_t sp_results_count_kind(const sp_results *res, sp_kind kind)
+{
+    if (!res || (unsigned)kind >= sizeof res->counts / sizeof res->counts[0])
+        return 0;
+    return res->counts[kind];
+}
+
+SP_API size_t sp_results_ok(const sp_results *res)
+{
+    return sp_results_count_kind(res, SP_KIND_OK);
+}
+
+SP_API size_t sp_results_failed(const sp_results *res)
+{
+    return res ? res->n - res->counts[SP_KIND_OK] : 0;
+}
+
+SP_API double sp_results_elapsed(const sp_results *res)
+{
+    return res ? (double)res->elapsed_ns / 1e9 : 0.0;
+}
+
+SP_API unsigned sp_results_workers(const sp_results *res)
+{
+    return res ? res->workers : 0;
+}
+
+SP_API const char *sp_entry_key(const sp_entry *e)
+{
+    return e ? e->key : "";
+}
+
+SP_API size_t sp_entry_index(const sp_entry *e)
+{
+    return e ? e->index : 0;
+}
+
+SP_API sp_kind sp_entry_kind(const sp_entry *e)
+{
+    return e ? (sp_kind)e->kind : SP_KIND_CANCELLED;
+}
+
+SP_API int sp_entry_code(const sp_entry *e)
+{
+    return e ? e->code : SP_EINVAL;
+}
+
+SP_API const char *sp_entry_message(const sp_entry *e)
+{
+    return e && e->msg ? e->msg : "";
+}
+
+SP_API const void *sp_entry_data(const sp_entry *e, size_t *len)
+{
+    if (len)
+        *len = e ? e->len : 0;
+    return e ? e->data : NULL;
+}
+
+SP_API const char *sp_entry_str(const sp_entry *e)
+{
+    return e && e->data ? (const char *)e->data : "";
+}
+
+SP_API double sp_entry_start(const sp_entry *e)
+{
+    return e ? (double)e->t_start / 1e9 : 0.0;
+}
+
+SP_API double sp_entry_end(const sp_entry *e)
+{
+    return e ? (double)e->t_end / 1e9 : 0.0;
+}
+
+SP_API unsigned sp_entry_worker(const sp_entry *e)
+{
+    return e ? e->worker : SP_NO_WORKER;
+}

@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: MIT */
+/* Shared by the test suites: every behaviour suite takes the backend to run
+ * on as argv[1] ("thread", "serial", ...) and meson runs it once per
+ * backend, so a new backend joins every suite with one list entry. */
+#ifndef SP_TEST_COMMON_H
+#define SP_TEST_COMMON_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "simplepar.h"
+
+static sp_backend test_backend;
+static const char *test_backend_name = "thread";
+
+static inline sp_options test_opts(void)
+{
+    sp_options o = {0};
+    o.backend = test_backend;
+    return o;
+}
+
+static inline int test_main(int argc, char **argv,
+                            const struct CMUnitTest *tests, size_t count,
+                            const char *suite)
+{
+    static const struct {
+        const char *name;
+        sp_backend backend;
+    } known[] = {
+        {"thread", SP_BACKEND_THREAD},
+        {"serial", SP_BACKEND_SERIAL},
+        {"process", SP_BACKEND_PROCESS},
+    };
+    if (argc > 1) {
+        size_t k;
+        for (k = 0; k < sizeof known / sizeof known[0]; k++)
+            if (!strcmp(argv[1], known[k].name))
+                break;
+        if (k == sizeof known / sizeof known[0]) {
+            fprintf(stderr, "unknown backend %s\n", argv[1]);
+            return 2;
+        }
+        test_backend = known[k].backend;
+        test_backend_name = known[k].name;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    char name[128];
+    snprintf(name, sizeof name, "%s/%s", suite, test_backend_name);
+    return _cmocka_run_group_tests(name, tests, count, NULL, NULL);
+}
+
+#define TEST_MAIN(suite, tests)                                                \
+    int main(int argc, char **argv)                                            \
+    {                                                                          \
+        return test_main(argc, argv, tests, sizeof tests / sizeof tests[0],    \
+                         suite);                                               \
+    }
+
+/* Sleep for ms milliseconds (tests keep these short). */
+static inline void test_sleep_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts))
+        ;
+}
+
+/* Wait until the task is asked to stop; give up after limit_ms. Returns 1
+ * when it was asked. */
+static inline int test_wait_cancel(sp_ctx *ctx, unsigned limit_ms)
+{
+    for (unsigned waited = 0; waited < limit_ms; waited++) {
+        if (sp_cancelled(ctx))
+            return 1;
+        test_sleep_ms(1);
+    }
+    return sp_cancelled(ctx);
+}
+
+#endif

@@ -1,0 +1,368 @@
+/* SPDX-License-Identifier: MIT */
+/* Run control: the completion callback, fail-fast, the deadline, stopping
+ * from the callback, nested and concurrent calls. Every backend. */
+#include "common.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+static int quick(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    return sp_set_resultf(ctx, "%zu", sp_ctx_index(ctx));
+}
+
+static int fails(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    return sp_fail(ctx, 5, "boom");
+}
+
+/* Waits (at most 5 s) until asked to stop, then gives up with an error. */
+static int waits_for_cancel(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    if (!test_wait_cancel(ctx, 5000))
+        return sp_set_result_str(ctx, "never cancelled");
+    return sp_fail(ctx, 9, "gave up: cancelled");
+}
+
+/* Ignores cancellation: sleeps past the deadline, then succeeds. */
+static int stubborn(sp_ctx *ctx, void *arg)
+{
+    test_sleep_ms((unsigned)(uintptr_t)arg);
+    return sp_set_result_str(ctx, "finished anyway");
+}
+
+struct done_log {
+    pthread_t caller;
+    size_t calls;
+    size_t *seen; /* per index */
+    atomic_int inside;
+    int overlap, wrong_thread;
+    size_t stop_after; /* 0 = never */
+};
+
+static int on_done(const sp_entry *e, void *user)
+{
+    struct done_log *log = user;
+    if (atomic_fetch_add(&log->inside, 1))
+        log->overlap = 1;
+    if (!pthread_equal(pthread_self(), log->caller))
+        log->wrong_thread = 1;
+    log->seen[sp_entry_index(e)]++;
+    log->calls++;
+    test_sleep_ms(0);
+    atomic_fetch_sub(&log->inside, 1);
+    return log->stop_after && log->calls >= log->stop_after;
+}
+
+static void make_tasks(sp_task *t, char (*keys)[16], size_t n, sp_task_fn fn)
+{
+    for (size_t i = 0; i < n; i++) {
+        snprintf(keys[i], 16, "k%zu", i);
+        t[i] = (sp_task){.key = keys[i], .fn = fn};
+    }
+}
+
+static void test_completion_callback(void **state)
+{
+    (void)state;
+    enum { N = 2000 };
+    static sp_task t[N];
+    static char keys[N][16];
+    make_tasks(t, keys, N, quick);
+    t[7].fn = fails;
+    size_t seen[N] = {0};
+    struct done_log log = {.caller = pthread_self(), .seen = seen};
+    sp_options o = test_opts();
+    o.max_workers = 4;
+    o.on_done = on_done;
+    o.on_done_arg = &log;
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, N, &o, &res), 0);
+    assert_int_equal(log.calls, N);
+    for (size_t i = 0; i < N; i++)
+        assert_int_equal(seen[i], 1);
+    assert_false(log.overlap);
+    assert_false(log.wrong_thread);
+    assert_int_equal(sp_results_ok(res), N - 1);
+    sp_results_free(res);
+}
+
+static void test_fail_fast(void **state)
+{
+    (void)state;
+    enum { N = 40 };
+    sp_task t[N];
+    char keys[N][16];
+    make_tasks(t, keys, N, quick);
+    t[0].fn = fails;
+    t[1].fn = waits_for_cancel;
+    sp_options o = test_opts();
+    o.max_workers = 2;
+    o.on_error = SP_FAIL_FAST;
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, N, &o, &res), 0);
+    assert_int_equal(sp_results_count(res), N);
+    const sp_entry *e = sp_results_at(res, 0);
+    assert_int_equal(sp_entry_kind(e), SP_KIND_FAILED);
+    assert_string_equal(sp_entry_message(e), "boom");
+    /* Task 1 either never started or saw the cancellation and gave up. */
+    e = sp_results_at(res, 1);
+    assert_int_equal(sp_entry_kind(e), SP_KIND_CANCELLED);
+    /* With two workers, one of them held by task 0 or 1, at most a couple
+     * of quick tasks can start before the failure; the rest never do. */
+    size_t cancelled = sp_results_count_kind(res, SP_KIND_CANCELLED);
+    assert_true(cancelled >= N - 3);
+    assert_int_equal(sp_results_ok(res) + cancelled + 1, N);
+    for (size_t i = 2; i < N; i++) {
+        e = sp_results_at(res, i);
+        if (sp_entry_kind(e) == SP_KIND_CANCELLED) {
+            assert_int_equal(sp_entry_code(e), SP_ECANCELED);
+            assert_non_null(strstr(sp_entry_message(e), "fail-fast"));
+            assert_int_equal(sp_entry_worker(e), SP_NO_WORKER);
+            assert_null(sp_entry_data(e, NULL));
+        }
+    }
+    if (test_backend == SP_BACKEND_SERIAL)
+        assert_int_equal(cancelled, N - 1);
+    sp_results_free(res);
+}
+
+static void test_collect_all_keeps_going(void **state)
+{
+    (void)state;
+    enum { N = 40 };
+    sp_task t[N];
+    char keys[N][16];
+    make_tasks(t, keys, N, quick);
+    for (size_t i = 0; i < N; i += 4)
+        t[i].fn = fails;
+    sp_options o = test_opts();
+    o.max_workers = 2;
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, N, &o, &res), 0);
+    assert_int_equal(sp_results_failed(res), N / 4);
+    assert_int_equal(sp_results_ok(res), N - N / 4);
+    for (size_t i = 1; i < N; i += 4)
+        assert_string_equal(sp_entry_str(sp_results_at(res, i)), keys[i] + 1);
+    sp_results_free(res);
+}
+
+/* One worker, so the order is fixed on every backend: "fast" runs,
+ * "slow" is running when the 50 ms deadline passes and gives up, the rest
+ * never start. */
+static void test_deadline(void **state)
+{
+    (void)state;
+    enum { N = 6 };
+    sp_task t[N];
+    char keys[N][16];
+    make_tasks(t, keys, N, quick);
+    t[1].fn = waits_for_cancel;
+    sp_options o = test_opts();
+    o.max_workers = 1;
+    o.deadline = 0.05;
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, N, &o, &res), 0);
+    assert_int_equal(sp_entry_kind(sp_results_at(res, 0)), SP_KIND_OK);
+    const sp_entry *e = sp_results_at(res, 1);
+    assert_int_equal(sp_entry_kind(e), SP_KIND_TIMED_OUT);
+    assert_int_equal(sp_entry_code(e), 9);
+    assert_string_equal(sp_entry_message(e), "gave up: cancelled");
+    assert_true(sp_entry_end(e) >= 0.05);
+    for (size_t i = 2; i < N; i++) {
+        e = sp_results_at(res, i);
+        assert_int_equal(sp_entry_kind(e), SP_KIND_CANCELLED);
+        assert_non_null(strstr(sp_entry_message(e), "deadline"));
+    }
+    sp_results_free(res);
+}
+
+/* A finished result is never thrown away, even when it is late. */
+static void test_deadline_keeps_late_success(void **state)
+{
+    (void)state;
+    sp_task t[] = {{.key = "late", .fn = stubborn, .arg = (void *)60},
+                   {.key = "never", .fn = quick}};
+    sp_options o = test_opts();
+    o.max_workers = 1;
+    o.deadline = 0.02;
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, 2, &o, &res), 0);
+    const sp_entry *e = sp_results_get(res, "late");
+    assert_int_equal(sp_entry_kind(e), SP_KIND_OK);
+    assert_string_equal(sp_entry_str(e), "finished anyway");
+    assert_int_equal(sp_entry_kind(sp_results_get(res, "never")),
+                     SP_KIND_CANCELLED);
+    sp_results_free(res);
+}
+
+static void test_stop_from_callback(void **state)
+{
+    (void)state;
+    enum { N = 12 };
+    sp_task t[N];
+    char keys[N][16];
+    make_tasks(t, keys, N, waits_for_cancel);
+    t[0].fn = quick;
+    size_t seen[N] = {0};
+    struct done_log log = {
+        .caller = pthread_self(), .seen = seen, .stop_after = 1};
+    sp_options o = test_opts();
+    o.max_workers = 4;
+    o.on_done = on_done;
+    o.on_done_arg = &log;
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, N, &o, &res), 0);
+    /* Task 0 is the only one that can finish before the stop; every other
+     * task either never started or saw the stop and gave up. */
+    assert_int_equal(log.calls, N);
+    assert_int_equal(sp_results_ok(res), 1);
+    assert_int_equal(sp_entry_kind(sp_results_at(res, 0)), SP_KIND_OK);
+    assert_int_equal(sp_results_count_kind(res, SP_KIND_CANCELLED), N - 1);
+    sp_results_free(res);
+}
+
+/* A task that runs a whole simple_parallel() of its own, on each of the
+ * in-process backends, and returns the sum of the inner results. */
+static int inner_value(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    return sp_set_resultf(ctx, "%zu", sp_ctx_index(ctx) + 1);
+}
+
+static int nested(sp_ctx *ctx, void *arg)
+{
+    sp_task inner[5];
+    char keys[5][16];
+    make_tasks(inner, keys, 5, inner_value);
+    sp_options o = {0};
+    o.backend = (sp_backend)(uintptr_t)arg;
+    sp_results *res = NULL;
+    int rc = simple_parallel(inner, 5, &o, &res);
+    if (rc)
+        return sp_fail(ctx, rc, "inner call: %s", sp_last_error());
+    long sum = 0;
+    for (size_t i = 0; i < 5; i++)
+        sum += atol(sp_entry_str(sp_results_at(res, i)));
+    sp_results_free(res);
+    return sp_set_resultf(ctx, "%ld", sum);
+}
+
+static void test_nested(void **state)
+{
+    (void)state;
+    sp_task t[] = {
+        {.key = "on-thread", .fn = nested,
+         .arg = (void *)(uintptr_t)SP_BACKEND_THREAD},
+        {.key = "on-serial", .fn = nested,
+         .arg = (void *)(uintptr_t)SP_BACKEND_SERIAL},
+        {.key = "on-thread-2", .fn = nested,
+         .arg = (void *)(uintptr_t)SP_BACKEND_THREAD},
+    };
+    sp_options o = test_opts();
+    o.max_workers = 2; /* fewer workers than nested calls: no deadlock */
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, 3, &o, &res), 0);
+    for (size_t i = 0; i < 3; i++) {
+        const sp_entry *e = sp_results_at(res, i);
+        if (sp_entry_kind(e) != SP_KIND_OK)
+            fail_msg("%s: %s", sp_entry_key(e), sp_entry_message(e));
+        assert_string_equal(sp_entry_str(e), "15");
+    }
+    sp_results_free(res);
+}
+
+struct caller {
+    pthread_t thread;
+    int id, rc, ok;
+};
+
+static void *concurrent_caller(void *arg)
+{
+    struct caller *c = arg;
+    enum { N = 300 };
+    sp_task t[N];
+    char keys[N][16];
+    make_tasks(t, keys, N, quick);
+    sp_options o = test_opts();
+    o.max_workers = 3;
+    for (int round = 0; round < 5 && !c->rc; round++) {
+        sp_results *res = NULL;
+        c->rc = simple_parallel(t, N, &o, &res);
+        c->ok = 1;
+        for (size_t i = 0; i < N && res; i++) {
+            char want[16];
+            snprintf(want, sizeof want, "%zu", i);
+            if (strcmp(sp_entry_str(sp_results_get(res, keys[i])), want))
+                c->ok = 0;
+        }
+        sp_results_free(res);
+    }
+    return NULL;
+}
+
+static void test_concurrent_callers(void **state)
+{
+    (void)state;
+    struct caller c[4] = {{0}};
+    for (int i = 0; i < 4; i++) {
+        c[i].id = i;
+        assert_int_equal(
+            pthread_create(&c[i].thread, NULL, concurrent_caller, &c[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(c[i].thread, NULL);
+        assert_int_equal(c[i].rc, 0);
+        assert_true(c[i].ok);
+    }
+}
+
+/* Concurrent callers each see their own error message. */
+static void *bad_caller(void *arg)
+{
+    struct caller *c = arg;
+    char key[16];
+    snprintf(key, sizeof key, "dup%d", c->id);
+    sp_task t[] = {{.key = key, .fn = quick}, {.key = key, .fn = quick}};
+    sp_results *res = NULL;
+    for (int round = 0; round < 200; round++) {
+        c->rc = simple_parallel(t, 2, NULL, &res);
+        if (c->rc != SP_EDUPKEY || !strstr(sp_last_error(), key))
+            return NULL;
+    }
+    c->ok = 1;
+    return NULL;
+}
+
+static void test_error_message_per_thread(void **state)
+{
+    (void)state;
+    struct caller c[4] = {{0}};
+    for (int i = 0; i < 4; i++) {
+        c[i].id = i;
+        assert_int_equal(pthread_create(&c[i].thread, NULL, bad_caller, &c[i]),
+                         0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(c[i].thread, NULL);
+        assert_true(c[i].ok);
+    }
+}
+
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_completion_callback),
+    cmocka_unit_test(test_fail_fast),
+    cmocka_unit_test(test_collect_all_keeps_going),
+    cmocka_unit_test(test_deadline),
+    cmocka_unit_test(test_deadline_keeps_late_success),
+    cmocka_unit_test(test_stop_from_callback),
+    cmocka_unit_test(test_nested),
+    cmocka_unit_test(test_concurrent_callers),
+    cmocka_unit_test(test_error_message_per_thread),
+};
+
+TEST_MAIN("control", tests)

@@ -1,0 +1,290 @@
+/* SPDX-License-Identifier: MIT */
+/* The results map: every key comes back, in input order and by key, with
+ * its bytes or its error; timings and worker indices. Every backend. */
+#include "common.h"
+
+#include <stdlib.h>
+
+static int ok_str(sp_ctx *ctx, void *arg)
+{
+    return sp_set_resultf(ctx, "value of %s (%d)", sp_ctx_key(ctx),
+                          *(int *)arg);
+}
+
+static int fail_msg_task(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    return sp_fail(ctx, 42, "no quote for %s", sp_ctx_key(ctx));
+}
+
+static int fail_rc(sp_ctx *ctx, void *arg)
+{
+    (void)ctx;
+    (void)arg;
+    return 3;
+}
+
+static int fail_zero_code(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    sp_fail(ctx, 0, NULL);
+    return 0; /* the sp_fail() call still counts */
+}
+
+static int binary(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    static const unsigned char bytes[] = {0, 1, 2, 0, 255, 7};
+    return sp_set_result(ctx, bytes, sizeof bytes);
+}
+
+static int no_result(sp_ctx *ctx, void *arg)
+{
+    (void)ctx;
+    (void)arg;
+    return 0;
+}
+
+static int replaced(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    /* No cmocka asserts off the main thread: report through the result. */
+    if (sp_set_result_str(ctx, "first") || sp_set_result_str(ctx, "second"))
+        return sp_fail(ctx, 1, "sp_set_result_str failed");
+    if (sp_set_result(ctx, NULL, 5) != SP_EINVAL)
+        return sp_fail(ctx, 2, "NULL data accepted");
+    return 0;
+}
+
+static void test_mixed_outcomes(void **state)
+{
+    (void)state;
+    int one = 1, two = 2;
+    sp_task t[] = {
+        {.key = "AAPL", .fn = ok_str, .arg = &one},
+        {.key = "GOOG", .fn = fail_msg_task},
+        {.key = "NFLX", .fn = ok_str, .arg = &two},
+        {.key = "TSLA", .fn = fail_rc},
+        {.key = "META", .fn = fail_zero_code},
+        {.key = "AMZN", .fn = binary},
+        {.key = "NVDA", .fn = no_result},
+        {.key = "MSFT", .fn = replaced},
+    };
+    size_t n = sizeof t / sizeof t[0];
+    sp_options o = test_opts();
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, n, &o, &res), 0);
+    assert_int_equal(sp_results_count(res), n);
+    assert_int_equal(sp_results_ok(res), 5);
+    assert_int_equal(sp_results_failed(res), 3);
+    assert_int_equal(sp_results_count_kind(res, SP_KIND_FAILED), 3);
+
+    /* Input order is kept and every key comes back. */
+    for (size_t i = 0; i < n; i++) {
+        const sp_entry *e = sp_results_at(res, i);
+        assert_non_null(e);
+        assert_string_equal(sp_entry_key(e), t[i].key);
+        assert_ptr_not_equal(sp_entry_key(e), t[i].key); /* own copy */
+        assert_int_equal(sp_entry_index(e), i);
+        assert_ptr_equal(sp_results_get(res, t[i].key), e);
+    }
+    assert_null(sp_results_at(res, n));
+    assert_null(sp_results_get(res, "IBM"));
+    assert_null(sp_results_get(res, NULL));
+
+    const sp_entry *e = sp_results_get(res, "AAPL");
+    assert_int_equal(sp_entry_kind(e), SP_KIND_OK);
+    assert_int_equal(sp_entry_code(e), 0);
+    assert_string_equal(sp_entry_str(e), "value of AAPL (1)");
+    assert_string_equal(sp_entry_message(e), "");
+    assert_string_equal(sp_entry_str(sp_results_get(res, "NFLX")),
+                        "value of NFLX (2)");
+
+    e = sp_results_get(res, "GOOG");
+    assert_int_equal(sp_entry_kind(e), SP_KIND_FAILED);
+    assert_int_equal(sp_entry_code(e), 42);
+    assert_string_equal(sp_entry_message(e), "no quote for GOOG");
+
+    e = sp_results_get(res, "TSLA");
+    assert_int_equal(sp_entry_kind(e), SP_KIND_FAILED);
+    assert_int_equal(sp_entry_code(e), 3);
+    assert_string_equal(sp_entry_message(e), "task returned 3");
+
+    e = sp_results_get(res, "META");
+    assert_int_equal(sp_entry_kind(e), SP_KIND_FAILED);
+    assert_int_equal(sp_entry_code(e), SP_ETASK);
+
+    size_t len = 99;
+    e = sp_results_get(res, "AMZN");
+    const unsigned char *b = sp_entry_data(e, &len);
+    assert_int_equal(len, 6);
+    assert_int_equal(b[4], 255);
+    assert_int_equal(b[6], 0); /* trailing NUL, not counted */
+
+    e = sp_results_get(res, "NVDA");
+    assert_null(sp_entry_data(e, &len));
+    assert_int_equal(len, 0);
+    assert_string_equal(sp_entry_str(e), "");
+
+    assert_string_equal(sp_entry_str(sp_results_get(res, "MSFT")), "second");
+    sp_results_free(res);
+}
+
+static void test_timings_and_workers(void **state)
+{
+    (void)state;
+    enum { N = 16 };
+    char keys[N][8];
+    sp_task t[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof keys[i], "t%d", i);
+        t[i] = (sp_task){.key = keys[i], .fn = no_result};
+    }
+    sp_options o = test_opts();
+    o.max_workers = 3;
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, N, &o, &res), 0);
+    unsigned workers = sp_results_workers(res);
+    assert_true(workers >= 1 && workers <= 3);
+    if (test_backend == SP_BACKEND_SERIAL)
+        assert_int_equal(workers, 1);
+    double prev_end = 0;
+    for (size_t i = 0; i < N; i++) {
+        const sp_entry *e = sp_results_at(res, i);
+        assert_true(sp_entry_start(e) >= 0);
+        assert_true(sp_entry_start(e) <= sp_entry_end(e));
+        assert_true(sp_entry_end(e) <= sp_results_elapsed(res));
+        assert_true(sp_entry_worker(e) < workers);
+        if (test_backend == SP_BACKEND_SERIAL) { /* in order, one by one */
+            assert_true(sp_entry_start(e) >= prev_end);
+            prev_end = sp_entry_end(e);
+        }
+    }
+    sp_results_free(res);
+}
+
+static int slow_ms(sp_ctx *ctx, void *arg)
+{
+    test_sleep_ms((unsigned)(uintptr_t)arg);
+    return sp_set_result_str(ctx, "slept");
+}
+
+/* The timeline is real: 4 tasks of 30 ms on 4 workers overlap (except on
+ * the serial backend, where they follow each other). */
+static void test_timeline_overlap(void **state)
+{
+    (void)state;
+    sp_task t[4];
+    const char *keys[] = {"a", "b", "c", "d"};
+    for (int i = 0; i < 4; i++)
+        t[i] = (sp_task){.key = keys[i], .fn = slow_ms,
+                         .arg = (void *)(uintptr_t)30};
+    sp_options o = test_opts();
+    o.max_workers = 4;
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, 4, &o, &res), 0);
+    assert_int_equal(sp_results_ok(res), 4);
+    const sp_entry *a = sp_results_get(res, "a"), *d = sp_results_get(res, "d");
+    assert_true(sp_entry_end(a) - sp_entry_start(a) >= 0.029);
+    if (test_backend == SP_BACKEND_SERIAL) {
+        assert_true(sp_entry_start(d) >= sp_entry_end(a));
+    } else {
+        /* overlap: d started before a ended (all four were handed out at
+         * once to four workers) */
+        assert_int_equal(sp_results_workers(res), 4);
+        assert_true(sp_entry_start(d) < sp_entry_end(a));
+    }
+    sp_results_free(res);
+}
+
+#define MIB (1024 * 1024)
+
+static int big(sp_ctx *ctx, void *arg)
+{
+    size_t seed = (size_t)(uintptr_t)arg;
+    unsigned char *buf = malloc(MIB);
+    if (!buf)
+        return sp_fail(ctx, SP_ENOMEM, "malloc");
+    for (size_t i = 0; i < MIB; i++)
+        buf[i] = (unsigned char)(i * 31 + seed);
+    int rc = sp_set_result(ctx, buf, MIB);
+    free(buf); /* the library holds its own copy */
+    return rc;
+}
+
+static void test_one_mib_payloads(void **state)
+{
+    (void)state;
+    enum { N = 8 };
+    char keys[N][8];
+    sp_task t[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof keys[i], "big%d", i);
+        t[i] = (sp_task){.key = keys[i], .fn = big,
+                         .arg = (void *)(uintptr_t)i};
+    }
+    sp_options o = test_opts();
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, N, &o, &res), 0);
+    assert_int_equal(sp_results_ok(res), N);
+    for (size_t k = 0; k < N; k++) {
+        size_t len;
+        const unsigned char *b = sp_entry_data(sp_results_at(res, k), &len);
+        assert_int_equal(len, MIB);
+        for (size_t i = 0; i < MIB; i += 4093)
+            assert_int_equal(b[i], (unsigned char)(i * 31 + k));
+        assert_int_equal(b[MIB - 1], (unsigned char)((MIB - 1) * 31 + k));
+    }
+    sp_results_free(res);
+}
+
+static int echo_index(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    size_t i = sp_ctx_index(ctx);
+    return sp_set_result(ctx, &i, sizeof i);
+}
+
+static void test_hundred_thousand_tasks(void **state)
+{
+    (void)state;
+    enum { N = 100000 };
+    char *keys = malloc((size_t)N * 12);
+    sp_task *t = calloc(N, sizeof *t);
+    assert_non_null(keys);
+    assert_non_null(t);
+    for (size_t i = 0; i < N; i++) {
+        snprintf(keys + i * 12, 12, "task-%zu", i);
+        t[i] = (sp_task){.key = keys + i * 12, .fn = echo_index};
+    }
+    sp_options o = test_opts();
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, N, &o, &res), 0);
+    assert_int_equal(sp_results_count(res), N);
+    assert_int_equal(sp_results_ok(res), N);
+    for (size_t i = 0; i < N; i++) {
+        const sp_entry *e = sp_results_get(res, keys + i * 12);
+        assert_int_equal(sp_entry_index(e), i);
+        size_t len, got;
+        const void *d = sp_entry_data(e, &len);
+        assert_int_equal(len, sizeof got);
+        memcpy(&got, d, sizeof got);
+        assert_int_equal(got, i);
+    }
+    /* Thread workers default to one per task, capped. */
+    if (test_backend == SP_BACKEND_THREAD)
+        assert_true(sp_results_workers(res) <= SP_THREAD_DEFAULT_CAP);
+    sp_results_free(res);
+    free(t);
+    free(keys);
+}
+
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_mixed_outcomes),
+    cmocka_unit_test(test_timings_and_workers),
+    cmocka_unit_test(test_timeline_overlap),
+    cmocka_unit_test(test_one_mib_payloads),
+    cmocka_unit_test(test_hundred_thousand_tasks),
+};
+
+TEST_MAIN("results", tests)
