@@ -15,6 +15,7 @@ static int serial_run(struct sp_run *run)
             now = sp_task_exec(run, i, 0, now);
         else
             sp_task_cancel(run, i, now);
+        run->res->counts[run->res->entries[i].kind]++;
         if (on_done && on_done(&run->res->entries[i], run->opts.on_done_arg))
             sp_run_stop(run, SP_STOP_CALLBACK);
     }

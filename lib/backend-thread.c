@@ -29,6 +29,7 @@ struct worker {
     struct pool *pool;
     pthread_t thread;
     unsigned id;
+    size_t counts[5]; /* outcomes of the tasks this worker ended */
 };
 
 struct pool {
@@ -154,6 +155,7 @@ static void *worker_main(void *arg)
             now = sp_task_exec(run, i, w->id, now);
         else
             sp_task_cancel(run, i, now);
+        w->counts[run->res->entries[i].kind]++;
         if (p->done)
             publish(p, i);
     }
@@ -205,6 +207,7 @@ static int thread_run(struct sp_run *run)
     }
     for (unsigned k = 0; k < p.nworkers; k++) {
         atomic_init(&p.workers[k].range, 0);
+        memset(p.workers[k].counts, 0, sizeof p.workers[k].counts);
         p.workers[k].pool = &p;
         p.workers[k].id = k;
     }
@@ -238,8 +241,11 @@ static int thread_run(struct sp_run *run)
         run->res->workers = created;
         if (p.done)
             drain(&p);
-        for (unsigned k = 0; k < created; k++)
+        for (unsigned k = 0; k < created; k++) {
             pthread_join(p.workers[k].thread, NULL);
+            for (int kind = 0; kind < 5; kind++)
+                run->res->counts[kind] += p.workers[k].counts[kind];
+        }
     }
     pthread_cond_destroy(&p.cond);
     pthread_mutex_destroy(&p.lock);

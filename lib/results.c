@@ -15,7 +15,8 @@ sp_results *sp_results_alloc(size_t n)
     while (cap < 2 * n)
         cap *= 2;
     res->mask = cap - 1;
-    res->entries = calloc(n ? n : 1, sizeof *res->entries);
+    /* Not zeroed: sp_table_index() initialises every entry it indexes. */
+    res->entries = malloc((n ? n : 1) * sizeof *res->entries);
     res->slots = calloc(cap, sizeof *res->slots);
     if (!res->entries || !res->slots) {
         sp_results_free(res);
@@ -28,8 +29,8 @@ SP_API void sp_results_free(sp_results *res)
 {
     if (!res)
         return;
-    if (res->entries) {
-        for (size_t i = 0; i < res->n; i++) {
+    if (res->entries && atomic_load(&res->owns)) {
+        for (size_t i = 0; i < res->ready; i++) {
             sp_entry *e = &res->entries[i];
             free(e->data);
             if (e->msg_owned)
@@ -38,7 +39,10 @@ SP_API void sp_results_free(sp_results *res)
     }
     free(res->entries);
     free(res->slots);
-    free(res->keys);
+    for (struct sp_keys *k = res->keys, *next; k; k = next) {
+        next = k->next;
+        free(k);
+    }
     free(res);
 }
 

@@ -16,7 +16,7 @@
 /* One entry of the results map. Written only by the worker running its task
  * (or, for cancelled tasks, the worker that skipped it); published to the
  * caller by the completion queue or by joining the worker. */
-struct sp_entry {
+struct sp_entry { /* 64 bytes on LP64: one cache line */
     const char *key;     /* into sp_results.keys */
     unsigned char *data; /* owned, len + 1 bytes (NUL-terminated) or NULL */
     size_t len;
@@ -30,16 +30,33 @@ struct sp_entry {
     uint8_t msg_owned;
 };
 
+/* Keys are copied block by block into a chain of arenas, so validation
+ * reads the task table once. */
+struct sp_keys {
+    struct sp_keys *next;
+    char bytes[];
+};
+
 struct sp_results {
     size_t n;
+    size_t ready;      /* entries initialised so far (all n once indexed) */
     sp_entry *entries; /* n entries, input order */
-    char *keys;        /* one arena holding every key, NUL-terminated */
+    struct sp_keys *keys; /* chain of arenas holding every key */
     uint64_t *slots;   /* open-addressing index: hash32 << 32 | (index + 1) */
     size_t mask;       /* slot count - 1 */
     uint64_t elapsed_ns;
     unsigned workers;
-    size_t counts[5]; /* per sp_kind */
+    size_t counts[5]; /* per sp_kind, filled by the backend */
+    /* Whether any entry owns memory (data or message), so freeing a map of
+     * bare results need not walk it. Set check-then-store by tasks. */
+    atomic_bool owns;
 };
+
+static inline void sp_results_note_owned(sp_results *res)
+{
+    if (!atomic_load_explicit(&res->owns, memory_order_relaxed))
+        atomic_store_explicit(&res->owns, true, memory_order_relaxed);
+}
 
 /* Why a run stopped starting tasks. */
 enum sp_stop {

@@ -8,8 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void entry_set_msg(sp_entry *e, char *owned, const char *fallback)
+static void entry_set_msg(struct sp_run *run, sp_entry *e, char *owned,
+                          const char *fallback)
 {
+    if (owned)
+        sp_results_note_owned(run->res);
     if (e->msg_owned)
         free((void *)e->msg);
     e->msg = owned ? owned : fallback;
@@ -52,6 +55,7 @@ SP_API int sp_set_result(sp_ctx *ctx, const void *data, size_t len)
         memcpy(copy, data, len);
     copy[len] = 0;
     free(ctx->e->data);
+    sp_results_note_owned(ctx->run->res);
     ctx->e->data = copy;
     ctx->e->len = len;
     ctx->oom = false;
@@ -78,6 +82,7 @@ SP_API int sp_set_resultf(sp_ctx *ctx, const char *fmt, ...)
         return SP_ENOMEM;
     }
     free(ctx->e->data);
+    sp_results_note_owned(ctx->run->res);
     ctx->e->data = (unsigned char *)s;
     ctx->e->len = strlen(s);
     ctx->oom = false;
@@ -94,7 +99,7 @@ SP_API int sp_vfail(sp_ctx *ctx, int code, const char *fmt, va_list ap)
     ctx->fail_code = code;
     if (fmt) {
         char *msg = format_message(fmt, ap);
-        entry_set_msg(ctx->e, msg,
+        entry_set_msg(ctx->run, ctx->e, msg,
                       msg ? NULL : "out of memory formatting the message");
     }
     return code;
@@ -159,12 +164,12 @@ static void classify(struct sp_ctx *ctx, int rc)
 
     if (code == 0 && ctx->oom) {
         code = SP_ENOMEM;
-        entry_set_msg(e, NULL, "could not store the task's result");
+        entry_set_msg(run, e, NULL, "could not store the task's result");
     }
     e->code = code;
     if (code == 0) {
         e->kind = SP_KIND_OK;
-        entry_set_msg(e, NULL, NULL);
+        entry_set_msg(run, e, NULL, NULL);
         return;
     }
     e->kind = SP_KIND_FAILED;
@@ -175,7 +180,7 @@ static void classify(struct sp_ctx *ctx, int rc)
         char *msg = malloc(len);
         if (msg)
             memcpy(msg, buf, len);
-        entry_set_msg(e, msg, "task failed");
+        entry_set_msg(run, e, msg, "task failed");
     }
     if (ctx->saw_cancel) {
         int why = atomic_load_explicit(&run->stop, memory_order_relaxed);
