@@ -86,7 +86,7 @@ static void build(struct workload *w)
         exit(1);
     }
     for (size_t i = 0; i < w->n; i++) {
-        snprintf(w->keys + i * 16, 16, "task-%zu", i);
+        snprintf(w->keys + i * 16, 16, "task-%zu", i % 100000000u);
         w->tasks[i] = (sp_task){
             .key = w->keys + i * 16,
             .fn = w->sleep_ms ? sleep_task : empty_task,

@@ -20,6 +20,7 @@ static void entry_set_msg(struct sp_run *run, sp_entry *e, char *owned,
 }
 
 /* vasprintf in C11: measure, allocate, format. NULL on failure. */
+static char *format_message(const char *fmt, va_list ap) SP_PRINTF(1, 0);
 static char *format_message(const char *fmt, va_list ap)
 {
     va_list ap2;

@@ -61,7 +61,7 @@ static int on_done(const sp_entry *e, void *user)
 static void make_tasks(sp_task *t, char (*keys)[16], size_t n, sp_task_fn fn)
 {
     for (size_t i = 0; i < n; i++) {
-        snprintf(keys[i], 16, "k%zu", i);
+        snprintf(keys[i], 16, "k%u", (unsigned)i % 100000u);
         t[i] = (sp_task){.key = keys[i], .fn = fn};
     }
 }

@@ -134,7 +134,7 @@ static void test_timings_and_workers(void **state)
 {
     (void)state;
     enum { N = 16 };
-    char keys[N][8];
+    char keys[N][24];
     sp_task t[N];
     for (int i = 0; i < N; i++) {
         snprintf(keys[i], sizeof keys[i], "t%d", i);
@@ -216,7 +216,7 @@ static void test_one_mib_payloads(void **state)
 {
     (void)state;
     enum { N = 8 };
-    char keys[N][8];
+    char keys[N][24];
     sp_task t[N];
     for (int i = 0; i < N; i++) {
         snprintf(keys[i], sizeof keys[i], "big%d", i);
@@ -254,7 +254,7 @@ static void test_hundred_thousand_tasks(void **state)
     assert_non_null(keys);
     assert_non_null(t);
     for (size_t i = 0; i < N; i++) {
-        snprintf(keys + i * 12, 12, "task-%zu", i);
+        snprintf(keys + i * 12, 12, "task-%u", (unsigned)i % 100000u);
         t[i] = (sp_task){.key = keys + i * 12, .fn = echo_index};
     }
     sp_options o = test_opts();

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Build simplepar and pass every test: gcc and clang with -Werror, then the
+# suites again under ASan+UBSan, TSan and valgrind. Exits non-zero on the
+# first failure. Build trees go to build-test-*/ (reused when present).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/deps.sh
+sp_ensure_deps clang valgrind
+
+jobs=$(nproc 2>/dev/null || echo 2)
+
+run() { # name, then meson setup arguments
+  local name=$1; shift
+  local dir=build-test-$name
+  echo "=== $name: $*"
+  if [ ! -f "$dir/build.ninja" ]; then
+    meson setup "$dir" --werror "$@" > "$dir.setup.log" 2>&1 \
+      || { cat "$dir.setup.log"; return 1; }
+  fi
+  ninja -C "$dir" --quiet
+  meson test -C "$dir" --print-errorlogs --num-processes "$jobs" ${SP_TEST_SETUP:+--setup "$SP_TEST_SETUP"}
+}
+
+run gcc-O2   -Dbuildtype=debugoptimized
+run gcc-O0   -Dbuildtype=debug
+CC=clang run clang-O2 -Dbuildtype=debugoptimized
+run asan-ubsan -Dbuildtype=debug -Db_sanitize=address,undefined \
+  -Db_lundef=false -Dc_args=-fno-sanitize-recover=all
+CC=clang run tsan -Dbuildtype=debugoptimized -Db_sanitize=thread -Db_lundef=false
+SP_TEST_SETUP=valgrind run valgrind -Dbuildtype=debug
+echo "=== all test configurations passed"
