@@ -238,12 +238,14 @@ SP_API int sp_vfail(sp_ctx *ctx, int code, const char *fmt, va_list ap)
 /**
  * @brief Whether the task has been asked to stop early.
  *
- * True once the overall deadline (::sp_options.deadline) has passed, or,
- * under ::SP_FAIL_FAST, once another task has failed, or once the
- * completion callback asked to stop. Long tasks on the thread and serial
+ * True once the overall deadline (::sp_options.deadline) or this task's
+ * own limit (::sp_options.task_timeout) has passed, or, under
+ * ::SP_FAIL_FAST, once another task has failed, or once the completion
+ * callback asked to stop. Long tasks on the thread and serial
  * backends should poll it and return; a thread cannot be killed.
  * A task that saw this return 1 and then returns non-zero is reported as
- * ::SP_KIND_TIMED_OUT (deadline) or ::SP_KIND_CANCELLED (fail-fast / stop),
+ * ::SP_KIND_TIMED_OUT (deadline, task_timeout) or ::SP_KIND_CANCELLED
+ * (fail-fast / stop),
  * keeping its own code and message; one that returns 0 keeps its result as
  * ::SP_KIND_OK (a finished result is never thrown away).
  * @return 1 or 0.
@@ -357,6 +359,14 @@ SP_API double sp_entry_start(const sp_entry *e);
  *  task that never started: equal to sp_entry_start(). */
 SP_API double sp_entry_end(const sp_entry *e);
 
+/** @brief For a ::SP_KIND_CRASHED entry: the signal that killed the worker
+ *  while it ran the task (e.g. SIGSEGV), else 0. */
+SP_API int sp_entry_signal(const sp_entry *e);
+
+/** @brief For a ::SP_KIND_CRASHED entry whose worker called exit() or
+ *  _exit() inside the task: that exit status (0-255); else -1. */
+SP_API int sp_entry_exit_status(const sp_entry *e);
+
 /** Worker index of tasks that never ran. */
 #define SP_NO_WORKER 0xffffffffu
 
@@ -378,8 +388,24 @@ typedef enum sp_backend {
      *  For debugging (a breakpoint in any task just works) and as the
      *  baseline of benchmarks. */
     SP_BACKEND_SERIAL = 1,
-    /** Forked worker processes (crash isolation, hard timeouts). Reserved:
-     *  returns ::SP_ENOTSUP in this version. */
+    /** Forked worker processes: crash isolation and hard time limits. A
+     *  task that segfaults, aborts, exits or hangs comes back CRASHED or
+     *  TIMED_OUT under its own key and the caller survives.
+     *
+     *  Workers are forked from the calling thread after validation, so
+     *  tasks see the caller's memory as it was at that moment (copy on
+     *  write) and need no serialisation; only result bytes and failure
+     *  messages travel back. In a forked worker only the forking thread
+     *  exists: a task must not wait for other threads of the caller, nor
+     *  rely on locks they may have held at the fork (glibc's malloc and
+     *  stdio are safe; other allocators and libraries may not be). Changes a
+     *  task makes to memory stay in the worker. Output buffered in stdio is
+     *  flushed before each fork, so nothing is printed twice. Workers leave
+     *  with _exit() and run none of the caller's atexit handlers, unless a
+     *  task itself calls exit(). The caller's signal dispositions are not
+     *  changed; SIGCHLD may be ignored or handled by the caller (exit
+     *  statuses then come from the workers' own reports, see
+     *  docs/guide.md). */
     SP_BACKEND_PROCESS = 2,
 } sp_backend;
 
@@ -440,9 +466,15 @@ typedef struct sp_options {
      *  below the system minimum (PTHREAD_STACK_MIN) are rejected with
      *  ::SP_EOPTION. Thread backend only. */
     size_t stack_size;
-    /** Reserved for later options (per-task timeout, retries, a persistent
-     *  pool, ...). Must be zero: non-zero gives ::SP_ENOTSUP. */
-    unsigned char reserved[64];
+    /** Time limit of each task in seconds from its start; 0 = none. Must be
+     *  finite and >= 0. Process backend: a task over it is killed and comes
+     *  back ::SP_KIND_TIMED_OUT. Thread and serial backends (a thread
+     *  cannot be killed): sp_cancelled() turns true for that task, and if
+     *  it then fails it comes back ::SP_KIND_TIMED_OUT. */
+    double task_timeout;
+    /** Reserved for later options (retries, a persistent pool, ...). Must
+     *  be zero: non-zero gives ::SP_ENOTSUP. */
+    unsigned char reserved[56];
 } sp_options;
 
 /**
@@ -470,13 +502,18 @@ typedef struct sp_options {
  * @retval SP_EDUPKEY     two tasks share a key.
  * @retval SP_ENOFN       a callback is NULL.
  * @retval SP_EOPTION     an option is out of range.
- * @retval SP_ENOTSUP     a reserved field is set, or the backend is not
- *                        available in this build.
+ * @retval SP_ENOTSUP     a reserved field is set.
  * @retval SP_ETOOMANY    @p n is too large.
  * @retval SP_ENOMEM      the map could not be allocated; nothing ran.
  * @retval SP_ETHREAD     not even one worker thread could be created;
  *                        nothing ran. (If some could, the run goes on with
  *                        fewer workers.)
+ * @retval SP_EPIPE       process backend: no pipe for the first worker
+ *                        (e.g. RLIMIT_NOFILE reached); nothing ran.
+ * @retval SP_EFORK       process backend: the first worker could not be
+ *                        forked; nothing ran. Later fork failures shrink the
+ *                        pool; tasks left with no worker at all come back
+ *                        CANCELLED with code ::SP_EFORK or ::SP_EPIPE.
  *
  * Thread-safe and re-entrant: any number of threads may call it at once,
  * and a task may call it again (on any backend) without deadlock.

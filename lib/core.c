@@ -20,7 +20,7 @@
 static const struct sp_backend_ops *const backends[] = {
     [SP_BACKEND_THREAD] = &sp_backend_thread,
     [SP_BACKEND_SERIAL] = &sp_backend_serial,
-    [SP_BACKEND_PROCESS] = NULL, /* arrives with lib/backend-process.c */
+    [SP_BACKEND_PROCESS] = &sp_backend_process,
 };
 #define N_BACKENDS (sizeof backends / sizeof backends[0])
 
@@ -34,9 +34,6 @@ static int check_options(const sp_options *o)
 {
     SP_CHECK((unsigned)o->backend < N_BACKENDS, SP_EOPTION,
              "backend %d is not a valid sp_backend", (int)o->backend);
-    SP_CHECK(backends[o->backend], SP_ENOTSUP,
-             "backend %d is not available in version %s", (int)o->backend,
-             sp_version_string());
     SP_CHECK(o->max_workers <= SP_MAX_WORKERS, SP_EOPTION,
              "max_workers %u is above the limit %u", o->max_workers,
              SP_MAX_WORKERS);
@@ -48,6 +45,11 @@ static int check_options(const sp_options *o)
              SP_EOPTION,
              "deadline %g must be finite, >= 0 and below 1e9 seconds",
              o->deadline);
+    SP_CHECK(isfinite(o->task_timeout) && o->task_timeout >= 0 &&
+                 o->task_timeout < 1e9,
+             SP_EOPTION,
+             "task_timeout %g must be finite, >= 0 and below 1e9 seconds",
+             o->task_timeout);
     SP_CHECK(o->stack_size == 0 ||
                  (o->stack_size >= (size_t)PTHREAD_STACK_MIN &&
                   o->stack_size <= ((size_t)1 << 30)),
@@ -91,6 +93,7 @@ SP_API int simple_parallel(const sp_task *tasks, size_t n,
         return err;
 
     struct sp_run run = {.tasks = tasks, .n = n, .opts = *opts, .t0 = t0};
+    run.stop = &run.stop_local;
     run.res = sp_results_alloc(n);
     SP_CHECK(run.res, SP_ENOMEM, "cannot allocate a results map of %zu", n);
     err = sp_table_index(tasks, n, run.res);
@@ -100,6 +103,8 @@ SP_API int simple_parallel(const sp_task *tasks, size_t n,
     }
     if (opts->deadline > 0)
         run.deadline = t0 + (uint64_t)(opts->deadline * 1e9);
+    if (opts->task_timeout > 0)
+        run.task_timeout = (uint64_t)(opts->task_timeout * 1e9);
     run.workers = default_workers(opts, n);
 
     if (n) {

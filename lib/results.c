@@ -149,6 +149,16 @@ SP_API double sp_entry_end(const sp_entry *e)
     return e ? (double)e->t_end / 1e9 : 0.0;
 }
 
+SP_API int sp_entry_signal(const sp_entry *e)
+{
+    return e && e->signo != SP_EXITED ? e->signo : 0;
+}
+
+SP_API int sp_entry_exit_status(const sp_entry *e)
+{
+    return e && e->signo == SP_EXITED ? e->exit_status : -1;
+}
+
 SP_API unsigned sp_entry_worker(const sp_entry *e)
 {
     return e ? e->worker : SP_NO_WORKER;

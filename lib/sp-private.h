@@ -28,7 +28,11 @@ struct sp_entry { /* 64 bytes on LP64: one cache line */
     uint32_t worker;
     uint8_t kind;        /* sp_kind */
     uint8_t msg_owned;
+    uint8_t signo;       /* CRASHED: the signal that killed the worker */
+    uint8_t exit_status; /* CRASHED: exit status, valid when SP_EXITED */
 };
+/* sp_entry.signo value meaning "the worker exited" (no signal). */
+#define SP_EXITED 0xff
 
 /* Keys are copied block by block into a chain of arenas, so validation
  * reads the task table once. */
@@ -64,6 +68,7 @@ enum sp_stop {
     SP_STOP_FAILFAST = 1,
     SP_STOP_DEADLINE = 2,
     SP_STOP_CALLBACK = 3,
+    SP_STOP_TIMEOUT = 4, /* per task only: its own time limit passed */
 };
 
 /* Everything one call of simple_parallel() shares between its workers. */
@@ -75,7 +80,11 @@ struct sp_run {
     unsigned workers;    /* workers planned for this run */
     uint64_t t0;         /* CLOCK_MONOTONIC ns at entry */
     uint64_t deadline;   /* absolute ns, 0 = none */
-    _Atomic int stop;    /* enum sp_stop */
+    uint64_t task_timeout; /* ns, 0 = none */
+    /* enum sp_stop. Points at stop_local, or, in a forked worker, at the
+     * flag the parent shares with every worker. */
+    _Atomic int *stop;
+    _Atomic int stop_local;
 };
 
 /* The per-task context. Lives on the worker's stack while the task runs. */
@@ -83,10 +92,11 @@ struct sp_ctx {
     struct sp_run *run;
     sp_entry *e;
     size_t index;
+    uint64_t start; /* absolute ns */
     unsigned worker;
-    int fail_code; /* set by sp_fail() */
+    int fail_code;  /* set by sp_fail() */
+    int saw_cancel; /* enum sp_stop seen by sp_cancelled(), 0 = none */
     bool failed;
-    bool saw_cancel;
     bool oom;
 };
 
@@ -100,6 +110,7 @@ struct sp_backend_ops {
 
 extern const struct sp_backend_ops sp_backend_thread;
 extern const struct sp_backend_ops sp_backend_serial;
+extern const struct sp_backend_ops sp_backend_process;
 
 static inline uint64_t sp_now(void)
 {
@@ -128,11 +139,11 @@ void sp_task_cancel(struct sp_run *run, size_t i, uint64_t now);
  * deadline has passed. */
 static inline bool sp_run_may_start(struct sp_run *run, uint64_t now)
 {
-    if (atomic_load_explicit(&run->stop, memory_order_relaxed))
+    if (atomic_load_explicit(run->stop, memory_order_relaxed))
         return false;
     if (run->deadline && now >= run->deadline) {
         int none = SP_STOP_NONE;
-        atomic_compare_exchange_strong(&run->stop, &none, SP_STOP_DEADLINE);
+        atomic_compare_exchange_strong(run->stop, &none, SP_STOP_DEADLINE);
         return false;
     }
     return true;
@@ -141,7 +152,7 @@ static inline bool sp_run_may_start(struct sp_run *run, uint64_t now)
 static inline void sp_run_stop(struct sp_run *run, int why)
 {
     int none = SP_STOP_NONE;
-    atomic_compare_exchange_strong(&run->stop, &none, why);
+    atomic_compare_exchange_strong(run->stop, &none, why);
 }
 
 #endif /* SP_PRIVATE_H */

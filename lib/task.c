@@ -120,11 +120,17 @@ SP_API int sp_cancelled(sp_ctx *ctx)
     if (!ctx)
         return 0;
     struct sp_run *run = ctx->run;
-    if (!sp_run_may_start(run, run->deadline ? sp_now() : 0)) {
-        ctx->saw_cancel = true;
-        return 1;
+    int why = atomic_load_explicit(run->stop, memory_order_relaxed);
+    if (!why && (run->deadline || run->task_timeout)) {
+        uint64_t now = sp_now();
+        if (!sp_run_may_start(run, now))
+            why = atomic_load_explicit(run->stop, memory_order_relaxed);
+        else if (run->task_timeout && now - ctx->start >= run->task_timeout)
+            why = SP_STOP_TIMEOUT;
     }
-    return 0;
+    if (why)
+        ctx->saw_cancel = why;
+    return why != 0;
 }
 
 SP_API const char *sp_ctx_key(const sp_ctx *ctx)
@@ -183,11 +189,11 @@ static void classify(struct sp_ctx *ctx, int rc)
             memcpy(msg, buf, len);
         entry_set_msg(run, e, msg, "task failed");
     }
-    if (ctx->saw_cancel) {
-        int why = atomic_load_explicit(&run->stop, memory_order_relaxed);
-        e->kind = why == SP_STOP_DEADLINE ? SP_KIND_TIMED_OUT
-                                          : SP_KIND_CANCELLED;
-    }
+    if (ctx->saw_cancel)
+        e->kind = ctx->saw_cancel == SP_STOP_DEADLINE ||
+                          ctx->saw_cancel == SP_STOP_TIMEOUT
+                      ? SP_KIND_TIMED_OUT
+                      : SP_KIND_CANCELLED;
     if (run->opts.on_error == SP_FAIL_FAST)
         sp_run_stop(run, SP_STOP_FAILFAST);
 }
@@ -197,7 +203,8 @@ uint64_t sp_task_exec(struct sp_run *run, size_t i, unsigned worker,
 {
     sp_entry *e = &run->res->entries[i];
     const sp_task *t = &run->tasks[i];
-    struct sp_ctx ctx = {.run = run, .e = e, .index = i, .worker = worker};
+    struct sp_ctx ctx = {
+        .run = run, .e = e, .index = i, .worker = worker, .start = start};
     int rc = t->fn(&ctx, t->arg);
     uint64_t end = sp_now();
     classify(&ctx, rc);
@@ -210,7 +217,7 @@ uint64_t sp_task_exec(struct sp_run *run, size_t i, unsigned worker,
 void sp_task_cancel(struct sp_run *run, size_t i, uint64_t now)
 {
     sp_entry *e = &run->res->entries[i];
-    int why = atomic_load_explicit(&run->stop, memory_order_relaxed);
+    int why = atomic_load_explicit(run->stop, memory_order_relaxed);
     e->kind = SP_KIND_CANCELLED;
     e->code = SP_ECANCELED;
     e->msg = stop_message(why);

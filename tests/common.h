@@ -18,6 +18,22 @@
 
 #include "simplepar.h"
 
+/* Whether AddressSanitizer is built in. Its allocator (GCC 12's libasan)
+ * is not fork-safe: a child forked while another thread allocates can
+ * deadlock in malloc. glibc's malloc is fork-safe, so only the tests that
+ * fork from several threads at once skip themselves under ASan; TSan and
+ * valgrind still run them. */
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_ASAN 1
+#endif
+#endif
+#ifndef TEST_ASAN
+#define TEST_ASAN 0
+#endif
+
 static sp_backend test_backend;
 static const char *test_backend_name = "thread";
 

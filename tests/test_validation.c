@@ -148,6 +148,13 @@ static void test_bad_options(void **state)
         expect_error(t, 1, &o, SP_EOPTION, "deadline");
     }
 
+    for (size_t k = 0; k < sizeof bad_deadlines / sizeof *bad_deadlines;
+         k++) {
+        o = test_opts();
+        o.task_timeout = bad_deadlines[k];
+        expect_error(t, 1, &o, SP_EOPTION, "task_timeout");
+    }
+
     o = test_opts();
     o.stack_size = 1;
     expect_error(t, 1, &o, SP_EOPTION, "stack_size 1");

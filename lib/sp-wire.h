@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: MIT */
+/* The wire format that carries one task's outcome out of a worker process:
+ * a fixed 48-byte header followed by the message and the result bytes.
+ * Both ends are the same program on the same machine, so fields are in
+ * host byte order; the magic catches a stream that is out of step.
+ *
+ * The decoder is incremental (bytes arrive in any split) and trusts
+ * nothing: a malformed, truncated or oversized frame is reported, never
+ * acted on, and memory grows only as bytes actually arrive. */
+#ifndef SP_WIRE_H
+#define SP_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SP_WIRE_MAGIC 0x31465053u /* "SPF1" little-endian */
+#define SP_WIRE_HEADER 48
+#define SP_WIRE_MAX_MSG (64u * 1024)             /* longest message */
+#define SP_WIRE_MAX_DATA ((uint64_t)1 << 40)     /* largest result: 1 TiB */
+
+struct sp_wire_header {
+    uint32_t magic;
+    uint32_t index;
+    int32_t code;
+    uint8_t kind;
+    uint8_t pad[3];
+    uint64_t t_start; /* ns since the call started */
+    uint64_t t_end;
+    uint32_t msg_len;
+    uint32_t reserved;
+    uint64_t data_len;
+};
+
+/* One decoded frame. msg is NUL-terminated (or NULL when msg_len is 0);
+ * data is NUL-terminated (or NULL when data_len is 0). Ownership of msg and
+ * data passes to the frame callback. */
+struct sp_wire_frame {
+    struct sp_wire_header h;
+    char *msg;
+    unsigned char *data;
+};
+
+/* Owns f->msg and f->data from the call on, whatever it returns. Return 0
+ * to go on, or a negative code to stop decoding with an error. */
+typedef int (*sp_wire_frame_fn)(struct sp_wire_frame *f, void *arg);
+
+struct sp_wire_dec {
+    uint32_t max_index; /* frames must name an index below this */
+    int state;          /* 0 header, 1 message, 2 data */
+    size_t have;        /* bytes of the current part received */
+    unsigned char hdr[SP_WIRE_HEADER];
+    struct sp_wire_frame f;
+    size_t cap;         /* bytes allocated for f.data */
+    char err[160];      /* why decoding stopped */
+    uint32_t bad_index; /* index named by the frame at fault, or UINT32_MAX */
+};
+
+void sp_wire_dec_init(struct sp_wire_dec *d, uint32_t max_index);
+/* Free whatever a partial frame holds. */
+void sp_wire_dec_free(struct sp_wire_dec *d);
+/* Feed bytes; frames are delivered to fn as they complete. Returns 0, or
+ * SP_EPROTO / SP_ENOMEM / fn's error with d->err set; after an error the
+ * decoder must not be fed again. */
+int sp_wire_feed(struct sp_wire_dec *d, const void *buf, size_t len,
+                 sp_wire_frame_fn fn, void *arg);
+/* Whether a frame is partly received (a stream that ends here is
+ * truncated). */
+int sp_wire_partial(const struct sp_wire_dec *d);
+/* Encode a header into out[SP_WIRE_HEADER]. */
+void sp_wire_encode(unsigned char *out, const struct sp_wire_header *h);
+
+#endif

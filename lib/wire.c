@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: MIT */
+/* The worker-to-parent wire format: encoder and incremental decoder. */
+#include "sp-wire.h"
+#include "sp-private.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void sp_wire_encode(unsigned char *out, const struct sp_wire_header *h)
+{
+    memcpy(out, &h->magic, 4);
+    memcpy(out + 4, &h->index, 4);
+    memcpy(out + 8, &h->code, 4);
+    out[12] = h->kind;
+    memset(out + 13, 0, 3);
+    memcpy(out + 16, &h->t_start, 8);
+    memcpy(out + 24, &h->t_end, 8);
+    memcpy(out + 32, &h->msg_len, 4);
+    memcpy(out + 36, &h->reserved, 4);
+    memcpy(out + 40, &h->data_len, 8);
+}
+
+static void decode_header(struct sp_wire_header *h, const unsigned char *in)
+{
+    memcpy(&h->magic, in, 4);
+    memcpy(&h->index, in + 4, 4);
+    memcpy(&h->code, in + 8, 4);
+    h->kind = in[12];
+    memcpy(h->pad, in + 13, 3);
+    memcpy(&h->t_start, in + 16, 8);
+    memcpy(&h->t_end, in + 24, 8);
+    memcpy(&h->msg_len, in + 32, 4);
+    memcpy(&h->reserved, in + 36, 4);
+    memcpy(&h->data_len, in + 40, 8);
+}
+
+void sp_wire_dec_init(struct sp_wire_dec *d, uint32_t max_index)
+{
+    memset(d, 0, sizeof *d);
+    d->max_index = max_index;
+    d->bad_index = UINT32_MAX;
+}
+
+void sp_wire_dec_free(struct sp_wire_dec *d)
+{
+    free(d->f.msg);
+    free(d->f.data);
+    d->f.msg = NULL;
+    d->f.data = NULL;
+    d->cap = 0;
+}
+
+int sp_wire_partial(const struct sp_wire_dec *d)
+{
+    return d->state != 0 || d->have != 0;
+}
+
+static int fail(struct sp_wire_dec *d, int code, const char *what)
+{
+    snprintf(d->err, sizeof d->err, "%s", what);
+    return code;
+}
+
+/* Check a complete header; on success allocate the message. */
+static int check_header(struct sp_wire_dec *d)
+{
+    struct sp_wire_header *h = &d->f.h;
+    decode_header(h, d->hdr);
+    if (h->magic != SP_WIRE_MAGIC)
+        return fail(d, SP_EPROTO, "bad frame magic");
+    if (h->index >= d->max_index)
+        return fail(d, SP_EPROTO, "frame names a task index out of range");
+    d->bad_index = h->index;
+    if (h->kind == SP_KIND_CRASHED || h->kind > SP_KIND_CANCELLED)
+        return fail(d, SP_EPROTO, "frame has an invalid result kind");
+    if ((h->kind == SP_KIND_OK) != (h->code == 0))
+        return fail(d, SP_EPROTO, "frame's code does not match its kind");
+    if (h->pad[0] || h->pad[1] || h->pad[2] || h->reserved)
+        return fail(d, SP_EPROTO, "frame has non-zero reserved bytes");
+    if (h->t_end < h->t_start)
+        return fail(d, SP_EPROTO, "frame ends before it starts");
+    if (h->msg_len > SP_WIRE_MAX_MSG)
+        return fail(d, SP_EPROTO, "frame message is oversized");
+    if (h->data_len > SP_WIRE_MAX_DATA || h->data_len >= SIZE_MAX)
+        return fail(d, SP_EPROTO, "frame result is oversized");
+    if (h->msg_len) {
+        d->f.msg = malloc((size_t)h->msg_len + 1);
+        if (!d->f.msg)
+            return fail(d, SP_ENOMEM, "out of memory for a frame message");
+        d->f.msg[h->msg_len] = 0;
+    }
+    return 0;
+}
+
+/* Make room for at least `need` data bytes, growing geometrically so a
+ * lying header costs nothing until its bytes really arrive. */
+static int grow(struct sp_wire_dec *d, size_t need)
+{
+    if (need <= d->cap)
+        return 0;
+    size_t total = (size_t)d->f.h.data_len + 1;
+    size_t cap = d->cap ? d->cap : 64 * 1024;
+    while (cap < need)
+        cap = cap > SIZE_MAX / 2 ? SIZE_MAX : cap * 2;
+    if (cap > total)
+        cap = total;
+    unsigned char *p = realloc(d->f.data, cap);
+    if (!p)
+        return fail(d, SP_ENOMEM, "out of memory for a frame result");
+    d->f.data = p;
+    d->cap = cap;
+    return 0;
+}
+
+int sp_wire_feed(struct sp_wire_dec *d, const void *buf, size_t len,
+                 sp_wire_frame_fn fn, void *arg)
+{
+    const unsigned char *p = buf;
+    while (len) {
+        size_t take;
+        int err;
+        switch (d->state) {
+        case 0:
+            take = SP_WIRE_HEADER - d->have;
+            take = take < len ? take : len;
+            memcpy(d->hdr + d->have, p, take);
+            d->have += take;
+            if (d->have < SP_WIRE_HEADER)
+                break;
+            if ((err = check_header(d)) != 0)
+                return err;
+            d->have = 0;
+            d->state = 1;
+            break;
+        case 1:
+            take = d->f.h.msg_len - d->have;
+            take = take < len ? take : len;
+            memcpy(d->f.msg + d->have, p, take);
+            d->have += take;
+            if (d->have == d->f.h.msg_len) {
+                d->have = 0;
+                d->state = 2;
+            }
+            break;
+        default:
+            take = (size_t)d->f.h.data_len - d->have;
+            take = take < len ? take : len;
+            if (take) {
+                if ((err = grow(d, d->have + take + 1)) != 0)
+                    return err;
+                memcpy(d->f.data + d->have, p, take);
+                d->have += take;
+            }
+            break;
+        }
+        p += take;
+        len -= take;
+        /* A frame is complete once its data is in (also for empty data,
+         * which needs no further byte). */
+        if (d->state == 1 && d->f.h.msg_len == 0) {
+            d->state = 2;
+        }
+        if (d->state == 2 && d->have == d->f.h.data_len) {
+            if (d->f.data)
+                d->f.data[d->have] = 0;
+            struct sp_wire_frame f = d->f;
+            memset(&d->f, 0, sizeof d->f);
+            d->cap = 0;
+            d->have = 0;
+            d->state = 0;
+            d->bad_index = UINT32_MAX;
+            if ((err = fn(&f, arg)) != 0)
+                return fail(d, err, "frame rejected by the receiver");
+        }
+    }
+    return 0;
+}

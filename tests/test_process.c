@@ -1,0 +1,403 @@
+/* SPDX-License-Identifier: MIT */
+/* Process backend isolation: every way a task can die lands under its own
+ * key, the caller survives, nothing leaks. Runs on the process backend
+ * only (a crash on threads takes the caller down, by nature). */
+#include "common.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int open_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        n += de->d_name[0] != '.';
+    closedir(d);
+    return n - 1; /* the directory's own descriptor */
+}
+
+/* No child of ours is left, running or zombie. */
+static void assert_no_children(void)
+{
+    errno = 0;
+    assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+    assert_int_equal(errno, ECHILD);
+}
+
+static int ok_task(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    return sp_set_resultf(ctx, "pid-independent %zu", sp_ctx_index(ctx));
+}
+
+static int segfault(sp_ctx *ctx, void *arg)
+{
+    (void)ctx;
+    (void)arg;
+    /* A real fault, at an address no sanitizer check stops first. */
+    volatile uintptr_t addr = 64;
+    *(volatile int *)addr = 1;
+    return 0;
+}
+
+static int aborts(sp_ctx *ctx, void *arg)
+{
+    (void)ctx;
+    (void)arg;
+    abort();
+}
+
+static int raises_usr1(sp_ctx *ctx, void *arg)
+{
+    (void)ctx;
+    (void)arg;
+    raise(SIGUSR1);
+    return 0;
+}
+
+static int calls_exit(sp_ctx *ctx, void *arg)
+{
+    (void)ctx;
+    (void)arg;
+    exit(4);
+}
+
+static int calls__exit(sp_ctx *ctx, void *arg)
+{
+    (void)ctx;
+    (void)arg;
+    _exit(3);
+}
+
+static int killed_from_outside(sp_ctx *ctx, void *arg)
+{
+    (void)ctx;
+    (void)arg;
+    kill(getpid(), SIGKILL);
+    pause(); /* SIGKILL cannot be caught: never returns */
+    return 0;
+}
+
+static int hangs(sp_ctx *ctx, void *arg)
+{
+    (void)ctx;
+    (void)arg;
+    for (;;)
+        pause(); /* until the parent's SIGKILL */
+    return 0;
+}
+
+static const struct {
+    const char *key;
+    sp_task_fn fn;
+    int sig, status;
+    const char *msg;
+} crashers[] = {
+    {"segv", segfault, SIGSEGV, -1, "killed by SIGSEGV"},
+    {"abort", aborts, SIGABRT, -1, "killed by SIGABRT"},
+    {"usr1", raises_usr1, SIGUSR1, -1, "killed by SIGUSR1"},
+    {"exit4", calls_exit, 0, 4, "exited with status 4"},
+    {"_exit3", calls__exit, 0, 3, "exited with status 3"},
+    {"sigkill", killed_from_outside, SIGKILL, -1, "killed by SIGKILL"},
+};
+#define N_CRASH (sizeof crashers / sizeof crashers[0])
+
+/* Crashers interleaved with good tasks; every key must come back. */
+static sp_results *run_crash_table(unsigned workers, int *rc)
+{
+    enum { GOOD = 10 };
+    static char keys[GOOD][16];
+    sp_task t[N_CRASH + GOOD];
+    size_t n = 0;
+    for (size_t i = 0; i < GOOD; i++) {
+        snprintf(keys[i], sizeof keys[i], "ok%zu", i);
+        t[n++] = (sp_task){.key = keys[i], .fn = ok_task};
+        if (i < N_CRASH)
+            t[n++] = (sp_task){.key = crashers[i].key, .fn = crashers[i].fn};
+    }
+    sp_options o = {.backend = SP_BACKEND_PROCESS, .max_workers = workers};
+    sp_results *res = NULL;
+    *rc = simple_parallel(t, n, &o, &res);
+    return res;
+}
+
+static void check_crash_table(const sp_results *res, int exact_signals)
+{
+    assert_int_equal(sp_results_count(res), N_CRASH + 10);
+    assert_int_equal(sp_results_ok(res), 10);
+    assert_int_equal(sp_results_count_kind(res, SP_KIND_CRASHED), N_CRASH);
+    for (size_t i = 0; i < 10; i++) {
+        char key[16], want[32];
+        snprintf(key, sizeof key, "ok%zu", i);
+        const sp_entry *e = sp_results_get(res, key);
+        size_t idx = sp_entry_index(e);
+        snprintf(want, sizeof want, "pid-independent %zu", idx);
+        assert_string_equal(sp_entry_str(e), want);
+    }
+    for (size_t c = 0; c < N_CRASH; c++) {
+        const sp_entry *e = sp_results_get(res, crashers[c].key);
+        assert_int_equal(sp_entry_kind(e), SP_KIND_CRASHED);
+        assert_int_equal(sp_entry_code(e), SP_ECRASHED);
+        assert_true(sp_entry_worker(e) != SP_NO_WORKER);
+        if (!exact_signals)
+            continue; /* status unavailable: only the crash is known */
+        if (!strstr(sp_entry_message(e), crashers[c].msg))
+            fail_msg("%s: \"%s\" lacks \"%s\"", crashers[c].key,
+                     sp_entry_message(e), crashers[c].msg);
+        assert_int_equal(sp_entry_signal(e), crashers[c].sig);
+        assert_int_equal(sp_entry_exit_status(e), crashers[c].status);
+    }
+}
+
+static void test_every_crash_kind(void **state)
+{
+    (void)state;
+    int fds = open_fds();
+    int rc;
+    sp_results *res = run_crash_table(2, &rc);
+    assert_int_equal(rc, 0);
+    check_crash_table(res, 1);
+    sp_results_free(res);
+    assert_no_children();
+    assert_int_equal(open_fds(), fds);
+}
+
+static void test_sigchld_ignored(void **state)
+{
+    (void)state;
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old, now;
+    sigemptyset(&ign.sa_mask);
+    sigaction(SIGCHLD, &ign, &old);
+    int rc;
+    sp_results *res = run_crash_table(3, &rc);
+    sigaction(SIGCHLD, NULL, &now);
+    sigaction(SIGCHLD, &old, NULL);
+    assert_int_equal(rc, 0);
+    assert_true(now.sa_handler == SIG_IGN); /* left as the caller set it */
+    /* Statuses are gone with SIG_IGN, but every key comes back, and the
+     * fatal signals the workers caught themselves are still named. */
+    check_crash_table(res, 0);
+    assert_int_equal(sp_entry_signal(sp_results_get(res, "segv")), SIGSEGV);
+    assert_int_equal(sp_entry_signal(sp_results_get(res, "abort")), SIGABRT);
+    sp_results_free(res);
+}
+
+static atomic_int reaped;
+
+static void reaper(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    while (waitpid(-1, NULL, WNOHANG) > 0)
+        atomic_fetch_add(&reaped, 1);
+    errno = saved;
+}
+
+/* A caller whose own SIGCHLD handler reaps every child it can. */
+static void test_caller_sigchld_handler(void **state)
+{
+    (void)state;
+    struct sigaction sa = {.sa_handler = reaper, .sa_flags = SA_RESTART},
+                     old;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGCHLD, &sa, &old);
+    int rc;
+    sp_results *res = run_crash_table(2, &rc);
+    struct sigaction now;
+    sigaction(SIGCHLD, NULL, &now);
+    sigaction(SIGCHLD, &old, NULL);
+    assert_int_equal(rc, 0);
+    assert_true(now.sa_handler == reaper);
+    check_crash_table(res, 0);
+    sp_results_free(res);
+}
+
+static void test_timeout_replaces_worker(void **state)
+{
+    (void)state;
+    enum { N = 8 };
+    sp_task t[N];
+    char keys[N][16];
+    for (size_t i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof keys[i], "t%zu", i);
+        t[i] = (sp_task){.key = keys[i], .fn = i % 3 == 1 ? hangs : ok_task};
+    }
+    sp_options o = {.backend = SP_BACKEND_PROCESS, .max_workers = 2,
+                    .task_timeout = 0.05};
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, N, &o, &res), 0);
+    for (size_t i = 0; i < N; i++) {
+        const sp_entry *e = sp_results_at(res, i);
+        if (i % 3 == 1) {
+            assert_int_equal(sp_entry_kind(e), SP_KIND_TIMED_OUT);
+            assert_int_equal(sp_entry_code(e), SP_ETIMEDOUT);
+            assert_true(sp_entry_end(e) - sp_entry_start(e) >= 0.049);
+        } else {
+            assert_int_equal(sp_entry_kind(e), SP_KIND_OK);
+        }
+    }
+    sp_results_free(res);
+    assert_no_children();
+}
+
+static void test_deadline_kills_running(void **state)
+{
+    (void)state;
+    sp_task t[] = {{.key = "ok", .fn = ok_task},
+                   {.key = "hang1", .fn = hangs},
+                   {.key = "hang2", .fn = hangs},
+                   {.key = "later", .fn = ok_task}};
+    /* Generous enough for both hanging tasks to have started even under
+     * valgrind, where forking a worker takes tens of milliseconds. */
+    sp_options o = {.backend = SP_BACKEND_PROCESS, .max_workers = 2,
+                    .deadline = 0.3};
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, 4, &o, &res), 0);
+    assert_int_equal(sp_entry_kind(sp_results_get(res, "ok")), SP_KIND_OK);
+    const sp_entry *e = sp_results_get(res, "hang1");
+    assert_int_equal(sp_entry_kind(e), SP_KIND_TIMED_OUT);
+    assert_non_null(strstr(sp_entry_message(e), "deadline"));
+    assert_int_equal(sp_entry_kind(sp_results_get(res, "hang2")),
+                     SP_KIND_TIMED_OUT);
+    assert_int_equal(sp_entry_kind(sp_results_get(res, "later")),
+                     SP_KIND_CANCELLED);
+    assert_true(sp_results_elapsed(res) >= 0.3);
+    sp_results_free(res);
+    assert_no_children();
+}
+
+#define BIG ((size_t)100 * 1024 * 1024)
+
+static int hundred_mib(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    unsigned char *p = malloc(BIG);
+    if (!p)
+        return sp_fail(ctx, SP_ENOMEM, "malloc");
+    for (size_t i = 0; i < BIG; i++)
+        p[i] = (unsigned char)(i ^ (i >> 13));
+    int rc = sp_set_result(ctx, p, BIG);
+    free(p);
+    return rc;
+}
+
+static void test_hundred_mib_result(void **state)
+{
+    (void)state;
+    sp_task t[] = {{.key = "big", .fn = hundred_mib},
+                   {.key = "small", .fn = ok_task}};
+    sp_options o = {.backend = SP_BACKEND_PROCESS, .max_workers = 2};
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, 2, &o, &res), 0);
+    const sp_entry *e = sp_results_get(res, "big");
+    if (sp_entry_kind(e) != SP_KIND_OK)
+        fail_msg("big: %s", sp_entry_message(e));
+    size_t len;
+    const unsigned char *p = sp_entry_data(e, &len);
+    assert_int_equal(len, BIG);
+    for (size_t i = 0; i < BIG; i++)
+        if (p[i] != (unsigned char)(i ^ (i >> 13)))
+            fail_msg("byte %zu differs", i);
+    assert_int_equal(sp_entry_kind(sp_results_get(res, "small")), SP_KIND_OK);
+    sp_results_free(res);
+}
+
+static FILE *atexit_log;
+
+static void parent_atexit(void)
+{
+    if (atexit_log)
+        fputs("atexit ran\n", atexit_log), fflush(atexit_log);
+}
+
+/* Buffered output is not printed twice; the parent's atexit handlers do
+ * not run in workers that leave normally. */
+static void test_stdio_and_atexit(void **state)
+{
+    (void)state;
+    FILE *out = tmpfile();
+    atexit_log = tmpfile();
+    assert_non_null(out);
+    assert_non_null(atexit_log);
+    atexit(parent_atexit);
+    fputs("once", out); /* buffered, not yet written */
+    sp_task t[] = {{.key = "a", .fn = ok_task}, {.key = "b", .fn = ok_task}};
+    sp_options o = {.backend = SP_BACKEND_PROCESS, .max_workers = 2};
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, 2, &o, &res), 0);
+    assert_int_equal(sp_results_ok(res), 2);
+    sp_results_free(res);
+    char buf[64] = "";
+    fflush(out);
+    rewind(out);
+    size_t got = fread(buf, 1, sizeof buf - 1, out);
+    assert_int_equal(got, 4);
+    assert_string_equal(buf, "once");
+    fflush(atexit_log);
+    assert_int_equal(ftell(atexit_log), 0);
+    fclose(out);
+    FILE *log = atexit_log;
+    atexit_log = NULL;
+    fclose(log);
+}
+
+static void *spinner(void *arg)
+{
+    atomic_int *stop = arg;
+    while (!atomic_load(stop))
+        test_sleep_ms(1);
+    return NULL;
+}
+
+/* Many runs in a row, with other threads alive in the caller: descriptor
+ * and child counts stay flat, dispositions are untouched. */
+static void test_many_runs_no_leaks(void **state)
+{
+    (void)state;
+    atomic_int stop = 0;
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, spinner, &stop), 0);
+    struct sigaction pipe_before, pipe_after;
+    sigaction(SIGPIPE, NULL, &pipe_before);
+    int fds = open_fds();
+    for (int round = 0; round < 60; round++) {
+        sp_task t[] = {{.key = "ok", .fn = ok_task},
+                       {.key = "segv", .fn = segfault},
+                       {.key = "ok2", .fn = ok_task}};
+        sp_options o = {.backend = SP_BACKEND_PROCESS, .max_workers = 2};
+        sp_results *res = NULL;
+        assert_int_equal(simple_parallel(t, 3, &o, &res), 0);
+        assert_int_equal(sp_results_ok(res), 2);
+        assert_int_equal(sp_entry_kind(sp_results_get(res, "segv")),
+                         SP_KIND_CRASHED);
+        sp_results_free(res);
+        assert_int_equal(open_fds(), fds);
+        assert_no_children();
+    }
+    sigaction(SIGPIPE, NULL, &pipe_after);
+    assert_true(pipe_before.sa_handler == pipe_after.sa_handler);
+    atomic_store(&stop, 1);
+    pthread_join(th, NULL);
+}
+
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_every_crash_kind),
+    cmocka_unit_test(test_sigchld_ignored),
+    cmocka_unit_test(test_caller_sigchld_handler),
+    cmocka_unit_test(test_timeout_replaces_worker),
+    cmocka_unit_test(test_deadline_kills_running),
+    cmocka_unit_test(test_hundred_mib_result),
+    cmocka_unit_test(test_stdio_and_atexit),
+    cmocka_unit_test(test_many_runs_no_leaks),
+};
+
+TEST_MAIN("process", tests)
