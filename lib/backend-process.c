@@ -1,21 +1,28 @@
 /* SPDX-License-Identifier: MIT */
-/* The process backend: a pool of forked workers with crash isolation and
- * hard time limits.
+/* The process backend: forked workers with crash isolation and hard time
+ * limits.
  *
  * Workers are forked from the calling thread after validation and inherit
  * the task table through fork, so callbacks and arguments need no
  * serialisation. They claim task indices one at a time from a counter in a
  * shared anonymous mapping (a slow task holds up only itself), publish in
  * their slot of that mapping which task they are running, and send each
- * outcome back as a frame (lib/wire.c) over their own pipe.
+ * outcome back as a frame (lib/wire.c). A task that took a while, or a
+ * large result, goes over the worker's own pipe at once; the frames of
+ * short tasks go into the worker's ring in the shared mapping, so a run of
+ * tiny tasks costs no system call per task. The ring outlives the worker:
+ * a crash loses nothing that was finished.
  *
- * The parent multiplexes every pipe with poll() on the calling thread and
- * creates no thread. A worker that dies (signal, exit(), SIGKILL from
- * outside) is reaped with waitpid(); the task its slot names comes back
- * CRASHED with the signal or exit status, and a new worker takes its
- * place. A task over its time limit, or running at the deadline, is killed
- * with SIGKILL and comes back TIMED_OUT. Every child is reaped before the
- * call returns; every descriptor is close-on-exec and closed.
+ * The parent multiplexes the pipes with poll() on the calling thread,
+ * looks at the rings at least every SCAN_MS, and creates no thread.
+ * Workers are forked on demand, up to max_workers, while unclaimed tasks
+ * remain: a fork costs 100+ µs, and a worker that would find no task is
+ * never forked. A worker that dies (signal, exit(), SIGKILL from outside)
+ * is reaped with waitpid(); the task its slot names comes back CRASHED
+ * with the signal or exit status, and a new worker takes its place while
+ * work remains. A task over its time limit, or running at the deadline, is
+ * killed with SIGKILL and comes back TIMED_OUT. Every child is reaped
+ * before the call returns; every descriptor is close-on-exec and closed.
  */
 #define _GNU_SOURCE /* pipe2, MAP_ANONYMOUS */
 #include "sp-private.h"
@@ -42,13 +49,27 @@ struct slot {
     _Atomic uint64_t started;              /* CLOCK_MONOTONIC ns */
     _Atomic int signo;    /* fatal signal the worker caught, 0 = none */
     _Atomic int finished; /* left its loop and is exiting normally */
+    /* The ring: bytes ever written by the worker, and ever consumed by the
+     * parent; the frames in between are waiting. */
+    _Alignas(64) _Atomic uint64_t head;
+    _Alignas(64) _Atomic uint64_t tail;
 };
 
 struct shared {
     _Atomic int stop; /* enum sp_stop, shared by parent and workers */
     _Alignas(64) _Atomic unsigned long long next; /* first unclaimed */
     struct slot slots[];
+    /* then one ring of RING bytes per slot */
 };
+
+#define RING (64u * 1024)
+/* A task that ran at least this long reports over its pipe at once. */
+#define SLOW_NS 50000u
+/* The parent looks at the rings at least this often (ms). */
+#define SCAN_MS 2
+#define READ_BUF (256 * 1024)
+/* How long a worker whose pipe ended may take to finish exiting (ms). */
+#define GRACE_MS 2000u
 
 /* Why the parent killed a worker. */
 enum { KILL_NONE, KILL_TIMEOUT, KILL_DEADLINE, KILL_PROTO };
@@ -58,7 +79,8 @@ struct pworker {
     int fd;    /* read end of its result pipe */
     int kill_why;
     char proto_err[160];
-    struct sp_wire_dec dec;
+    struct sp_wire_dec dec;  /* the pipe's byte stream */
+    struct sp_wire_dec rdec; /* the ring's byte stream */
 };
 
 struct prun {
@@ -67,16 +89,20 @@ struct prun {
     size_t sh_size;
     struct pworker *pw;
     unsigned nw;
+    unsigned used;       /* slots ever used: the workers reported */
     unsigned char *have; /* per task: outcome known */
     unsigned char *buf;  /* read buffer */
-    int spawn_err;       /* why the last spawn failed, 0 = it did not */
+    int spawn_err;       /* why the last spawn failed, 0 = none did */
+    int spawn_blocked;   /* a spawn failed: retry once a worker ends */
     char spawn_msg[128];
     unsigned cur;        /* worker whose frames are being decoded */
+    pid_t parent;        /* for workers: the process to outlive */
 };
 
-#define READ_BUF (256 * 1024)
-/* How long a worker whose pipe ended may take to finish exiting (ms). */
-#define GRACE_MS 2000u
+static unsigned char *ring_of(const struct prun *pr, unsigned k)
+{
+    return (unsigned char *)&pr->sh->slots[pr->nw] + (size_t)k * RING;
+}
 
 /* ---- the worker side ---------------------------------------------------- */
 
@@ -135,7 +161,34 @@ static int write_all(int fd, struct iovec *iov, int cnt)
     return 0;
 }
 
-static int send_frame(int fd, const sp_entry *e, size_t i)
+/* Append one frame to worker k's ring if it leaves the ring at most half
+ * full; otherwise return 1 and the frame goes over the pipe, which also
+ * wakes the parent to empty the ring. */
+static int ring_frame(struct prun *pr, unsigned k, const struct iovec *iov,
+                      int cnt, size_t total)
+{
+    struct slot *s = &pr->sh->slots[k];
+    unsigned char *ring = ring_of(pr, k);
+    uint64_t head = atomic_load_explicit(&s->head, memory_order_relaxed);
+    if (head + total - atomic_load_explicit(&s->tail, memory_order_acquire) >
+        RING / 2)
+        return 1;
+    for (int j = 0; j < cnt; j++) {
+        if (!iov[j].iov_len)
+            continue; /* an empty part may have a NULL base */
+        size_t len = iov[j].iov_len, at = (size_t)(head % RING);
+        size_t first = RING - at < len ? RING - at : len;
+        memcpy(ring + at, iov[j].iov_base, first);
+        memcpy(ring, (const unsigned char *)iov[j].iov_base + first,
+               len - first);
+        head += len;
+    }
+    atomic_store_explicit(&s->head, head, memory_order_release);
+    return 0;
+}
+
+static int send_frame(struct prun *pr, unsigned k, int fd, const sp_entry *e,
+                      size_t i)
 {
     unsigned char hdr[SP_WIRE_HEADER];
     size_t msg_len = e->msg ? strlen(e->msg) : 0;
@@ -157,6 +210,10 @@ static int send_frame(int fd, const sp_entry *e, size_t i)
         {(void *)e->msg, msg_len},
         {e->data, (size_t)h.data_len},
     };
+    size_t total = sizeof hdr + msg_len + (size_t)h.data_len;
+    if (e->t_end - e->t_start < SLOW_NS && total <= RING / 4 &&
+        ring_frame(pr, k, iov, 3, total) == 0)
+        return 0;
     return write_all(fd, iov, 3);
 }
 
@@ -166,8 +223,8 @@ static _Noreturn void worker_main(struct prun *pr, unsigned k, int wfd)
     struct shared *sh = pr->sh;
     struct slot *s = &sh->slots[k];
 
-    /* Only our own write end stays open of the pipes this run made. */
-    for (unsigned j = 0; j < pr->nw; j++)
+    /* Of the pipes this run made, only our own write end stays open. */
+    for (unsigned j = 0; j < pr->used; j++)
         if (pr->pw[j].pid && pr->pw[j].fd >= 0)
             close(pr->pw[j].fd);
     install_crash_handlers(s);
@@ -184,16 +241,15 @@ static _Noreturn void worker_main(struct prun *pr, unsigned k, int wfd)
             atomic_store(&s->current, 0);
             break; /* the parent reports it cancelled */
         }
-        sp_task_exec(run, (size_t)i, k, now);
-        sp_entry *e = &run->res->entries[i];
-        if (send_frame(wfd, e, (size_t)i))
+        /* The outcome goes into a scratch entry (writing the map's would
+         * copy its pages), is sent, and is freed again. */
+        sp_entry e = {0};
+        sp_task_exec(run, (size_t)i, k, now, &e);
+        if (send_frame(pr, k, wfd, &e, (size_t)i))
             _exit(3); /* the parent is gone or the pipe is broken */
-        free(e->data);
-        e->data = NULL;
-        if (e->msg_owned)
-            free((void *)e->msg);
-        e->msg = NULL;
-        e->msg_owned = 0;
+        free(e.data);
+        if (e.msg_owned)
+            free((void *)e.msg);
         atomic_store(&s->current, 0);
     }
     atomic_store(&s->finished, 1);
@@ -228,17 +284,21 @@ static int make_pipe(int fds[2])
     return 0;
 }
 
-/* Fork a worker into slot k. 0, or SP_EPIPE / SP_EFORK. */
+/* Fork a worker into the empty slot k. 0, or SP_EPIPE / SP_EFORK. */
 static int spawn(struct prun *pr, unsigned k)
 {
     struct pworker *w = &pr->pw[k];
-    int fds[2];
-    if (make_pipe(fds))
-        return set_spawn_error(pr, SP_EPIPE, "pipe", errno);
     struct slot *s = &pr->sh->slots[k];
+    int fds[2];
+    if (make_pipe(fds)) {
+        pr->spawn_blocked = 1;
+        return set_spawn_error(pr, SP_EPIPE, "pipe", errno);
+    }
     atomic_store(&s->current, 0);
     atomic_store(&s->signo, 0);
     atomic_store(&s->finished, 0);
+    atomic_store(&s->head, 0);
+    atomic_store(&s->tail, 0);
 
     fflush(NULL); /* nothing buffered is printed twice */
     pid_t pid = fork();
@@ -246,6 +306,7 @@ static int spawn(struct prun *pr, unsigned k)
         int err = errno;
         close(fds[0]);
         close(fds[1]);
+        pr->spawn_blocked = 1;
         return set_spawn_error(pr, SP_EFORK, "fork", err);
     }
     if (pid == 0) {
@@ -259,6 +320,9 @@ static int spawn(struct prun *pr, unsigned k)
     w->kill_why = KILL_NONE;
     w->proto_err[0] = 0;
     sp_wire_dec_init(&w->dec, (uint32_t)pr->run->n);
+    sp_wire_dec_init(&w->rdec, (uint32_t)pr->run->n);
+    if (k + 1 > pr->used)
+        pr->used = k + 1;
     return 0;
 }
 
@@ -412,8 +476,77 @@ static void describe_end(struct prun *pr, unsigned k, int have_status,
     }
 }
 
-/* Worker k's pipe is at end of file (or unusable): reap it, account for
- * the task it was running, and start a replacement if work remains. */
+/* Feed bytes of worker k's pipe or ring stream to its decoder; a malformed
+ * frame gets its task a protocol error and the worker killed. */
+static void feed(struct prun *pr, unsigned k, struct sp_wire_dec *d,
+                 const unsigned char *buf, size_t len)
+{
+    struct pworker *w = &pr->pw[k];
+    if (w->kill_why == KILL_PROTO || !len)
+        return; /* the rest of a broken stream is discarded */
+    pr->cur = k;
+    int err = sp_wire_feed(d, buf, len, on_frame, pr);
+    if (!err)
+        return;
+    uint32_t bad = d->bad_index;
+    snprintf(w->proto_err, sizeof w->proto_err, "%s",
+             err == SP_EPROTO && bad != UINT32_MAX && pr->have[bad]
+                 ? "a second result for one task"
+                 : d->err);
+    if (bad != UINT32_MAX && !pr->have[bad]) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "malformed result frame: %s", w->proto_err);
+        parent_outcome(pr, bad, SP_KIND_CRASHED, SP_EPROTO,
+                       atomic_load(&pr->sh->slots[k].started), k, msg);
+    }
+    kill_worker(w, KILL_PROTO);
+}
+
+/* Take the frames waiting in worker k's ring. */
+static void scan_ring(struct prun *pr, unsigned k)
+{
+    struct slot *s = &pr->sh->slots[k];
+    uint64_t head = atomic_load_explicit(&s->head, memory_order_acquire);
+    uint64_t tail = atomic_load_explicit(&s->tail, memory_order_relaxed);
+    if (head == tail)
+        return;
+    if (head - tail > RING) { /* a worker that scribbled on its slot */
+        snprintf(pr->pw[k].proto_err, sizeof pr->pw[k].proto_err,
+                 "ring positions out of range");
+        kill_worker(&pr->pw[k], KILL_PROTO);
+        return;
+    }
+    const unsigned char *ring = ring_of(pr, k);
+    size_t at = (size_t)(tail % RING), len = (size_t)(head - tail);
+    size_t first = RING - at < len ? RING - at : len;
+    feed(pr, k, &pr->pw[k].rdec, ring + at, first);
+    feed(pr, k, &pr->pw[k].rdec, ring, len - first);
+    atomic_store_explicit(&s->tail, head, memory_order_release);
+}
+
+/* Read what worker k sent over its pipe; returns 1 when the pipe ended. */
+static int drain(struct prun *pr, unsigned k)
+{
+    struct pworker *w = &pr->pw[k];
+    size_t budget = 8 * READ_BUF; /* then let the other workers in */
+    while (budget) {
+        ssize_t r = read(w->fd, pr->buf, READ_BUF);
+        if (r > 0) {
+            budget -= (size_t)r < budget ? (size_t)r : budget;
+            feed(pr, k, &w->dec, pr->buf, (size_t)r);
+            continue;
+        }
+        if (r == 0)
+            return 1;
+        if (errno == EINTR)
+            continue;
+        return errno != EAGAIN && errno != EWOULDBLOCK; /* else: unreadable */
+    }
+    return 0;
+}
+
+/* Worker k's pipe is at end of file (or unusable): take what is left in
+ * its ring, reap it, and account for the task it was running. */
 static void worker_ended(struct prun *pr, unsigned k)
 {
     struct pworker *w = &pr->pw[k];
@@ -423,8 +556,6 @@ static void worker_ended(struct prun *pr, unsigned k)
     if (w->fd >= 0)
         close(w->fd);
     w->fd = -1;
-    int truncated = w->kill_why == KILL_NONE && sp_wire_partial(&w->dec);
-    sp_wire_dec_free(&w->dec);
 
     /* End of file usually means the worker is exiting; give it a moment to
      * become a zombie so its status is its own. One that lives on without
@@ -446,6 +577,12 @@ static void worker_ended(struct prun *pr, unsigned k)
         else
             nanosleep(&(struct timespec){0, 1000000}, NULL);
     }
+    /* It is gone: whatever it finished is in the ring. */
+    scan_ring(pr, k);
+    int truncated = w->kill_why == KILL_NONE &&
+                    (sp_wire_partial(&w->dec) || sp_wire_partial(&w->rdec));
+    sp_wire_dec_free(&w->dec);
+    sp_wire_dec_free(&w->rdec);
 
     uint32_t cur = atomic_load(&s->current);
     if (cur && !pr->have[cur - 1]) {
@@ -468,71 +605,35 @@ static void worker_ended(struct prun *pr, unsigned k)
     }
     w->pid = 0;
     atomic_store(&s->current, 0);
-
-    if (!atomic_load(run->stop) && atomic_load(&pr->sh->next) < run->n)
-        spawn(pr, k); /* on failure the slot stays empty */
+    pr->spawn_blocked = 0; /* a slot is free: forking may work again */
 }
 
-/* Read what worker k has sent; returns 1 when its pipe ended. */
-static int drain(struct prun *pr, unsigned k)
+static unsigned alive_count(const struct prun *pr)
 {
-    struct pworker *w = &pr->pw[k];
-    size_t budget = 8 * READ_BUF; /* then let the other workers in */
-    while (budget) {
-        ssize_t r = read(w->fd, pr->buf, READ_BUF);
-        if (r > 0) {
-            budget -= (size_t)r < budget ? (size_t)r : budget;
-            if (w->kill_why == KILL_PROTO)
-                continue; /* discard the rest of a broken stream */
-            pr->cur = k;
-            int err = sp_wire_feed(&w->dec, pr->buf, (size_t)r, on_frame, pr);
-            if (err) {
-                uint32_t bad = w->dec.bad_index;
-                snprintf(w->proto_err, sizeof w->proto_err, "%s",
-                         err == SP_EPROTO && bad != UINT32_MAX &&
-                                 pr->have[bad]
-                             ? "a second result for one task"
-                             : w->dec.err);
-                if (bad != UINT32_MAX && !pr->have[bad]) {
-                    char msg[200];
-                    snprintf(msg, sizeof msg, "malformed result frame: %s",
-                             w->proto_err);
-                    parent_outcome(pr, bad, SP_KIND_CRASHED, SP_EPROTO,
-                                   atomic_load(&pr->sh->slots[k].started), k,
-                                   msg);
-                }
-                kill_worker(w, KILL_PROTO);
-            }
-            continue;
-        }
-        if (r == 0)
-            return 1;
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return 0;
-        return 1; /* unreadable: treat as ended */
-    }
-    return 0;
-}
-
-static int alive_count(const struct prun *pr)
-{
-    int alive = 0;
-    for (unsigned k = 0; k < pr->nw; k++)
+    unsigned alive = 0;
+    for (unsigned k = 0; k < pr->used; k++)
         alive += pr->pw[k].pid != 0;
     return alive;
 }
 
-/* Milliseconds poll() may sleep before a deadline or time limit is due. */
+/* Whether another worker should be forked now. */
+static int want_worker(const struct prun *pr)
+{
+    return !pr->spawn_blocked && !atomic_load(pr->run->stop) &&
+           atomic_load(&pr->sh->next) < pr->run->n;
+}
+
+/* Milliseconds poll() may sleep before a deadline, a time limit or a ring
+ * scan is due. */
 static int poll_timeout(struct prun *pr, uint64_t now)
 {
     struct sp_run *run = pr->run;
-    uint64_t due = UINT64_MAX;
-    if (run->deadline && atomic_load(run->stop) != SP_STOP_DEADLINE)
+    uint64_t due = now + (uint64_t)SCAN_MS * 1000000u;
+    if (run->deadline && atomic_load(run->stop) != SP_STOP_DEADLINE &&
+        run->deadline < due)
         due = run->deadline; /* once enforced, only exits are awaited */
     if (run->task_timeout) {
-        for (unsigned k = 0; k < pr->nw; k++) {
+        for (unsigned k = 0; k < pr->used; k++) {
             if (!pr->pw[k].pid || pr->pw[k].kill_why)
                 continue;
             struct slot *s = &pr->sh->slots[k];
@@ -544,12 +645,7 @@ static int poll_timeout(struct prun *pr, uint64_t now)
                 due = start + run->task_timeout;
         }
     }
-    if (due == UINT64_MAX)
-        return -1;
-    if (due <= now)
-        return 0;
-    uint64_t ms = (due - now + 999999) / 1000000;
-    return ms > 1000000 ? 1000000 : (int)ms;
+    return due <= now ? 0 : (int)((due - now + 999999) / 1000000);
 }
 
 static void enforce_limits(struct prun *pr, uint64_t now)
@@ -557,13 +653,13 @@ static void enforce_limits(struct prun *pr, uint64_t now)
     struct sp_run *run = pr->run;
     if (run->deadline && now >= run->deadline) {
         sp_run_stop(run, SP_STOP_DEADLINE);
-        for (unsigned k = 0; k < pr->nw; k++)
+        for (unsigned k = 0; k < pr->used; k++)
             kill_worker(&pr->pw[k], KILL_DEADLINE);
         return;
     }
     if (!run->task_timeout)
         return;
-    for (unsigned k = 0; k < pr->nw; k++) {
+    for (unsigned k = 0; k < pr->used; k++) {
         struct slot *s = &pr->sh->slots[k];
         if (pr->pw[k].pid && atomic_load(&s->current) &&
             now >= atomic_load(&s->started) + run->task_timeout)
@@ -577,33 +673,49 @@ static void event_loop(struct prun *pr)
     unsigned *who = calloc(pr->nw, sizeof *who);
     if (!pfd || !who) {
         /* Cannot wait properly: stop everything, reap, and report. */
-        free(pfd);
-        free(who);
-        for (unsigned k = 0; k < pr->nw; k++)
+        sp_run_stop(pr->run, SP_STOP_DEADLINE);
+        for (unsigned k = 0; k < pr->used; k++)
             kill_worker(&pr->pw[k], KILL_DEADLINE);
-        for (unsigned k = 0; k < pr->nw; k++)
-            if (pr->pw[k].pid)
-                worker_ended(pr, k);
-        return;
     }
-    while (alive_count(pr)) {
+    for (;;) {
+        /* Fork on demand: one more while unclaimed tasks remain, into the
+         * lowest empty slot. */
+        int more = 0;
+        if (pfd && want_worker(pr)) {
+            for (unsigned k = 0; k < pr->nw; k++) {
+                if (!pr->pw[k].pid) {
+                    more = spawn(pr, k) == 0;
+                    break;
+                }
+            }
+        }
+        if (!alive_count(pr))
+            break;
         nfds_t nfds = 0;
-        for (unsigned k = 0; k < pr->nw; k++) {
+        for (unsigned k = 0; pfd && k < pr->used; k++) {
             if (!pr->pw[k].pid)
                 continue;
             pfd[nfds] = (struct pollfd){.fd = pr->pw[k].fd, .events = POLLIN};
             who[nfds++] = k;
         }
-        int r = poll(pfd, nfds, poll_timeout(pr, sp_now()));
+        int r = poll(pfd, nfds, more ? 0 : poll_timeout(pr, sp_now()));
         if (r < 0 && errno != EINTR && errno != EAGAIN) {
-            for (unsigned k = 0; k < pr->nw; k++)
+            sp_run_stop(pr->run, SP_STOP_DEADLINE);
+            for (unsigned k = 0; k < pr->used; k++)
                 kill_worker(&pr->pw[k], KILL_DEADLINE);
         }
+        for (unsigned k = 0; k < pr->used; k++)
+            if (pr->pw[k].pid)
+                scan_ring(pr, k);
         for (nfds_t j = 0; r > 0 && j < nfds; j++) {
-            if (!pfd[j].revents)
-                continue;
-            if (drain(pr, who[j]))
+            if (pfd[j].revents && drain(pr, who[j]))
                 worker_ended(pr, who[j]);
+        }
+        if (!pfd) { /* degraded: wait for each killed worker in turn */
+            for (unsigned k = 0; k < pr->used; k++)
+                if (pr->pw[k].pid)
+                    worker_ended(pr, k);
+            break;
         }
         enforce_limits(pr, sp_now());
     }
@@ -613,10 +725,10 @@ static void event_loop(struct prun *pr)
 
 static int process_run(struct sp_run *run)
 {
-    struct prun pr = {.run = run, .nw = run->workers};
+    struct prun pr = {.run = run, .nw = run->workers, .parent = getpid()};
     int err = 0;
 
-    pr.sh_size = sizeof *pr.sh + (size_t)pr.nw * sizeof(struct slot);
+    pr.sh_size = sizeof *pr.sh + (size_t)pr.nw * (sizeof(struct slot) + RING);
     void *m = mmap(NULL, pr.sh_size, PROT_READ | PROT_WRITE,
                    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     pr.pw = calloc(pr.nw, sizeof *pr.pw);
@@ -635,19 +747,12 @@ static int process_run(struct sp_run *run)
     /* From here on the parent and every worker share one stop flag. */
     run->stop = &pr.sh->stop;
 
-    unsigned started = 0;
-    for (unsigned k = 0; k < pr.nw; k++)
-        if (spawn(&pr, k) == 0)
-            started++;
-        else
-            break;
-    if (!started) {
+    if (spawn(&pr, 0)) { /* not even one worker: nothing has run */
         err = sp_set_error(pr.spawn_err, "%s", pr.spawn_msg);
         goto out;
     }
-    run->res->workers = started;
-
     event_loop(&pr);
+    run->res->workers = pr.used;
 
     /* Every task without an outcome never started. */
     for (size_t i = 0; i < run->n; i++) {

@@ -12,7 +12,7 @@ static int serial_run(struct sp_run *run)
     run->res->workers = 1;
     for (size_t i = 0; i < run->n; i++) {
         if (sp_run_may_start(run, now))
-            now = sp_task_exec(run, i, 0, now);
+            now = sp_task_exec(run, i, 0, now, &run->res->entries[i]);
         else
             sp_task_cancel(run, i, now);
         run->res->counts[run->res->entries[i].kind]++;

@@ -152,7 +152,7 @@ static void *worker_main(void *arg)
 
     while (pop_own(p, w, &i) || claim_chunk(p, w, &i) || steal(p, w, &i)) {
         if (sp_run_may_start(run, now))
-            now = sp_task_exec(run, i, w->id, now);
+            now = sp_task_exec(run, i, w->id, now, &run->res->entries[i]);
         else
             sp_task_cancel(run, i, now);
         w->counts[run->res->entries[i].kind]++;

@@ -130,9 +130,10 @@ uint64_t sp_hash(const char *s, size_t len);
 /* results.c */
 sp_results *sp_results_alloc(size_t n);
 
-/* task.c: run task i on the calling thread; returns the end timestamp. */
+/* task.c: run task i on the calling thread, its outcome going to e
+ * (normally &run->res->entries[i]); returns the end timestamp. */
 uint64_t sp_task_exec(struct sp_run *run, size_t i, unsigned worker,
-                      uint64_t start);
+                      uint64_t start, sp_entry *e);
 /* Mark task i as never started because of the run's stop reason. */
 void sp_task_cancel(struct sp_run *run, size_t i, uint64_t now);
 /* Whether a task may still start at time now; sets the stop reason when the

@@ -199,9 +199,8 @@ static void classify(struct sp_ctx *ctx, int rc)
 }
 
 uint64_t sp_task_exec(struct sp_run *run, size_t i, unsigned worker,
-                      uint64_t start)
+                      uint64_t start, sp_entry *e)
 {
-    sp_entry *e = &run->res->entries[i];
     const sp_task *t = &run->tasks[i];
     struct sp_ctx ctx = {
         .run = run, .e = e, .index = i, .worker = worker, .start = start};

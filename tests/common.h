@@ -13,6 +13,7 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -80,6 +81,22 @@ static inline int test_main(int argc, char **argv,
         return test_main(argc, argv, tests, sizeof tests / sizeof tests[0],    \
                          suite);                                               \
     }
+
+/* Every duration a test uses is multiplied by this: 1 normally, more under
+ * valgrind (SP_TEST_SCALE in its test setup), where a freshly forked worker
+ * spends tens of milliseconds translating code before its first task. */
+static inline double test_scale(void)
+{
+    const char *s = getenv("SP_TEST_SCALE");
+    double v = s ? atof(s) : 1.0;
+    return v >= 1.0 ? v : 1.0;
+}
+
+/* ms milliseconds, scaled. */
+static inline unsigned test_ms(unsigned ms)
+{
+    return (unsigned)(ms * test_scale());
+}
 
 /* Sleep for ms milliseconds (tests keep these short). */
 static inline void test_sleep_ms(unsigned ms)

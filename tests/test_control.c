@@ -164,7 +164,7 @@ static void test_deadline(void **state)
     t[1].fn = waits_for_cancel;
     sp_options o = test_opts();
     o.max_workers = 1;
-    o.deadline = 0.05;
+    o.deadline = 0.05 * test_scale();
     sp_results *res = NULL;
     assert_int_equal(simple_parallel(t, N, &o, &res), 0);
     assert_int_equal(sp_entry_kind(sp_results_at(res, 0)), SP_KIND_OK);
@@ -178,7 +178,7 @@ static void test_deadline(void **state)
         assert_int_equal(sp_entry_code(e), SP_ETIMEDOUT);
         assert_non_null(strstr(sp_entry_message(e), "deadline"));
     }
-    assert_true(sp_entry_end(e) >= 0.049);
+    assert_true(sp_entry_end(e) >= 0.049 * test_scale());
     for (size_t i = 2; i < N; i++) {
         e = sp_results_at(res, i);
         assert_int_equal(sp_entry_kind(e), SP_KIND_CANCELLED);
@@ -192,11 +192,12 @@ static void test_deadline(void **state)
 static void test_deadline_keeps_late_success(void **state)
 {
     (void)state;
-    sp_task t[] = {{.key = "late", .fn = stubborn, .arg = (void *)60},
+    sp_task t[] = {{.key = "late", .fn = stubborn,
+                    .arg = (void *)(uintptr_t)test_ms(60)},
                    {.key = "never", .fn = quick}};
     sp_options o = test_opts();
     o.max_workers = 1;
-    o.deadline = 0.02;
+    o.deadline = 0.02 * test_scale();
     sp_results *res = NULL;
     assert_int_equal(simple_parallel(t, 2, &o, &res), 0);
     const sp_entry *e = sp_results_get(res, "late");
@@ -224,13 +225,14 @@ static void test_task_timeout(void **state)
     t[2].fn = waits_for_cancel;
     sp_options o = test_opts();
     o.max_workers = 2;
-    o.task_timeout = 0.03;
+    o.task_timeout = 0.03 * test_scale();
     sp_results *res = NULL;
     assert_int_equal(simple_parallel(t, N, &o, &res), 0);
     assert_int_equal(sp_results_ok(res), N - 1);
     const sp_entry *e = sp_results_at(res, 2);
     assert_int_equal(sp_entry_kind(e), SP_KIND_TIMED_OUT);
-    assert_true(sp_entry_end(e) - sp_entry_start(e) >= 0.029);
+    assert_true(sp_entry_end(e) - sp_entry_start(e) >=
+                0.029 * test_scale());
     /* On process the parent's kill may come first. */
     if (test_backend != SP_BACKEND_PROCESS || sp_entry_code(e) == 9)
         assert_string_equal(sp_entry_message(e), "gave up: cancelled");

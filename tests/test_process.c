@@ -232,7 +232,7 @@ static void test_timeout_replaces_worker(void **state)
         t[i] = (sp_task){.key = keys[i], .fn = i % 3 == 1 ? hangs : ok_task};
     }
     sp_options o = {.backend = SP_BACKEND_PROCESS, .max_workers = 2,
-                    .task_timeout = 0.05};
+                    .task_timeout = 0.05 * test_scale()};
     sp_results *res = NULL;
     assert_int_equal(simple_parallel(t, N, &o, &res), 0);
     for (size_t i = 0; i < N; i++) {
@@ -240,7 +240,8 @@ static void test_timeout_replaces_worker(void **state)
         if (i % 3 == 1) {
             assert_int_equal(sp_entry_kind(e), SP_KIND_TIMED_OUT);
             assert_int_equal(sp_entry_code(e), SP_ETIMEDOUT);
-            assert_true(sp_entry_end(e) - sp_entry_start(e) >= 0.049);
+            assert_true(sp_entry_end(e) - sp_entry_start(e) >=
+                        0.049 * test_scale());
         } else {
             assert_int_equal(sp_entry_kind(e), SP_KIND_OK);
         }
@@ -256,10 +257,8 @@ static void test_deadline_kills_running(void **state)
                    {.key = "hang1", .fn = hangs},
                    {.key = "hang2", .fn = hangs},
                    {.key = "later", .fn = ok_task}};
-    /* Generous enough for both hanging tasks to have started even under
-     * valgrind, where forking a worker takes tens of milliseconds. */
     sp_options o = {.backend = SP_BACKEND_PROCESS, .max_workers = 2,
-                    .deadline = 0.3};
+                    .deadline = 0.1 * test_scale()};
     sp_results *res = NULL;
     assert_int_equal(simple_parallel(t, 4, &o, &res), 0);
     assert_int_equal(sp_entry_kind(sp_results_get(res, "ok")), SP_KIND_OK);
@@ -270,7 +269,7 @@ static void test_deadline_kills_running(void **state)
                      SP_KIND_TIMED_OUT);
     assert_int_equal(sp_entry_kind(sp_results_get(res, "later")),
                      SP_KIND_CANCELLED);
-    assert_true(sp_results_elapsed(res) >= 0.3);
+    assert_true(sp_results_elapsed(res) >= 0.1 * test_scale());
     sp_results_free(res);
     assert_no_children();
 }

@@ -178,14 +178,14 @@ static void test_timeline_overlap(void **state)
     const char *keys[] = {"a", "b", "c", "d"};
     for (int i = 0; i < 4; i++)
         t[i] = (sp_task){.key = keys[i], .fn = slow_ms,
-                         .arg = (void *)(uintptr_t)30};
+                         .arg = (void *)(uintptr_t)test_ms(30)};
     sp_options o = test_opts();
     o.max_workers = 4;
     sp_results *res = NULL;
     assert_int_equal(simple_parallel(t, 4, &o, &res), 0);
     assert_int_equal(sp_results_ok(res), 4);
     const sp_entry *a = sp_results_get(res, "a"), *d = sp_results_get(res, "d");
-    assert_true(sp_entry_end(a) - sp_entry_start(a) >= 0.029);
+    assert_true(sp_entry_end(a) - sp_entry_start(a) >= 0.029 * test_scale());
     if (test_backend == SP_BACKEND_SERIAL) {
         assert_true(sp_entry_start(d) >= sp_entry_end(a));
     } else {
