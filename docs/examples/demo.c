@@ -2,10 +2,13 @@
 /* simplepar-demo: seed 001's ticker example in C. Seven "API calls" that
  * each take 0.1-0.3 s (one of them fails) run on every backend; the demo
  * streams completions as they happen, prints the keyed results and the
- * speedup over the serial run.
+ * speedup over the serial run. Then the same table runs on forked worker
+ * processes with two more tasks, one that segfaults and one that hangs
+ * past its time limit, and every other key still comes back.
  *
  *   simplepar-demo [--scale S]   S multiplies every delay (default 1.0)
  */
+#define _POSIX_C_SOURCE 200809L /* nanosleep, pause */
 #include <simplepar.h>
 
 #include <stdint.h>
@@ -13,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static const char *const tickers[] = {"AAPL", "GOOG", "NFLX", "TSLA",
                                       "META", "AMZN", "NVDA"};
@@ -43,6 +47,24 @@ static int fetch_quote(sp_ctx *ctx, void *arg)
                           c->ticker, 50 + h % 400, h % 100);
 }
 
+static int segfault(sp_ctx *ctx, void *arg)
+{
+    (void)ctx;
+    (void)arg;
+    volatile uintptr_t addr = 64; /* an address nothing is mapped at */
+    *(volatile int *)addr = 1;
+    return 0;
+}
+
+static int hang(sp_ctx *ctx, void *arg)
+{
+    (void)ctx;
+    (void)arg;
+    for (;;)
+        pause();
+    return 0;
+}
+
 static int progress(const sp_entry *e, void *user)
 {
     (void)user;
@@ -53,12 +75,13 @@ static int progress(const sp_entry *e, void *user)
 }
 
 static double run(const char *label, sp_backend backend, sp_task *tasks,
-                  int show)
+                  size_t n, double timeout, int show)
 {
-    sp_options o = {.backend = backend, .on_done = progress};
+    sp_options o = {.backend = backend, .on_done = progress,
+                    .task_timeout = timeout};
     sp_results *res;
     printf("\n== %s backend\n", label);
-    if (simple_parallel(tasks, N_TICKERS, &o, &res)) {
+    if (simple_parallel(tasks, n, &o, &res)) {
         fprintf(stderr, "simple_parallel: %s\n", sp_last_error());
         exit(1);
     }
@@ -99,7 +122,7 @@ int main(int argc, char **argv)
     }
 
     struct call calls[N_TICKERS];
-    sp_task tasks[N_TICKERS];
+    sp_task tasks[N_TICKERS + 2];
     for (size_t i = 0; i < N_TICKERS; i++) {
         calls[i] = (struct call){tickers[i], scale * (0.1 + 0.03 * (double)i)};
         tasks[i] = (sp_task){.key = tickers[i], .fn = fetch_quote,
@@ -109,8 +132,23 @@ int main(int argc, char **argv)
            sp_version_string(), N_TICKERS, calls[0].delay,
            calls[N_TICKERS - 1].delay);
 
-    double serial = run("serial", SP_BACKEND_SERIAL, tasks, 0);
-    double thread = run("thread", SP_BACKEND_THREAD, tasks, 1);
-    printf("\nspeedup over serial: thread %.2fx\n", serial / thread);
+    double serial = run("serial", SP_BACKEND_SERIAL, tasks, N_TICKERS, 0, 0);
+    double thread = run("thread", SP_BACKEND_THREAD, tasks, N_TICKERS, 0, 1);
+    double process =
+        run("process", SP_BACKEND_PROCESS, tasks, N_TICKERS, 0, 0);
+    printf("\nspeedup over serial: thread %.2fx, process %.2fx\n"
+           "(the process backend defaults to one worker per core: it is for "
+           "CPU-bound work\nand for isolation; waiting on I/O wants "
+           "threads)\n",
+           serial / thread, serial / process);
+
+    /* Crash isolation: the same table plus a task that segfaults and one
+     * that hangs, with a per-task time limit, on worker processes. */
+    tasks[N_TICKERS] = (sp_task){.key = "CRASH", .fn = segfault};
+    tasks[N_TICKERS + 1] = (sp_task){.key = "HANG", .fn = hang};
+    printf("\nNow with a task that segfaults and one that hangs "
+           "(task_timeout %.2f s):",
+           scale * 0.5);
+    run("process", SP_BACKEND_PROCESS, tasks, N_TICKERS + 2, scale * 0.5, 1);
     return 0;
 }
