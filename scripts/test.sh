@@ -5,9 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
-sp_ensure_deps clang valgrind
+# clang's sanitizer runtimes are a separate package on Debian 12.
+sp_ensure_deps clang libclang-rt-14-dev valgrind
 
 jobs=$(nproc 2>/dev/null || echo 2)
+passed=0 failed=0
 
 run() { # name, then meson setup arguments
   local name=$1; shift
@@ -18,7 +20,15 @@ run() { # name, then meson setup arguments
       || { cat "$dir.setup.log"; return 1; }
   fi
   ninja -C "$dir" --quiet
-  meson test -C "$dir" --print-errorlogs --num-processes "$jobs" ${SP_TEST_SETUP:+--setup "$SP_TEST_SETUP"}
+  local log=$dir.test.log status=0
+  meson test -C "$dir" --print-errorlogs --num-processes "$jobs" \
+    ${SP_TEST_SETUP:+--setup "$SP_TEST_SETUP"} 2>&1 | tee "$log" || status=1
+  passed=$((passed + $(awk '/^Ok:/ {print $2}' "$log")))
+  failed=$((failed + $(awk '/^(Fail|Timeout):/ {s += $2} END {print s + 0}' "$log")))
+  if [ $status -ne 0 ]; then
+    echo "$passed passed, $failed failed"
+    return 1
+  fi
 }
 
 run gcc-O2   -Dbuildtype=debugoptimized
@@ -29,3 +39,4 @@ run asan-ubsan -Dbuildtype=debug -Db_sanitize=address,undefined \
 CC=clang run tsan -Dbuildtype=debugoptimized -Db_sanitize=thread -Db_lundef=false
 SP_TEST_SETUP=valgrind run valgrind -Dbuildtype=debug
 echo "=== all test configurations passed"
+echo "$passed passed, $failed failed"
