@@ -251,8 +251,8 @@ static void report(const struct workload *w, struct config *cs, int nc,
     for (int c = 0; c < nc; c++) {
         char label[48];
         snprintf(label, sizeof label, "%s(%u)", cs[c].label, cs[c].workers);
-        double ratio = ideal > 0 ? st[c].median / ideal
-                                 : st[c].median / st[base].median;
+        double ratio =
+            ideal > 0 ? st[c].median / ideal : st[c].median / st[base].median;
         printf("  %-16s %10.4f %11.4f..%-11.4f %11.3fx\n", label,
                st[c].median * scale, st[c].min * scale, st[c].max * scale,
                ratio);
@@ -261,8 +261,7 @@ static void report(const struct workload *w, struct config *cs, int nc,
         free(cs[c].samples);
     }
     if (ideal <= 0)
-        printf("  baseline: %s; speedup over it = 1 / ratio\n",
-               cs[base].label);
+        printf("  baseline: %s; speedup over it = 1 / ratio\n", cs[base].label);
     printf("  checksum %llu: %s\n", (unsigned long long)cs[0].checksum,
            same ? "identical on every backend" : "DIFFERS between backends");
     if (!same)
@@ -324,7 +323,9 @@ static void bench_overhead_process(size_t n, unsigned workers, int reps)
 static void bench_sleep(const char *name, size_t n, unsigned ms,
                         unsigned workers, int with_process, int reps)
 {
-    struct workload w = {.name = name, .n = n, .naive = naive_sleep,
+    struct workload w = {.name = name,
+                         .n = n,
+                         .naive = naive_sleep,
                          .naive_arg = (void *)(uintptr_t)ms};
     build(&w, sleep_task, (void *)(uintptr_t)ms);
     struct config cs[] = {
@@ -345,9 +346,9 @@ static void bench_sleep(const char *name, size_t n, unsigned ms,
 /* seed 001's log files: 100 x 10,000 lines, a fixed seed. */
 static char *make_logs(size_t files, size_t lines, char ***paths)
 {
-    static const char *const endpoints[] = {
-        "/api/v1/login", "/api/v1/users", "/api/v1/products",
-        "/api/v1/orders", "/api/v1/cart"};
+    static const char *const endpoints[] = {"/api/v1/login", "/api/v1/users",
+                                            "/api/v1/products",
+                                            "/api/v1/orders", "/api/v1/cart"};
     static const int status[] = {200, 400, 500};
     const char *tmp = getenv("TMPDIR");
     char tmpl[512];
@@ -448,8 +449,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    static const char *const all[] = {"overhead", "overhead-process",
-                                      "sleep", "sleep-wide", "logcount"};
+    static const char *const all[] = {"overhead", "overhead-process", "sleep",
+                                      "sleep-wide", "logcount"};
     if (!nchosen)
         for (size_t k = 0; k < sizeof all / sizeof *all; k++)
             chosen[nchosen++] = all[k];

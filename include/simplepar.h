@@ -39,7 +39,8 @@ extern "C" {
 #define SP_VERSION_MAJOR 0
 #define SP_VERSION_MINOR 1
 #define SP_VERSION_PATCH 0
-/** The version as one comparable number: major * 10000 + minor * 100 + patch. */
+/** The version as one comparable number: major * 10000 + minor * 100 + patch.
+ */
 #define SP_VERSION_NUMBER                                                      \
     (SP_VERSION_MAJOR * 10000 + SP_VERSION_MINOR * 100 + SP_VERSION_PATCH)
 /** @} */
@@ -228,8 +229,7 @@ SP_API int sp_set_resultf(sp_ctx *ctx, const char *fmt, ...) SP_PRINTF(2, 3);
  * @param fmt  printf format for the message; NULL records no message.
  * @return the recorded (non-zero) code.
  */
-SP_API int sp_fail(sp_ctx *ctx, int code, const char *fmt, ...)
-    SP_PRINTF(3, 4);
+SP_API int sp_fail(sp_ctx *ctx, int code, const char *fmt, ...) SP_PRINTF(3, 4);
 
 /** @brief va_list form of sp_fail(). */
 SP_API int sp_vfail(sp_ctx *ctx, int code, const char *fmt, va_list ap)
@@ -277,7 +277,7 @@ typedef struct sp_entry sp_entry;
 
 /** How a task ended. */
 typedef enum sp_kind {
-    SP_KIND_OK = 0,   /**< returned 0; its result bytes are in the entry */
+    SP_KIND_OK = 0,        /**< returned 0; its result bytes are in the entry */
     SP_KIND_FAILED = 1,    /**< returned non-zero or called sp_fail() */
     SP_KIND_CRASHED = 2,   /**< its worker process died (signal, exit); process
                            backend only */
@@ -453,8 +453,8 @@ typedef struct sp_options {
     /** ::SP_COLLECT_ALL (default) or ::SP_FAIL_FAST. */
     sp_policy on_error;
     /** Overall deadline in seconds from the call's start; 0 = none.
-     *  Tasks not started by then come back ::SP_KIND_CANCELLED; running tasks see
-     *  sp_cancelled() (threads, serial) and the call returns when they do.
+     *  Tasks not started by then come back ::SP_KIND_CANCELLED; running tasks
+     * see sp_cancelled() (threads, serial) and the call returns when they do.
      *  Must be finite and >= 0. */
     double deadline;
     /** Completion callback; NULL = none. */

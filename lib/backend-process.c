@@ -95,8 +95,8 @@ struct prun {
     int spawn_err;       /* why the last spawn failed, 0 = none did */
     int spawn_blocked;   /* a spawn failed: retry once a worker ends */
     char spawn_msg[128];
-    unsigned cur;        /* worker whose frames are being decoded */
-    pid_t parent;        /* for workers: the process to outlive */
+    unsigned cur; /* worker whose frames are being decoded */
+    pid_t parent; /* for workers: the process to outlive */
 };
 
 static unsigned char *ring_of(const struct prun *pr, unsigned k)
@@ -121,7 +121,7 @@ static void on_fatal_signal(int sig)
 
 static void install_crash_handlers(struct slot *s)
 {
-    static const int fatal[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE,
+    static const int fatal[] = {SIGSEGV, SIGBUS,  SIGILL, SIGFPE,
                                 SIGABRT, SIGTRAP, SIGSYS};
     crash_slot = s;
     struct sigaction sa;
@@ -259,8 +259,7 @@ static _Noreturn void worker_main(struct prun *pr, unsigned k, int wfd)
 
 /* ---- the parent side ---------------------------------------------------- */
 
-static int set_spawn_error(struct prun *pr, int code, const char *what,
-                           int err)
+static int set_spawn_error(struct prun *pr, int code, const char *what, int err)
 {
     char buf[96] = "";
     strerror_r(err, buf, sizeof buf);
@@ -409,25 +408,44 @@ static void kill_worker(struct pworker *w, int why)
 static const char *signal_name(int sig)
 {
     switch (sig) {
-    case SIGSEGV: return "SIGSEGV";
-    case SIGBUS: return "SIGBUS";
-    case SIGILL: return "SIGILL";
-    case SIGFPE: return "SIGFPE";
-    case SIGABRT: return "SIGABRT";
-    case SIGTRAP: return "SIGTRAP";
-    case SIGSYS: return "SIGSYS";
-    case SIGKILL: return "SIGKILL";
-    case SIGTERM: return "SIGTERM";
-    case SIGINT: return "SIGINT";
-    case SIGQUIT: return "SIGQUIT";
-    case SIGHUP: return "SIGHUP";
-    case SIGPIPE: return "SIGPIPE";
-    case SIGALRM: return "SIGALRM";
-    case SIGUSR1: return "SIGUSR1";
-    case SIGUSR2: return "SIGUSR2";
-    case SIGXCPU: return "SIGXCPU";
-    case SIGXFSZ: return "SIGXFSZ";
-    default: return "a signal";
+    case SIGSEGV:
+        return "SIGSEGV";
+    case SIGBUS:
+        return "SIGBUS";
+    case SIGILL:
+        return "SIGILL";
+    case SIGFPE:
+        return "SIGFPE";
+    case SIGABRT:
+        return "SIGABRT";
+    case SIGTRAP:
+        return "SIGTRAP";
+    case SIGSYS:
+        return "SIGSYS";
+    case SIGKILL:
+        return "SIGKILL";
+    case SIGTERM:
+        return "SIGTERM";
+    case SIGINT:
+        return "SIGINT";
+    case SIGQUIT:
+        return "SIGQUIT";
+    case SIGHUP:
+        return "SIGHUP";
+    case SIGPIPE:
+        return "SIGPIPE";
+    case SIGALRM:
+        return "SIGALRM";
+    case SIGUSR1:
+        return "SIGUSR1";
+    case SIGUSR2:
+        return "SIGUSR2";
+    case SIGXCPU:
+        return "SIGXCPU";
+    case SIGXFSZ:
+        return "SIGXFSZ";
+    default:
+        return "a signal";
     }
 }
 
@@ -445,8 +463,9 @@ static void describe_end(struct prun *pr, unsigned k, int have_status,
 
     switch (w->kill_why) {
     case KILL_TIMEOUT:
-        snprintf(out, outlen, "killed after running longer than the "
-                              "task_timeout of %g s",
+        snprintf(out, outlen,
+                 "killed after running longer than the "
+                 "task_timeout of %g s",
                  pr->run->opts.task_timeout);
         return;
     case KILL_DEADLINE:
@@ -454,8 +473,9 @@ static void describe_end(struct prun *pr, unsigned k, int have_status,
                  pr->run->opts.deadline);
         return;
     case KILL_PROTO:
-        snprintf(out, outlen, "worker killed after a malformed result "
-                              "frame: %s",
+        snprintf(out, outlen,
+                 "worker killed after a malformed result "
+                 "frame: %s",
                  w->proto_err);
         return;
     default:
@@ -471,8 +491,9 @@ static void describe_end(struct prun *pr, unsigned k, int have_status,
         e->signo = SP_EXITED;
         e->exit_status = (uint8_t)WEXITSTATUS(status);
     } else {
-        snprintf(out, outlen, "worker died; its exit status is unavailable "
-                              "(SIGCHLD ignored or reaped elsewhere)");
+        snprintf(out, outlen,
+                 "worker died; its exit status is unavailable "
+                 "(SIGCHLD ignored or reaped elsewhere)");
     }
 }
 
@@ -598,9 +619,9 @@ static void worker_ended(struct prun *pr, unsigned k)
         }
         int timed = w->kill_why == KILL_TIMEOUT || w->kill_why == KILL_DEADLINE;
         parent_outcome(pr, i, timed ? SP_KIND_TIMED_OUT : SP_KIND_CRASHED,
-                       timed ? SP_ETIMEDOUT
-                             : w->kill_why == KILL_PROTO ? SP_EPROTO
-                                                         : SP_ECRASHED,
+                       timed                       ? SP_ETIMEDOUT
+                       : w->kill_why == KILL_PROTO ? SP_EPROTO
+                                                   : SP_ECRASHED,
                        atomic_load(&s->started), k, msg);
     }
     w->pid = 0;
@@ -638,9 +659,8 @@ static int poll_timeout(struct prun *pr, uint64_t now)
                 continue;
             struct slot *s = &pr->sh->slots[k];
             /* An idle worker may start a task right now. */
-            uint64_t start = atomic_load(&s->current)
-                                 ? atomic_load(&s->started)
-                                 : now;
+            uint64_t start =
+                atomic_load(&s->current) ? atomic_load(&s->started) : now;
             if (start + run->task_timeout < due)
                 due = start + run->task_timeout;
         }
@@ -735,8 +755,8 @@ static int process_run(struct sp_run *run)
     pr.have = calloc(run->n, 1);
     pr.buf = malloc(READ_BUF);
     if (m == MAP_FAILED || !pr.pw || !pr.have || !pr.buf) {
-        err = sp_set_error(SP_ENOMEM, "cannot set up %u worker processes",
-                           pr.nw);
+        err =
+            sp_set_error(SP_ENOMEM, "cannot set up %u worker processes", pr.nw);
         goto out;
     }
     pr.sh = m;

@@ -36,7 +36,7 @@ struct pool {
     struct sp_run *run;
     struct worker *workers;
     unsigned nworkers; /* planned; workers past the created ones stay empty */
-    _Alignas(64) _Atomic size_t next; /* first index no chunk has claimed */
+    _Alignas(64) _Atomic size_t next;   /* first index no chunk has claimed */
     _Alignas(64) _Atomic int stealable; /* ranges holding >= 2 tasks */
     /* completion queue, only with on_done */
     _Alignas(64) _Atomic size_t done_tail;
@@ -67,10 +67,9 @@ static bool pop_own(struct pool *p, struct worker *w, size_t *i)
         uint32_t lo = (uint32_t)r, hi = (uint32_t)(r >> 32);
         if (lo >= hi)
             return false;
-        if (atomic_compare_exchange_weak_explicit(&w->range, &r,
-                                                  pack(lo + 1, hi),
-                                                  memory_order_relaxed,
-                                                  memory_order_relaxed)) {
+        if (atomic_compare_exchange_weak_explicit(
+                &w->range, &r, pack(lo + 1, hi), memory_order_relaxed,
+                memory_order_relaxed)) {
             if (hi - lo == 2)
                 atomic_fetch_sub_explicit(&p->stealable, 1,
                                           memory_order_relaxed);
@@ -128,8 +127,8 @@ static bool steal(struct pool *p, struct worker *w, size_t *i)
 
 static void publish(struct pool *p, size_t i)
 {
-    size_t s = atomic_fetch_add_explicit(&p->done_tail, 1,
-                                         memory_order_relaxed);
+    size_t s =
+        atomic_fetch_add_explicit(&p->done_tail, 1, memory_order_relaxed);
     /* seq_cst store then seq_cst load: pairs with the caller's store of
      * 'sleeping' and load of the slot, so one of the two always sees the
      * other and no wake-up is lost. */
@@ -167,8 +166,7 @@ static void drain(struct pool *p)
 {
     struct sp_run *run = p->run;
     for (size_t head = 0; head < run->n;) {
-        uint32_t v = atomic_load_explicit(&p->done[head],
-                                          memory_order_acquire);
+        uint32_t v = atomic_load_explicit(&p->done[head], memory_order_acquire);
         if (!v) {
             atomic_store(&p->sleeping, 1);
             v = atomic_load(&p->done[head]);
@@ -183,8 +181,7 @@ static void drain(struct pool *p)
             if (!v)
                 continue;
         }
-        if (run->opts.on_done(&run->res->entries[v - 1],
-                              run->opts.on_done_arg))
+        if (run->opts.on_done(&run->res->entries[v - 1], run->opts.on_done_arg))
             sp_run_stop(run, SP_STOP_CALLBACK);
         head++;
     }
@@ -201,8 +198,7 @@ static int thread_run(struct sp_run *run)
     if (run->opts.on_done)
         p.done = calloc(run->n, sizeof *p.done);
     if (!p.workers || (run->opts.on_done && !p.done)) {
-        err = sp_set_error(SP_ENOMEM, "cannot allocate %u workers",
-                           p.nworkers);
+        err = sp_set_error(SP_ENOMEM, "cannot allocate %u workers", p.nworkers);
         goto out_free;
     }
     for (unsigned k = 0; k < p.nworkers; k++) {

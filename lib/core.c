@@ -40,8 +40,7 @@ static int check_options(const sp_options *o)
     SP_CHECK(o->on_error == SP_COLLECT_ALL || o->on_error == SP_FAIL_FAST,
              SP_EOPTION, "on_error %d is not a valid sp_policy",
              (int)o->on_error);
-    SP_CHECK(isfinite(o->deadline) && o->deadline >= 0 &&
-                 o->deadline < 1e9,
+    SP_CHECK(isfinite(o->deadline) && o->deadline >= 0 && o->deadline < 1e9,
              SP_EOPTION,
              "deadline %g must be finite, >= 0 and below 1e9 seconds",
              o->deadline);

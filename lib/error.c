@@ -46,8 +46,8 @@ int sp_set_error(int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    int len = snprintf(last_error, sizeof last_error, "%s: ",
-                       sp_err_name(code));
+    int len =
+        snprintf(last_error, sizeof last_error, "%s: ", sp_err_name(code));
     if (len < 0 || (size_t)len >= sizeof last_error)
         len = 0;
     vsnprintf(last_error + len, sizeof last_error - (size_t)len, fmt, ap);
@@ -68,8 +68,8 @@ SP_API const char *sp_version_string(void)
 
 SP_API const char *sp_kind_name(sp_kind kind)
 {
-    static const char *const names[] = {"OK", "FAILED", "CRASHED",
-                                        "TIMED_OUT", "CANCELLED"};
+    static const char *const names[] = {"OK", "FAILED", "CRASHED", "TIMED_OUT",
+                                        "CANCELLED"};
     if ((unsigned)kind < sizeof names / sizeof names[0])
         return names[kind];
     return "UNKNOWN";

@@ -16,17 +16,17 @@
 /* One entry of the results map. Written only by the worker running its task
  * (or, for cancelled tasks, the worker that skipped it); published to the
  * caller by the completion queue or by joining the worker. */
-struct sp_entry { /* 64 bytes on LP64: one cache line */
+struct sp_entry {        /* 64 bytes on LP64: one cache line */
     const char *key;     /* into sp_results.keys */
     unsigned char *data; /* owned, len + 1 bytes (NUL-terminated) or NULL */
     size_t len;
-    const char *msg;     /* owned when msg_owned, else static; NULL = "" */
-    uint64_t t_start;    /* ns since the call started */
+    const char *msg;  /* owned when msg_owned, else static; NULL = "" */
+    uint64_t t_start; /* ns since the call started */
     uint64_t t_end;
     int code;
     uint32_t index;
     uint32_t worker;
-    uint8_t kind;        /* sp_kind */
+    uint8_t kind; /* sp_kind */
     uint8_t msg_owned;
     uint8_t signo;       /* CRASHED: the signal that killed the worker */
     uint8_t exit_status; /* CRASHED: exit status, valid when SP_EXITED */
@@ -43,11 +43,11 @@ struct sp_keys {
 
 struct sp_results {
     size_t n;
-    size_t ready;      /* entries initialised so far (all n once indexed) */
-    sp_entry *entries; /* n entries, input order */
+    size_t ready;         /* entries initialised so far (all n once indexed) */
+    sp_entry *entries;    /* n entries, input order */
     struct sp_keys *keys; /* chain of arenas holding every key */
-    uint64_t *slots;   /* open-addressing index: hash32 << 32 | (index + 1) */
-    size_t mask;       /* slot count - 1 */
+    uint64_t *slots; /* open-addressing index: hash32 << 32 | (index + 1) */
+    size_t mask;     /* slot count - 1 */
     uint64_t elapsed_ns;
     unsigned workers;
     size_t counts[5]; /* per sp_kind, filled by the backend */
@@ -76,10 +76,10 @@ struct sp_run {
     const sp_task *tasks;
     size_t n;
     sp_results *res;
-    sp_options opts;     /* validated copy, defaults resolved */
-    unsigned workers;    /* workers planned for this run */
-    uint64_t t0;         /* CLOCK_MONOTONIC ns at entry */
-    uint64_t deadline;   /* absolute ns, 0 = none */
+    sp_options opts;       /* validated copy, defaults resolved */
+    unsigned workers;      /* workers planned for this run */
+    uint64_t t0;           /* CLOCK_MONOTONIC ns at entry */
+    uint64_t deadline;     /* absolute ns, 0 = none */
     uint64_t task_timeout; /* ns, 0 = none */
     /* enum sp_stop. Points at stop_local, or, in a forked worker, at the
      * flag the parent shares with every worker. */

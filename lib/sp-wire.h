@@ -15,8 +15,8 @@
 
 #define SP_WIRE_MAGIC 0x31465053u /* "SPF1" little-endian */
 #define SP_WIRE_HEADER 48
-#define SP_WIRE_MAX_MSG (64u * 1024)             /* longest message */
-#define SP_WIRE_MAX_DATA ((uint64_t)1 << 40)     /* largest result: 1 TiB */
+#define SP_WIRE_MAX_MSG (64u * 1024)         /* longest message */
+#define SP_WIRE_MAX_DATA ((uint64_t)1 << 40) /* largest result: 1 TiB */
 
 struct sp_wire_header {
     uint32_t magic;

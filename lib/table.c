@@ -107,8 +107,7 @@ static int insert_block(const sp_task *tasks, sp_results *res, size_t lo,
             PREFETCH(&res->slots[hs[i + 16 - lo] & res->mask]);
         const char *key = tasks[i].key;
         uint64_t h = hs[i - lo], tag = h >> 32;
-        for (size_t pos = (size_t)h & res->mask;;
-             pos = (pos + 1) & res->mask) {
+        for (size_t pos = (size_t)h & res->mask;; pos = (pos + 1) & res->mask) {
             uint64_t slot = res->slots[pos];
             if (!slot) {
                 res->slots[pos] = tag << 32 | (uint64_t)(i + 1);
@@ -153,8 +152,8 @@ int sp_table_index(const sp_task *tasks, size_t n, sp_results *res)
         }
         struct sp_keys *k = malloc(sizeof *k + total + 1);
         if (!k)
-            return sp_set_error(SP_ENOMEM,
-                                "cannot allocate %zu bytes of keys", total);
+            return sp_set_error(SP_ENOMEM, "cannot allocate %zu bytes of keys",
+                                total);
         k->next = NULL;
         *tail = k;
         tail = &k->next;

@@ -6,9 +6,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
 # clang's sanitizer runtimes are a separate package on Debian 12.
-sp_ensure_deps clang libclang-rt-14-dev valgrind
+sp_ensure_deps clang libclang-rt-14-dev valgrind clang-format g++
 
 jobs=$(nproc 2>/dev/null || echo 2)
+
+echo "=== format: clang-format --dry-run on every C file"
+if git rev-parse --git-dir >/dev/null 2>&1; then
+  git ls-files '*.c' '*.h' | xargs clang-format --dry-run -Werror
+else
+  find lib include tests bench docs -name '*.[ch]' | xargs clang-format --dry-run -Werror
+fi
 passed=0 failed=0
 
 run() { # name, then meson setup arguments

@@ -199,9 +199,9 @@ static void test_deadline(void **state)
 static void test_deadline_keeps_late_success(void **state)
 {
     (void)state;
-    sp_task t[] = {{.key = "late", .fn = stubborn,
-                    .arg = (void *)(uintptr_t)test_ms(60)},
-                   {.key = "never", .fn = quick}};
+    sp_task t[] = {
+        {.key = "late", .fn = stubborn, .arg = (void *)(uintptr_t)test_ms(60)},
+        {.key = "never", .fn = quick}};
     sp_options o = test_opts();
     o.max_workers = 1;
     o.deadline = 0.02 * test_scale();
@@ -238,8 +238,7 @@ static void test_task_timeout(void **state)
     assert_int_equal(sp_results_ok(res), N - 1);
     const sp_entry *e = sp_results_at(res, 2);
     assert_int_equal(sp_entry_kind(e), SP_KIND_TIMED_OUT);
-    assert_true(sp_entry_end(e) - sp_entry_start(e) >=
-                0.029 * test_scale());
+    assert_true(sp_entry_end(e) - sp_entry_start(e) >= 0.029 * test_scale());
     /* On process the parent's kill may come first. */
     if (test_backend != SP_BACKEND_PROCESS || sp_entry_code(e) == 9)
         assert_string_equal(sp_entry_message(e), "gave up: cancelled");
@@ -304,11 +303,14 @@ static void test_nested(void **state)
 {
     (void)state;
     sp_task t[] = {
-        {.key = "on-thread", .fn = nested,
+        {.key = "on-thread",
+         .fn = nested,
          .arg = (void *)(uintptr_t)SP_BACKEND_THREAD},
-        {.key = "on-serial", .fn = nested,
+        {.key = "on-serial",
+         .fn = nested,
          .arg = (void *)(uintptr_t)SP_BACKEND_SERIAL},
-        {.key = "on-thread-2", .fn = nested,
+        {.key = "on-thread-2",
+         .fn = nested,
          .arg = (void *)(uintptr_t)SP_BACKEND_THREAD},
     };
     sp_options o = test_opts();

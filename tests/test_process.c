@@ -206,8 +206,7 @@ static void reaper(int sig)
 static void test_caller_sigchld_handler(void **state)
 {
     (void)state;
-    struct sigaction sa = {.sa_handler = reaper, .sa_flags = SA_RESTART},
-                     old;
+    struct sigaction sa = {.sa_handler = reaper, .sa_flags = SA_RESTART}, old;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGCHLD, &sa, &old);
     int rc;
@@ -231,7 +230,8 @@ static void test_timeout_replaces_worker(void **state)
         snprintf(keys[i], sizeof keys[i], "t%zu", i);
         t[i] = (sp_task){.key = keys[i], .fn = i % 3 == 1 ? hangs : ok_task};
     }
-    sp_options o = {.backend = SP_BACKEND_PROCESS, .max_workers = 2,
+    sp_options o = {.backend = SP_BACKEND_PROCESS,
+                    .max_workers = 2,
                     .task_timeout = 0.05 * test_scale()};
     sp_results *res = NULL;
     assert_int_equal(simple_parallel(t, N, &o, &res), 0);
@@ -257,7 +257,8 @@ static void test_deadline_kills_running(void **state)
                    {.key = "hang1", .fn = hangs},
                    {.key = "hang2", .fn = hangs},
                    {.key = "later", .fn = ok_task}};
-    sp_options o = {.backend = SP_BACKEND_PROCESS, .max_workers = 2,
+    sp_options o = {.backend = SP_BACKEND_PROCESS,
+                    .max_workers = 2,
                     .deadline = 0.1 * test_scale()};
     sp_results *res = NULL;
     assert_int_equal(simple_parallel(t, 4, &o, &res), 0);

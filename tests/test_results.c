@@ -177,7 +177,8 @@ static void test_timeline_overlap(void **state)
     sp_task t[4];
     const char *keys[] = {"a", "b", "c", "d"};
     for (int i = 0; i < 4; i++)
-        t[i] = (sp_task){.key = keys[i], .fn = slow_ms,
+        t[i] = (sp_task){.key = keys[i],
+                         .fn = slow_ms,
                          .arg = (void *)(uintptr_t)test_ms(30)};
     sp_options o = test_opts();
     o.max_workers = 4;
@@ -220,8 +221,8 @@ static void test_one_mib_payloads(void **state)
     sp_task t[N];
     for (int i = 0; i < N; i++) {
         snprintf(keys[i], sizeof keys[i], "big%d", i);
-        t[i] = (sp_task){.key = keys[i], .fn = big,
-                         .arg = (void *)(uintptr_t)i};
+        t[i] =
+            (sp_task){.key = keys[i], .fn = big, .arg = (void *)(uintptr_t)i};
     }
     sp_options o = test_opts();
     sp_results *res = NULL;

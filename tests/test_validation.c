@@ -57,7 +57,8 @@ static void test_null_and_empty_key(void **state)
     sp_options o = test_opts();
     sp_task t[] = {{.key = "a", .fn = bump}, {.key = NULL, .fn = bump}};
     expect_error(t, 2, &o, SP_ENOKEY, "index 1 has a NULL key");
-    sp_task u[] = {{.key = "a", .fn = bump}, {.key = "b", .fn = bump},
+    sp_task u[] = {{.key = "a", .fn = bump},
+                   {.key = "b", .fn = bump},
                    {.key = "", .fn = bump}};
     expect_error(u, 3, &o, SP_ENOKEY, "index 2 has an empty key");
 }
@@ -104,8 +105,8 @@ static void test_first_offender_wins(void **state)
     (void)state;
     sp_options o = test_opts();
     /* Row 1 has no callback, row 2 repeats row 0: row 1 is reported. */
-    sp_task t[] = {{.key = "a", .fn = bump}, {.key = "b"},
-                   {.key = "a", .fn = bump}};
+    sp_task t[] = {
+        {.key = "a", .fn = bump}, {.key = "b"}, {.key = "a", .fn = bump}};
     expect_error(t, 3, &o, SP_ENOFN, "index 1");
 }
 
@@ -141,15 +142,13 @@ static void test_bad_options(void **state)
     expect_error(t, 1, &o, SP_EOPTION, "on_error 7");
 
     const double bad_deadlines[] = {-1.0, NAN, INFINITY, 1e12};
-    for (size_t k = 0; k < sizeof bad_deadlines / sizeof *bad_deadlines;
-         k++) {
+    for (size_t k = 0; k < sizeof bad_deadlines / sizeof *bad_deadlines; k++) {
         o = test_opts();
         o.deadline = bad_deadlines[k];
         expect_error(t, 1, &o, SP_EOPTION, "deadline");
     }
 
-    for (size_t k = 0; k < sizeof bad_deadlines / sizeof *bad_deadlines;
-         k++) {
+    for (size_t k = 0; k < sizeof bad_deadlines / sizeof *bad_deadlines; k++) {
         o = test_opts();
         o.task_timeout = bad_deadlines[k];
         expect_error(t, 1, &o, SP_EOPTION, "task_timeout");
@@ -228,8 +227,8 @@ static void test_version(void **state)
     (void)state;
     assert_int_equal(sp_version(), SP_VERSION_NUMBER);
     char want[32];
-    snprintf(want, sizeof want, "%d.%d.%d", SP_VERSION_MAJOR,
-             SP_VERSION_MINOR, SP_VERSION_PATCH);
+    snprintf(want, sizeof want, "%d.%d.%d", SP_VERSION_MAJOR, SP_VERSION_MINOR,
+             SP_VERSION_PATCH);
     assert_string_equal(sp_version_string(), want);
 }
 

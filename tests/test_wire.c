@@ -53,12 +53,12 @@ static void test_round_trip_any_split(void **state)
     for (size_t i = 0; i < sizeof payload; i++)
         payload[i] = (unsigned char)(i * 7);
     size_t n = 0;
-    n += build(buf + n, (struct sp_wire_header){.index = 3, .t_end = 5},
-               NULL, payload, sizeof payload);
-    n += build(buf + n,
-               (struct sp_wire_header){.index = 1, .code = 42,
-                                       .kind = SP_KIND_FAILED},
-               "no quote", NULL, 0);
+    n += build(buf + n, (struct sp_wire_header){.index = 3, .t_end = 5}, NULL,
+               payload, sizeof payload);
+    n += build(
+        buf + n,
+        (struct sp_wire_header){.index = 1, .code = 42, .kind = SP_KIND_FAILED},
+        "no quote", NULL, 0);
     n += build(buf + n, (struct sp_wire_header){.index = 0}, NULL, NULL, 0);
 
     for (size_t step = 1; step <= n; step = step * 3 + 1) {
@@ -86,9 +86,8 @@ static void test_round_trip_any_split(void **state)
     assert_int_equal(g.data_len, sizeof payload);
     assert_memory_equal(g.data, payload, sizeof payload);
     assert_int_equal(g.data[sizeof payload], 0); /* NUL after the bytes */
-    assert_int_equal(sp_wire_feed(&d, buf + first, SP_WIRE_HEADER + 8,
-                                  collect, &g),
-                     0);
+    assert_int_equal(
+        sp_wire_feed(&d, buf + first, SP_WIRE_HEADER + 8, collect, &g), 0);
     assert_int_equal(g.last.code, 42);
     assert_string_equal(g.msg, "no quote");
     sp_wire_dec_free(&d);
@@ -117,24 +116,22 @@ static void test_malformed_headers(void **state)
     const uint32_t M = SP_WIRE_MAGIC;
     refused((struct sp_wire_header){.magic = 0xdeadbeef}, 0, "magic");
     refused((struct sp_wire_header){.magic = M, .index = 10}, 0, "range");
-    refused((struct sp_wire_header){.magic = M, .kind = SP_KIND_CRASHED,
-                                    .code = 1},
-            0, "kind");
+    refused(
+        (struct sp_wire_header){.magic = M, .kind = SP_KIND_CRASHED, .code = 1},
+        0, "kind");
     refused((struct sp_wire_header){.magic = M, .kind = 9, .code = 1}, 0,
             "kind");
     refused((struct sp_wire_header){.magic = M, .code = 5}, 0, "code");
     refused((struct sp_wire_header){.magic = M, .kind = SP_KIND_FAILED}, 0,
             "code");
-    refused((struct sp_wire_header){.magic = M, .reserved = 1}, 0,
-            "reserved");
+    refused((struct sp_wire_header){.magic = M, .reserved = 1}, 0, "reserved");
     refused((struct sp_wire_header){.magic = M, .t_start = 9, .t_end = 3}, 0,
             "before");
-    refused((struct sp_wire_header){.magic = M,
-                                    .msg_len = SP_WIRE_MAX_MSG + 1},
+    refused((struct sp_wire_header){.magic = M, .msg_len = SP_WIRE_MAX_MSG + 1},
             0, "message is oversized");
-    refused((struct sp_wire_header){.magic = M,
-                                    .data_len = SP_WIRE_MAX_DATA + 1},
-            0, "result is oversized");
+    refused(
+        (struct sp_wire_header){.magic = M, .data_len = SP_WIRE_MAX_DATA + 1},
+        0, "result is oversized");
     refused((struct sp_wire_header){.magic = M, .data_len = UINT64_MAX}, 0,
             "result is oversized");
 }
@@ -144,8 +141,8 @@ static void test_lying_length_and_truncation(void **state)
 {
     (void)state;
     unsigned char buf[SP_WIRE_HEADER + 16];
-    struct sp_wire_header h = {.magic = SP_WIRE_MAGIC, .index = 2,
-                               .data_len = (uint64_t)1 << 39};
+    struct sp_wire_header h = {
+        .magic = SP_WIRE_MAGIC, .index = 2, .data_len = (uint64_t)1 << 39};
     sp_wire_encode(buf, &h);
     memset(buf + SP_WIRE_HEADER, 'x', 16);
     struct sp_wire_dec d;

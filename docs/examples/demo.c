@@ -68,17 +68,16 @@ static int hang(sp_ctx *ctx, void *arg)
 static int progress(const sp_entry *e, void *user)
 {
     (void)user;
-    printf("  %7.3f s  %-5s %-9s worker %u\n", sp_entry_end(e),
-           sp_entry_key(e), sp_kind_name(sp_entry_kind(e)),
-           sp_entry_worker(e));
+    printf("  %7.3f s  %-5s %-9s worker %u\n", sp_entry_end(e), sp_entry_key(e),
+           sp_kind_name(sp_entry_kind(e)), sp_entry_worker(e));
     return 0;
 }
 
 static double run(const char *label, sp_backend backend, sp_task *tasks,
                   size_t n, double timeout, int show)
 {
-    sp_options o = {.backend = backend, .on_done = progress,
-                    .task_timeout = timeout};
+    sp_options o = {
+        .backend = backend, .on_done = progress, .task_timeout = timeout};
     sp_results *res;
     printf("\n== %s backend\n", label);
     if (simple_parallel(tasks, n, &o, &res)) {
@@ -125,8 +124,8 @@ int main(int argc, char **argv)
     sp_task tasks[N_TICKERS + 2];
     for (size_t i = 0; i < N_TICKERS; i++) {
         calls[i] = (struct call){tickers[i], scale * (0.1 + 0.03 * (double)i)};
-        tasks[i] = (sp_task){.key = tickers[i], .fn = fetch_quote,
-                             .arg = &calls[i]};
+        tasks[i] =
+            (sp_task){.key = tickers[i], .fn = fetch_quote, .arg = &calls[i]};
     }
     printf("simplepar %s demo: %zu quote lookups of %.2f-%.2f s each\n",
            sp_version_string(), N_TICKERS, calls[0].delay,
@@ -134,8 +133,7 @@ int main(int argc, char **argv)
 
     double serial = run("serial", SP_BACKEND_SERIAL, tasks, N_TICKERS, 0, 0);
     double thread = run("thread", SP_BACKEND_THREAD, tasks, N_TICKERS, 0, 1);
-    double process =
-        run("process", SP_BACKEND_PROCESS, tasks, N_TICKERS, 0, 0);
+    double process = run("process", SP_BACKEND_PROCESS, tasks, N_TICKERS, 0, 0);
     printf("\nspeedup over serial: thread %.2fx, process %.2fx\n"
            "(the process backend defaults to one worker per core: it is for "
            "CPU-bound work\nand for isolation; waiting on I/O wants "

@@ -34,8 +34,7 @@ int main(void)
             printf("%-10s ! %s: %s\n", sp_entry_key(e),
                    sp_kind_name(sp_entry_kind(e)), sp_entry_message(e));
     }
-    printf("four squared is %s\n",
-           sp_entry_str(sp_results_get(res, "four")));
+    printf("four squared is %s\n", sp_entry_str(sp_results_get(res, "four")));
     sp_results_free(res);
     return 0;
 }
