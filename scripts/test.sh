@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build simplepar and pass every test: gcc and clang with -Werror, then the
+# Build simplepar and pass every test: the format check, gcc and clang with
+# -Werror, the install test (pkg-config and subproject consumers), then the
 # suites again under ASan+UBSan, TSan and valgrind. Exits non-zero on the
 # first failure. Build trees go to build-test-*/ (reused when present).
 set -euo pipefail
@@ -39,6 +40,15 @@ run() { # name, then meson setup arguments
 }
 
 run gcc-O2   -Dbuildtype=debugoptimized
+echo "=== install: meson install --destdir, pkg-config and subproject consumers"
+log=build-test-install.test.log
+if ./scripts/install-test.sh build-test-gcc-O2 2>&1 | tee "$log"; then
+  passed=$((passed + 1))
+else
+  failed=$((failed + 1))
+  echo "$passed passed, $failed failed"
+  exit 1
+fi
 run gcc-O0   -Dbuildtype=debug
 CC=clang run clang-O2 -Dbuildtype=debugoptimized
 run asan-ubsan -Dbuildtype=debug -Db_sanitize=address,undefined \

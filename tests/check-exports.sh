@@ -20,6 +20,11 @@ if ! diff -u "$tmp/declared" "$tmp/mapped"; then
   echo "version script differs from the header" >&2; status=1
 fi
 [ -s "$tmp/declared" ] || { echo "no declarations found" >&2; status=1; }
+major=$(awk '/#define SP_VERSION_MAJOR/ {print $3}' "$header")
+soname=$(objdump -p "$lib" | awk '/SONAME/ {print $2}')
+if [ "$soname" != "libsimplepar.so.$major" ]; then
+  echo "soname $soname does not follow SP_VERSION_MAJOR $major" >&2; status=1
+fi
 echo "$(wc -l < "$tmp/exported") symbols checked"
 [ $status -eq 0 ] && echo "1 passed, 0 failed" || echo "0 passed, 1 failed"
 exit $status
