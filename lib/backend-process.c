@@ -56,10 +56,12 @@ struct slot {
 };
 
 struct shared {
-    _Atomic int stop; /* enum sp_stop, shared by parent and workers */
+    _Atomic int stop;  /* enum sp_stop, shared by parent and workers */
+    _Atomic int retry; /* a later round: skip tasks that have an outcome */
     _Alignas(64) _Atomic unsigned long long next; /* first unclaimed */
     struct slot slots[];
-    /* then one ring of RING bytes per slot */
+    /* then one ring of RING bytes per slot, then one byte per task: its
+     * outcome is known (written by the parent only) */
 };
 
 #define RING (64u * 1024)
@@ -90,13 +92,15 @@ struct prun {
     struct pworker *pw;
     unsigned nw;
     unsigned used;       /* slots ever used: the workers reported */
-    unsigned char *have; /* per task: outcome known */
+    unsigned char *have; /* per task: outcome known (in the mapping) */
     unsigned char *buf;  /* read buffer */
     int spawn_err;       /* why the last spawn failed, 0 = none did */
     int spawn_blocked;   /* a spawn failed: retry once a worker ends */
     char spawn_msg[128];
-    unsigned cur; /* worker whose frames are being decoded */
-    pid_t parent; /* for workers: the process to outlive */
+    unsigned cur;       /* worker whose frames are being decoded */
+    pid_t parent;       /* for workers: the process to outlive */
+    struct pollfd *pfd; /* poll() set, one per worker */
+    unsigned *who;      /* worker of each pfd entry */
 };
 
 static unsigned char *ring_of(const struct prun *pr, unsigned k)
@@ -234,6 +238,9 @@ static _Noreturn void worker_main(struct prun *pr, unsigned k, int wfd)
         unsigned long long i = atomic_fetch_add(&sh->next, 1);
         if (i >= run->n)
             break;
+        if (atomic_load_explicit(&sh->retry, memory_order_relaxed) &&
+            pr->have[i])
+            continue; /* done in an earlier round */
         uint64_t now = sp_now();
         atomic_store(&s->started, now);
         atomic_store(&s->current, (uint32_t)i + 1);
@@ -300,7 +307,7 @@ static int spawn(struct prun *pr, unsigned k)
     atomic_store(&s->tail, 0);
 
     fflush(NULL); /* nothing buffered is printed twice */
-    pid_t pid = fork();
+    pid_t pid = sp_fork();
     if (pid < 0) {
         int err = errno;
         close(fds[0]);
@@ -349,6 +356,17 @@ static int on_frame(struct sp_wire_frame *f, void *arg)
         return SP_EPROTO;
     }
     sp_entry *e = &pr->run->res->entries[i];
+    if (f->dropped) { /* we, not the task, ran out of memory */
+        e->kind = SP_KIND_FAILED;
+        e->code = SP_ENOMEM;
+        e->t_start = f->h.t_start;
+        e->t_end = f->h.t_end;
+        e->worker = pr->cur;
+        e->msg = "the caller ran out of memory receiving this result";
+        e->msg_owned = 0;
+        deliver_done(pr, i);
+        return 0;
+    }
     e->kind = f->h.kind;
     e->code = f->h.code;
     e->t_start = f->h.t_start;
@@ -367,7 +385,7 @@ static int on_frame(struct sp_wire_frame *f, void *arg)
 static void set_owned_msg(struct sp_run *run, sp_entry *e, const char *text)
 {
     size_t len = strlen(text) + 1;
-    char *m = malloc(len);
+    char *m = sp_malloc(len);
     if (m) {
         memcpy(m, text, len);
         sp_results_note_owned(run->res);
@@ -515,11 +533,12 @@ static void feed(struct prun *pr, unsigned k, struct sp_wire_dec *d,
                  ? "a second result for one task"
                  : d->err);
     if (bad != UINT32_MAX && !pr->have[bad]) {
-        char msg[200];
+        char msg[256];
         snprintf(msg, sizeof msg, "malformed result frame: %s", w->proto_err);
         parent_outcome(pr, bad, SP_KIND_CRASHED, SP_EPROTO,
                        atomic_load(&pr->sh->slots[k].started), k, msg);
     }
+    /* The stream is out of step: the worker cannot go on. */
     kill_worker(w, KILL_PROTO);
 }
 
@@ -689,19 +708,13 @@ static void enforce_limits(struct prun *pr, uint64_t now)
 
 static void event_loop(struct prun *pr)
 {
-    struct pollfd *pfd = calloc(pr->nw, sizeof *pfd);
-    unsigned *who = calloc(pr->nw, sizeof *who);
-    if (!pfd || !who) {
-        /* Cannot wait properly: stop everything, reap, and report. */
-        sp_run_stop(pr->run, SP_STOP_DEADLINE);
-        for (unsigned k = 0; k < pr->used; k++)
-            kill_worker(&pr->pw[k], KILL_DEADLINE);
-    }
+    struct pollfd *pfd = pr->pfd;
+    unsigned *who = pr->who;
     for (;;) {
         /* Fork on demand: one more while unclaimed tasks remain, into the
          * lowest empty slot. */
         int more = 0;
-        if (pfd && want_worker(pr)) {
+        if (want_worker(pr)) {
             for (unsigned k = 0; k < pr->nw; k++) {
                 if (!pr->pw[k].pid) {
                     more = spawn(pr, k) == 0;
@@ -712,7 +725,7 @@ static void event_loop(struct prun *pr)
         if (!alive_count(pr))
             break;
         nfds_t nfds = 0;
-        for (unsigned k = 0; pfd && k < pr->used; k++) {
+        for (unsigned k = 0; k < pr->used; k++) {
             if (!pr->pw[k].pid)
                 continue;
             pfd[nfds] = (struct pollfd){.fd = pr->pw[k].fd, .events = POLLIN};
@@ -731,16 +744,16 @@ static void event_loop(struct prun *pr)
             if (pfd[j].revents && drain(pr, who[j]))
                 worker_ended(pr, who[j]);
         }
-        if (!pfd) { /* degraded: wait for each killed worker in turn */
-            for (unsigned k = 0; k < pr->used; k++)
-                if (pr->pw[k].pid)
-                    worker_ended(pr, k);
-            break;
-        }
         enforce_limits(pr, sp_now());
     }
-    free(pfd);
-    free(who);
+}
+
+static size_t missing(const struct prun *pr)
+{
+    size_t left = 0;
+    for (size_t i = 0; i < pr->run->n; i++)
+        left += !pr->have[i];
+    return left;
 }
 
 static int process_run(struct sp_run *run)
@@ -748,18 +761,21 @@ static int process_run(struct sp_run *run)
     struct prun pr = {.run = run, .nw = run->workers, .parent = getpid()};
     int err = 0;
 
-    pr.sh_size = sizeof *pr.sh + (size_t)pr.nw * (sizeof(struct slot) + RING);
+    pr.sh_size =
+        sizeof *pr.sh + (size_t)pr.nw * (sizeof(struct slot) + RING) + run->n;
     void *m = mmap(NULL, pr.sh_size, PROT_READ | PROT_WRITE,
                    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    pr.pw = calloc(pr.nw, sizeof *pr.pw);
-    pr.have = calloc(run->n, 1);
-    pr.buf = malloc(READ_BUF);
-    if (m == MAP_FAILED || !pr.pw || !pr.have || !pr.buf) {
+    pr.pw = sp_calloc(pr.nw, sizeof *pr.pw);
+    pr.buf = sp_malloc(READ_BUF);
+    pr.pfd = sp_calloc(pr.nw, sizeof *pr.pfd);
+    pr.who = sp_calloc(pr.nw, sizeof *pr.who);
+    if (m == MAP_FAILED || !pr.pw || !pr.buf || !pr.pfd || !pr.who) {
         err =
             sp_set_error(SP_ENOMEM, "cannot set up %u worker processes", pr.nw);
         goto out;
     }
     pr.sh = m;
+    pr.have = ring_of(&pr, pr.nw); /* zero, like all of a new mapping */
     atomic_init(&pr.sh->stop, atomic_load(run->stop));
     atomic_init(&pr.sh->next, 0);
     for (unsigned k = 0; k < pr.nw; k++)
@@ -772,6 +788,20 @@ static int process_run(struct sp_run *run)
         goto out;
     }
     event_loop(&pr);
+    /* A worker killed between claiming a task and starting it (a kill from
+     * outside, or after a malformed frame) leaves that task without an
+     * outcome. Run such tasks again, in further rounds, while rounds make
+     * progress. */
+    for (size_t left = missing(&pr); left && !atomic_load(run->stop);) {
+        atomic_store(&pr.sh->retry, 1);
+        atomic_store(&pr.sh->next, 0);
+        pr.spawn_blocked = 0;
+        event_loop(&pr);
+        size_t now_left = missing(&pr);
+        if (now_left == left)
+            break;
+        left = now_left;
+    }
     run->res->workers = pr.used;
 
     /* Every task without an outcome never started. */
@@ -797,8 +827,9 @@ out:
     if (m != MAP_FAILED)
         munmap(m, pr.sh_size);
     free(pr.pw);
-    free(pr.have);
     free(pr.buf);
+    free(pr.pfd);
+    free(pr.who);
     return err;
 }
 

@@ -194,9 +194,9 @@ static int thread_run(struct sp_run *run)
     int err = 0, rc = 0;
     pthread_attr_t attr;
 
-    p.workers = aligned_alloc(64, sizeof *p.workers * p.nworkers);
+    p.workers = sp_aligned_alloc(64, sizeof *p.workers * p.nworkers);
     if (run->opts.on_done)
-        p.done = calloc(run->n, sizeof *p.done);
+        p.done = sp_calloc(run->n, sizeof *p.done);
     if (!p.workers || (run->opts.on_done && !p.done)) {
         err = sp_set_error(SP_ENOMEM, "cannot allocate %u workers", p.nworkers);
         goto out_free;
@@ -219,8 +219,8 @@ static int thread_run(struct sp_run *run)
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     for (; created < p.nworkers; created++) {
-        rc = pthread_create(&p.workers[created].thread, &attr, worker_main,
-                            &p.workers[created]);
+        rc = sp_pthread_create(&p.workers[created].thread, &attr, worker_main,
+                               &p.workers[created]);
         if (rc)
             break;
     }

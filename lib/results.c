@@ -7,7 +7,7 @@
 
 sp_results *sp_results_alloc(size_t n)
 {
-    sp_results *res = calloc(1, sizeof *res);
+    sp_results *res = sp_calloc(1, sizeof *res);
     if (!res)
         return NULL;
     res->n = n;
@@ -16,8 +16,8 @@ sp_results *sp_results_alloc(size_t n)
         cap *= 2;
     res->mask = cap - 1;
     /* Not zeroed: sp_table_index() initialises every entry it indexes. */
-    res->entries = malloc((n ? n : 1) * sizeof *res->entries);
-    res->slots = calloc(cap, sizeof *res->slots);
+    res->entries = sp_malloc((n ? n : 1) * sizeof *res->entries);
+    res->slots = sp_calloc(cap, sizeof *res->slots);
     if (!res->entries || !res->slots) {
         sp_results_free(res);
         return NULL;

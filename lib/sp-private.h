@@ -8,10 +8,34 @@
 
 #include "simplepar.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <sys/types.h>
 #include <time.h>
+
+/* Everything the library allocates, every thread and every process it
+ * creates goes through these names, so the fault-injection build of the
+ * test suite (-DSP_FAULT_INJECTION, tests/fault.c) can make the Nth one
+ * fail. The library proper calls the C library directly. */
+#ifdef SP_FAULT_INJECTION
+void *sp_malloc(size_t size);
+void *sp_calloc(size_t n, size_t size);
+void *sp_realloc(void *p, size_t size);
+void *sp_aligned_alloc(size_t align, size_t size);
+int sp_pthread_create(pthread_t *t, const pthread_attr_t *attr,
+                      void *(*fn)(void *), void *arg);
+pid_t sp_fork(void);
+#else
+#define sp_malloc malloc
+#define sp_calloc calloc
+#define sp_realloc realloc
+#define sp_aligned_alloc aligned_alloc
+#define sp_pthread_create pthread_create
+#define sp_fork fork
+#endif
 
 /* One entry of the results map. Written only by the worker running its task
  * (or, for cancelled tasks, the worker that skipped it); published to the

@@ -38,6 +38,10 @@ struct sp_wire_frame {
     struct sp_wire_header h;
     char *msg;
     unsigned char *data;
+    /* The receiver ran out of memory for this frame's message or result:
+     * its bytes were read and dropped (msg and data are NULL), so the
+     * stream stays in step and only this task is affected. */
+    int dropped;
 };
 
 /* Owns f->msg and f->data from the call on, whatever it returns. Return 0
@@ -59,8 +63,9 @@ void sp_wire_dec_init(struct sp_wire_dec *d, uint32_t max_index);
 /* Free whatever a partial frame holds. */
 void sp_wire_dec_free(struct sp_wire_dec *d);
 /* Feed bytes; frames are delivered to fn as they complete. Returns 0, or
- * SP_EPROTO / SP_ENOMEM / fn's error with d->err set; after an error the
- * decoder must not be fed again. */
+ * SP_EPROTO / fn's error with d->err set; after an error the decoder must
+ * not be fed again. Running out of memory is not an error: the frame is
+ * delivered with `dropped` set. */
 int sp_wire_feed(struct sp_wire_dec *d, const void *buf, size_t len,
                  sp_wire_frame_fn fn, void *arg);
 /* Whether a frame is partly received (a stream that ends here is

@@ -150,7 +150,7 @@ int sp_table_index(const sp_task *tasks, size_t n, sp_results *res)
             hs[i - lo] = sp_hash(t->key, ls[i - lo]);
             total += ls[i - lo] + 1;
         }
-        struct sp_keys *k = malloc(sizeof *k + total + 1);
+        struct sp_keys *k = sp_malloc(sizeof *k + total + 1);
         if (!k)
             return sp_set_error(SP_ENOMEM, "cannot allocate %zu bytes of keys",
                                 total);

@@ -29,7 +29,7 @@ static char *format_message(const char *fmt, va_list ap)
     int len = vsnprintf(small, sizeof small, fmt, ap);
     char *out = NULL;
     if (len >= 0) {
-        out = malloc((size_t)len + 1);
+        out = sp_malloc((size_t)len + 1);
         if (out) {
             if ((size_t)len < sizeof small)
                 memcpy(out, small, (size_t)len + 1);
@@ -47,7 +47,7 @@ SP_API int sp_set_result(sp_ctx *ctx, const void *data, size_t len)
         return SP_EINVAL;
     if (len == SIZE_MAX)
         return SP_ENOMEM;
-    unsigned char *copy = malloc(len + 1);
+    unsigned char *copy = sp_malloc(len + 1);
     if (!copy) {
         ctx->oom = true;
         return SP_ENOMEM;
@@ -184,7 +184,7 @@ static void classify(struct sp_ctx *ctx, int rc)
         char buf[64];
         snprintf(buf, sizeof buf, "task returned %d", code);
         size_t len = strlen(buf) + 1;
-        char *msg = malloc(len);
+        char *msg = sp_malloc(len);
         if (msg)
             memcpy(msg, buf, len);
         entry_set_msg(run, e, msg, "task failed");

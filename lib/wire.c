@@ -85,32 +85,45 @@ static int check_header(struct sp_wire_dec *d)
     if (h->data_len > SP_WIRE_MAX_DATA || h->data_len >= SIZE_MAX)
         return fail(d, SP_EPROTO, "frame result is oversized");
     if (h->msg_len) {
-        d->f.msg = malloc((size_t)h->msg_len + 1);
+        d->f.msg = sp_malloc((size_t)h->msg_len + 1);
         if (!d->f.msg)
-            return fail(d, SP_ENOMEM, "out of memory for a frame message");
-        d->f.msg[h->msg_len] = 0;
+            d->f.dropped = 1; /* read the frame, keep nothing */
+        else
+            d->f.msg[h->msg_len] = 0;
     }
     return 0;
 }
 
+static void drop(struct sp_wire_dec *d)
+{
+    free(d->f.msg);
+    free(d->f.data);
+    d->f.msg = NULL;
+    d->f.data = NULL;
+    d->cap = 0;
+    d->f.dropped = 1;
+}
+
 /* Make room for at least `need` data bytes, growing geometrically so a
- * lying header costs nothing until its bytes really arrive. */
-static int grow(struct sp_wire_dec *d, size_t need)
+ * lying header costs nothing until its bytes really arrive; out of memory,
+ * the frame is dropped. */
+static void grow(struct sp_wire_dec *d, size_t need)
 {
     if (need <= d->cap)
-        return 0;
+        return;
     size_t total = (size_t)d->f.h.data_len + 1;
     size_t cap = d->cap ? d->cap : 64 * 1024;
     while (cap < need)
         cap = cap > SIZE_MAX / 2 ? SIZE_MAX : cap * 2;
     if (cap > total)
         cap = total;
-    unsigned char *p = realloc(d->f.data, cap);
-    if (!p)
-        return fail(d, SP_ENOMEM, "out of memory for a frame result");
+    unsigned char *p = sp_realloc(d->f.data, cap);
+    if (!p) {
+        drop(d);
+        return;
+    }
     d->f.data = p;
     d->cap = cap;
-    return 0;
 }
 
 int sp_wire_feed(struct sp_wire_dec *d, const void *buf, size_t len,
@@ -136,7 +149,8 @@ int sp_wire_feed(struct sp_wire_dec *d, const void *buf, size_t len,
         case 1:
             take = d->f.h.msg_len - d->have;
             take = take < len ? take : len;
-            memcpy(d->f.msg + d->have, p, take);
+            if (!d->f.dropped)
+                memcpy(d->f.msg + d->have, p, take);
             d->have += take;
             if (d->have == d->f.h.msg_len) {
                 d->have = 0;
@@ -147,9 +161,10 @@ int sp_wire_feed(struct sp_wire_dec *d, const void *buf, size_t len,
             take = (size_t)d->f.h.data_len - d->have;
             take = take < len ? take : len;
             if (take) {
-                if ((err = grow(d, d->have + take + 1)) != 0)
-                    return err;
-                memcpy(d->f.data + d->have, p, take);
+                if (!d->f.dropped)
+                    grow(d, d->have + take + 1);
+                if (!d->f.dropped)
+                    memcpy(d->f.data + d->have, p, take);
                 d->have += take;
             }
             break;
@@ -162,6 +177,8 @@ int sp_wire_feed(struct sp_wire_dec *d, const void *buf, size_t len,
             d->state = 2;
         }
         if (d->state == 2 && d->have == d->f.h.data_len) {
+            if (d->f.dropped)
+                drop(d);
             if (d->f.data)
                 d->f.data[d->have] = 0;
             struct sp_wire_frame f = d->f;

@@ -10,8 +10,8 @@
 int main(void)
 {
     char want[32];
-    snprintf(want, sizeof want, "%d.%d.%d", SP_VERSION_MAJOR,
-             SP_VERSION_MINOR, SP_VERSION_PATCH);
+    snprintf(want, sizeof want, "%d.%d.%d", SP_VERSION_MAJOR, SP_VERSION_MINOR,
+             SP_VERSION_PATCH);
     if (sp_version() != SP_VERSION_NUMBER ||
         strcmp(sp_version_string(), want)) {
         printf("header %s, library %s\n0 passed, 1 failed\n", want,

@@ -1,0 +1,298 @@
+/* SPDX-License-Identifier: MIT */
+/* Fault injection: every allocation the library makes fails in turn, then
+ * every thread creation, every fork, pipes (RLIMIT_NOFILE set low), and a
+ * storm of EINTR. Each run must end in a clean error with nothing run, or
+ * with every key accounted for; nothing leaks (the sanitizer and valgrind
+ * runs of this suite check memory; descriptors and children are counted
+ * here). Linked against the fault-injection build of the library. Every
+ * backend. */
+#define _DEFAULT_SOURCE /* setitimer */
+#include "common.h"
+#include "fault.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+enum { N = 12 };
+static char keys[N][8];
+static sp_task table[N];
+static size_t done_calls;
+
+static int task(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&fi->started, 1);
+    size_t i = sp_ctx_index(ctx);
+    if (i % 3 == 0)
+        return sp_fail(ctx, 5, "boom %zu", i);
+    return sp_set_resultf(ctx, "v%zu", i);
+}
+
+static int count_done(const sp_entry *e, void *user)
+{
+    (void)e;
+    (void)user;
+    done_calls++;
+    return 0;
+}
+
+static int open_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    for (struct dirent *de; (de = readdir(d)) != NULL;)
+        n += de->d_name[0] != '.';
+    closedir(d);
+    return n - 1;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    if (!fi)
+        fi_init();
+    for (size_t i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof keys[i], "k%zu", i);
+        table[i] = (sp_task){.key = keys[i], .fn = task};
+    }
+    return 0;
+}
+
+/* One run; checks the invariants and returns 1 if a fault fired. */
+static int run_checked(unsigned workers)
+{
+    long fired = atomic_load(&fi->fired);
+    int fds = open_fds();
+    atomic_store(&fi->started, 0);
+    done_calls = 0;
+    sp_options o = test_opts();
+    o.max_workers = workers;
+    o.on_done = count_done;
+    sp_results *res = (sp_results *)&res;
+    int rc = simple_parallel(table, N, &o, &res);
+    /* Stop injecting before checking (the checks allocate too). */
+    atomic_store(&fi->alloc, 0);
+    atomic_store(&fi->thread, 0);
+    atomic_store(&fi->fork, 0);
+    int hit = atomic_load(&fi->fired) != fired;
+
+    if (rc) {
+        if (rc != SP_ENOMEM && rc != SP_ETHREAD && rc != SP_EFORK &&
+            rc != SP_EPIPE)
+            fail_msg("unexpected error %s", sp_err_name(rc));
+        assert_null(res);
+        assert_int_equal(atomic_load(&fi->started), 0); /* nothing ran */
+        assert_int_equal(done_calls, 0);
+        assert_non_null(strstr(sp_last_error(), sp_err_name(rc)));
+    } else {
+        assert_int_equal(sp_results_count(res), N);
+        assert_int_equal(done_calls, N);
+        size_t sum = 0;
+        for (size_t i = 0; i < N; i++) {
+            const sp_entry *e = sp_results_at(res, i);
+            sp_kind k = sp_entry_kind(e);
+            int code = sp_entry_code(e);
+            sum += sp_results_count_kind(res, (sp_kind)(i % 5));
+            assert_string_equal(sp_entry_key(e), keys[i]);
+            if (k == SP_KIND_FAILED && code == SP_ENOMEM)
+                continue; /* the task's own allocation failed: reported */
+            if (k == SP_KIND_CANCELLED &&
+                (code == SP_EFORK || code == SP_EPIPE))
+                continue; /* no worker could be started for it */
+            if (k != (i % 3 ? SP_KIND_OK : SP_KIND_FAILED))
+                fail_msg("%s: %s (%s) %s", keys[i], sp_kind_name(k),
+                         sp_err_name(code), sp_entry_message(e));
+            if (i % 3 == 0) {
+                assert_int_equal(k, SP_KIND_FAILED);
+                assert_int_equal(code, 5);
+            } else {
+                assert_int_equal(k, SP_KIND_OK);
+                char want[8];
+                snprintf(want, sizeof want, "v%zu", i);
+                assert_string_equal(sp_entry_str(e), want);
+            }
+        }
+        (void)sum;
+        assert_int_equal(sp_results_ok(res) + sp_results_failed(res), N);
+        sp_results_free(res);
+    }
+    assert_int_equal(open_fds(), fds);
+    errno = 0;
+    assert_int_equal(waitpid(-1, NULL, WNOHANG), -1); /* no child left */
+    return hit;
+}
+
+/* Fail allocation k for k = 1, 2, ... until a run makes no allocation
+ * fail: then every allocation point of the run has failed once. */
+static void test_each_allocation_fails(void **state)
+{
+    (void)state;
+    long k;
+    for (k = 1; k < 100000; k++) {
+        atomic_store(&fi->alloc, k);
+        if (!run_checked(3))
+            break;
+    }
+    assert_true(k < 100000);
+    printf("  %ld allocation points failed in turn\n", k - 1);
+}
+
+static void test_thread_creation_fails(void **state)
+{
+    (void)state;
+    if (test_backend != SP_BACKEND_THREAD)
+        skip(); /* only the thread backend creates threads */
+    for (long k = 1; k <= 4; k++) {
+        atomic_store(&fi->thread, k);
+        assert_true(run_checked(4));
+    }
+    atomic_store(&fi->thread, 1);
+    sp_results *res = NULL;
+    sp_options o = test_opts();
+    assert_int_equal(simple_parallel(table, N, &o, &res), SP_ETHREAD);
+    atomic_store(&fi->thread, 0);
+}
+
+static void test_fork_fails(void **state)
+{
+    (void)state;
+    if (test_backend != SP_BACKEND_PROCESS)
+        skip(); /* only the process backend forks */
+    /* Workers are forked on demand, so a run may fork only once or
+     * twice (plus replacements): fail each fork in turn until a run makes
+     * no fork fail. */
+    long k;
+    for (k = 1; k < 100; k++) {
+        atomic_store(&fi->fork, k);
+        if (!run_checked(3))
+            break;
+    }
+    assert_true(k > 1 && k < 100);
+}
+
+/* The smallest RLIMIT_NOFILE under which exactly `free_fds` descriptor
+ * numbers are free (RLIMIT_NOFILE caps descriptor numbers, not counts). */
+static rlim_t limit_with_free(int free_fds)
+{
+    int fd = 0;
+    for (int seen = 0;; fd++) {
+        if (fcntl(fd, F_GETFD) == -1 && errno == EBADF) {
+            if (seen == free_fds)
+                return (rlim_t)fd;
+            seen++;
+        }
+    }
+}
+
+/* Pipes fail for real: RLIMIT_NOFILE at the number of open descriptors. */
+static void test_pipe_fails(void **state)
+{
+    (void)state;
+    if (test_backend != SP_BACKEND_PROCESS)
+        skip(); /* only the process backend makes pipes */
+    struct rlimit old, low;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    int fds = open_fds();
+    low = old;
+    for (int extra = 0; extra <= 4; extra++) {
+        low.rlim_cur = limit_with_free(extra);
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+        sp_results *res = NULL;
+        sp_options o = test_opts();
+        o.max_workers = 4;
+        int rc = simple_parallel(table, N, &o, &res);
+        setrlimit(RLIMIT_NOFILE, &old);
+        if (extra < 2) { /* a pipe needs two descriptors */
+            assert_int_equal(rc, SP_EPIPE);
+            assert_null(res);
+        } else {
+            assert_int_equal(rc, 0);
+            assert_int_equal(sp_results_count(res), N);
+            assert_int_equal(sp_results_ok(res), N - N / 3);
+            sp_results_free(res);
+        }
+        assert_int_equal(open_fds(), fds);
+    }
+}
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+}
+
+static int sleepy(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    test_sleep_ms(2);
+    return sp_set_resultf(ctx, "slept %zu", sp_ctx_index(ctx));
+}
+
+/* A timer signal every millisecond, handled without SA_RESTART, so every
+ * blocking call on the calling thread keeps failing with EINTR. */
+static void test_eintr_storm(void **state)
+{
+    (void)state;
+    struct sigaction sa = {.sa_handler = on_alarm}, old;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, &old);
+    struct itimerval it = {{0, 1000}, {0, 1000}}, off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &it, NULL);
+    enum { M = 40 };
+    char k[M][8];
+    sp_task t[M];
+    for (size_t i = 0; i < M; i++) {
+        snprintf(k[i], sizeof k[i], "s%zu", i);
+        t[i] = (sp_task){.key = k[i], .fn = sleepy};
+    }
+    for (int round = 0; round < 5; round++) {
+        sp_options o = test_opts();
+        o.max_workers = 4;
+        o.on_done = count_done;
+        done_calls = 0;
+        sp_results *res = NULL;
+        assert_int_equal(simple_parallel(t, M, &o, &res), 0);
+        assert_int_equal(sp_results_ok(res), M);
+        assert_int_equal(done_calls, M);
+        for (size_t i = 0; i < M; i++) {
+            char want[16];
+            snprintf(want, sizeof want, "slept %zu", i);
+            assert_string_equal(sp_entry_str(sp_results_at(res, i)), want);
+        }
+        sp_results_free(res);
+    }
+    setitimer(ITIMER_REAL, &off, NULL);
+    /* Ignoring discards a signal still pending, then restore. */
+    struct sigaction ign = {.sa_handler = SIG_IGN};
+    sigemptyset(&ign.sa_mask);
+    sigaction(SIGALRM, &ign, NULL);
+    sigaction(SIGALRM, &old, NULL);
+}
+
+/* Signals blocked in the calling thread change nothing. */
+static void test_signals_blocked_in_caller(void **state)
+{
+    (void)state;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    assert_int_equal(run_checked(3), 0);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup(test_each_allocation_fails, setup),
+    cmocka_unit_test_setup(test_thread_creation_fails, setup),
+    cmocka_unit_test_setup(test_fork_fails, setup),
+    cmocka_unit_test_setup(test_pipe_fails, setup),
+    cmocka_unit_test_setup(test_eintr_storm, setup),
+    cmocka_unit_test_setup(test_signals_blocked_in_caller, setup),
+};
+
+TEST_MAIN("faults", tests)
