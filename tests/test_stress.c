@@ -1,0 +1,216 @@
+/* SPDX-License-Identifier: MIT */
+/* Stress: a million tasks, ten thousand concurrent threads, a thousand
+ * crashing runs in a row with descriptors, children and memory flat, and
+ * a 256 MiB result. Every backend where it applies. Not run under valgrind
+ * (hours there); ASan, UBSan and TSan run it. */
+#include "common.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_THREAD__)
+#define TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TEST_TSAN 1
+#endif
+#endif
+#ifndef TEST_TSAN
+#define TEST_TSAN 0
+#endif
+
+static int open_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    for (struct dirent *de; (de = readdir(d)) != NULL;)
+        n += de->d_name[0] != '.';
+    closedir(d);
+    return n - 1;
+}
+
+static long rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, rss = 0;
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+            rss = 0;
+        fclose(f);
+    }
+    return rss * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+static int index_result(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    uint32_t i = (uint32_t)sp_ctx_index(ctx);
+    return sp_set_result(ctx, &i, sizeof i);
+}
+
+static void test_million_tasks(void **state)
+{
+    (void)state;
+    enum { N = 1000000 };
+    char *keys = malloc((size_t)N * 8);
+    sp_task *t = calloc(N, sizeof *t);
+    assert_non_null(keys);
+    assert_non_null(t);
+    for (size_t i = 0; i < N; i++) {
+        snprintf(keys + i * 8, 8, "%zx", i);
+        t[i] = (sp_task){.key = keys + i * 8, .fn = index_result};
+    }
+    sp_options o = test_opts();
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, N, &o, &res), 0);
+    assert_int_equal(sp_results_ok(res), N);
+    for (size_t i = 0; i < N; i += 997) {
+        const sp_entry *e = sp_results_get(res, keys + i * 8);
+        uint32_t got;
+        memcpy(&got, sp_entry_data(e, NULL), sizeof got);
+        assert_int_equal(got, i);
+    }
+    sp_results_free(res);
+    free(t);
+    free(keys);
+}
+
+static size_t arrived;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t all_here = PTHREAD_COND_INITIALIZER;
+
+/* Sleeps (at most 60 s) until all `n` tasks are running at once. */
+static int rendezvous(sp_ctx *ctx, void *arg)
+{
+    size_t n = (size_t)(uintptr_t)arg;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 60;
+    pthread_mutex_lock(&lock);
+    if (++arrived == n)
+        pthread_cond_broadcast(&all_here);
+    int rc = 0;
+    while (arrived < n && rc == 0)
+        rc = pthread_cond_timedwait(&all_here, &lock, &until);
+    size_t seen = arrived;
+    pthread_mutex_unlock(&lock);
+    if (seen < n)
+        return sp_fail(ctx, 1, "only %zu of %zu tasks ran at once", seen, n);
+    return 0;
+}
+
+static void test_ten_thousand_threads(void **state)
+{
+    (void)state;
+    if (test_backend != SP_BACKEND_THREAD)
+        skip(); /* threads only: 10,000 processes are not the point */
+    /* TSan supports about 8,000 threads at once. */
+    size_t n = TEST_TSAN ? 4000 : 10000;
+    char *keys = malloc(n * 8);
+    sp_task *t = calloc(n, sizeof *t);
+    arrived = 0;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(keys + i * 8, 8, "%zu", i);
+        t[i] = (sp_task){
+            .key = keys + i * 8, .fn = rendezvous, .arg = (void *)(uintptr_t)n};
+    }
+    sp_options o = test_opts();
+    o.max_workers = (unsigned)n;
+    o.stack_size = TEST_TSAN || TEST_ASAN ? 0 : 64 * 1024;
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, n, &o, &res), 0);
+    /* Every task saw all the others running at the same time. */
+    if (sp_results_ok(res) != n)
+        fail_msg("%s", sp_entry_message(sp_results_at(res, 0)));
+    assert_int_equal(sp_results_workers(res), n);
+    sp_results_free(res);
+    free(t);
+    free(keys);
+}
+
+static int crash(sp_ctx *ctx, void *arg)
+{
+    (void)ctx;
+    (void)arg;
+    abort();
+}
+
+static void test_thousand_crashing_runs(void **state)
+{
+    (void)state;
+    if (test_backend != SP_BACKEND_PROCESS)
+        skip(); /* a crash takes down a thread backend's caller */
+    sp_task t[] = {{.key = "a", .fn = index_result},
+                   {.key = "crash", .fn = crash},
+                   {.key = "b", .fn = index_result}};
+    sp_options o = test_opts();
+    o.max_workers = 2;
+    int fds = open_fds();
+    long rss_early = 0;
+    for (int round = 0; round < 1000; round++) {
+        sp_results *res = NULL;
+        assert_int_equal(simple_parallel(t, 3, &o, &res), 0);
+        assert_int_equal(sp_results_ok(res), 2);
+        assert_int_equal(sp_entry_signal(sp_results_get(res, "crash")),
+                         SIGABRT);
+        sp_results_free(res);
+        if (round == 100)
+            rss_early = rss_kib();
+        if (round % 100 == 0) {
+            assert_int_equal(open_fds(), fds);
+            errno = 0;
+            assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+        }
+    }
+    assert_int_equal(open_fds(), fds);
+    long growth = rss_kib() - rss_early;
+    if (growth > 2048)
+        fail_msg("RSS grew by %ld KiB over 900 runs", growth);
+}
+
+#define BIG ((size_t)256 * 1024 * 1024)
+
+static int big(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    unsigned char *p = malloc(BIG);
+    if (!p)
+        return sp_fail(ctx, SP_ENOMEM, "malloc");
+    for (size_t i = 0; i < BIG; i += 4096)
+        p[i] = (unsigned char)(i >> 12);
+    p[BIG - 1] = 0x5a;
+    int rc = sp_set_result(ctx, p, BIG);
+    free(p);
+    return rc;
+}
+
+static void test_256_mib_result(void **state)
+{
+    (void)state;
+    sp_task t[] = {{.key = "big", .fn = big}};
+    sp_options o = test_opts();
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, 1, &o, &res), 0);
+    size_t len;
+    const unsigned char *p = sp_entry_data(sp_results_get(res, "big"), &len);
+    assert_int_equal(len, BIG);
+    for (size_t i = 0; i < BIG; i += 4096)
+        if (p[i] != (unsigned char)(i >> 12))
+            fail_msg("byte %zu differs", i);
+    assert_int_equal(p[BIG - 1], 0x5a);
+    sp_results_free(res);
+}
+
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_million_tasks),
+    cmocka_unit_test(test_ten_thousand_threads),
+    cmocka_unit_test(test_thousand_crashing_runs),
+    cmocka_unit_test(test_256_mib_result),
+};
+
+TEST_MAIN("stress", tests)
