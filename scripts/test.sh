@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build simplepar and pass every test: the format check, gcc and clang with
 # -Werror, the install test (pkg-config and subproject consumers), then the
-# suites again under ASan+UBSan, TSan and valgrind. Exits non-zero on the
-# first failure. Build trees go to build-test-*/ (reused when present).
+# suites again under ASan+UBSan, TSan and valgrind, then the libFuzzer
+# targets for a bounded time. Exits non-zero on the first failure. Build
+# trees go to build-test-*/ (reused when present).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
@@ -55,5 +56,33 @@ run asan-ubsan -Dbuildtype=debug -Db_sanitize=address,undefined \
   -Db_lundef=false -Dc_args=-fno-sanitize-recover=all
 CC=clang run tsan -Dbuildtype=debugoptimized -Db_sanitize=thread -Db_lundef=false
 SP_TEST_SETUP=valgrind run valgrind -Dbuildtype=debug
+
+# Fuzzing: each libFuzzer target for SP_FUZZ_SECONDS (default 60) from a
+# copy of its seed corpus, under ASan and UBSan.
+secs=${SP_FUZZ_SECONDS:-60}
+echo "=== fuzz: ${secs} s per target"
+dir=build-test-fuzz
+if [ ! -f "$dir/build.ninja" ]; then
+  CC=clang meson setup "$dir" --werror -Dfuzzing=true -Dbuildtype=debugoptimized \
+    -Db_sanitize=address,undefined -Db_lundef=false -Dbench=false \
+    -Dexamples=false > "$dir.setup.log" 2>&1 || { cat "$dir.setup.log"; exit 1; }
+fi
+ninja -C "$dir" --quiet
+for target in wire table; do
+  corpus=$(mktemp -d)
+  cp tests/fuzz/corpus/$target/* "$corpus/"
+  if "$dir/tests/fuzz/fuzz-$target" -max_total_time="$secs" \
+       -print_final_stats=1 "$corpus" > "$dir.$target.log" 2>&1; then
+    passed=$((passed + 1))
+    echo "fuzz-$target: $(awk '/number_of_executed_units/ {print $NF}' \
+      "$dir.$target.log" | tr -d ' ') inputs, no failure"
+  else
+    failed=$((failed + 1))
+    tail -40 "$dir.$target.log"
+    echo "$passed passed, $failed failed"
+    exit 1
+  fi
+  rm -rf "$corpus"
+done
 echo "=== all test configurations passed"
 echo "$passed passed, $failed failed"
