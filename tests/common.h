@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,6 +97,19 @@ static inline double test_scale(void)
 static inline unsigned test_ms(unsigned ms)
 {
     return (unsigned)(ms * test_scale());
+}
+
+/* Open descriptors of this process (the leak checks count them). */
+static inline int test_open_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    for (struct dirent *de; (de = readdir(d)) != NULL;)
+        n += de->d_name[0] != '.';
+    closedir(d);
+    return n - 1; /* the directory's own descriptor */
 }
 
 /* Sleep for ms milliseconds (tests keep these short). */

@@ -41,18 +41,6 @@ static int count_done(const sp_entry *e, void *user)
     return 0;
 }
 
-static int open_fds(void)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    if (!d)
-        return -1;
-    for (struct dirent *de; (de = readdir(d)) != NULL;)
-        n += de->d_name[0] != '.';
-    closedir(d);
-    return n - 1;
-}
-
 static int setup(void **state)
 {
     (void)state;
@@ -69,7 +57,7 @@ static int setup(void **state)
 static int run_checked(unsigned workers)
 {
     long fired = atomic_load(&fi->fired);
-    int fds = open_fds();
+    int fds = test_open_fds();
     atomic_store(&fi->started, 0);
     done_calls = 0;
     sp_options o = test_opts();
@@ -123,7 +111,7 @@ static int run_checked(unsigned workers)
         assert_int_equal(sp_results_ok(res) + sp_results_failed(res), N);
         sp_results_free(res);
     }
-    assert_int_equal(open_fds(), fds);
+    assert_int_equal(test_open_fds(), fds);
     errno = 0;
     assert_int_equal(waitpid(-1, NULL, WNOHANG), -1); /* no child left */
     return hit;
@@ -199,7 +187,7 @@ static void test_pipe_fails(void **state)
         skip(); /* only the process backend makes pipes */
     struct rlimit old, low;
     assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
-    int fds = open_fds();
+    int fds = test_open_fds();
     low = old;
     for (int extra = 0; extra <= 4; extra++) {
         low.rlim_cur = limit_with_free(extra);
@@ -218,7 +206,7 @@ static void test_pipe_fails(void **state)
             assert_int_equal(sp_results_ok(res), N - N / 3);
             sp_results_free(res);
         }
-        assert_int_equal(open_fds(), fds);
+        assert_int_equal(test_open_fds(), fds);
     }
 }
 

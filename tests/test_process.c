@@ -12,19 +12,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int open_fds(void)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    if (!d)
-        return -1;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL)
-        n += de->d_name[0] != '.';
-    closedir(d);
-    return n - 1; /* the directory's own descriptor */
-}
-
 /* No child of ours is left, running or zombie. */
 static void assert_no_children(void)
 {
@@ -161,14 +148,14 @@ static void check_crash_table(const sp_results *res, int exact_signals)
 static void test_every_crash_kind(void **state)
 {
     (void)state;
-    int fds = open_fds();
+    int fds = test_open_fds();
     int rc;
     sp_results *res = run_crash_table(2, &rc);
     assert_int_equal(rc, 0);
     check_crash_table(res, 1);
     sp_results_free(res);
     assert_no_children();
-    assert_int_equal(open_fds(), fds);
+    assert_int_equal(test_open_fds(), fds);
 }
 
 static void test_sigchld_ignored(void **state)
@@ -368,7 +355,7 @@ static void test_many_runs_no_leaks(void **state)
     assert_int_equal(pthread_create(&th, NULL, spinner, &stop), 0);
     struct sigaction pipe_before, pipe_after;
     sigaction(SIGPIPE, NULL, &pipe_before);
-    int fds = open_fds();
+    int fds = test_open_fds();
     for (int round = 0; round < 60; round++) {
         sp_task t[] = {{.key = "ok", .fn = ok_task},
                        {.key = "segv", .fn = segfault},
@@ -380,7 +367,7 @@ static void test_many_runs_no_leaks(void **state)
         assert_int_equal(sp_entry_kind(sp_results_get(res, "segv")),
                          SP_KIND_CRASHED);
         sp_results_free(res);
-        assert_int_equal(open_fds(), fds);
+        assert_int_equal(test_open_fds(), fds);
         assert_no_children();
     }
     sigaction(SIGPIPE, NULL, &pipe_after);

@@ -22,18 +22,6 @@
 #define TEST_TSAN 0
 #endif
 
-static int open_fds(void)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    if (!d)
-        return -1;
-    for (struct dirent *de; (de = readdir(d)) != NULL;)
-        n += de->d_name[0] != '.';
-    closedir(d);
-    return n - 1;
-}
-
 static long rss_kib(void)
 {
     FILE *f = fopen("/proc/self/statm", "r");
@@ -150,7 +138,7 @@ static void test_thousand_crashing_runs(void **state)
                    {.key = "b", .fn = index_result}};
     sp_options o = test_opts();
     o.max_workers = 2;
-    int fds = open_fds();
+    int fds = test_open_fds();
     long rss_early = 0;
     for (int round = 0; round < 1000; round++) {
         sp_results *res = NULL;
@@ -162,12 +150,12 @@ static void test_thousand_crashing_runs(void **state)
         if (round == 100)
             rss_early = rss_kib();
         if (round % 100 == 0) {
-            assert_int_equal(open_fds(), fds);
+            assert_int_equal(test_open_fds(), fds);
             errno = 0;
             assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
         }
     }
-    assert_int_equal(open_fds(), fds);
+    assert_int_equal(test_open_fds(), fds);
     long growth = rss_kib() - rss_early;
     if (growth > 2048)
         fail_msg("RSS grew by %ld KiB over 900 runs", growth);
