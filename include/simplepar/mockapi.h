@@ -66,10 +66,10 @@ SP_API double sp_mock_clock_ms(const sp_mock *m);
  *              "worker-3"; copied.
  * @param label the call, e.g. "props(100)"; it also picks the latency.
  * @param max_delay upper bound of the latency in seconds (before scaling).
- * @return 0; or, when the call fails (failure injection), the non-zero
- *         code of sp_fail(ctx, SP_ETASK, "timed out") (ctx may be NULL:
- *         then just -1); or SP_ECANCELED when the task was asked to stop
- *         while waiting.
+ * @return 0; or, when the call fails (failure injection), SP_ETASK
+ *         after sp_fail(ctx, SP_ETASK, "timed out"); or SP_ECANCELED when
+ *         the task was asked to stop while waiting. Every failure is also
+ *         recorded on @p ctx; with a NULL ctx only the code is returned.
  */
 SP_API int sp_mock_io(sp_mock *m, sp_ctx *ctx, const char *who,
                       const char *label, double max_delay);

@@ -185,9 +185,9 @@ static int call(sp_mock *m, sp_ctx *ctx, const char *who, const char *label,
     logline(m, who, rc ? "STOP" : "DONE", label, end - start, 0);
     record(m, who, label, start, end);
     if (rc)
-        return ctx ? sp_fail(ctx, rc, "cancelled while waiting") : rc;
+        return sp_fail(ctx, rc, "cancelled while waiting");
     if (fails(m, label, input))
-        return ctx ? sp_fail(ctx, SP_ETASK, "timed out") : -1;
+        return sp_fail(ctx, SP_ETASK, "timed out");
     return 0;
 }
 
@@ -195,8 +195,7 @@ SP_API int sp_mock_io(sp_mock *m, sp_ctx *ctx, const char *who,
                       const char *label, double max_delay)
 {
     if (!m || !label || !(max_delay >= 0))
-        return ctx ? sp_fail(ctx, SP_EINVAL, "sp_mock_io: bad arguments")
-                   : SP_EINVAL;
+        return sp_fail(ctx, SP_EINVAL, "sp_mock_io: bad arguments");
     double lo = max_delay < 0.5 ? max_delay : 0.5;
     return call(m, ctx, who, label, label, lo, max_delay);
 }
@@ -262,8 +261,7 @@ SP_API int sp_mock_branch_props(sp_mock *m, sp_ctx *ctx, const char *who,
             *out = branches[i].b;
         return rc;
     }
-    return ctx ? sp_fail(ctx, SP_EINVAL, "no branch %s", uri ? uri : "NULL")
-               : SP_EINVAL;
+    return sp_fail(ctx, SP_EINVAL, "no branch %s", uri ? uri : "NULL");
 }
 
 SP_API int sp_mock_bus_for_terminal(sp_mock *m, sp_ctx *ctx, const char *who,
@@ -285,9 +283,8 @@ SP_API int sp_mock_bus_for_terminal(sp_mock *m, sp_ctx *ctx, const char *who,
             *out = *bus;
         return rc;
     }
-    return ctx ? sp_fail(ctx, SP_EINVAL, "no terminal %s",
-                         terminal_uri ? terminal_uri : "NULL")
-               : SP_EINVAL;
+    return sp_fail(ctx, SP_EINVAL, "no terminal %s",
+                   terminal_uri ? terminal_uri : "NULL");
 }
 
 /* --- seed 001 ------------------------------------------------------------- */
@@ -308,9 +305,8 @@ SP_API int sp_mock_ticker_quotes(sp_mock *m, sp_ctx *ctx, const char *who,
     while (tickers[k] && (!ticker || strcmp(tickers[k], ticker)))
         k++;
     if (!tickers[k])
-        return ctx ? sp_fail(ctx, SP_EINVAL, "no ticker %s",
-                             ticker ? ticker : "NULL")
-                   : SP_EINVAL;
+        return sp_fail(ctx, SP_EINVAL, "no ticker %s",
+                       ticker ? ticker : "NULL");
     char label[32];
     snprintf(label, sizeof label, "quotes(%s)", ticker);
     int rc = call(m, ctx, who, label, ticker, 0.1, 0.5);
@@ -340,8 +336,7 @@ SP_API int sp_mock_download(sp_mock *m, sp_ctx *ctx, const char *who,
                             const char *url, char *out, size_t outlen)
 {
     if (!url || !out || !outlen)
-        return ctx ? sp_fail(ctx, SP_EINVAL, "download: bad arguments")
-                   : SP_EINVAL;
+        return sp_fail(ctx, SP_EINVAL, "download: bad arguments");
     char label[160];
     snprintf(label, sizeof label, "download(%.120s)", url);
     int rc = call(m, ctx, who, label, url, 0.1, 0.6);
@@ -349,7 +344,7 @@ SP_API int sp_mock_download(sp_mock *m, sp_ctx *ctx, const char *who,
         return rc;
     size_t len = strlen(url);
     if (len && url[len - 1] == '7')
-        return ctx ? sp_fail(ctx, SP_ETASK, "timed out") : -1;
+        return sp_fail(ctx, SP_ETASK, "timed out");
     snprintf(out, outlen, "%s: 200 OK (%zu bytes)", url, len);
     return 0;
 }
