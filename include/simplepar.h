@@ -87,7 +87,9 @@ extern "C" {
     X(SP_ECANCELED, -14, "task was cancelled before it started")               \
     X(SP_ETIMEDOUT, -15, "task timed out")                                     \
     X(SP_ECRASHED, -16, "task crashed")                                        \
-    X(SP_EPROTO, -17, "malformed result from a worker")
+    X(SP_EPROTO, -17, "malformed result from a worker")                        \
+    X(SP_EIO, -18, "could not write the output")                               \
+    X(SP_ESYSTEM, -19, "a system call the library needs failed")
 
 /** Error codes. 0 is success; every error is negative. */
 typedef enum sp_error {
@@ -114,10 +116,16 @@ SP_API const char *sp_err_name(int code);
 /**
  * @brief Details of the last error returned on the calling thread.
  *
- * When simple_parallel() (or any function here) returns an error, it also
- * writes a message naming the cause, e.g.
- * `duplicate task key "b" at index 3 (first at index 1)`. The message is
- * kept per thread, so concurrent callers never see each other's messages.
+ * Every function of this header that returns a negative ::sp_error (for
+ * example simple_parallel(), sp_set_result()) also writes a message naming
+ * the cause, prefixed with the code's name, e.g.
+ * `SP_EDUPKEY: duplicate task key "b" at index 3 (first at index 1)`.
+ * Functions that return pointers, counts or kinds do not fail this way:
+ * they return NULL, 0 or a documented placeholder for bad arguments and
+ * leave the message alone. sp_fail() returns the code it records, which is
+ * not a failure of sp_fail(). The message is kept per thread, so
+ * concurrent callers (and tasks on other threads) never see each other's
+ * messages.
  *
  * @return a NUL-terminated string owned by the library, valid on this thread
  *         until its next call into simplepar that fails; "" when no call on
@@ -206,15 +214,19 @@ typedef struct sp_task {
  *         ::SP_ENOMEM when the copy cannot be allocated (the earlier result,
  *         if any, is kept; if the task then returns 0 its entry becomes
  *         FAILED with ::SP_ENOMEM rather than silently losing the result).
+ *         Either error also sets sp_last_error() on the calling thread.
  * Call only from inside the task that owns @p ctx.
  */
 SP_API int sp_set_result(sp_ctx *ctx, const void *data, size_t len);
 
 /** @brief sp_set_result() with the bytes of a NUL-terminated string
- *  (without the NUL). */
+ *  (without the NUL).
+ *  @return as sp_set_result(); ::SP_EINVAL also for a NULL @p str. */
 SP_API int sp_set_result_str(sp_ctx *ctx, const char *str);
 
-/** @brief sp_set_result() with a printf-formatted string. */
+/** @brief sp_set_result() with a printf-formatted string.
+ *  @return as sp_set_result(); ::SP_EINVAL also for a NULL @p fmt,
+ *  ::SP_ENOMEM when the string cannot be formatted. */
 SP_API int sp_set_resultf(sp_ctx *ctx, const char *fmt, ...) SP_PRINTF(2, 3);
 
 /**
@@ -240,7 +252,7 @@ SP_API int sp_vfail(sp_ctx *ctx, int code, const char *fmt, va_list ap)
  *
  * True once the overall deadline (::sp_options.deadline) or this task's
  * own limit (::sp_options.task_timeout) has passed, or, under
- * ::SP_FAIL_FAST, once another task has failed, or once the completion
+ * ::SP_POLICY_FAIL_FAST, once another task has failed, or once the completion
  * callback asked to stop. Long tasks on the thread and serial
  * backends should poll it and return; a thread cannot be killed.
  * A task that saw this return 1 and then returns non-zero is reported as
@@ -275,18 +287,37 @@ typedef struct sp_results sp_results;
  *  accessors. Owned by its ::sp_results. */
 typedef struct sp_entry sp_entry;
 
-/** How a task ended. */
+/**
+ * X-macro table of result kinds: name, value, printed name. It generates
+ * ::sp_kind and sp_kind_name(), so the enum, the names and the library's
+ * per-kind counts cannot drift apart. Values are stable; new kinds are only
+ * appended.
+ *
+ *  - ::SP_KIND_OK: returned 0; its result bytes are in the entry.
+ *  - ::SP_KIND_FAILED: returned non-zero or called sp_fail().
+ *  - ::SP_KIND_CRASHED: its worker process died while running it (signal,
+ *    exit); process backend only.
+ *  - ::SP_KIND_TIMED_OUT: ran past the deadline or its time limit.
+ *  - ::SP_KIND_CANCELLED: never started (deadline, fail-fast, stop), or saw
+ *    fail-fast / stop through sp_cancelled() and then failed.
+ */
+#define SP_KIND_MAP(X)                                                         \
+    X(SP_KIND_OK, 0, "OK")                                                     \
+    X(SP_KIND_FAILED, 1, "FAILED")                                             \
+    X(SP_KIND_CRASHED, 2, "CRASHED")                                           \
+    X(SP_KIND_TIMED_OUT, 3, "TIMED_OUT")                                       \
+    X(SP_KIND_CANCELLED, 4, "CANCELLED")
+
+/** How a task ended (see ::SP_KIND_MAP). */
 typedef enum sp_kind {
-    SP_KIND_OK = 0,        /**< returned 0; its result bytes are in the entry */
-    SP_KIND_FAILED = 1,    /**< returned non-zero or called sp_fail() */
-    SP_KIND_CRASHED = 2,   /**< its worker process died (signal, exit); process
-                           backend only */
-    SP_KIND_TIMED_OUT = 3, /**< ran past the deadline or its time limit */
-    SP_KIND_CANCELLED = 4, /**< never started (deadline, fail-fast, stop) */
+#define SP_X_KIND_(name, value, text) name = value,
+    SP_KIND_MAP(SP_X_KIND_)
+#undef SP_X_KIND_
 } sp_kind;
 
-/** @brief Name of a kind: "OK", "FAILED", "CRASHED", "TIMED_OUT",
- *  "CANCELLED"; "UNKNOWN" otherwise. Static string. */
+/** @brief Name of a kind as ::SP_KIND_MAP spells it: "OK", "FAILED",
+ *  "CRASHED", "TIMED_OUT", "CANCELLED"; "UNKNOWN" for any other value.
+ *  Static string. Thread-safe. */
 SP_API const char *sp_kind_name(sp_kind kind);
 
 /** @brief Number of entries (= number of tasks). NULL gives 0. */
@@ -412,10 +443,14 @@ typedef enum sp_backend {
 /** What happens after a task fails. */
 typedef enum sp_policy {
     /** Run every task; collect every result and error (as_completed). */
-    SP_COLLECT_ALL = 0,
+    SP_POLICY_COLLECT_ALL = 0,
     /** After the first failure nothing new starts; tasks not yet started
      *  come back ::SP_KIND_CANCELLED (like executor.map raising). */
-    SP_FAIL_FAST = 1,
+    SP_POLICY_FAIL_FAST = 1,
+    /** Old name of ::SP_POLICY_COLLECT_ALL (0.1.0), kept as an alias. */
+    SP_COLLECT_ALL = SP_POLICY_COLLECT_ALL,
+    /** Old name of ::SP_POLICY_FAIL_FAST (0.1.0), kept as an alias. */
+    SP_FAIL_FAST = SP_POLICY_FAIL_FAST,
 } sp_policy;
 
 /**
@@ -435,6 +470,14 @@ typedef int (*sp_done_fn)(const sp_entry *e, void *user);
 #define SP_THREAD_DEFAULT_CAP 256u
 /** Largest accepted ::sp_options.max_workers. */
 #define SP_MAX_WORKERS 65536u
+/** ::sp_options.deadline and ::sp_options.task_timeout must be below this
+ *  many seconds (about 31.7 years): larger values cannot be represented as
+ *  nanoseconds on the library's 64-bit clock. */
+#define SP_MAX_SECONDS 1e9
+/** Largest accepted ::sp_options.stack_size: 1 GiB. */
+#define SP_MAX_STACK_SIZE ((size_t)1 << 30)
+/** Most tasks in one table: 2^32 - 2 (indices are 32-bit internally). */
+#define SP_MAX_TASKS 4294967294u
 
 /**
  * Options of one call. All-zero (or a NULL pointer) means every default.
@@ -448,27 +491,31 @@ typedef struct sp_options {
      *  thread: one per task, at most ::SP_THREAD_DEFAULT_CAP;
      *  process: min(online CPUs, tasks);
      *  serial: ignored (always 1).
-     *  Range 0 .. ::SP_MAX_WORKERS. Never more workers than tasks start. */
+     *  Range 0 .. ::SP_MAX_WORKERS (65,536); a larger value gives
+     *  ::SP_EOPTION. Never more workers than tasks start. */
     unsigned max_workers;
-    /** ::SP_COLLECT_ALL (default) or ::SP_FAIL_FAST. */
+    /** ::SP_POLICY_COLLECT_ALL (default) or ::SP_POLICY_FAIL_FAST. */
     sp_policy on_error;
     /** Overall deadline in seconds from the call's start; 0 = none.
      *  Tasks not started by then come back ::SP_KIND_CANCELLED; running tasks
-     * see sp_cancelled() (threads, serial) and the call returns when they do.
-     *  Must be finite and >= 0. */
+     *  see sp_cancelled() (threads, serial) and the call returns when they
+     *  do; on the process backend they are killed and come back
+     *  ::SP_KIND_TIMED_OUT. Range: finite, >= 0 and below ::SP_MAX_SECONDS
+     *  (1e9); anything else gives ::SP_EOPTION. */
     double deadline;
     /** Completion callback; NULL = none. */
     sp_done_fn on_done;
     /** Passed to on_done; borrowed. */
     void *on_done_arg;
     /** Stack size of each worker thread in bytes; 0 = the system default.
-     *  Smaller stacks let 10,000+ threads run at small memory cost. Values
-     *  below the system minimum (PTHREAD_STACK_MIN) are rejected with
-     *  ::SP_EOPTION. Thread backend only. */
+     *  Range: 0, or PTHREAD_STACK_MIN (the system minimum, 16 KiB on Linux)
+     *  .. ::SP_MAX_STACK_SIZE (1 GiB); anything else gives ::SP_EOPTION.
+     *  Thread backend only; checked on every backend. */
     size_t stack_size;
-    /** Time limit of each task in seconds from its start; 0 = none. Must be
-     *  finite and >= 0. Process backend: a task over it is killed and comes
-     *  back ::SP_KIND_TIMED_OUT. Thread and serial backends (a thread
+    /** Time limit of each task in seconds from its start; 0 = none.
+     *  Range: finite, >= 0 and below ::SP_MAX_SECONDS (1e9); anything else
+     *  gives ::SP_EOPTION. Process backend: a task over it is killed and
+     *  comes back ::SP_KIND_TIMED_OUT. Thread and serial backends (a thread
      *  cannot be killed): sp_cancelled() turns true for that task, and if
      *  it then fails it comes back ::SP_KIND_TIMED_OUT. */
     double task_timeout;
@@ -491,7 +538,10 @@ typedef struct sp_options {
  *
  * @param tasks  the task table; borrowed for the duration of the call. May
  *               be NULL only when @p n is 0.
- * @param n      number of tasks; 0 gives an empty map. At most UINT32_MAX-1.
+ * @param n      number of tasks; 0 gives an empty map. At most
+ *               ::SP_MAX_TASKS (2^32 - 2); more gives ::SP_ETOOMANY. Keys
+ *               may have any length that fits in memory (error messages
+ *               show their first 64 bytes).
  * @param opts   options, or NULL for all defaults; borrowed.
  * @param out    receives the new map, to be freed with sp_results_free().
  *

@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: MIT */
-/* simple_parallel(): argument and option validation, defaults, dispatch to
- * the chosen backend, and the final tally. */
+/* simple_parallel(): validate the arguments and options, pick the backend's
+ * row, and drive the run through the backend contract (sp-private.h):
+ * start, wait, finish, then cancel what never started. Nothing here knows
+ * which backend it is driving. */
 #include "sp-private.h"
 
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
-#include <unistd.h>
+#include <string.h>
 
 /* Validate one argument at the API boundary: on failure record the message
  * and return the code (dav1d's validate_input_or_ret). */
@@ -17,6 +19,7 @@
             return sp_set_error((code), __VA_ARGS__);                          \
     } while (0)
 
+/* One row per backend, indexed by sp_backend. */
 static const struct sp_backend_ops *const backends[] = {
     [SP_BACKEND_THREAD] = &sp_backend_thread,
     [SP_BACKEND_SERIAL] = &sp_backend_serial,
@@ -24,53 +27,62 @@ static const struct sp_backend_ops *const backends[] = {
 };
 #define N_BACKENDS (sizeof backends / sizeof backends[0])
 
-static unsigned online_cpus(void)
+static int check_seconds(double v, const char *name)
 {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (unsigned)n : 1u;
+    SP_CHECK(isfinite(v) && v >= 0 && v < SP_MAX_SECONDS, SP_EOPTION,
+             "%s %g must be finite, >= 0 and below %g seconds", name, v,
+             SP_MAX_SECONDS);
+    return 0;
 }
 
 static int check_options(const sp_options *o)
 {
-    SP_CHECK((unsigned)o->backend < N_BACKENDS, SP_EOPTION,
-             "backend %d is not a valid sp_backend", (int)o->backend);
+    SP_CHECK((unsigned)o->backend < N_BACKENDS && backends[o->backend],
+             SP_EOPTION, "backend %d is not a valid sp_backend",
+             (int)o->backend);
     SP_CHECK(o->max_workers <= SP_MAX_WORKERS, SP_EOPTION,
              "max_workers %u is above the limit %u", o->max_workers,
              SP_MAX_WORKERS);
-    SP_CHECK(o->on_error == SP_COLLECT_ALL || o->on_error == SP_FAIL_FAST,
+    SP_CHECK(o->on_error == SP_POLICY_COLLECT_ALL ||
+                 o->on_error == SP_POLICY_FAIL_FAST,
              SP_EOPTION, "on_error %d is not a valid sp_policy",
              (int)o->on_error);
-    SP_CHECK(isfinite(o->deadline) && o->deadline >= 0 && o->deadline < 1e9,
-             SP_EOPTION,
-             "deadline %g must be finite, >= 0 and below 1e9 seconds",
-             o->deadline);
-    SP_CHECK(isfinite(o->task_timeout) && o->task_timeout >= 0 &&
-                 o->task_timeout < 1e9,
-             SP_EOPTION,
-             "task_timeout %g must be finite, >= 0 and below 1e9 seconds",
-             o->task_timeout);
+    int err = check_seconds(o->deadline, "deadline");
+    if (!err)
+        err = check_seconds(o->task_timeout, "task_timeout");
+    if (err)
+        return err;
     SP_CHECK(o->stack_size == 0 ||
                  (o->stack_size >= (size_t)PTHREAD_STACK_MIN &&
-                  o->stack_size <= ((size_t)1 << 30)),
+                  o->stack_size <= SP_MAX_STACK_SIZE),
              SP_EOPTION, "stack_size %zu must be 0 or between %zu and %zu",
-             o->stack_size, (size_t)PTHREAD_STACK_MIN, (size_t)1 << 30);
+             o->stack_size, (size_t)PTHREAD_STACK_MIN, SP_MAX_STACK_SIZE);
     for (size_t i = 0; i < sizeof o->reserved; i++)
         SP_CHECK(!o->reserved[i], SP_ENOTSUP,
                  "sp_options.reserved[%zu] is not zero; it must be", i);
     return 0;
 }
 
-static unsigned default_workers(const sp_options *o, size_t n)
+/* Run a validated, indexed run on its backend. 0, or an error from start()
+ * with nothing run. */
+static int run_on_backend(struct sp_run *run)
 {
-    size_t w = o->max_workers;
-    if (o->backend == SP_BACKEND_SERIAL)
-        return 1;
-    if (w == 0)
-        w = o->backend == SP_BACKEND_PROCESS ? online_cpus()
-                                             : SP_THREAD_DEFAULT_CAP;
-    if (w > n)
-        w = n;
-    return (unsigned)(w ? w : 1);
+    const struct sp_backend_ops *ops = run->ops;
+    int err = sp_sched_init(&run->sched, run, run->workers);
+    if (err)
+        return err;
+    sp_complete_init(run);
+    err = ops->start(run);
+    if (!err) {
+        ops->wait(run);
+        ops->finish(run);
+        sp_sched_cancel_rest(&run->sched);
+        sp_tally_merge(run, &run->caller);
+        run->res->workers = run->workers_used;
+    }
+    sp_complete_free(run);
+    sp_sched_free(&run->sched);
+    return err;
 }
 
 SP_API int simple_parallel(const sp_task *tasks, size_t n,
@@ -83,38 +95,43 @@ SP_API int simple_parallel(const sp_task *tasks, size_t n,
     *out = NULL;
     SP_CHECK(tasks || n == 0, SP_ENULLTABLE,
              "the task table is NULL but n is %zu", n);
-    SP_CHECK(n < UINT32_MAX, SP_ETOOMANY, "%zu tasks; at most %u are allowed",
-             n, UINT32_MAX - 1);
+    SP_CHECK(n <= SP_MAX_TASKS, SP_ETOOMANY,
+             "%zu tasks; at most %u are allowed", n, SP_MAX_TASKS);
     if (!opts)
         opts = &defaults;
     int err = check_options(opts);
     if (err)
         return err;
 
-    struct sp_run run = {.tasks = tasks, .n = n, .opts = *opts, .t0 = t0};
-    run.stop = &run.stop_local;
-    run.res = sp_results_alloc(n);
-    SP_CHECK(run.res, SP_ENOMEM, "cannot allocate a results map of %zu", n);
-    err = sp_table_index(tasks, n, run.res);
+    /* On the stack: it is aligned for its cache-line members, and costs no
+     * allocation. */
+    struct sp_run storage;
+    memset(&storage, 0, sizeof storage);
+    struct sp_run *run = &storage;
+    run->tasks = tasks;
+    run->n = n;
+    run->opts = *opts;
+    run->t0 = t0;
+    run->ops = backends[opts->backend];
+    run->stop = &run->stop_local;
+    run->res = sp_results_alloc(n);
+    if (!run->res)
+        return sp_set_error(SP_ENOMEM, "cannot allocate a results map of %zu",
+                            n);
+    err = sp_table_index(tasks, n, run->res);
+    if (!err && n) {
+        if (opts->deadline > 0)
+            run->deadline = t0 + (uint64_t)(opts->deadline * 1e9);
+        if (opts->task_timeout > 0)
+            run->task_timeout = (uint64_t)(opts->task_timeout * 1e9);
+        run->workers = run->ops->workers(opts, n);
+        err = run_on_backend(run);
+    }
+    sp_results *res = run->res;
     if (err) {
-        sp_results_free(run.res);
+        sp_results_free(res);
         return err;
     }
-    if (opts->deadline > 0)
-        run.deadline = t0 + (uint64_t)(opts->deadline * 1e9);
-    if (opts->task_timeout > 0)
-        run.task_timeout = (uint64_t)(opts->task_timeout * 1e9);
-    run.workers = default_workers(opts, n);
-
-    if (n) {
-        err = backends[opts->backend]->run(&run);
-        if (err) {
-            sp_results_free(run.res);
-            return err;
-        }
-    }
-
-    sp_results *res = run.res;
     res->elapsed_ns = sp_now() - t0;
     *out = res;
     return 0;

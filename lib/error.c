@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* Error codes, their names and messages (one table), the per-thread
- * last-error message, and the version queries. */
+/* Error codes, their names and messages (one table), kind names (one
+ * table), the per-thread last-error message, and the version queries. */
 #include "sp-private.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #define SP_STR_(x) #x
 #define SP_STR(x) SP_STR_(x)
@@ -42,16 +43,63 @@ SP_API const char *sp_last_error(void)
     return last_error;
 }
 
-int sp_set_error(int code, const char *fmt, ...)
+static size_t set_error_v(int code, const char *fmt, va_list ap)
+    SP_PRINTF(2, 0);
+static size_t set_error_v(int code, const char *fmt, va_list ap)
 {
-    va_list ap;
-    va_start(ap, fmt);
     int len =
         snprintf(last_error, sizeof last_error, "%s: ", sp_err_name(code));
     if (len < 0 || (size_t)len >= sizeof last_error)
         len = 0;
     vsnprintf(last_error + len, sizeof last_error - (size_t)len, fmt, ap);
+    return strlen(last_error);
+}
+
+int sp_set_error(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    set_error_v(code, fmt, ap);
     va_end(ap);
+    return code;
+}
+
+/* strerror_r comes in two forms: XSI returns int and fills buf, GNU
+ * returns the string (maybe static). Both are handled without knowing
+ * which one the C library declared. */
+static inline const char *pick(int rc, const char *buf)
+{
+    return rc == 0 ? buf : NULL;
+}
+static inline const char *pick_ptr(const char *s, const char *buf)
+{
+    (void)buf;
+    return s;
+}
+#define SP_STRERROR_PICK(r, buf)                                               \
+    _Generic((r), int : pick, default : pick_ptr)((r), (buf))
+
+const char *sp_errno_text(int err, char *buf, size_t len)
+{
+    buf[0] = 0;
+    const char *s = SP_STRERROR_PICK(strerror_r(err, buf, len), buf);
+    if (s && s != buf)
+        snprintf(buf, len, "%s", s);
+    if (!buf[0])
+        snprintf(buf, len, "error %d", err);
+    return buf;
+}
+
+int sp_set_error_errno(int code, int err, const char *fmt, ...)
+{
+    char text[128];
+    sp_errno_text(err, text, sizeof text);
+    va_list ap;
+    va_start(ap, fmt);
+    size_t len = set_error_v(code, fmt, ap);
+    va_end(ap);
+    if (len < sizeof last_error)
+        snprintf(last_error + len, sizeof last_error - len, ": %s", text);
     return code;
 }
 
@@ -68,9 +116,13 @@ SP_API const char *sp_version_string(void)
 
 SP_API const char *sp_kind_name(sp_kind kind)
 {
-    static const char *const names[] = {"OK", "FAILED", "CRASHED", "TIMED_OUT",
-                                        "CANCELLED"};
-    if ((unsigned)kind < sizeof names / sizeof names[0])
-        return names[kind];
-    return "UNKNOWN";
+    switch (kind) {
+#define SP_X_NAME_(name, value, text)                                          \
+    case name:                                                                 \
+        return text;
+        SP_KIND_MAP(SP_X_NAME_)
+#undef SP_X_NAME_
+    default:
+        return "UNKNOWN";
+    }
 }

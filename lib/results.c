@@ -32,13 +32,14 @@ SP_API void sp_results_free(sp_results *res)
     if (res->entries && atomic_load(&res->owns)) {
         for (size_t i = 0; i < res->ready; i++) {
             sp_entry *e = &res->entries[i];
-            free(e->data);
-            if (e->msg_owned)
-                free((void *)e->msg);
+            free(e->r.data);
+            if (e->how.flags & SP_EF_MSG_OWNED)
+                free((void *)e->r.msg);
         }
     }
     free(res->entries);
     free(res->slots);
+    free(res->note);
     for (struct sp_keys *k = res->keys, *next; k; k = next) {
         next = k->next;
         free(k);
@@ -77,7 +78,7 @@ SP_API const sp_entry *sp_results_get(const sp_results *res, const char *key)
 
 SP_API size_t sp_results_count_kind(const sp_results *res, sp_kind kind)
 {
-    if (!res || (unsigned)kind >= sizeof res->counts / sizeof res->counts[0])
+    if (!res || (unsigned)kind >= SP_N_KINDS)
         return 0;
     return res->counts[kind];
 }
@@ -114,52 +115,52 @@ SP_API size_t sp_entry_index(const sp_entry *e)
 
 SP_API sp_kind sp_entry_kind(const sp_entry *e)
 {
-    return e ? (sp_kind)e->kind : SP_KIND_CANCELLED;
+    return e ? (sp_kind)e->how.kind : SP_KIND_CANCELLED;
 }
 
 SP_API int sp_entry_code(const sp_entry *e)
 {
-    return e ? e->code : SP_EINVAL;
+    return e ? e->r.code : SP_EINVAL;
 }
 
 SP_API const char *sp_entry_message(const sp_entry *e)
 {
-    return e && e->msg ? e->msg : "";
+    return e && e->r.msg ? e->r.msg : "";
 }
 
 SP_API const void *sp_entry_data(const sp_entry *e, size_t *len)
 {
     if (len)
-        *len = e ? e->len : 0;
-    return e ? e->data : NULL;
+        *len = e ? e->r.len : 0;
+    return e ? e->r.data : NULL;
 }
 
 SP_API const char *sp_entry_str(const sp_entry *e)
 {
-    return e && e->data ? (const char *)e->data : "";
+    return e && e->r.data ? (const char *)e->r.data : "";
 }
 
 SP_API double sp_entry_start(const sp_entry *e)
 {
-    return e ? (double)e->t_start / 1e9 : 0.0;
+    return e ? (double)e->r.t_start / 1e9 : 0.0;
 }
 
 SP_API double sp_entry_end(const sp_entry *e)
 {
-    return e ? (double)e->t_end / 1e9 : 0.0;
+    return e ? (double)e->r.t_end / 1e9 : 0.0;
 }
 
 SP_API int sp_entry_signal(const sp_entry *e)
 {
-    return e && e->signo != SP_EXITED ? e->signo : 0;
+    return e && e->how.signo != SP_EXITED ? e->how.signo : 0;
 }
 
 SP_API int sp_entry_exit_status(const sp_entry *e)
 {
-    return e && e->signo == SP_EXITED ? e->exit_status : -1;
+    return e && e->how.signo == SP_EXITED ? e->how.exit_status : -1;
 }
 
 SP_API unsigned sp_entry_worker(const sp_entry *e)
 {
-    return e ? e->worker : SP_NO_WORKER;
+    return e ? e->r.worker : SP_NO_WORKER;
 }

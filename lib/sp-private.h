@@ -2,6 +2,18 @@
 /*
  * Private header shared by the library's own files and its white-box tests.
  * Nothing here is installed or exported.
+ *
+ * The path of one task (docs/architecture.md draws it):
+ *
+ *   core.c      simple_parallel(): options, the backend's row, the run
+ *   table.c     validation of every row and the key index
+ *   sched.c     the ready queue: which task a worker starts next, and the
+ *               cancellation of tasks that never start
+ *   backend/    where a task runs: serial.c, thread.c, process/
+ *   task.c      runs one callback and turns what it did into an outcome
+ *   complete.c  the only writer of an entry's outcome: tally, fail-fast,
+ *               stop, on_done
+ *   results.c   the map and its accessors
  */
 #ifndef SP_PRIVATE_H
 #define SP_PRIVATE_H
@@ -16,11 +28,11 @@
 #include <sys/types.h>
 #include <time.h>
 
-/* Everything the library allocates, every thread and every process it
- * creates goes through these names, so the fault-injection build of the
- * test suite (-DSP_FAULT_INJECTION, tests/fault.c) can make the Nth one
- * fail. The library proper calls the C library directly. */
-#ifdef SP_FAULT_INJECTION
+/* ---- resource hooks (hooks.c) -------------------------------------------
+ * Everything the library allocates and every thread and process it creates
+ * goes through these. They are weak definitions that call the C library;
+ * the fault-injection test links strong ones over them to make the Nth call
+ * fail (tests/fault.c), so the library is compiled once for every use. */
 void *sp_malloc(size_t size);
 void *sp_calloc(size_t n, size_t size);
 void *sp_realloc(void *p, size_t size);
@@ -28,32 +40,57 @@ void *sp_aligned_alloc(size_t align, size_t size);
 int sp_pthread_create(pthread_t *t, const pthread_attr_t *attr,
                       void *(*fn)(void *), void *arg);
 pid_t sp_fork(void);
+
+#if defined(__GNUC__)
+#define SP_NOINLINE __attribute__((noinline))
+#define SP_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #else
-#define sp_malloc malloc
-#define sp_calloc calloc
-#define sp_realloc realloc
-#define sp_aligned_alloc aligned_alloc
-#define sp_pthread_create pthread_create
-#define sp_fork fork
+#define SP_NOINLINE
+#define SP_UNLIKELY(x) (x)
 #endif
 
-/* One entry of the results map. Written only by the worker running its task
- * (or, for cancelled tasks, the worker that skipped it); published to the
- * caller by the completion queue or by joining the worker. */
-struct sp_entry {        /* 64 bytes on LP64: one cache line */
-    const char *key;     /* into sp_results.keys */
+/* Number of kinds, from the one table in the public header. */
+#define SP_X_COUNT_(name, value, text) +1
+enum { SP_N_KINDS = 0 SP_KIND_MAP(SP_X_COUNT_) };
+#undef SP_X_COUNT_
+
+/* ---- the results map (results.c) ---------------------------------------- */
+
+/* sp_entry.flags */
+enum {
+    SP_EF_DONE = 1,      /* has its final outcome (set by complete.c only) */
+    SP_EF_MSG_OWNED = 2, /* msg was allocated and is freed with the map */
+    SP_EF_TASK_CODE = 4, /* code is the task's own number, not an sp_error */
+};
+
+/* What one attempt of a task came to, in the form the map keeps it. */
+struct sp_rec {
     unsigned char *data; /* owned, len + 1 bytes (NUL-terminated) or NULL */
     size_t len;
-    const char *msg;  /* owned when msg_owned, else static; NULL = "" */
+    const char *msg;  /* owned when SP_EF_MSG_OWNED, else static; NULL = "" */
     uint64_t t_start; /* ns since the call started */
     uint64_t t_end;
     int code;
-    uint32_t index;
     uint32_t worker;
+};
+
+/* How it ended, in four bytes that move as one. */
+struct sp_how {
     uint8_t kind; /* sp_kind */
-    uint8_t msg_owned;
+    uint8_t flags;
     uint8_t signo;       /* CRASHED: the signal that killed the worker */
     uint8_t exit_status; /* CRASHED: exit status, valid when SP_EXITED */
+};
+
+/* One entry of the results map: its key and index, written by validation,
+ * and its outcome, written once by sp_complete() on whichever thread ended
+ * the task. The map is handed to the caller only after every worker is
+ * joined or reaped. */
+struct sp_entry {    /* 64 bytes on LP64: one cache line */
+    const char *key; /* into sp_results.keys */
+    struct sp_rec r;
+    uint32_t index;
+    struct sp_how how;
 };
 /* sp_entry.signo value meaning "the worker exited" (no signal). */
 #define SP_EXITED 0xff
@@ -74,25 +111,94 @@ struct sp_results {
     size_t mask;     /* slot count - 1 */
     uint64_t elapsed_ns;
     unsigned workers;
-    size_t counts[5]; /* per sp_kind, filled by the backend */
+    char *note; /* owned: why tasks were cancelled after a backend error */
+    size_t counts[SP_N_KINDS]; /* per kind; written by complete.c only */
     /* Whether any entry owns memory (data or message), so freeing a map of
-     * bare results need not walk it. Set check-then-store by tasks. */
+     * bare results need not walk it. Set check-then-store by completion. */
     atomic_bool owns;
 };
 
-static inline void sp_results_note_owned(sp_results *res)
-{
-    if (!atomic_load_explicit(&res->owns, memory_order_relaxed))
-        atomic_store_explicit(&res->owns, true, memory_order_relaxed);
-}
+sp_results *sp_results_alloc(size_t n);
 
-/* Why a run stopped starting tasks. */
+/* ---- one call ----------------------------------------------------------- */
+
+/* Why a run stopped starting tasks; the first reason wins. */
 enum sp_stop {
     SP_STOP_NONE = 0,
     SP_STOP_FAILFAST = 1,
     SP_STOP_DEADLINE = 2,
     SP_STOP_CALLBACK = 3,
     SP_STOP_TIMEOUT = 4, /* per task only: its own time limit passed */
+    SP_STOP_ERROR = 5,   /* the backend cannot go on: run->stop_code/msg */
+};
+
+/* Per-kind counts of the outcomes one thread recorded. Each completing
+ * thread has its own (no shared counter on the hot path); complete.c merges
+ * them into the map. */
+struct sp_tally {
+    size_t counts[SP_N_KINDS];
+    /* This tally belongs to the thread that called simple_parallel(): the
+     * completion callback may be called directly. */
+    bool on_caller;
+};
+
+/* What one attempt of a task came to, as the worker or the process parent
+ * saw it; sp_complete() moves it into the entry. r.msg is owned when
+ * how.flags has SP_EF_MSG_OWNED; r.data is always owned. */
+struct sp_outcome {
+    struct sp_rec r;
+    struct sp_how how;
+};
+
+/* The completion callback's queue, for backends whose workers are not the
+ * calling thread (complete.c). Every completion appends its index under the
+ * lock; the calling thread takes them in batches. */
+struct sp_doneq {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    uint32_t *q;    /* capacity: every task of the run */
+    size_t head;    /* next to deliver; only the calling thread moves it */
+    size_t tail;    /* next free */
+    bool waiting;   /* the calling thread sleeps on cond */
+    bool producers; /* workers may still append */
+    bool ready;     /* lock and cond were initialised */
+};
+
+/* One claim slot of a worker in the scheduler, on its own cache line. */
+struct sp_claim {
+    _Alignas(64) _Atomic uint64_t range; /* [lo, hi) positions: lo | hi << 32 */
+    _Atomic int busy; /* holds or runs work that may make more ready */
+};
+
+/* The ready queue (sched.c). Tasks ready at the start form the static list
+ * (today: every row, in table order), handed out in chunks from one counter
+ * and stolen back from busy workers, so a claim costs one uncontended CAS.
+ * Tasks that become ready later go into a min-heap by index under the lock;
+ * among ready tasks the lowest index (table order, then spawn order) starts
+ * first. See the invariants at the top of sched.c. */
+struct sp_sched {
+    struct sp_run *run;
+    size_t n_static;       /* positions in the static list */
+    const uint32_t *order; /* position -> task index; NULL = identity */
+    struct sp_claim *claims;
+    unsigned nclaims;
+    unsigned chunk_div; /* chunk = remaining / chunk_div, 1 .. CHUNK_MAX */
+    /* First unclaimed position: points at next_local, or into a mapping the
+     * process backend shares with its workers. */
+    _Atomic uint64_t *cursor;
+    _Alignas(64) _Atomic uint64_t next_local;
+    _Alignas(64) _Atomic int stealable; /* ranges with a task in them */
+    /* Smallest index in the heap, UINT32_MAX when it is empty: read by
+     * every claim, written only when the heap changes. */
+    _Alignas(64) _Atomic uint32_t heap_min;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    uint32_t *heap;
+    size_t heap_len, heap_cap;
+    unsigned sleepers;
+    uint64_t gen;      /* bumped by every push and by stop */
+    _Atomic bool over; /* nothing will start any more */
+    bool lock_ready;   /* lock and wake were initialised */
 };
 
 /* Everything one call of simple_parallel() shares between its workers. */
@@ -100,36 +206,71 @@ struct sp_run {
     const sp_task *tasks;
     size_t n;
     sp_results *res;
-    sp_options opts;       /* validated copy, defaults resolved */
+    sp_options opts; /* validated copy */
+    const struct sp_backend_ops *ops;
     unsigned workers;      /* workers planned for this run */
+    unsigned workers_used; /* workers the backend started (the map says so) */
     uint64_t t0;           /* CLOCK_MONOTONIC ns at entry */
     uint64_t deadline;     /* absolute ns, 0 = none */
     uint64_t task_timeout; /* ns, 0 = none */
-    /* enum sp_stop. Points at stop_local, or, in a forked worker, at the
-     * flag the parent shares with every worker. */
+    /* enum sp_stop. Points at stop_local, or, in a forked worker and its
+     * parent, at the flag they share. */
     _Atomic int *stop;
     _Atomic int stop_local;
+    _Atomic uint64_t stop_ns; /* when the stop was requested (since t0) */
+    int stop_code;            /* SP_STOP_ERROR: the sp_error to report */
+    struct sp_sched sched;
+    struct sp_doneq done;
+    struct sp_tally caller; /* outcomes recorded on the calling thread */
+    void *backend;          /* the backend's own state */
 };
+
+/* Replace an outcome's message with an owned string (may be NULL) or, when
+ * it is NULL, the static fallback (may be NULL too). task.c. */
+void sp_outcome_set_msg(struct sp_outcome *o, char *owned,
+                        const char *fallback);
 
 /* The per-task context. Lives on the worker's stack while the task runs. */
 struct sp_ctx {
     struct sp_run *run;
-    sp_entry *e;
+    struct sp_outcome *out;
     size_t index;
     uint64_t start; /* absolute ns */
     unsigned worker;
     int fail_code;  /* set by sp_fail() */
     int saw_cancel; /* enum sp_stop seen by sp_cancelled(), 0 = none */
     bool failed;
+    bool fail_own; /* sp_fail() was given a non-zero code */
     bool oom;
 };
 
-/* A backend runs every task of a validated run exactly once (or marks it
- * cancelled), calls on_done on the calling thread, and returns 0; or, when
- * it could not start at all, returns a negative code with nothing run. */
+/* ---- the backend contract (lib/backend/README.md) -----------------------
+ * A backend runs the tasks the scheduler hands it and reports how each one
+ * ended to sp_complete(); it never decides an outcome's policy (fail-fast,
+ * counting, the callback) and never cancels a task itself. core.c calls, in
+ * this order, on the calling thread:
+ *
+ *   workers(opts, n)  the worker count for 0 = default, capped by n (pure)
+ *   start(run)        create or acquire workers. On failure return a
+ *                     negative sp_error with sp_last_error() set and NO
+ *                     callback run; nothing else is called then.
+ *   wait(run)         return when no task will start or run any more;
+ *                     completion callbacks queued by other threads are
+ *                     delivered here (sp_complete_drain()).
+ *   finish(run)       join or reap every worker, merge worker tallies
+ *                     (sp_tally_merge()), set run->workers_used, free.
+ *   stop(run)         may be called at any time, from any thread, after a
+ *                     stop was requested (sp_run_stop()): wake whatever
+ *                     sleeps so it sees the stop. Must not block.
+ *
+ * Registering a backend is one row in core.c's table plus its file. */
 struct sp_backend_ops {
-    const char *name;
-    int (*run)(struct sp_run *run);
+    const char *name; /* in messages: "thread", "process", ... */
+    unsigned (*workers)(const sp_options *opts, size_t n);
+    int (*start)(struct sp_run *run);
+    void (*wait)(struct sp_run *run);
+    void (*finish)(struct sp_run *run);
+    void (*stop)(struct sp_run *run);
 };
 
 extern const struct sp_backend_ops sp_backend_thread;
@@ -143,41 +284,116 @@ static inline uint64_t sp_now(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* error.c: record the thread's last-error message, return code. */
-int sp_set_error(int code, const char *fmt, ...) SP_PRINTF(2, 3);
+/* ---- error.c ------------------------------------------------------------ */
 
-/* table.c: validate rows, build the key index and copy the keys into res.
+/* Record the thread's last-error message; returns code. */
+int sp_set_error(int code, const char *fmt, ...) SP_PRINTF(2, 3);
+/* The same, ending the message with ": " and the text of errno value err
+ * (thread-safe strerror). */
+int sp_set_error_errno(int code, int err, const char *fmt, ...) SP_PRINTF(3, 4);
+/* Thread-safe strerror into buf; returns buf. Never empty. */
+const char *sp_errno_text(int err, char *buf, size_t len);
+
+/* ---- table.c ------------------------------------------------------------ */
+
+/* Validate rows, build the key index and copy the keys into res.
  * Returns 0 or an error code with sp_last_error() set. */
 int sp_table_index(const sp_task *tasks, size_t n, sp_results *res);
 uint64_t sp_hash(const char *s, size_t len);
 
-/* results.c */
-sp_results *sp_results_alloc(size_t n);
+/* ---- sched.c ------------------------------------------------------------ */
 
-/* task.c: run task i on the calling thread, its outcome going to e
- * (normally &run->res->entries[i]); returns the end timestamp. */
+/* Set up the ready queue of run for `workers` claiming workers (thread and
+ * serial backends); 0 or SP_ENOMEM / SP_ETHREAD with the message set. */
+int sp_sched_init(struct sp_sched *s, struct sp_run *run, unsigned workers);
+void sp_sched_free(struct sp_sched *s);
+/* Give worker w its next task in *i; `now` is the current time (checked
+ * against the deadline). false: nothing to start now; call sp_sched_idle().
+ */
+bool sp_sched_claim(struct sp_sched *s, unsigned w, uint64_t now, size_t *i);
+/* Worker w found nothing: wait until a task may be ready (true: claim
+ * again) or the run will start nothing more (false: leave). */
+bool sp_sched_idle(struct sp_sched *s, unsigned w);
+/* Claim one position of the static list without ranges (the process
+ * backend's workers share the counter through a mapping); false at the end.
+ */
+bool sp_sched_claim_one(struct sp_sched *s, size_t *i);
+/* Task i became ready (handed back, released, spawned): into the heap. */
+int sp_sched_push(struct sp_sched *s, size_t i);
+/* A stop was requested: wake every sleeping worker. */
+void sp_sched_wake(struct sp_sched *s);
+/* After every worker is gone: every task without an outcome never started;
+ * record it CANCELLED with the run's stop reason (on the calling thread). */
+void sp_sched_cancel_rest(struct sp_sched *s);
+
+/* ---- task.c ------------------------------------------------------------- */
+
+/* Run task i on the calling thread; its outcome goes to *out. start is the
+ * absolute time it starts; returns the absolute end time. */
 uint64_t sp_task_exec(struct sp_run *run, size_t i, unsigned worker,
-                      uint64_t start, sp_entry *e);
-/* Mark task i as never started because of the run's stop reason. */
-void sp_task_cancel(struct sp_run *run, size_t i, uint64_t now);
-/* Whether a task may still start at time now; sets the stop reason when the
- * deadline has passed. */
+                      uint64_t start, struct sp_outcome *out);
+/* Free what an outcome owns (one that was not handed to sp_complete()). */
+void sp_outcome_free(struct sp_outcome *o);
+
+/* ---- complete.c --------------------------------------------------------- */
+
+/* Record how task i ended: the ONLY writer of an entry's outcome. Takes
+ * ownership of what *o holds. Counts it in t, applies fail-fast, queues or
+ * calls the completion callback. Any thread; never twice for one task. */
+void sp_complete(struct sp_run *run, size_t i, struct sp_outcome *o,
+                 struct sp_tally *t);
+/* Whether recording an outcome of this kind stops the run (fail-fast): the
+ * policy sp_complete() applies. Workers in other processes ask it too, so
+ * the stop takes effect before the parent records the outcome. */
+static inline bool sp_complete_stops(const struct sp_run *run, int kind)
+{
+    return run->opts.on_error == SP_POLICY_FAIL_FAST && kind != SP_KIND_OK &&
+           kind != SP_KIND_CANCELLED;
+}
+/* Whether task i has its outcome. */
+static inline bool sp_complete_has(const struct sp_run *run, size_t i)
+{
+    return run->res->entries[i].how.flags & SP_EF_DONE;
+}
+/* Reset the run's completion state (core.c, before the backend starts). */
+void sp_complete_init(struct sp_run *run);
+/* A backend whose worker threads record outcomes sets up the callback's
+ * queue (no-op without on_done); 0 or an error with the message set. */
+int sp_complete_queue(struct sp_run *run);
+void sp_complete_free(struct sp_run *run);
+/* On the calling thread: deliver queued completions until the producers
+ * are done (sp_complete_producers_done()) and the queue is empty. */
+void sp_complete_drain(struct sp_run *run);
+/* Every worker thread has left: no more completions will be queued. */
+void sp_complete_producers_done(struct sp_run *run);
+/* Add a worker's counts to the map's (after the worker is gone). */
+void sp_tally_merge(struct sp_run *run, const struct sp_tally *t);
+
+/* Ask the run to stop starting tasks; the first reason wins, and the
+ * backend is woken. Any thread. */
+void sp_run_stop(struct sp_run *run, int why);
+/* The backend cannot go on: stop with SP_STOP_ERROR, and tasks that never
+ * start come back CANCELLED with code and "not started: msg" (kept in the
+ * map). Calling thread only. */
+void sp_run_fail(struct sp_run *run, int code, const char *msg);
+
+/* Whether a task may still start at time now; sets the stop reason when
+ * the deadline has passed. */
 static inline bool sp_run_may_start(struct sp_run *run, uint64_t now)
 {
     if (atomic_load_explicit(run->stop, memory_order_relaxed))
         return false;
     if (run->deadline && now >= run->deadline) {
-        int none = SP_STOP_NONE;
-        atomic_compare_exchange_strong(run->stop, &none, SP_STOP_DEADLINE);
+        sp_run_stop(run, SP_STOP_DEADLINE);
         return false;
     }
     return true;
 }
-/* Ask the run to stop starting tasks; the first reason wins. */
-static inline void sp_run_stop(struct sp_run *run, int why)
+
+static inline void sp_results_note_owned(sp_results *res)
 {
-    int none = SP_STOP_NONE;
-    atomic_compare_exchange_strong(run->stop, &none, why);
+    if (!atomic_load_explicit(&res->owns, memory_order_relaxed))
+        atomic_store_explicit(&res->owns, true, memory_order_relaxed);
 }
 
 #endif /* SP_PRIVATE_H */

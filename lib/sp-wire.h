@@ -17,13 +17,16 @@
 #define SP_WIRE_HEADER 48
 #define SP_WIRE_MAX_MSG (64u * 1024)         /* longest message */
 #define SP_WIRE_MAX_DATA ((uint64_t)1 << 40) /* largest result: 1 TiB */
+/* sp_wire_header.flags: the code is the task's own number. */
+#define SP_WIRE_TASK_CODE 1u
 
 struct sp_wire_header {
     uint32_t magic;
     uint32_t index;
     int32_t code;
     uint8_t kind;
-    uint8_t pad[3];
+    uint8_t flags; /* SP_WIRE_TASK_CODE */
+    uint8_t pad[2];
     uint64_t t_start; /* ns since the call started */
     uint64_t t_end;
     uint32_t msg_len;

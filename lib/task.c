@@ -1,22 +1,21 @@
 /* SPDX-License-Identifier: MIT */
 /* Running one task: the context API a callback sees, and how its return
- * value, sp_fail() call and cancellation turn into an entry. Shared by every
- * backend, so a task means the same thing wherever it runs. */
+ * value, sp_fail() call and cancellation turn into an outcome (which
+ * complete.c then records). Shared by every backend, so a task means the
+ * same thing wherever it runs. */
 #include "sp-private.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static void entry_set_msg(struct sp_run *run, sp_entry *e, char *owned,
-                          const char *fallback)
+void sp_outcome_set_msg(struct sp_outcome *o, char *owned, const char *fallback)
 {
-    if (owned)
-        sp_results_note_owned(run->res);
-    if (e->msg_owned)
-        free((void *)e->msg);
-    e->msg = owned ? owned : fallback;
-    e->msg_owned = owned != NULL;
+    if (o->how.flags & SP_EF_MSG_OWNED)
+        free((void *)o->r.msg);
+    o->r.msg = owned ? owned : fallback;
+    o->how.flags = (uint8_t)(owned ? o->how.flags | SP_EF_MSG_OWNED
+                                   : o->how.flags & ~SP_EF_MSG_OWNED);
 }
 
 /* vasprintf in C11: measure, allocate, format. NULL on failure. */
@@ -43,22 +42,23 @@ static char *format_message(const char *fmt, va_list ap)
 
 SP_API int sp_set_result(sp_ctx *ctx, const void *data, size_t len)
 {
-    if (!ctx || (!data && len))
-        return SP_EINVAL;
-    if (len == SIZE_MAX)
-        return SP_ENOMEM;
-    unsigned char *copy = sp_malloc(len + 1);
+    if (!ctx)
+        return sp_set_error(SP_EINVAL, "sp_set_result: the context is NULL");
+    if (!data && len)
+        return sp_set_error(SP_EINVAL,
+                            "sp_set_result: data is NULL but len is %zu", len);
+    unsigned char *copy = len < SIZE_MAX ? sp_malloc(len + 1) : NULL;
     if (!copy) {
         ctx->oom = true;
-        return SP_ENOMEM;
+        return sp_set_error(
+            SP_ENOMEM, "sp_set_result: cannot copy a result of %zu bytes", len);
     }
     if (len)
         memcpy(copy, data, len);
     copy[len] = 0;
-    free(ctx->e->data);
-    sp_results_note_owned(ctx->run->res);
-    ctx->e->data = copy;
-    ctx->e->len = len;
+    free(ctx->out->r.data);
+    ctx->out->r.data = copy;
+    ctx->out->r.len = len;
     ctx->oom = false;
     return 0;
 }
@@ -66,42 +66,45 @@ SP_API int sp_set_result(sp_ctx *ctx, const void *data, size_t len)
 SP_API int sp_set_result_str(sp_ctx *ctx, const char *str)
 {
     if (!str)
-        return SP_EINVAL;
+        return sp_set_error(SP_EINVAL, "sp_set_result_str: the string is NULL");
     return sp_set_result(ctx, str, strlen(str));
 }
 
 SP_API int sp_set_resultf(sp_ctx *ctx, const char *fmt, ...)
 {
     if (!ctx || !fmt)
-        return SP_EINVAL;
+        return sp_set_error(SP_EINVAL, "sp_set_resultf: the %s is NULL",
+                            ctx ? "format" : "context");
     va_list ap;
     va_start(ap, fmt);
     char *s = format_message(fmt, ap);
     va_end(ap);
     if (!s) {
         ctx->oom = true;
-        return SP_ENOMEM;
+        return sp_set_error(SP_ENOMEM,
+                            "sp_set_resultf: cannot format the result");
     }
-    free(ctx->e->data);
-    sp_results_note_owned(ctx->run->res);
-    ctx->e->data = (unsigned char *)s;
-    ctx->e->len = strlen(s);
+    free(ctx->out->r.data);
+    ctx->out->r.data = (unsigned char *)s;
+    ctx->out->r.len = strlen(s);
     ctx->oom = false;
     return 0;
 }
 
 SP_API int sp_vfail(sp_ctx *ctx, int code, const char *fmt, va_list ap)
 {
+    bool own = code != 0;
     if (code == 0)
         code = SP_ETASK;
     if (!ctx)
         return code;
     ctx->failed = true;
+    ctx->fail_own = own;
     ctx->fail_code = code;
     if (fmt) {
         char *msg = format_message(fmt, ap);
-        entry_set_msg(ctx->run, ctx->e, msg,
-                      msg ? NULL : "out of memory formatting the message");
+        sp_outcome_set_msg(ctx->out, msg,
+                           "out of memory formatting the message");
     }
     return code;
 }
@@ -148,79 +151,60 @@ SP_API unsigned sp_ctx_worker(const sp_ctx *ctx)
     return ctx ? ctx->worker : 0;
 }
 
-static const char *stop_message(int why)
-{
-    switch (why) {
-    case SP_STOP_FAILFAST:
-        return "not started: another task failed (fail-fast)";
-    case SP_STOP_DEADLINE:
-        return "not started: the deadline passed";
-    case SP_STOP_CALLBACK:
-        return "not started: the completion callback asked to stop";
-    default:
-        return "not started";
-    }
-}
-
-/* Turn what the callback did into the entry's kind, code and message. */
+/* Turn what the callback did into the outcome's kind, code and message. */
 static void classify(struct sp_ctx *ctx, int rc)
 {
-    sp_entry *e = ctx->e;
-    struct sp_run *run = ctx->run;
+    struct sp_outcome *o = ctx->out;
+    if (rc == 0 && !ctx->failed && !ctx->oom)
+        return; /* OK: the zeroed outcome says so already */
     int code = ctx->failed ? ctx->fail_code : rc;
+    bool own = ctx->failed ? ctx->fail_own : rc != 0;
 
-    if (code == 0 && ctx->oom) {
+    if (code == 0) { /* returned 0, but sp_set_result() ran out of memory */
         code = SP_ENOMEM;
-        entry_set_msg(run, e, NULL, "could not store the task's result");
+        own = false;
+        sp_outcome_set_msg(o, NULL, "could not store the task's result");
     }
-    e->code = code;
-    if (code == 0) {
-        e->kind = SP_KIND_OK;
-        entry_set_msg(run, e, NULL, NULL);
-        return;
-    }
-    e->kind = SP_KIND_FAILED;
-    if (!e->msg) {
+    if (own)
+        o->how.flags |= SP_EF_TASK_CODE;
+    o->r.code = code;
+    o->how.kind = SP_KIND_FAILED;
+    if (!o->r.msg) {
         char buf[64];
         snprintf(buf, sizeof buf, "task returned %d", code);
         size_t len = strlen(buf) + 1;
         char *msg = sp_malloc(len);
         if (msg)
             memcpy(msg, buf, len);
-        entry_set_msg(run, e, msg, "task failed");
+        sp_outcome_set_msg(o, msg, "task failed");
     }
     if (ctx->saw_cancel)
-        e->kind = ctx->saw_cancel == SP_STOP_DEADLINE ||
-                          ctx->saw_cancel == SP_STOP_TIMEOUT
-                      ? SP_KIND_TIMED_OUT
-                      : SP_KIND_CANCELLED;
-    if (run->opts.on_error == SP_FAIL_FAST)
-        sp_run_stop(run, SP_STOP_FAILFAST);
+        o->how.kind = ctx->saw_cancel == SP_STOP_DEADLINE ||
+                              ctx->saw_cancel == SP_STOP_TIMEOUT
+                          ? SP_KIND_TIMED_OUT
+                          : SP_KIND_CANCELLED;
 }
 
 uint64_t sp_task_exec(struct sp_run *run, size_t i, unsigned worker,
-                      uint64_t start, sp_entry *e)
+                      uint64_t start, struct sp_outcome *out)
 {
     const sp_task *t = &run->tasks[i];
+    *out = (struct sp_outcome){.r.worker = worker};
     struct sp_ctx ctx = {
-        .run = run, .e = e, .index = i, .worker = worker, .start = start};
+        .run = run, .out = out, .index = i, .worker = worker, .start = start};
     int rc = t->fn(&ctx, t->arg);
     uint64_t end = sp_now();
     classify(&ctx, rc);
-    e->t_start = start - run->t0;
-    e->t_end = end - run->t0;
-    e->worker = worker;
+    out->r.t_start = start - run->t0;
+    out->r.t_end = end - run->t0;
     return end;
 }
 
-void sp_task_cancel(struct sp_run *run, size_t i, uint64_t now)
+void sp_outcome_free(struct sp_outcome *o)
 {
-    sp_entry *e = &run->res->entries[i];
-    int why = atomic_load_explicit(run->stop, memory_order_relaxed);
-    e->kind = SP_KIND_CANCELLED;
-    e->code = SP_ECANCELED;
-    e->msg = stop_message(why);
-    e->msg_owned = 0;
-    e->t_start = e->t_end = now > run->t0 ? now - run->t0 : 0;
-    e->worker = SP_NO_WORKER;
+    if (!o->r.data && !(o->how.flags & SP_EF_MSG_OWNED))
+        return;
+    free(o->r.data);
+    o->r.data = NULL;
+    sp_outcome_set_msg(o, NULL, NULL);
 }

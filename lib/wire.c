@@ -13,7 +13,8 @@ void sp_wire_encode(unsigned char *out, const struct sp_wire_header *h)
     memcpy(out + 4, &h->index, 4);
     memcpy(out + 8, &h->code, 4);
     out[12] = h->kind;
-    memset(out + 13, 0, 3);
+    out[13] = h->flags;
+    memset(out + 14, 0, 2);
     memcpy(out + 16, &h->t_start, 8);
     memcpy(out + 24, &h->t_end, 8);
     memcpy(out + 32, &h->msg_len, 4);
@@ -27,7 +28,8 @@ static void decode_header(struct sp_wire_header *h, const unsigned char *in)
     memcpy(&h->index, in + 4, 4);
     memcpy(&h->code, in + 8, 4);
     h->kind = in[12];
-    memcpy(h->pad, in + 13, 3);
+    h->flags = in[13];
+    memcpy(h->pad, in + 14, 2);
     memcpy(&h->t_start, in + 16, 8);
     memcpy(&h->t_end, in + 24, 8);
     memcpy(&h->msg_len, in + 32, 4);
@@ -76,7 +78,8 @@ static int check_header(struct sp_wire_dec *d)
         return fail(d, SP_EPROTO, "frame has an invalid result kind");
     if ((h->kind == SP_KIND_OK) != (h->code == 0))
         return fail(d, SP_EPROTO, "frame's code does not match its kind");
-    if (h->pad[0] || h->pad[1] || h->pad[2] || h->reserved)
+    if ((h->flags & ~SP_WIRE_TASK_CODE) || h->pad[0] || h->pad[1] ||
+        h->reserved)
         return fail(d, SP_EPROTO, "frame has non-zero reserved bytes");
     if (h->t_end < h->t_start)
         return fail(d, SP_EPROTO, "frame ends before it starts");

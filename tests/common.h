@@ -46,9 +46,9 @@ static inline sp_options test_opts(void)
     return o;
 }
 
-static inline int test_main(int argc, char **argv,
-                            const struct CMUnitTest *tests, size_t count,
-                            const char *suite)
+/* Pick the backend named by argv[1] and name the group "suite/backend";
+ * NULL for an unknown backend. */
+static inline const char *test_init(int argc, char **argv, const char *suite)
 {
     static const struct {
         const char *name;
@@ -65,22 +65,25 @@ static inline int test_main(int argc, char **argv,
                 break;
         if (k == sizeof known / sizeof known[0]) {
             fprintf(stderr, "unknown backend %s\n", argv[1]);
-            return 2;
+            return NULL;
         }
         test_backend = known[k].backend;
         test_backend_name = known[k].name;
     }
     signal(SIGPIPE, SIG_IGN);
-    char name[128];
+    static char name[128];
     snprintf(name, sizeof name, "%s/%s", suite, test_backend_name);
-    return _cmocka_run_group_tests(name, tests, count, NULL, NULL);
+    return name;
 }
 
+/* Only cmocka's public API: cmocka_run_group_tests_name(). */
 #define TEST_MAIN(suite, tests)                                                \
     int main(int argc, char **argv)                                            \
     {                                                                          \
-        return test_main(argc, argv, tests, sizeof tests / sizeof tests[0],    \
-                         suite);                                               \
+        const char *group = test_init(argc, argv, suite);                      \
+        if (!group)                                                            \
+            return 2;                                                          \
+        return cmocka_run_group_tests_name(group, tests, NULL, NULL);          \
     }
 
 /* Every duration a test uses is multiplied by this: 1 normally, more under

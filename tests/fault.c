@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* The fault-injection hooks the library calls when built with
- * -DSP_FAULT_INJECTION (see lib/sp-private.h): each kind of resource has a
+/* The fault-injection hooks: strong definitions of the resource hooks
+ * that the library defines weakly (lib/hooks.c), linked over them in the
+ * test binary only. Each kind of resource has a
  * countdown; when it reaches its Nth call, that call fails as the C library
  * would (NULL with ENOMEM, EAGAIN). 0 = never fail. */
 #define _DEFAULT_SOURCE /* MAP_ANONYMOUS */

@@ -55,7 +55,7 @@ int main(int argc, char **argv)
     }
 
     printf("map: fail-fast, ordered (max_workers 5)\n");
-    sp_options o = {.max_workers = 5, .on_error = SP_FAIL_FAST};
+    sp_options o = {.max_workers = 5, .on_error = SP_POLICY_FAIL_FAST};
     sp_results *res;
     if (simple_parallel(t, 10, &o, &res))
         return 1;

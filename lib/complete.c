@@ -1,0 +1,185 @@
+/* SPDX-License-Identifier: MIT */
+/* The completion path: the ONLY code that writes an entry's outcome. Every
+ * backend reports "task i ended like this" to sp_complete() and nothing
+ * else; here the outcome is moved into the map, counted, checked against
+ * the fail-fast policy, and handed to the completion callback on the
+ * caller's thread (libuv's uv__work_done plays the same part).
+ *
+ * The callback runs only on the thread that called simple_parallel(), one
+ * entry at a time. Outcomes recorded on that thread (serial backend, the
+ * process backend's parent, the cancellation sweep) call it directly;
+ * outcomes recorded by worker threads are queued and delivered by
+ * sp_complete_drain(), which the thread backend runs on the calling thread.
+ */
+#include "sp-private.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void deliver(struct sp_run *run, const sp_entry *e)
+{
+    if (run->opts.on_done(e, run->opts.on_done_arg))
+        sp_run_stop(run, SP_STOP_CALLBACK);
+}
+
+static void enqueue(struct sp_run *run, size_t i)
+{
+    struct sp_doneq *d = &run->done;
+    pthread_mutex_lock(&d->lock);
+    d->q[d->tail++] = (uint32_t)i;
+    if (d->waiting) {
+        d->waiting = false;
+        pthread_cond_signal(&d->cond);
+    }
+    pthread_mutex_unlock(&d->lock);
+}
+
+/* What an outcome sets off beyond the entry: the fail-fast stop and the
+ * completion callback. Out of line: most outcomes need neither. */
+static SP_NOINLINE void after_complete(struct sp_run *run, size_t i,
+                                       unsigned kind, struct sp_tally *t)
+{
+    if (kind != SP_KIND_OK && sp_complete_stops(run, (int)kind))
+        sp_run_stop(run, SP_STOP_FAILFAST);
+    if (run->opts.on_done) {
+        if (t->on_caller)
+            deliver(run, &run->res->entries[i]);
+        else
+            enqueue(run, i);
+    }
+}
+
+void sp_complete(struct sp_run *run, size_t i, struct sp_outcome *o,
+                 struct sp_tally *t)
+{
+    sp_entry *e = &run->res->entries[i];
+    unsigned kind = o->how.kind;
+    e->r = o->r;
+    e->how = o->how;
+    e->how.flags |= SP_EF_DONE;
+    if (SP_UNLIKELY(o->r.data || (o->how.flags & SP_EF_MSG_OWNED))) {
+        sp_results_note_owned(run->res);
+        if (!o->r.data)
+            e->r.len = 0;
+        o->r.data = NULL; /* the entry owns them now */
+        o->r.msg = NULL;
+        o->how.flags = 0;
+    } else {
+        e->r.len = 0;
+    }
+    t->counts[kind]++;
+    if (SP_UNLIKELY(kind != SP_KIND_OK || run->opts.on_done))
+        after_complete(run, i, kind, t);
+}
+
+void sp_complete_init(struct sp_run *run)
+{
+    memset(&run->done, 0, sizeof run->done);
+    memset(&run->caller, 0, sizeof run->caller);
+    run->caller.on_caller = true;
+}
+
+/* The thread backend's queue: allocated only when worker threads complete
+ * tasks and there is a callback to deliver them to. */
+static int queue_init(struct sp_run *run)
+{
+    struct sp_doneq *d = &run->done;
+    d->q = sp_malloc((run->n ? run->n : 1) * sizeof *d->q);
+    if (!d->q)
+        return sp_set_error(SP_ENOMEM, "cannot allocate the completion queue");
+    int rc = pthread_mutex_init(&d->lock, NULL);
+    if (rc == 0 && (rc = pthread_cond_init(&d->cond, NULL)) != 0)
+        pthread_mutex_destroy(&d->lock);
+    if (rc) {
+        free(d->q);
+        d->q = NULL;
+        return sp_set_error_errno(SP_ETHREAD, rc,
+                                  "cannot initialise the completion queue");
+    }
+    d->ready = true;
+    d->producers = true;
+    return 0;
+}
+
+int sp_complete_queue(struct sp_run *run)
+{
+    return run->opts.on_done ? queue_init(run) : 0;
+}
+
+void sp_complete_free(struct sp_run *run)
+{
+    struct sp_doneq *d = &run->done;
+    if (d->ready) {
+        pthread_cond_destroy(&d->cond);
+        pthread_mutex_destroy(&d->lock);
+        d->ready = false;
+    }
+    free(d->q);
+    d->q = NULL;
+}
+
+void sp_complete_drain(struct sp_run *run)
+{
+    struct sp_doneq *d = &run->done;
+    if (!d->ready)
+        return;
+    uint32_t batch[64];
+    for (;;) {
+        pthread_mutex_lock(&d->lock);
+        while (d->head == d->tail && d->producers) {
+            d->waiting = true;
+            pthread_cond_wait(&d->cond, &d->lock);
+        }
+        d->waiting = false;
+        size_t k = 0;
+        while (d->head < d->tail && k < sizeof batch / sizeof batch[0])
+            batch[k++] = d->q[d->head++];
+        pthread_mutex_unlock(&d->lock);
+        if (!k)
+            return; /* producers done, queue empty */
+        for (size_t j = 0; j < k; j++)
+            deliver(run, &run->res->entries[batch[j]]);
+    }
+}
+
+void sp_complete_producers_done(struct sp_run *run)
+{
+    struct sp_doneq *d = &run->done;
+    if (!d->ready)
+        return;
+    pthread_mutex_lock(&d->lock);
+    d->producers = false;
+    pthread_cond_signal(&d->cond);
+    pthread_mutex_unlock(&d->lock);
+}
+
+void sp_tally_merge(struct sp_run *run, const struct sp_tally *t)
+{
+    for (int k = 0; k < SP_N_KINDS; k++)
+        run->res->counts[k] += t->counts[k];
+}
+
+void sp_run_stop(struct sp_run *run, int why)
+{
+    int none = SP_STOP_NONE;
+    if (!atomic_compare_exchange_strong(run->stop, &none, why))
+        return;
+    uint64_t now = sp_now();
+    atomic_store(&run->stop_ns, now > run->t0 ? now - run->t0 : 1);
+    if (run->ops && run->ops->stop)
+        run->ops->stop(run);
+}
+
+void sp_run_fail(struct sp_run *run, int code, const char *msg)
+{
+    if (atomic_load(run->stop))
+        return; /* an earlier reason stands */
+    run->stop_code = code;
+    if (!run->res->note) {
+        size_t len = strlen(msg) + sizeof "not started: ";
+        run->res->note = sp_malloc(len);
+        if (run->res->note)
+            snprintf(run->res->note, len, "not started: %s", msg);
+    }
+    sp_run_stop(run, SP_STOP_ERROR);
+}

@@ -1,0 +1,439 @@
+/* SPDX-License-Identifier: MIT */
+/* The scheduler: the ready queue of one run. It decides which task a worker
+ * starts next and which tasks never start; it never runs a task and never
+ * decides how one ended (complete.c does).
+ *
+ * Two sources of ready tasks:
+ *  - the static list: the tasks ready when the run starts, in table order
+ *    (position p is task order[p], or p itself when order is NULL). Workers
+ *    take chunks of positions from one counter, sized like OpenMP's guided
+ *    schedule (remaining / chunk_div, 1 .. CHUNK_MAX), into their own range.
+ *    A claim is then one uncontended CAS on the worker's own cache line.
+ *  - the heap: tasks that become ready later (handed back, released by a
+ *    finished dependency, spawned, retried), a min-heap by index under the
+ *    lock. Among ready tasks the lowest index starts first, so table order
+ *    and then spawn order decide.
+ *
+ * Invariants:
+ *  1. Every position of the static list is handed out at most once: it is
+ *     taken from the counter into exactly one range, and leaves a range by
+ *     one successful CAS (the owner's pop of the front, or a thief's steal
+ *     of the back).
+ *  2. An idle worker can take ANY task that has not started: it steals the
+ *     back half (at least one task) of a busy worker's range. A slow task
+ *     therefore holds up only itself.
+ *  3. `stealable` counts non-empty ranges: each change between empty and
+ *     non-empty is made by one CAS or by the owner's store into its own
+ *     empty range, and counted once.
+ *  4. `heap_min` is the heap's smallest index or UINT32_MAX; it changes only
+ *     under the lock.
+ *  5. A worker's `busy` flag is set before it looks for work and cleared,
+ *     under the lock, only when it found none. The run is `over` (nothing
+ *     will start any more) when, under the lock, no worker is busy and
+ *     nothing is ready: then no task is running, so none can make another
+ *     ready. A stop request ends the run for idle workers at once.
+ *  6. When every worker is gone, a task without an outcome never started;
+ *     sp_sched_cancel_rest() has it recorded CANCELLED with the reason.
+ */
+#include "sp-private.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+
+#define CHUNK_MAX 1024u
+
+static inline uint64_t pack(uint32_t lo, uint32_t hi)
+{
+    return (uint64_t)hi << 32 | lo;
+}
+
+static inline uint32_t index_at(const struct sp_sched *s, uint64_t pos)
+{
+    return s->order ? s->order[pos] : (uint32_t)pos;
+}
+
+int sp_sched_init(struct sp_sched *s, struct sp_run *run, unsigned workers)
+{
+    memset(s, 0, sizeof *s);
+    s->run = run;
+    s->n_static = run->n;
+    s->nclaims = workers;
+    s->chunk_div = 4 * (workers ? workers : 1);
+    atomic_init(&s->next_local, 0);
+    s->cursor = &s->next_local;
+    atomic_init(&s->stealable, 0);
+    atomic_init(&s->heap_min, UINT32_MAX);
+    atomic_init(&s->over, false);
+    if (workers) {
+        s->claims = sp_aligned_alloc(64, sizeof *s->claims * workers);
+        if (!s->claims)
+            return sp_set_error(SP_ENOMEM, "cannot allocate %u claim slots",
+                                workers);
+        for (unsigned k = 0; k < workers; k++) {
+            atomic_init(&s->claims[k].range, 0);
+            atomic_init(&s->claims[k].busy, 0);
+        }
+    }
+    int rc = pthread_mutex_init(&s->lock, NULL);
+    if (rc == 0) {
+        rc = pthread_cond_init(&s->wake, NULL);
+        if (rc)
+            pthread_mutex_destroy(&s->lock);
+    }
+    if (rc) {
+        free(s->claims);
+        s->claims = NULL;
+        return sp_set_error_errno(SP_ETHREAD, rc,
+                                  "cannot initialise the scheduler's lock");
+    }
+    s->lock_ready = true;
+    return 0;
+}
+
+void sp_sched_free(struct sp_sched *s)
+{
+    if (s->lock_ready) {
+        pthread_cond_destroy(&s->wake);
+        pthread_mutex_destroy(&s->lock);
+        s->lock_ready = false;
+    }
+    free(s->claims);
+    free(s->heap);
+    s->claims = NULL;
+    s->heap = NULL;
+}
+
+/* ---- the heap (under the lock) ------------------------------------------ */
+
+static void heap_publish_min(struct sp_sched *s)
+{
+    atomic_store_explicit(&s->heap_min, s->heap_len ? s->heap[0] : UINT32_MAX,
+                          memory_order_relaxed);
+}
+
+static uint32_t heap_pop(struct sp_sched *s)
+{
+    uint32_t top = s->heap[0], v = s->heap[--s->heap_len];
+    size_t k = 0, n = s->heap_len;
+    for (;;) {
+        size_t c = 2 * k + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && s->heap[c + 1] < s->heap[c])
+            c++;
+        if (s->heap[c] >= v)
+            break;
+        s->heap[k] = s->heap[c];
+        k = c;
+    }
+    if (n)
+        s->heap[k] = v;
+    heap_publish_min(s);
+    return top;
+}
+
+int sp_sched_push(struct sp_sched *s, size_t i)
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->heap_len == s->heap_cap) {
+        size_t cap = s->heap_cap ? 2 * s->heap_cap : 64;
+        uint32_t *h = sp_realloc(s->heap, cap * sizeof *h);
+        if (!h) {
+            pthread_mutex_unlock(&s->lock);
+            return SP_ENOMEM;
+        }
+        s->heap = h;
+        s->heap_cap = cap;
+    }
+    size_t k = s->heap_len++;
+    while (k && s->heap[(k - 1) / 2] > (uint32_t)i) {
+        s->heap[k] = s->heap[(k - 1) / 2];
+        k = (k - 1) / 2;
+    }
+    s->heap[k] = (uint32_t)i;
+    heap_publish_min(s);
+    s->gen++;
+    if (s->sleepers)
+        pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+/* Pop the heap's smallest index if it is below `below`. */
+static bool take_heap(struct sp_sched *s, uint32_t below, size_t *i)
+{
+    bool got = false;
+    pthread_mutex_lock(&s->lock);
+    if (s->heap_len && s->heap[0] < below) {
+        *i = heap_pop(s);
+        got = true;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return got;
+}
+
+/* ---- the static list ---------------------------------------------------- */
+
+/* Give claim c the range [lo, hi); c's range is empty, so no thief races
+ * this store (thieves only CAS non-empty ranges). */
+static void set_range(struct sp_sched *s, struct sp_claim *c, uint64_t lo,
+                      uint64_t hi)
+{
+    if (hi > lo)
+        atomic_fetch_add_explicit(&s->stealable, 1, memory_order_relaxed);
+    atomic_store_explicit(&c->range, pack((uint32_t)lo, (uint32_t)hi),
+                          memory_order_relaxed);
+}
+
+/* Pop the front of c's own range unless the heap holds a smaller index:
+ * 1 = got *pos, 0 = range empty, -1 = the heap goes first. */
+static int pop_own(struct sp_sched *s, struct sp_claim *c, uint32_t hmin,
+                   uint64_t *pos)
+{
+    uint64_t r = atomic_load_explicit(&c->range, memory_order_relaxed);
+    for (;;) {
+        uint32_t lo = (uint32_t)r, hi = (uint32_t)(r >> 32);
+        if (lo >= hi)
+            return 0;
+        if (hmin < index_at(s, lo))
+            return -1;
+        if (s->nclaims == 1) { /* no thief: a plain store will do */
+            atomic_store_explicit(&c->range, pack(lo + 1, hi),
+                                  memory_order_relaxed);
+            if (hi - lo == 1)
+                atomic_fetch_sub_explicit(&s->stealable, 1,
+                                          memory_order_relaxed);
+            *pos = lo;
+            return 1;
+        }
+        if (atomic_compare_exchange_weak_explicit(
+                &c->range, &r, pack(lo + 1, hi), memory_order_relaxed,
+                memory_order_relaxed)) {
+            if (hi - lo == 1)
+                atomic_fetch_sub_explicit(&s->stealable, 1,
+                                          memory_order_relaxed);
+            *pos = lo;
+            return 1;
+        }
+    }
+}
+
+/* Take a chunk of the static list from the counter: 1 = got *pos (the
+ * chunk's first; the rest is c's range), 0 = the list is exhausted, -1 =
+ * the heap goes first. */
+static int claim_chunk(struct sp_sched *s, struct sp_claim *c, uint32_t hmin,
+                       uint64_t *pos)
+{
+    uint64_t n = s->n_static;
+    uint64_t cur = atomic_load_explicit(s->cursor, memory_order_relaxed);
+    if (cur >= n)
+        return 0;
+    if (hmin < index_at(s, cur))
+        return -1;
+    uint64_t k = (n - cur) / s->chunk_div;
+    k = k < 1 ? 1 : k > CHUNK_MAX ? CHUNK_MAX : k;
+    uint64_t lo = atomic_fetch_add_explicit(s->cursor, k, memory_order_relaxed);
+    if (lo >= n)
+        return 0;
+    uint64_t hi = lo + k < n ? lo + k : n;
+    set_range(s, c, lo + 1, hi);
+    *pos = lo;
+    return 1;
+}
+
+/* Steal the back half (at least one) of another worker's range. */
+static bool steal(struct sp_sched *s, unsigned w, uint64_t *pos)
+{
+    while (atomic_load_explicit(&s->stealable, memory_order_relaxed) > 0) {
+        for (unsigned k = 1; k < s->nclaims; k++) {
+            struct sp_claim *v = &s->claims[(w + k) % s->nclaims];
+            uint64_t r = atomic_load_explicit(&v->range, memory_order_relaxed);
+            for (;;) {
+                uint32_t lo = (uint32_t)r, hi = (uint32_t)(r >> 32);
+                if (lo >= hi)
+                    break;
+                uint32_t take = (hi - lo + 1) / 2, mid = hi - take;
+                if (atomic_compare_exchange_weak_explicit(
+                        &v->range, &r, pack(lo, mid), memory_order_relaxed,
+                        memory_order_relaxed)) {
+                    if (mid == lo)
+                        atomic_fetch_sub_explicit(&s->stealable, 1,
+                                                  memory_order_relaxed);
+                    set_range(s, &s->claims[w], (uint64_t)mid + 1, hi);
+                    *pos = mid;
+                    return true;
+                }
+            }
+        }
+        if (s->nclaims < 2)
+            break;
+        /* A range is in flight between a thief's CAS and its own store;
+         * let the thief land it. */
+        sched_yield();
+    }
+    return false;
+}
+
+/* Everything but the front of the worker's own range: the counter, a
+ * steal, the heap. Kept out of line so the fast path stays small. */
+static SP_NOINLINE bool claim_slow(struct sp_sched *s, unsigned w, size_t *i)
+{
+    struct sp_claim *c = &s->claims[w];
+    uint32_t hmin = atomic_load_explicit(&s->heap_min, memory_order_relaxed);
+    uint64_t pos;
+    int got = pop_own(s, c, hmin, &pos);
+    if (got == 0)
+        got = claim_chunk(s, c, hmin, &pos);
+    if (got == 0 && steal(s, w, &pos))
+        got = 1;
+    if (got == 1) {
+        *i = index_at(s, pos);
+        return true;
+    }
+    /* The heap: first when it holds a lower index than the static list's
+     * next, otherwise as the last resort. */
+    return hmin != UINT32_MAX && take_heap(s, UINT32_MAX, i);
+}
+
+bool sp_sched_claim(struct sp_sched *s, unsigned w, uint64_t now, size_t *i)
+{
+    struct sp_claim *c = &s->claims[w];
+    if (!atomic_load_explicit(&c->busy, memory_order_relaxed))
+        atomic_store(&c->busy, 1); /* before looking: invariant 5 */
+    if (!sp_run_may_start(s->run, now))
+        return false;
+    /* Fast path: the front of the worker's own range, when the heap is
+     * empty and only this worker claims (serial) or the CAS wins. */
+    uint64_t r = atomic_load_explicit(&c->range, memory_order_relaxed);
+    uint32_t lo = (uint32_t)r, hi = (uint32_t)(r >> 32);
+    if (hi - lo >= 2 && !s->order &&
+        atomic_load_explicit(&s->heap_min, memory_order_relaxed) ==
+            UINT32_MAX) {
+        uint64_t next = r + 1; /* lo + 1, hi unchanged: lo < hi - 1 */
+        if (s->nclaims == 1)
+            atomic_store_explicit(&c->range, next, memory_order_relaxed);
+        else if (!atomic_compare_exchange_strong_explicit(&c->range, &r, next,
+                                                          memory_order_relaxed,
+                                                          memory_order_relaxed))
+            return claim_slow(s, w, i);
+        *i = lo;
+        return true;
+    }
+    return claim_slow(s, w, i);
+}
+
+bool sp_sched_claim_one(struct sp_sched *s, size_t *i)
+{
+    uint64_t pos =
+        atomic_fetch_add_explicit(s->cursor, 1, memory_order_relaxed);
+    if (pos >= s->n_static)
+        return false;
+    *i = index_at(s, pos);
+    return true;
+}
+
+/* Under the lock: whether any worker other than w may still make a task
+ * ready, or any task is ready. */
+static bool work_may_appear(struct sp_sched *s, unsigned w)
+{
+    if (s->heap_len || atomic_load(s->cursor) < s->n_static ||
+        atomic_load(&s->stealable) > 0)
+        return true;
+    for (unsigned k = 0; k < s->nclaims; k++)
+        if (k != w && atomic_load(&s->claims[k].busy))
+            return true;
+    return false;
+}
+
+bool sp_sched_idle(struct sp_sched *s, unsigned w)
+{
+    struct sp_claim *c = &s->claims[w];
+    bool again = false;
+    pthread_mutex_lock(&s->lock);
+    atomic_store(&c->busy, 0);
+    uint64_t gen = s->gen;
+    for (;;) {
+        if (atomic_load(&s->over) ||
+            atomic_load_explicit(s->run->stop, memory_order_relaxed))
+            break;
+        if (s->heap_len || atomic_load(s->cursor) < s->n_static ||
+            atomic_load(&s->stealable) > 0 || s->gen != gen) {
+            again = true;
+            break;
+        }
+        if (!work_may_appear(s, w)) {
+            atomic_store(&s->over, true);
+            s->gen++;
+            pthread_cond_broadcast(&s->wake);
+            break;
+        }
+        s->sleepers++;
+        pthread_cond_wait(&s->wake, &s->lock);
+        s->sleepers--;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return again;
+}
+
+void sp_sched_wake(struct sp_sched *s)
+{
+    if (!s->lock_ready)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->gen++;
+    if (s->sleepers)
+        pthread_cond_broadcast(&s->wake);
+    pthread_mutex_unlock(&s->lock);
+}
+
+static const char *stop_message(int why)
+{
+    switch (why) {
+    case SP_STOP_FAILFAST:
+        return "not started: another task failed (fail-fast)";
+    case SP_STOP_DEADLINE:
+        return "not started: the deadline passed";
+    case SP_STOP_CALLBACK:
+        return "not started: the completion callback asked to stop";
+    default:
+        return "not started";
+    }
+}
+
+void sp_sched_cancel_rest(struct sp_sched *s)
+{
+    struct sp_run *run = s->run;
+    size_t left = run->n;
+    for (int k = 0; k < SP_N_KINDS; k++)
+        left -= run->res->counts[k] + run->caller.counts[k];
+    if (!left)
+        return;
+    int why = atomic_load(run->stop);
+    uint64_t at = atomic_load(&run->stop_ns);
+    if (!why || !at) {
+        uint64_t now = sp_now();
+        at = now > run->t0 ? now - run->t0 : 0;
+    }
+    struct sp_outcome o = {
+        .r = {.code = SP_ECANCELED,
+              .msg = stop_message(why),
+              .t_start = at,
+              .t_end = at,
+              .worker = SP_NO_WORKER},
+        .how = {.kind = SP_KIND_CANCELLED},
+    };
+    if (why == SP_STOP_ERROR) {
+        o.r.code = run->stop_code;
+        o.r.msg = run->res->note ? run->res->note
+                                 : "not started: no worker could run it";
+    }
+    for (size_t i = 0; i < run->n && left; i++) {
+        if (sp_complete_has(run, i))
+            continue;
+        struct sp_outcome c = o;
+        sp_complete(run, i, &c, &run->caller);
+        left--;
+    }
+}
