@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* Run control: the completion callback, fail-fast, the deadline, stopping
  * from the callback, nested and concurrent calls. Every backend. */
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
 #include "common.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 static int quick(sp_ctx *ctx, void *arg)
 {
@@ -405,7 +407,76 @@ static void test_error_message_per_thread(void **state)
     }
 }
 
+/* Shared with forked workers: how many short tasks have finished. */
+static _Atomic unsigned *short_done;
+
+static int short_task(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    test_sleep_ms(10);
+    atomic_fetch_add(short_done, 1);
+    return sp_set_result_str(ctx, "short");
+}
+
+/* The slow task ends once all `n` short tasks have, or after 3 s: a short
+ * task stuck behind it would make it wait the whole 3 s and then end after
+ * it. */
+static int slow_task(sp_ctx *ctx, void *arg)
+{
+    unsigned n = (unsigned)(uintptr_t)arg;
+    for (unsigned ms = 0; ms < 3000 * test_scale(); ms++) {
+        if (atomic_load(short_done) >= n)
+            break;
+        test_sleep_ms(1);
+    }
+    return sp_set_result_str(ctx, "slow");
+}
+
+/* The hostile-task issue's table: 100 tasks, task 0 slow, the rest 10 ms,
+ * on 2, 4 and 8 workers. An idle worker takes any task that has not
+ * started, so every short task ends before the slow one. The serial
+ * backend runs one task at a time, in order: there the slow task does hold
+ * up the rest, by design (docs/guide.md). */
+static void test_slow_task_holds_up_only_itself(void **state)
+{
+    (void)state;
+    if (test_backend == SP_BACKEND_SERIAL)
+        skip();
+    enum { N = 100 };
+    sp_task t[N];
+    char keys[N][16];
+    short_done = mmap(NULL, sizeof *short_done, PROT_READ | PROT_WRITE,
+                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(short_done != MAP_FAILED);
+    make_tasks(t, keys, N, short_task);
+    t[0].fn = slow_task;
+    t[0].arg = (void *)(uintptr_t)(N - 1);
+    static const unsigned workers[] = {2, 4, 8};
+    for (size_t w = 0; w < sizeof workers / sizeof workers[0]; w++) {
+        atomic_store(short_done, 0);
+        sp_options o = test_opts();
+        o.max_workers = workers[w];
+        sp_results *res = NULL;
+        assert_int_equal(simple_parallel(t, N, &o, &res), 0);
+        assert_int_equal(sp_results_ok(res), N);
+        double slow_end = sp_entry_end(sp_results_at(res, 0));
+        for (size_t i = 1; i < N; i++) {
+            const sp_entry *e = sp_results_at(res, i);
+            if (sp_entry_end(e) > slow_end)
+                fail_msg("%u workers: %s ended at %.3f s, after the slow "
+                         "task (%.3f s)",
+                         workers[w], sp_entry_key(e), sp_entry_end(e),
+                         slow_end);
+        }
+        /* Nothing waited for the 3 s cap. */
+        assert_true(slow_end < 2.5 * test_scale());
+        sp_results_free(res);
+    }
+    munmap((void *)short_done, sizeof *short_done);
+}
+
 static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_slow_task_holds_up_only_itself),
     cmocka_unit_test(test_completion_callback),
     cmocka_unit_test(test_fail_fast),
     cmocka_unit_test(test_collect_all_keeps_going),

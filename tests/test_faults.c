@@ -30,7 +30,12 @@ static int task(sp_ctx *ctx, void *arg)
     size_t i = sp_ctx_index(ctx);
     if (i % 3 == 0)
         return sp_fail(ctx, 5, "boom %zu", i);
-    return sp_set_resultf(ctx, "v%zu", i);
+    int rc = sp_set_resultf(ctx, "v%zu", i);
+    /* A failed call names itself in the thread's last error. */
+    if (rc == SP_ENOMEM &&
+        !strstr(sp_last_error(), "SP_ENOMEM: sp_set_resultf"))
+        return sp_fail(ctx, 99, "sp_set_resultf failed without a message");
+    return rc;
 }
 
 static int count_done(const sp_entry *e, void *user)

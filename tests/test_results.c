@@ -280,7 +280,65 @@ static void test_hundred_thousand_tasks(void **state)
     free(keys);
 }
 
+/* Inside a task, every function that returns an error code also sets the
+ * thread's last-error message, naming the code and the function. The task
+ * reports the first check that failed, or "all set". */
+static int failing_calls(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    /* Called through a pointer so the format checker lets NULL through. */
+    int (*resultf)(sp_ctx *, const char *, ...) = sp_set_resultf;
+    static const struct {
+        const char *want;
+    } expect[] = {
+        {"SP_EINVAL: sp_set_result: data is NULL but len is 5"},
+        {"SP_EINVAL: sp_set_result: the context is NULL"},
+        {"SP_EINVAL: sp_set_result_str: the string is NULL"},
+        {"SP_EINVAL: sp_set_resultf: the format is NULL"},
+        {"SP_EINVAL: sp_set_resultf: the context is NULL"},
+        {"SP_ENOMEM: sp_set_result: cannot copy a result of"},
+    };
+    int rc[6];
+    const char *msg[6];
+    static char copies[6][160];
+    rc[0] = sp_set_result(ctx, NULL, 5);
+    msg[0] = strcpy(copies[0], sp_last_error());
+    rc[1] = sp_set_result(NULL, "x", 1);
+    msg[1] = strcpy(copies[1], sp_last_error());
+    rc[2] = sp_set_result_str(ctx, NULL);
+    msg[2] = strcpy(copies[2], sp_last_error());
+    rc[3] = resultf(ctx, NULL);
+    msg[3] = strcpy(copies[3], sp_last_error());
+    rc[4] = resultf(NULL, "%d", 1);
+    msg[4] = strcpy(copies[4], sp_last_error());
+    rc[5] = sp_set_result(ctx, "x", SIZE_MAX);
+    msg[5] = strcpy(copies[5], sp_last_error());
+    for (int k = 0; k < 6; k++) {
+        int want_rc = k == 5 ? SP_ENOMEM : SP_EINVAL;
+        if (rc[k] != want_rc ||
+            strncmp(msg[k], expect[k].want, strlen(expect[k].want)) != 0)
+            return sp_fail(ctx, 100 + k, "call %d: rc %d, message \"%s\"", k,
+                           rc[k], msg[k]);
+    }
+    return sp_set_result_str(ctx, "all set"); /* clears the failed copy */
+}
+
+static void test_failing_calls_set_last_error(void **state)
+{
+    (void)state;
+    sp_task t[] = {{.key = "calls", .fn = failing_calls}};
+    sp_options o = test_opts();
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, 1, &o, &res), 0);
+    const sp_entry *e = sp_results_at(res, 0);
+    if (sp_entry_kind(e) != SP_KIND_OK)
+        fail_msg("%s", sp_entry_message(e));
+    assert_string_equal(sp_entry_str(e), "all set");
+    sp_results_free(res);
+}
+
 static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_failing_calls_set_last_error),
     cmocka_unit_test(test_mixed_outcomes),
     cmocka_unit_test(test_timings_and_workers),
     cmocka_unit_test(test_timeline_overlap),
