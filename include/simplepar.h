@@ -26,6 +26,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -403,6 +404,96 @@ SP_API int sp_entry_exit_status(const sp_entry *e);
 
 /** @brief Index of the worker that ran the task, or ::SP_NO_WORKER. */
 SP_API unsigned sp_entry_worker(const sp_entry *e);
+
+/** @} */
+
+/* ------------------------------------------------------------------------ */
+/** @name Export
+ * Write a results map out as a trace or a chart, to see where the time of a
+ * call went. Both functions read the map only through the accessors above,
+ * so they work on any map, and may run while other threads read the same
+ * map. Numbers are written with a '.' decimal point whatever the locale.
+ * Text from the map (keys, messages) that is not valid UTF-8 has each
+ * maximal ill-formed subsequence (the Unicode "maximal subpart" practice,
+ * as Python's `errors="replace"` and WHATWG decoders do) replaced by U+FFFD.
+ * @{ */
+
+/**
+ * @brief Write the map as a Chrome trace-event JSON document.
+ *
+ * The output opens in Perfetto (https://ui.perfetto.dev) and in
+ * chrome://tracing. It is the trace-event "JSON Object Format", schema
+ * version 1, which stays stable: later versions only add fields.
+ *
+ * @code
+ * {"traceEvents":[ EVENT, ... ],
+ *  "displayTimeUnit":"ms",
+ *  "otherData":{"schema":"simplepar-trace","schema_version":1,
+ *               "library":"simplepar 0.1.0","tasks":N,"workers":W,
+ *               "ok":N_OK,"failed":N_NOT_OK,"elapsed_us":T}}
+ * @endcode
+ *
+ * Events, in this order:
+ *  - `{"name":"process_name","ph":"M","pid":1,"tid":0,
+ *    "args":{"name":"simplepar"}}`;
+ *  - per worker track w = 0 .. W-1 a `"thread_name"` metadata event with
+ *    `"args":{"name":"worker w"}` and a `"thread_sort_index"` one; W is
+ *    the larger of sp_results_workers() and the highest worker index in
+ *    the map plus one;
+ *  - when some task never ran, the same two events for the track
+ *    `"tid":W` named `"not started"`;
+ *  - one event per entry, in input order, so every key appears exactly
+ *    once. A task that ran is a complete event: `"ph":"X"`,
+ *    `"tid"` its worker, `"ts"` its start and `"dur"` its run time. A task
+ *    that never ran (worker ::SP_NO_WORKER) is an instant event `"ph":"i"`,
+ *    `"s":"t"` on the "not started" track at the time it was cancelled.
+ *    Both carry `"name"`: the key; `"cat"`: sp_kind_name() of its kind;
+ *    `"pid":1`; and `"args":{"index":I,"kind":"...","code":C,
+ *    "message":"...","result_bytes":B}`, plus `"signal"` and
+ *    `"exit_status"` for CRASHED entries.
+ *
+ * Times are microseconds since the call started (as sp_entry_start()),
+ * with three decimals, never negative; `ts` + `dur` is exactly the task's
+ * end, so the slices of one worker never overlap; `elapsed_us` is
+ * sp_results_elapsed(). Strings are escaped as JSON requires (`\"`, `\\`,
+ * `\n`, `\t`, ..., other control characters as `\u00XX`); bytes that are
+ * not valid UTF-8 become `\ufffd` (see the group's description). The
+ * stream is flushed at the end.
+ *
+ * @param res the map; borrowed.
+ * @param f   a stream open for writing; borrowed, left open.
+ * @retval 0         written and flushed.
+ * @retval SP_EINVAL @p res or @p f is NULL; nothing written.
+ * @retval SP_EIO    a write or the flush failed, or @p f has its error
+ *                   indicator set; the output is incomplete.
+ *                   sp_last_error() names the failing call and the
+ *                   system's reason, e.g. `SP_EIO: fflush: No space left
+ *                   on device`.
+ * Thread-safe; any backend's map.
+ */
+SP_API int sp_results_write_trace(const sp_results *res, FILE *f);
+
+/**
+ * @brief Write the map as an SVG Gantt chart.
+ *
+ * A standalone SVG 1.1 document (well-formed XML, UTF-8) that opens in any
+ * browser: one row per worker ("worker N"), a bar per task from its start
+ * to its end coloured by kind, a row "not started" with a marker for each
+ * task that never ran, a time axis in seconds from the call's start, a
+ * legend of the kinds present, and a `<title>` tooltip on every bar with
+ * the key, kind, worker, times, code and message. Keys are drawn on bars
+ * wide enough for them. Each task's element carries `data-index="I"` (its
+ * input index) and `class="bar"` or `class="marker"`. Text is XML-escaped;
+ * characters XML cannot hold (control characters other than tab, newline
+ * and carriage return, U+FFFE, U+FFFF, invalid UTF-8) become U+FFFD. The
+ * stream is flushed at the end.
+ *
+ * @param res the map; borrowed.
+ * @param f   a stream open for writing; borrowed, left open.
+ * @return as sp_results_write_trace().
+ * Thread-safe; any backend's map.
+ */
+SP_API int sp_results_write_svg(const sp_results *res, FILE *f);
 
 /** @} */
 

@@ -11,14 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Validate one argument at the API boundary: on failure record the message
- * and return the code (dav1d's validate_input_or_ret). */
-#define SP_CHECK(cond, code, ...)                                              \
-    do {                                                                       \
-        if (!(cond))                                                           \
-            return sp_set_error((code), __VA_ARGS__);                          \
-    } while (0)
-
 /* One row per backend, indexed by sp_backend. */
 static const struct sp_backend_ops *const backends[] = {
     [SP_BACKEND_THREAD] = &sp_backend_thread,

@@ -286,6 +286,14 @@ static inline uint64_t sp_now(void)
 
 /* ---- error.c ------------------------------------------------------------ */
 
+/* Validate one argument at the API boundary: on failure record the message
+ * and return the code (dav1d's validate_input_or_ret). */
+#define SP_CHECK(cond, code, ...)                                              \
+    do {                                                                       \
+        if (!(cond))                                                           \
+            return sp_set_error((code), __VA_ARGS__);                          \
+    } while (0)
+
 /* Record the thread's last-error message; returns code. */
 int sp_set_error(int code, const char *fmt, ...) SP_PRINTF(2, 3);
 /* The same, ending the message with ": " and the text of errno value err

@@ -7,8 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
-# clang's sanitizer runtimes are a separate package on Debian 12.
-sp_ensure_deps clang libclang-rt-14-dev valgrind clang-format g++
+# clang's sanitizer runtimes are a separate package on Debian 12; python3
+# runs tests/check-trace.py, which reads the trace and SVG exports back with
+# real JSON and XML parsers.
+sp_ensure_deps clang libclang-rt-14-dev valgrind clang-format g++ python3
 
 jobs=$(nproc 2>/dev/null || echo 2)
 

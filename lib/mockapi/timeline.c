@@ -2,6 +2,8 @@
 /* Timelines: seed 000's ASCII Gantt chart, and the same chart as SVG. */
 #include "simplepar/mockapi.h"
 
+#include "../sp-gantt.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,99 +84,74 @@ SP_API void sp_mock_timeline_text(FILE *out, const sp_mock_event *ev, size_t n,
     free(s);
 }
 
-/* Text with the five XML specials escaped. */
-static void xml(FILE *out, const char *s)
+/* The SVG chart is drawn by the core's Gantt renderer (lib/sp-gantt.h), the
+ * one behind sp_results_write_svg(), so both charts look and escape alike:
+ * here the rows are the events' lanes in order of first appearance and
+ * every bar has the first colour. */
+struct svg_src {
+    const sp_mock_event *ev; /* sorted by start */
+    const char **lanes;
+    size_t *row; /* lane of each event */
+    char detail[48];
+};
+
+static const char *svg_row(void *src, size_t row, char *buf, size_t len)
 {
-    for (; *s; s++) {
-        switch (*s) {
-        case '&':
-            fputs("&amp;", out);
-            break;
-        case '<':
-            fputs("&lt;", out);
-            break;
-        case '>':
-            fputs("&gt;", out);
-            break;
-        case '"':
-            fputs("&quot;", out);
-            break;
-        case '\'':
-            fputs("&apos;", out);
-            break;
-        default:
-            fputc(*s, out);
-        }
-    }
+    (void)buf;
+    (void)len;
+    return ((struct svg_src *)src)->lanes[row];
+}
+
+static void svg_bar(void *src, size_t i, sp_gantt_bar *out)
+{
+    struct svg_src *s = src;
+    char secs[32];
+    snprintf(s->detail, sizeof s->detail, "%s s",
+             sp_fmt_fixed(secs, sizeof secs, s->ev[i].end - s->ev[i].start, 3));
+    *out = (sp_gantt_bar){.row = s->row[i],
+                          .index = i,
+                          .start = s->ev[i].start,
+                          .end = s->ev[i].end,
+                          .label = s->ev[i].label,
+                          .detail = s->detail};
 }
 
 SP_API int sp_mock_timeline_svg(FILE *out, const sp_mock_event *ev, size_t n)
 {
     double t0, span;
     sp_mock_event *s = sorted(ev, n, &t0, &span);
-    if (!s)
-        return -1;
-    /* Lanes in order of first appearance. */
     const char **lanes = malloc((n ? n : 1) * sizeof *lanes);
+    size_t *row = malloc((n ? n : 1) * sizeof *row);
+    int rc = -1;
+    if (!s || !lanes || !row)
+        goto out;
     size_t nl = 0;
-    if (!lanes) {
-        free(s);
-        return -1;
-    }
     for (size_t i = 0; i < n; i++) {
         size_t k = 0;
         while (k < nl && strcmp(lanes[k], s[i].lane))
             k++;
         if (k == nl)
             lanes[nl++] = s[i].lane;
+        row[i] = k;
     }
-    const int left = 110, right = 20, top = 30, row = 24, plot = 760;
-    int height = top + (int)nl * row + 40;
-    fprintf(out,
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" "
-            "height=\"%d\" font-family=\"monospace\" font-size=\"11\">\n"
-            "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
-            "<text x=\"%d\" y=\"18\" font-size=\"13\">Timeline "
-            "(full width = %.3f s)</text>\n",
-            left + plot + right, height, left, span);
-    for (size_t k = 0; k < nl; k++) {
-        fprintf(out, "<text x=\"4\" y=\"%d\">", top + (int)k * row + 16);
-        xml(out, lanes[k]);
-        fputs("</text>\n", out);
-    }
-    for (int t = 0; t <= 10; t++) {
-        int x = left + plot * t / 10;
-        fprintf(out,
-                "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" "
-                "stroke=\"#ddd\"/>\n<text x=\"%d\" y=\"%d\" "
-                "text-anchor=\"middle\">%.2fs</text>\n",
-                x, top, x, top + (int)nl * row, x, top + (int)nl * row + 16,
-                span * t / 10);
-    }
-    for (size_t i = 0; i < n; i++) {
-        size_t k = 0;
-        while (strcmp(lanes[k], s[i].lane))
-            k++;
-        double x = left + (s[i].start - t0) / span * plot;
-        double w = (s[i].end - s[i].start) / span * plot;
-        if (w < 1)
-            w = 1;
-        int y = top + (int)k * row + 3;
-        fprintf(out,
-                "<rect x=\"%.1f\" y=\"%d\" width=\"%.1f\" height=\"%d\" "
-                "fill=\"#4a90d9\" stroke=\"#2a5f99\"><title>",
-                x, y, w, row - 6);
-        xml(out, s[i].label);
-        fprintf(out,
-                " (%.3f s)</title></rect>\n<text x=\"%.1f\" y=\"%d\" "
-                "fill=\"black\">",
-                s[i].end - s[i].start, x + 2, y + 13);
-        xml(out, s[i].label);
-        fputs("</text>\n", out);
-    }
-    fputs("</svg>\n", out);
+    char title[64];
+    snprintf(title, sizeof title, "Timeline: %zu event%s", n,
+             n == 1 ? "" : "s");
+    struct svg_src src = {.ev = s, .lanes = lanes, .row = row};
+    sp_gantt g = {.title = title,
+                  .rows = nl,
+                  .bars = n,
+                  .t0 = t0,
+                  .t1 = t0 + span,
+                  .src = &src,
+                  .row_name = svg_row,
+                  .bar = svg_bar};
+    sp_out o = {.f = out};
+    sp_gantt_svg(&o, &g);
+    rc = sp_out_finish(&o);
+out:
+    free(row);
     free(lanes);
     free(s);
-    return ferror(out) ? -1 : 0;
+    return rc;
 }

@@ -8,10 +8,14 @@
  * without waiting for the slowest branch of a wave.
  *
  *   branch_fetch [-s|--sequential] [--compare] [--scale S] [--svg FILE]
+ *                [--trace FILE]
  *
  * -s runs every call one after another (the serial backend, same tasks,
  * identical records); --compare runs both and prints the speedup. Live log
- * on stderr; timeline, records (JSON) and the summary on stdout. */
+ * on stderr; timeline, records (JSON) and the summary on stdout. --svg
+ * writes the timeline of every API call as SVG; --trace writes the branch
+ * tasks of the (first) run as a Chrome trace (sp_results_write_trace()),
+ * to open in https://ui.perfetto.dev or chrome://tracing. */
 #include <simplepar.h>
 #include <simplepar/mockapi.h>
 
@@ -85,7 +89,8 @@ static int branch_task(sp_ctx *ctx, void *arg)
 }
 
 /* One whole fetch; returns its wall time, -1 on failure. */
-static double fetch(double scale, int sequential, const char *svg)
+static double fetch(double scale, int sequential, const char *svg,
+                    const char *trace)
 {
     sp_mock_options mo = {.time_scale = scale, .log = stderr, .record = 1};
     struct ctx c = {sp_mock_new(&mo),
@@ -120,9 +125,22 @@ static double fetch(double scale, int sequential, const char *svg)
         if (!f || sp_mock_timeline_svg(f, ev, nev) || fclose(f))
             fprintf(stderr, "cannot write %s\n", svg);
     }
+    /* The trace of the branch tasks; a failure to write it fails the run. */
+    int failed = 0;
+    if (trace) {
+        FILE *f = fopen(trace, "w");
+        if (!f || sp_results_write_trace(res, f)) {
+            fprintf(stderr, "cannot write %s: %s\n", trace,
+                    f ? sp_last_error() : "fopen failed");
+            failed = 1;
+        }
+        if (f && fclose(f)) {
+            perror(trace);
+            failed = 1;
+        }
+    }
     /* The records, in the branch list's order (sorted by uri). */
     printf("\n[\n");
-    int failed = 0;
     for (int i = 0; i < n; i++) {
         const sp_entry *e = sp_results_at(res, (size_t)i);
         if (sp_entry_kind(e) == SP_KIND_OK)
@@ -143,7 +161,7 @@ int main(int argc, char **argv)
 {
     double scale = 0.25;
     int sequential = 0, compare = 0;
-    const char *svg = NULL;
+    const char *svg = NULL, *trace = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-s") || !strcmp(argv[i], "--sequential"))
             sequential = 1;
@@ -153,9 +171,11 @@ int main(int argc, char **argv)
             scale = atof(argv[++i]);
         else if (!strcmp(argv[i], "--svg") && i + 1 < argc)
             svg = argv[++i];
+        else if (!strcmp(argv[i], "--trace") && i + 1 < argc)
+            trace = argv[++i];
         else {
             printf("usage: %s [-s|--sequential] [--compare] [--scale S] "
-                   "[--svg FILE]\n",
+                   "[--svg FILE] [--trace FILE]\n",
                    argv[0]);
             return strcmp(argv[i], "--help") ? 2 : 0;
         }
@@ -164,12 +184,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "--scale must be in (0, 10]\n");
         return 2;
     }
-    double first = fetch(scale, sequential && !compare, svg);
+    double first = fetch(scale, sequential && !compare, svg, trace);
     if (first < 0)
         return 1;
     if (compare) {
         printf("\n--- the same fetch, every call one after another ---\n");
-        double seq = fetch(scale, 1, NULL);
+        double seq = fetch(scale, 1, NULL, NULL);
         if (seq < 0)
             return 1;
         printf("\nSpeedup of parallel over sequential: %.2fx\n", seq / first);
