@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build simplepar and pass every test: the format check, gcc and clang with
-# -Werror, the install test (pkg-config and subproject consumers), then the
+# -Werror, the install test (pkg-config, CMake and meson-subproject
+# consumers of an installation in a temporary prefix), then the
 # suites again under ASan+UBSan, TSan and valgrind, then the libFuzzer
 # targets for a bounded time. Exits non-zero on the first failure. Build
 # trees go to build-test-*/ (reused when present).
@@ -8,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
 # clang's sanitizer runtimes are a separate package on Debian 12.
-sp_ensure_deps clang libclang-rt-14-dev valgrind clang-format g++
+sp_ensure_deps clang libclang-rt-14-dev valgrind clang-format g++ cmake
 
 jobs=$(nproc 2>/dev/null || echo 2)
 
@@ -41,7 +42,7 @@ run() { # name, then meson setup arguments
 }
 
 run gcc-O2   -Dbuildtype=debugoptimized
-echo "=== install: meson install --destdir, pkg-config and subproject consumers"
+echo "=== install: meson install --destdir; pkg-config, CMake and subproject consumers"
 log=build-test-install.test.log
 if ./scripts/install-test.sh build-test-gcc-O2 2>&1 | tee "$log"; then
   passed=$((passed + 1))
