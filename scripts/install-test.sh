@@ -219,39 +219,64 @@ case $libdir in
   probe symlinked "$tmp/sym" "$root" ;;
 esac
 
-echo "--- meson subproject: dependency('simplepar', fallback: ...)"
-mkdir -p "$tmp/consumer/subprojects/simplepar"
+# Two consumers: the subproject named by dependency()'s fallback keyword,
+# and through a wrap file's [provide] section (the directory is there, so
+# the wrap's URL is never fetched).
+mkdir -p "$tmp/subproject"
 (cd "$src" && tar --exclude='./build*' --exclude=./.git -cf - .) \
-  | tar -xf - -C "$tmp/consumer/subprojects/simplepar"
-cp "$src/docs/examples/quickstart.c" "$src/docs/examples/seeds/tickers.c" \
-  "$tmp/consumer/"
-cat > "$tmp/consumer/meson.build" <<'MESON'
+  | tar -xf - -C "$tmp/subproject"
+consumer() { # name; meson.build on stdin
+  local dir=$tmp/consumer-$1
+  mkdir -p "$dir/subprojects"
+  ln -s "$tmp/subproject" "$dir/subprojects/simplepar"
+  cp "$src/docs/examples/quickstart.c" "$src/docs/examples/seeds/tickers.c" "$dir/"
+  cat > "$dir/meson.build"
+  [ "$1" != wrap ] || cat > "$dir/subprojects/simplepar.wrap" <<'WRAP'
+[wrap-git]
+url = https://example.invalid/simplepar.git
+revision = v0.1.0
+
+[provide]
+dependency_names = simplepar, simplepar-mockapi
+WRAP
+  if (cd "$dir" && env -u PKG_CONFIG_PATH -u PKG_CONFIG_SYSROOT_DIR \
+        meson setup b --force-fallback-for=simplepar,simplepar-mockapi \
+        > "$dir.log" 2>&1 && ninja -C b >> "$dir.log" 2>&1); then
+    if qs_ok "$dir/b/qs"; then
+      pass "meson subproject ($1), simplepar"
+    else
+      fail "meson subproject ($1), simplepar"
+    fi
+    if "$dir/b/tickers" --scale 0.02 > "$dir.tickers" \
+       && [ "$(grep -c '(7 tickers ok)' "$dir.tickers")" -eq 2 ]; then
+      pass "meson subproject ($1), simplepar-mockapi"
+    else
+      fail "meson subproject ($1), simplepar-mockapi"
+    fi
+  else
+    cat "$dir.log"
+    fail "meson subproject consumer ($1) did not build"
+  fi
+}
+echo "--- meson subproject: dependency('simplepar', fallback: ...)"
+consumer fallback <<'MESON'
 project('consumer', 'c', default_options: ['c_std=c11'])
+opts = ['tests=disabled', 'bench=false', 'examples=false']
 dep = dependency('simplepar', fallback: ['simplepar', 'simplepar_dep'],
-                 default_options: ['tests=disabled', 'bench=false',
-                                   'examples=false'])
+                 default_options: opts)
 mock = dependency('simplepar-mockapi', fallback: ['simplepar', 'mockapi_dep'])
 executable('qs', 'quickstart.c', dependencies: dep)
 executable('tickers', 'tickers.c', dependencies: mock)
 MESON
-if (cd "$tmp/consumer" && env -u PKG_CONFIG_PATH -u PKG_CONFIG_SYSROOT_DIR \
-      meson setup b --force-fallback-for=simplepar,simplepar-mockapi \
-      > "$tmp/subproject.log" 2>&1 && ninja -C b >> "$tmp/subproject.log" 2>&1); then
-  if qs_ok "$tmp/consumer/b/qs"; then
-    pass "meson subproject consumer, simplepar_dep"
-  else
-    fail "meson subproject consumer, simplepar_dep"
-  fi
-  if "$tmp/consumer/b/tickers" --scale 0.02 > "$tmp/sub-tickers.out" \
-     && [ "$(grep -c '(7 tickers ok)' "$tmp/sub-tickers.out")" -eq 2 ]; then
-    pass "meson subproject consumer, mockapi_dep"
-  else
-    fail "meson subproject consumer, mockapi_dep"
-  fi
-else
-  cat "$tmp/subproject.log"
-  fail "meson subproject consumer did not build"
-fi
+echo "--- meson subproject: subprojects/simplepar.wrap with [provide]"
+consumer wrap <<'MESON'
+project('consumer', 'c', default_options: ['c_std=c11'])
+opts = ['tests=disabled', 'bench=false', 'examples=false']
+mock = dependency('simplepar-mockapi', default_options: opts)
+dep = dependency('simplepar')
+executable('qs', 'quickstart.c', dependencies: dep)
+executable('tickers', 'tickers.c', dependencies: mock)
+MESON
 
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]
