@@ -6,9 +6,12 @@
 #    the shared and the static library, C++17, the mock API shared and
 #    static), and the package's rules: versions, components, and paths that
 #    follow the installation when it is moved or reached through a symlink;
-#  - the project as a meson subproject, for simplepar and simplepar-mockapi.
-# Also checks that bin/ holds only simplepar- names and that every exported
-# function has an installed man page. Ends with "N passed, N failed".
+#  - the project as a meson subproject, for simplepar and simplepar-mockapi,
+#    by dependency()'s fallback keyword and by a wrap file's [provide].
+# Also checks that bin/ holds only simplepar- names, that two installed
+# programs run with LD_LIBRARY_PATH (so BUILD_DIR must have the examples,
+# the default), and that every exported function has an installed man
+# page. Ends with "N passed, N failed".
 # Usage: scripts/install-test.sh BUILD_DIR   (SP_KEEP_TMP=1 keeps the
 # temporary directory for a look after a failure)
 set -euo pipefail
@@ -58,9 +61,20 @@ else
   fail "bin/ holds other names: $names"
 fi
 
-echo "--- pkg-config, shared: cc quickstart.c \$(pkg-config --cflags --libs simplepar)"
+echo "--- installed programs run with LD_LIBRARY_PATH=\$libdir"
+if LD_LIBRARY_PATH=$lib "$bin/simplepar-demo" --scale 0.02 > "$tmp/demo.out" \
+   && LD_LIBRARY_PATH=$lib "$bin/simplepar-branch-fetch" --scale 0.01 \
+        > "$tmp/branch-fetch.out" 2>&1 \
+   && grep '^Fetched ' "$tmp/branch-fetch.out" > /dev/null; then
+  pass "simplepar-demo and simplepar-branch-fetch"
+else
+  fail "installed programs with LD_LIBRARY_PATH"
+fi
+
+echo "--- pkg-config, shared, rpath: cc quickstart.c \$(pkg-config --cflags --libs simplepar) -Wl,-rpath,..."
 if $cc -std=c11 "$src/docs/examples/quickstart.c" \
-     $(pkg-config --cflags --libs simplepar) -Wl,-rpath,"$lib" -o "$tmp/qs" \
+     $(pkg-config --cflags --libs simplepar) \
+     -Wl,-rpath,"$(pkg-config --variable=libdir simplepar)" -o "$tmp/qs" \
    && qs_ok "$tmp/qs" && loads "$tmp/qs" libsimplepar.so; then
   pass "pkg-config shared consumer runs on the installed library"
 else
