@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build simplepar and pass every test: the format check, gcc and clang with
-# -Werror, the install test (pkg-config and subproject consumers), then the
+# -Werror, the install test (pkg-config, CMake and meson-subproject
+# consumers of an installation in a temporary prefix), then the
 # suites again under ASan+UBSan, TSan and valgrind, then the libFuzzer
 # targets for a bounded time. Exits non-zero on the first failure. Build
 # trees go to build-test-*/ (reused when present).
@@ -9,16 +10,17 @@ cd "$(dirname "$0")/.."
 . scripts/deps.sh
 # clang's sanitizer runtimes are a separate package on Debian 12; python3
 # runs tests/check-trace.py, which reads the trace and SVG exports back with
-# real JSON and XML parsers.
-sp_ensure_deps clang libclang-rt-14-dev valgrind clang-format g++ python3
+# real JSON and XML parsers; cmake builds the install test's CMake consumers.
+sp_ensure_deps clang libclang-rt-14-dev valgrind clang-format g++ python3 cmake
 
 jobs=$(nproc 2>/dev/null || echo 2)
 
 echo "=== format: clang-format --dry-run on every C file"
 if git rev-parse --git-dir >/dev/null 2>&1; then
-  git ls-files '*.c' '*.h' | xargs clang-format --dry-run -Werror
+  git ls-files '*.c' '*.h' '*.cpp' '*.hpp' | xargs clang-format --dry-run -Werror
 else
-  find lib include tests bench docs -name '*.[ch]' | xargs clang-format --dry-run -Werror
+  find lib include tests bench docs -name '*.[ch]' -o -name '*.[ch]pp' \
+    | xargs clang-format --dry-run -Werror
 fi
 passed=0 failed=0
 
@@ -43,7 +45,7 @@ run() { # name, then meson setup arguments
 }
 
 run gcc-O2   -Dbuildtype=debugoptimized
-echo "=== install: meson install --destdir, pkg-config and subproject consumers"
+echo "=== install: meson install --destdir; pkg-config, CMake and subproject consumers"
 log=build-test-install.test.log
 if ./scripts/install-test.sh build-test-gcc-O2 2>&1 | tee "$log"; then
   passed=$((passed + 1))
@@ -53,10 +55,11 @@ else
   exit 1
 fi
 run gcc-O0   -Dbuildtype=debug
-CC=clang run clang-O2 -Dbuildtype=debugoptimized
+CC=clang CXX=clang++ run clang-O2 -Dbuildtype=debugoptimized
 run asan-ubsan -Dbuildtype=debug -Db_sanitize=address,undefined \
-  -Db_lundef=false -Dc_args=-fno-sanitize-recover=all
-CC=clang run tsan -Dbuildtype=debugoptimized -Db_sanitize=thread -Db_lundef=false
+  -Db_lundef=false -Dc_args=-fno-sanitize-recover=all \
+  -Dcpp_args=-fno-sanitize-recover=all
+CC=clang CXX=clang++ run tsan -Dbuildtype=debugoptimized -Db_sanitize=thread -Db_lundef=false
 SP_TEST_SETUP=valgrind run valgrind -Dbuildtype=debug
 
 # Fuzzing: each libFuzzer target for SP_FUZZ_SECONDS (default 60) from a
