@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
 # clang's sanitizer runtimes are a separate package on Debian 12.
-sp_ensure_deps clang libclang-rt-14-dev valgrind clang-format g++
+sp_ensure_deps clang libclang-rt-14-dev valgrind clang-format g++ libglib2.0-dev
 
 jobs=$(nproc 2>/dev/null || echo 2)
 
