@@ -1,19 +1,37 @@
 /* SPDX-License-Identifier: MIT */
 /* simplepar-bench: what each backend buys you, measured side by side with
- * serial, a plain C thread pool and Python's concurrent.futures, in one
+ * serial and with peers (other ways of running the same tasks: C thread
+ * and process pools, GLib, OpenMP, Python's concurrent.futures), in one
  * run. See docs/benchmarks.md.
  *
  * Every figure is the median of --reps repetitions (min and max shown),
- * after one warm-up run of each configuration; repetitions of different
- * configurations are interleaved so machine drift hits all alike. Every
- * configuration of a workload must produce the same checksum of its
- * results, and the harness says so. */
+ * after one warm-up run of each configuration; repetitions of simplepar
+ * and of the C peers are interleaved so machine drift hits all alike (the
+ * Python peers time themselves in their own process). Every configuration
+ * runs the same task body for every index and collects every outcome;
+ * all must produce the same checksum of their results, and the harness
+ * fails if they do not.
+ *
+ * Adding a workload: write a bench_*() function that fills a struct
+ * workload (a peer_fn body over task indices) and calls measure() and
+ * report(), then add one row to the workloads[] table. Adding a C peer:
+ * one file in peers/ with a peer_run_fn, one row in c_peers[]. */
 #define _DEFAULT_SOURCE
 #include "simplepar.h"
+#include "peers/peer.h"
 #include "peers/naive-pool.h"
+#include "peers/prefork-pool.h"
+#ifdef SP_BENCH_HAVE_GLIB
+#include "peers/glib-pool.h"
+#endif
+#ifdef SP_BENCH_HAVE_OPENMP
+#include "peers/omp-tasks.h"
+#endif
 #include <simplepar/mockapi.h>
 
 #include <math.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,33 +40,98 @@
 #include <time.h>
 #include <unistd.h>
 
-enum runner { RUN_SERIAL, RUN_THREAD, RUN_PROCESS, RUN_NAIVE, RUN_PY };
+/* ---- the C peers -------------------------------------------------------- */
+
+struct c_peer {
+    const char *name;
+    int process; /* its workers are processes */
+    peer_run_fn run;
+    const char *what;
+};
+
+static const struct c_peer c_peers[] = {
+    {"naive-pool", 0, naive_pool_run,
+     "a mutex+condvar thread pool fed one task at a time "
+     "(bench/peers/naive-pool.c)"},
+#ifdef SP_BENCH_HAVE_GLIB
+    {"glib-pool", 0, glib_pool_run,
+     "GLib's GThreadPool, one push per task (bench/peers/glib-pool.c)"},
+#endif
+#ifdef SP_BENCH_HAVE_OPENMP
+    {"omp-tasks", 0, omp_tasks_run,
+     "one OpenMP task per index in a parallel region "
+     "(bench/peers/omp-tasks.c)"},
+#endif
+    {"prefork", 1, prefork_run,
+     "fork()ed workers pulling index ranges from a pipe, outcomes back over "
+     "a pipe (bench/peers/prefork-pool.c)"},
+};
+enum { N_C_PEERS = sizeof c_peers / sizeof c_peers[0] };
+
+/* The peers a build may lack, and why, for --help. */
+static const char *const optional_peers[][2] = {
+    {"glib-pool", "meson found no glib-2.0, or a ThreadSanitizer build"},
+    {"omp-tasks", "meson found no OpenMP 5, or a ThreadSanitizer build"},
+};
+
+/* ---- configurations: who runs a workload, on how many workers ----------- */
+
+enum who { WHO_SIMPLEPAR, WHO_C_PEER, WHO_PYTHON };
 
 struct config {
-    const char *label;
-    enum runner runner;
+    char label[32];
+    enum who who;
+    sp_backend backend;        /* WHO_SIMPLEPAR */
+    const struct c_peer *peer; /* WHO_C_PEER */
+    const char *py_executor;   /* WHO_PYTHON: "thread" or "process" */
+    const char *py_mode;       /* WHO_PYTHON: "submit" or "batch" */
+    int process;               /* tasks run in worker processes */
     unsigned workers;
-    const char *py_executor; /* RUN_PY: "thread" or "process" */
     double samples[64];
     uint64_t checksum;
-    int skipped; /* a peer that could not run */
+    unsigned chunksize;  /* WHO_PYTHON: tasks per chunk */
+    const char *skipped; /* why it did not run, or NULL */
+};
+
+enum { MAX_CONFIGS = 24 };
+
+/* What a table runs; or'ed together. */
+enum {
+    SERIAL = 1 << 0,
+    THREAD = 1 << 1,
+    PROCESS = 1 << 2,
+    C_THREAD_PEERS = 1 << 3,
+    C_PROCESS_PEERS = 1 << 4,
+    PY_THREAD = 1 << 5,
+    PY_PROCESS = 1 << 6,
 };
 
 struct workload {
-    const char *name, *py_name; /* py_name: the peer's workload, or NULL */
+    const char *name;    /* the table's name: "io-100" */
+    const char *py_name; /* the Python peer's workload */
+    const char *py_arg;
     size_t n;
+    peer_fn body; /* the task body every configuration runs */
+    void *body_arg;
+    int has_value; /* the body produces a result to collect */
     sp_task *tasks;
     char *keys;
-    naive_fn naive;
-    void *naive_arg;
-    const char *py_arg;
+};
+
+struct settings {
+    size_t tasks, ptasks, files, lines, io_n, scale_max;
+    unsigned workers, io_narrow, io_wide;
+    double mock_scale;
 };
 
 static struct {
-    int reps, smoke, peers;
+    int reps, smoke, c_peers, python, tty;
     FILE *json, *csv;
-    const char *svg_dir, *python, *peer_script;
-} opt = {.reps = 7, .peers = 1};
+    const char *svg_dir, *python_path, *peer_script;
+    double t_start;
+} opt = {.reps = 7, .c_peers = 1, .python = 1};
+
+static unsigned peer_runs[N_C_PEERS]; /* tables each C peer ran in */
 
 static double now_s(void)
 {
@@ -64,77 +147,127 @@ static void sleep_ms(unsigned ms)
         ;
 }
 
-/* ---- task bodies -------------------------------------------------------- */
-
-static int empty_task(sp_ctx *ctx, void *arg)
+/* A progress line on stderr, only when stderr is a terminal; NULL clears
+ * it. */
+#if defined(__GNUC__)
+#define BENCH_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define BENCH_PRINTF(f, a)
+#endif
+static void progress(const char *fmt, ...) BENCH_PRINTF(1, 2);
+static void progress(const char *fmt, ...)
 {
-    (void)ctx;
+    if (!opt.tty)
+        return;
+    if (!fmt) {
+        fputs("\r\033[K", stderr);
+        return;
+    }
+    char line[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\r\033[K[%4.0f s] %s", now_s() - opt.t_start, line);
+}
+
+/* ---- task bodies: the same for simplepar and every peer ----------------- */
+
+static int body_empty(size_t i, void *arg, long *value)
+{
+    (void)i;
     (void)arg;
+    (void)value;
     return 0;
 }
 
-static int sleep_task(sp_ctx *ctx, void *arg)
+static int body_sleep(size_t i, void *arg, long *value)
 {
-    (void)ctx;
+    (void)i;
+    (void)value;
     sleep_ms((unsigned)(uintptr_t)arg);
     return 0;
 }
 
-static void naive_empty(size_t i, void *arg)
-{
-    (void)i;
-    (void)arg;
-}
+enum { PATH_LEN = 4096 };
 
-static void naive_sleep(size_t i, void *arg)
+static int body_count(size_t i, void *arg, long *value)
 {
-    (void)i;
-    sleep_ms((unsigned)(uintptr_t)arg);
-}
-
-static int count_task(sp_ctx *ctx, void *arg)
-{
-    long c = sp_mock_count_lines(arg, "/api/v1/login");
+    long c =
+        sp_mock_count_lines((const char *)arg + i * PATH_LEN, "/api/v1/login");
     if (c < 0)
-        return sp_fail(ctx, 1, "cannot read %s", (const char *)arg);
-    return sp_set_resultf(ctx, "%ld", c);
+        return 1;
+    *value = c;
+    return 0;
+}
+
+/* simplepar's task: the workload's body for this task's index; a result
+ * is stored as the bytes of the long. */
+static int sp_body(sp_ctx *ctx, void *arg)
+{
+    const struct workload *w = arg;
+    long v = 0;
+    if (w->body(sp_ctx_index(ctx), w->body_arg, &v))
+        return sp_fail(ctx, 1, "%s: task %zu failed", w->name,
+                       sp_ctx_index(ctx));
+    return w->has_value ? sp_set_result(ctx, &v, sizeof v) : 0;
 }
 
 /* ---- running ------------------------------------------------------------ */
 
+/* Checksums, computed alike by every configuration (and by the Python
+ * peer): one per OK task plus 1000003 times its result. */
 static uint64_t checksum_of(const sp_results *res)
 {
     uint64_t sum = 0;
     for (size_t i = 0; i < sp_results_count(res); i++) {
         const sp_entry *e = sp_results_at(res, i);
-        sum += sp_entry_kind(e) == SP_KIND_OK;
-        sum += (uint64_t)atol(sp_entry_str(e)) * 1000003u;
+        if (sp_entry_kind(e) != SP_KIND_OK)
+            continue;
+        size_t len;
+        const void *data = sp_entry_data(e, &len);
+        long v = 0;
+        if (len == sizeof v)
+            memcpy(&v, data, sizeof v);
+        sum += 1 + (uint64_t)v * 1000003u;
     }
     return sum;
 }
 
-static sp_backend backend_of(enum runner r)
+static uint64_t checksum_peer(const peer_result *out, size_t n)
 {
-    return r == RUN_SERIAL    ? SP_BACKEND_SERIAL
-           : r == RUN_PROCESS ? SP_BACKEND_PROCESS
-                              : SP_BACKEND_THREAD;
+    uint64_t sum = 0;
+    for (size_t i = 0; i < n; i++)
+        if (out[i].state == PEER_OK)
+            sum += 1 + (uint64_t)out[i].value * 1000003u;
+    return sum;
 }
 
-/* One timed run of simplepar or the naive pool; the map is built and freed
- * inside the timing, since a caller pays for both. */
+/* One timed run of simplepar or of a C peer; the map (or the peer's
+ * array of outcomes) is built and freed inside the timing, since a caller
+ * pays for both. sum: also compute the checksum. */
 static double run_once(const struct workload *w, struct config *c, int sum)
 {
     double t0 = now_s();
-    if (c->runner == RUN_NAIVE) {
-        if (naive_pool_run(w->n, c->workers, w->naive, w->naive_arg)) {
-            fprintf(stderr, "naive pool failed\n");
+    if (c->who == WHO_C_PEER) {
+        peer_result *out = calloc(w->n ? w->n : 1, sizeof *out);
+        if (!out) {
+            fprintf(stderr, "out of memory\n");
             exit(1);
         }
-        c->checksum = w->n;
-        return now_s() - t0;
+        if (c->peer->run(w->n, c->workers, w->body, w->body_arg, out)) {
+            c->skipped = "could not start its workers";
+            free(out);
+            return 0;
+        }
+        uint64_t s = sum ? checksum_peer(out, w->n) : 0;
+        free(out);
+        double dt = now_s() - t0;
+        if (sum)
+            c->checksum = s;
+        return dt;
     }
-    sp_options o = {.backend = backend_of(c->runner),
-                    .max_workers = c->workers};
+    sp_options o = {.backend = c->backend, .max_workers = c->workers};
     sp_results *res = NULL;
     int rc = simple_parallel(w->tasks, w->n, &o, &res);
     if (rc || sp_results_ok(res) != w->n) {
@@ -150,31 +283,37 @@ static double run_once(const struct workload *w, struct config *c, int sum)
     return dt;
 }
 
-/* The Python peer: its own warm-up and repetitions; fills samples with its
- * min, median and max (so the median of the three is its median). */
-static void run_peer(const struct workload *w, struct config *c)
+static int with_python(void)
+{
+    return opt.python && opt.python_path && opt.peer_script &&
+           access(opt.peer_script, R_OK) == 0;
+}
+
+/* The Python peer: its own warm-up and repetitions (at most 3, it is
+ * slow); fills samples with its min, median and max (so the median of
+ * the samples is its median). */
+static void run_python(const struct workload *w, struct config *c)
 {
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "'%s' '%s' %s %s %zu %u %d '%s' 2>/dev/null",
-             opt.python, opt.peer_script, w->py_name, c->py_executor, w->n,
-             c->workers, opt.reps < 3 ? opt.reps : 3,
-             w->py_arg ? w->py_arg : "");
+    int reps = opt.reps < 3 ? opt.reps : 3;
+    progress("%s: %s(%u), %d runs and a warm-up in Python", w->name, c->label,
+             c->workers, reps);
+    snprintf(cmd, sizeof cmd, "'%s' '%s' %s %s %s %zu %u %d '%s' 2>/dev/null",
+             opt.python_path, opt.peer_script, w->py_name, c->py_executor,
+             c->py_mode, w->n, c->workers, reps, w->py_arg ? w->py_arg : "");
+    fflush(NULL);
     FILE *p = popen(cmd, "r");
     char line[512] = "";
-    if (!p || !fgets(line, sizeof line, p)) {
-        c->skipped = 1;
-        if (p)
-            pclose(p);
-        return;
-    }
-    pclose(p);
+    int got = p && fgets(line, sizeof line, p);
+    if (p)
+        pclose(p);
     double med, mn, mx;
     unsigned long long sum;
-    if (sscanf(line,
-               "{\"median\": %lf, \"min\": %lf, \"max\": %lf, \"checksum\": "
-               "%llu}",
-               &med, &mn, &mx, &sum) != 4) {
-        c->skipped = 1;
+    if (!got || sscanf(line,
+                       "{\"median\": %lf, \"min\": %lf, \"max\": %lf, "
+                       "\"checksum\": %llu, \"chunksize\": %u}",
+                       &med, &mn, &mx, &sum, &c->chunksize) != 5) {
+        c->skipped = "the Python peer failed";
         return;
     }
     for (int r = 0; r < opt.reps; r++)
@@ -206,110 +345,280 @@ static struct stats summarise(const double *in, int reps)
 static void measure(const struct workload *w, struct config *cs, int nc)
 {
     for (int c = 0; c < nc; c++) {
-        if (cs[c].runner == RUN_PY)
-            run_peer(w, &cs[c]);
-        else
-            run_once(w, &cs[c], 1); /* warm-up, and the checksum */
+        if (cs[c].who == WHO_PYTHON) {
+            run_python(w, &cs[c]);
+            continue;
+        }
+        progress("%s: warm-up of %s(%u)", w->name, cs[c].label, cs[c].workers);
+        run_once(w, &cs[c], 1); /* warm-up, and the checksum */
     }
-    for (int r = 0; r < opt.reps; r++) {
-        for (int c = 0; c < nc; c++)
-            if (cs[c].runner != RUN_PY)
-                cs[c].samples[r] = run_once(w, &cs[c], 0);
-        fprintf(stderr, "\r  %s: repetition %d/%d ", w->name, r + 1, opt.reps);
+    for (int r = 0; r < opt.reps; r++)
+        for (int c = 0; c < nc; c++) {
+            if (cs[c].who == WHO_PYTHON || cs[c].skipped)
+                continue;
+            progress("%s: repetition %d/%d, %s(%u)", w->name, r + 1, opt.reps,
+                     cs[c].label, cs[c].workers);
+            cs[c].samples[r] = run_once(w, &cs[c], 0);
+        }
+    progress(NULL);
+}
+
+/* The configurations of one table, in the order they print. */
+static int configs(struct config *cs, unsigned workers, unsigned what)
+{
+    int nc = 0;
+    memset(cs, 0, MAX_CONFIGS * sizeof *cs);
+    static const struct {
+        unsigned flag;
+        const char *label;
+        sp_backend backend;
+    } ours[] = {{SERIAL, "serial", SP_BACKEND_SERIAL},
+                {THREAD, "thread", SP_BACKEND_THREAD},
+                {PROCESS, "process", SP_BACKEND_PROCESS}};
+    for (size_t k = 0; k < sizeof ours / sizeof ours[0]; k++)
+        if (what & ours[k].flag) {
+            struct config *c = &cs[nc++];
+            snprintf(c->label, sizeof c->label, "%s", ours[k].label);
+            c->who = WHO_SIMPLEPAR;
+            c->backend = ours[k].backend;
+            c->process = ours[k].backend == SP_BACKEND_PROCESS;
+            c->workers = ours[k].flag == SERIAL ? 1 : workers;
+        }
+    for (size_t k = 0; opt.c_peers && k < N_C_PEERS; k++)
+        if (what & (c_peers[k].process ? C_PROCESS_PEERS : C_THREAD_PEERS)) {
+            struct config *c = &cs[nc++];
+            snprintf(c->label, sizeof c->label, "%s", c_peers[k].name);
+            c->who = WHO_C_PEER;
+            c->peer = &c_peers[k];
+            c->process = c_peers[k].process;
+            c->workers = workers;
+        }
+    static const char *const executors[] = {"thread", "process"};
+    static const char *const modes[] = {"batch", "submit"};
+    for (int e = 0; with_python() && e < 2; e++) {
+        if (!(what & (e ? PY_PROCESS : PY_THREAD)))
+            continue;
+        for (int m = 0; m < 2; m++) {
+            struct config *c = &cs[nc++];
+            snprintf(c->label, sizeof c->label, "py-%s-%s", executors[e],
+                     modes[m]);
+            c->who = WHO_PYTHON;
+            c->py_executor = executors[e];
+            c->py_mode = modes[m];
+            c->process = e;
+            c->workers = workers;
+        }
     }
-    fprintf(stderr, "\r%*s\r", 60, "");
+    return nc;
 }
 
 /* One row: to the table (unless quiet) and to --json / --csv. */
-static void emit(const char *workload, const char *runner, unsigned workers,
-                 size_t n, struct stats st, double scale, const char *unit,
-                 const char *ratio_name, double ratio, uint64_t checksum,
-                 int quiet)
+struct row {
+    const char *workload, *runner, *unit, *ratio_to, *best_peer;
+    unsigned workers;
+    size_t n;
+    struct stats st;       /* already scaled to unit */
+    double ratio, vs_best; /* vs_best < 0: no peer in the table */
+    int peer;
+    uint64_t checksum;
+};
+
+static void emit(const struct row *r, int quiet)
 {
     char label[48];
-    snprintf(label, sizeof label, "%s(%u)", runner, workers);
-    if (!quiet)
-        printf("  %-20s %10.4f %11.4f..%-11.4f %10.3fx %s\n", label,
-               st.median * scale, st.min * scale, st.max * scale, ratio,
-               ratio_name);
+    snprintf(label, sizeof label, "%s(%u)", r->runner, r->workers);
+    if (!quiet) {
+        printf("  %-22s %10.4f %11.4f..%-11.4f %9.3fx", label, r->st.median,
+               r->st.min, r->st.max, r->ratio);
+        if (r->vs_best >= 0)
+            printf(" %11.3fx", r->vs_best);
+        putchar('\n');
+    }
     if (opt.json)
         fprintf(opt.json,
-                "{\"workload\": \"%s\", \"runner\": \"%s\", \"workers\": %u, "
-                "\"tasks\": %zu, \"unit\": \"%s\", \"median\": %.9g, \"min\": "
-                "%.9g, \"max\": %.9g, \"ratio\": %.6g, \"ratio_to\": \"%s\", "
-                "\"checksum\": %llu}\n",
-                workload, runner, workers, n, unit, st.median * scale,
-                st.min * scale, st.max * scale, ratio, ratio_name,
-                (unsigned long long)checksum);
+                "{\"workload\": \"%s\", \"runner\": \"%s\", \"peer\": %s, "
+                "\"workers\": %u, \"tasks\": %zu, \"unit\": \"%s\", "
+                "\"median\": %.9g, \"min\": %.9g, \"max\": %.9g, \"ratio\": "
+                "%.6g, \"ratio_to\": \"%s\", \"vs_best_peer\": %.6g, "
+                "\"best_peer\": \"%s\", \"checksum\": %llu}\n",
+                r->workload, r->runner, r->peer ? "true" : "false", r->workers,
+                r->n, r->unit, r->st.median, r->st.min, r->st.max, r->ratio,
+                r->ratio_to, r->vs_best, r->best_peer,
+                (unsigned long long)r->checksum);
     if (opt.csv)
-        fprintf(opt.csv, "%s,%s,%u,%zu,%s,%.9g,%.9g,%.9g,%.6g,%s,%llu\n",
-                workload, runner, workers, n, unit, st.median * scale,
-                st.min * scale, st.max * scale, ratio, ratio_name,
-                (unsigned long long)checksum);
+        fprintf(opt.csv,
+                "%s,%s,%d,%u,%zu,%s,%.9g,%.9g,%.9g,%.6g,%s,%.6g,%s,%llu\n",
+                r->workload, r->runner, r->peer, r->workers, r->n, r->unit,
+                r->st.median, r->st.min, r->st.max, r->ratio, r->ratio_to,
+                r->vs_best, r->best_peer, (unsigned long long)r->checksum);
 }
 
-/* Print a table: per_task shows µs per task; ideal > 0 gives ratios to it,
- * else to configuration `base`. Returns the medians in med[]. */
-static void report(const struct workload *w, struct config *cs, int nc,
-                   int per_task, double ideal, int base, const char *title,
-                   double *med)
+/* How a Python configuration hands its tasks to the pool, for the text. */
+static void py_how(const struct config *c, char *buf, size_t len)
 {
-    printf("\n%s: %s; median of %d (min..max)\n", w->name, title, opt.reps);
-    printf("  %-20s %10s %23s %11s\n", "runner",
-           per_task ? "us/task" : "wall s", "min..max", "ratio");
-    double scale = per_task ? 1e6 / (double)w->n : 1.0;
-    struct stats b = summarise(cs[base].samples, opt.reps);
-    int same = 1;
+    if (!strcmp(c->py_mode, "submit"))
+        snprintf(buf, len, "one submit() per task, then each result()");
+    else if (!strcmp(c->py_executor, "process"))
+        snprintf(buf, len, "executor.map(fn, tasks, chunksize=%u)",
+                 c->chunksize);
+    else
+        snprintf(buf, len, "executor.map over chunks of %u task%s",
+                 c->chunksize, c->chunksize == 1 ? "" : "s");
+}
+
+static int ran(const struct config *c)
+{
+    return !c->skipped;
+}
+
+/* Index of the fastest peer among the configurations (process: only
+ * process peers, -1: any), or -1 when there is none. */
+static int best_peer(const struct config *cs, int nc, const double *med,
+                     int process)
+{
+    int best = -1;
+    for (int c = 0; c < nc; c++)
+        if (cs[c].who != WHO_SIMPLEPAR && ran(&cs[c]) &&
+            (process < 0 || cs[c].process == process) &&
+            (best < 0 || med[c] < med[best]))
+            best = c;
+    return best;
+}
+
+/* The comparisons with Python under a table: the headline against
+ * Python's faster way for each simplepar backend, then the per-task
+ * futures shape, each saying what both sides do. */
+static void python_lines(const struct config *cs, int nc, const double *med)
+{
+    for (int d = 0; d < nc; d++) {
+        if (cs[d].who != WHO_SIMPLEPAR || cs[d].backend == SP_BACKEND_SERIAL)
+            continue;
+        int fast = -1, submit = -1;
+        for (int c = 0; c < nc; c++) {
+            if (cs[c].who != WHO_PYTHON || !ran(&cs[c]) ||
+                cs[c].process != cs[d].process)
+                continue;
+            if (fast < 0 || med[c] < med[fast])
+                fast = c;
+            if (!strcmp(cs[c].py_mode, "submit"))
+                submit = c;
+        }
+        if (fast < 0)
+            continue;
+        char how[96];
+        py_how(&cs[fast], how, sizeof how);
+        printf("  vs Python, headline: simplepar %s(%u), one "
+               "simple_parallel() call, %.1f times faster than Python's "
+               "faster way here, %s(%u): %s\n",
+               cs[d].label, cs[d].workers, med[fast] / med[d], cs[fast].label,
+               cs[fast].workers, how);
+        if (submit >= 0 && submit != fast) {
+            py_how(&cs[submit], how, sizeof how);
+            printf("  vs Python, per-task futures (the seed's shape): %.1f "
+                   "times faster than %s(%u): %s\n",
+                   med[submit] / med[d], cs[submit].label, cs[submit].workers,
+                   how);
+        }
+    }
+}
+
+/* How a table reads its figures. */
+struct table {
+    const char *title;
+    int per_task; /* µs per task, else wall seconds */
+    double ideal; /* > 0: ratios to this wall time */
+    int base;     /* else: ratios to this configuration */
+};
+
+/* Print a table and its comparisons; fails the run if the checksums
+ * differ. Returns the medians in med[] (seconds). */
+static void report(const struct workload *w, struct config *cs, int nc,
+                   const struct table *t, double *med)
+{
+    double scale = t->per_task ? 1e6 / (double)w->n : 1.0;
+    const char *unit = t->per_task ? "us/task" : "s";
+    double m[MAX_CONFIGS] = {0};
+    for (int c = 0; c < nc; c++)
+        if (ran(&cs[c]))
+            m[c] = summarise(cs[c].samples, opt.reps).median;
+    int best = best_peer(cs, nc, m, -1);
+    char ratio_to[48];
+    if (t->ideal > 0)
+        snprintf(ratio_to, sizeof ratio_to, "ideal");
+    else
+        snprintf(ratio_to, sizeof ratio_to, "%s", cs[t->base].label);
+    printf("\n%s: %s; median of %d (min..max)\n", w->name, t->title, opt.reps);
+    printf("  %-22s %10s %23s %10s%s\n", "runner",
+           t->per_task ? "us/task" : "wall s", "min..max", ratio_to,
+           best >= 0 ? "  vs best peer" : "");
+    double ref = t->ideal > 0 ? t->ideal : m[t->base];
+    uint64_t want = 0;
+    int have_want = 0, same = 1;
     for (int c = 0; c < nc; c++) {
-        if (cs[c].skipped) {
-            printf("  %-20s (not run: no python3 or the peer failed)\n",
-                   cs[c].label);
+        if (!ran(&cs[c])) {
+            printf("  %-22s (not run: %s)\n", cs[c].label, cs[c].skipped);
             continue;
         }
+        if (cs[c].who == WHO_C_PEER)
+            peer_runs[cs[c].peer - c_peers]++;
         struct stats st = summarise(cs[c].samples, opt.reps);
         if (med)
             med[c] = st.median;
-        double ratio = ideal > 0 ? st.median / ideal : st.median / b.median;
-        char vs[64];
-        snprintf(vs, sizeof vs, "vs %s", ideal > 0 ? "ideal" : cs[base].label);
-        emit(w->name, cs[c].label, cs[c].workers, w->n, st, scale,
-             per_task ? "us/task" : "s", vs, ratio, cs[c].checksum, 0);
-        if (cs[c].runner != RUN_NAIVE && cs[c].checksum != cs[0].checksum)
+        struct row r = {
+            .workload = w->name,
+            .runner = cs[c].label,
+            .unit = unit,
+            .ratio_to = ratio_to,
+            .best_peer = best >= 0 ? cs[best].label : "",
+            .workers = cs[c].workers,
+            .n = w->n,
+            .st = {st.median * scale, st.min * scale, st.max * scale},
+            .ratio = st.median / ref,
+            .vs_best = best >= 0 ? st.median / m[best] : -1,
+            .peer = cs[c].who != WHO_SIMPLEPAR,
+            .checksum = cs[c].checksum,
+        };
+        emit(&r, 0);
+        if (!have_want)
+            want = cs[c].checksum, have_want = 1;
+        else if (cs[c].checksum != want) {
             same = 0;
-    }
-    /* simplepar against its Python peer of the same kind. */
-    for (int c = 0; c < nc; c++) {
-        if (cs[c].runner != RUN_PY || cs[c].skipped)
-            continue;
-        enum runner want =
-            strcmp(cs[c].py_executor, "thread") ? RUN_PROCESS : RUN_THREAD;
-        for (int d = 0; d < nc; d++) {
-            if (cs[d].runner != want)
-                continue;
-            double a = summarise(cs[d].samples, opt.reps).median;
-            double p = summarise(cs[c].samples, opt.reps).median;
-            printf("  simplepar %s / %s: %.4fx (%.1f times faster)\n",
-                   cs[d].label, cs[c].label, a / p, p / a);
-            break;
+            printf("  ^ checksum %llu differs from %llu\n",
+                   (unsigned long long)cs[c].checksum,
+                   (unsigned long long)want);
         }
     }
-    printf("  checksum %llu: %s\n", (unsigned long long)cs[0].checksum,
+    if (best >= 0) {
+        printf("  best peer: %s(%u), %.4f %s\n", cs[best].label,
+               cs[best].workers, m[best] * scale, unit);
+        int bp = best_peer(cs, nc, m, 1);
+        for (int d = 0; d < nc; d++)
+            if (cs[d].who == WHO_SIMPLEPAR && cs[d].process && bp >= 0 &&
+                bp != best)
+                printf("  best process peer: %s(%u), %.4f %s; simplepar "
+                       "%s(%u) takes %.3fx its time\n",
+                       cs[bp].label, cs[bp].workers, m[bp] * scale, unit,
+                       cs[d].label, cs[d].workers, m[d] / m[bp]);
+    }
+    python_lines(cs, nc, m);
+    printf("  checksum %llu: %s\n", (unsigned long long)want,
            same ? "identical for every runner" : "DIFFERS between runners");
     if (!same)
         exit(1);
 }
 
-static void build(struct workload *w, sp_task_fn fn, void *arg)
+static void build(struct workload *w)
 {
-    w->tasks = calloc(w->n, sizeof *w->tasks);
-    w->keys = malloc(w->n * 16);
+    w->tasks = calloc(w->n ? w->n : 1, sizeof *w->tasks);
+    w->keys = malloc((w->n ? w->n : 1) * 16);
     if (!w->tasks || !w->keys) {
         fprintf(stderr, "out of memory\n");
         exit(1);
     }
     for (size_t i = 0; i < w->n; i++) {
         snprintf(w->keys + i * 16, 16, "task-%u", (unsigned)(i % 100000000));
-        w->tasks[i] = (sp_task){.key = w->keys + i * 16, .fn = fn, .arg = arg};
+        w->tasks[i] =
+            (sp_task){.key = w->keys + i * 16, .fn = sp_body, .arg = w};
     }
 }
 
@@ -319,74 +628,69 @@ static void unbuild(struct workload *w)
     free(w->keys);
 }
 
-static int with_peer(void)
-{
-    return opt.peers && opt.python && opt.peer_script &&
-           access(opt.peer_script, R_OK) == 0;
-}
-
 /* ---- workloads ---------------------------------------------------------- */
 
-static void bench_overhead(size_t n, unsigned workers, int process)
+static void bench_overhead(const struct settings *s)
 {
-    struct workload w = {.name = process ? "overhead-process" : "overhead",
+    struct workload w = {.name = "overhead",
                          .py_name = "overhead",
-                         .n = n,
-                         .naive = naive_empty};
-    build(&w, empty_task, NULL);
-    struct config cs[5] = {
-        {.label = "serial", .runner = RUN_SERIAL, .workers = 1},
-        {.label = process ? "process" : "thread",
-         .runner = process ? RUN_PROCESS : RUN_THREAD,
-         .workers = workers},
-        {.label = "naive-pool", .runner = RUN_NAIVE, .workers = workers},
-        {.label = process ? "py-process" : "py-thread",
-         .runner = RUN_PY,
-         .workers = workers,
-         .py_executor = process ? "process" : "thread"},
-    };
-    int nc = with_peer() ? 4 : 3;
+                         .n = s->tasks,
+                         .body = body_empty};
+    build(&w);
+    struct config cs[MAX_CONFIGS];
+    int nc =
+        configs(cs, s->workers, SERIAL | THREAD | C_THREAD_PEERS | PY_THREAD);
     measure(&w, cs, nc);
     char title[96];
-    snprintf(title, sizeof title, "%zu empty tasks", n);
-    report(&w, cs, nc, 1, 0, 0, title, NULL);
+    snprintf(title, sizeof title, "%zu empty tasks", w.n);
+    report(&w, cs, nc, &(struct table){.title = title, .per_task = 1}, NULL);
     unbuild(&w);
 }
 
-static void bench_io(size_t n, unsigned ms, unsigned workers, int process)
+static void bench_overhead_process(const struct settings *s)
 {
-    char name[32];
+    struct workload w = {.name = "overhead-process",
+                         .py_name = "overhead",
+                         .n = s->ptasks,
+                         .body = body_empty};
+    build(&w);
+    struct config cs[MAX_CONFIGS];
+    int nc = configs(cs, s->workers,
+                     SERIAL | PROCESS | C_PROCESS_PEERS | PY_PROCESS);
+    measure(&w, cs, nc);
+    char title[96];
+    snprintf(title, sizeof title, "%zu empty tasks in worker processes", w.n);
+    report(&w, cs, nc, &(struct table){.title = title, .per_task = 1}, NULL);
+    unbuild(&w);
+}
+
+static void io_table(const struct settings *s, unsigned workers, int wide)
+{
+    enum { MS = 10 };
+    char name[32], msarg[16];
     snprintf(name, sizeof name, "io-%u", workers);
+    snprintf(msarg, sizeof msarg, "%u", (unsigned)MS);
     struct workload w = {.name = name,
                          .py_name = "io",
-                         .n = n,
-                         .naive = naive_sleep,
-                         .naive_arg = (void *)(uintptr_t)ms};
-    char msarg[16];
-    snprintf(msarg, sizeof msarg, "%u", ms);
-    w.py_arg = msarg;
-    build(&w, sleep_task, (void *)(uintptr_t)ms);
-    struct config cs[5] = {
-        {.label = "thread", .runner = RUN_THREAD, .workers = workers},
-        {.label = "naive-pool", .runner = RUN_NAIVE, .workers = workers},
-    };
-    int nc = 2;
-    if (process)
-        cs[nc++] = (struct config){
-            .label = "process", .runner = RUN_PROCESS, .workers = workers};
-    if (with_peer())
-        cs[nc++] = (struct config){.label = "py-thread",
-                                   .runner = RUN_PY,
-                                   .workers = workers,
-                                   .py_executor = "thread"};
+                         .py_arg = msarg,
+                         .n = s->io_n,
+                         .body = body_sleep,
+                         .body_arg = (void *)(uintptr_t)MS};
+    build(&w);
+    struct config cs[MAX_CONFIGS];
+    /* Python's process pool is left out on the wide table: forking 1,000
+     * interpreters takes seconds per run. */
+    int nc = configs(cs, workers,
+                     THREAD | PROCESS | C_THREAD_PEERS | C_PROCESS_PEERS |
+                         PY_THREAD | (wide ? 0 : PY_PROCESS));
     measure(&w, cs, nc);
-    double ideal = (double)((n + workers - 1) / workers) * ms / 1e3;
+    double ideal = (double)((w.n + workers - 1) / workers) * MS / 1e3;
     char title[128];
-    snprintf(title, sizeof title, "%zu tasks x %u ms, ideal %.3f s", n, ms,
-             ideal);
-    report(&w, cs, nc, 0, ideal, 0, title, NULL);
-    if (opt.svg_dir && !process) {
-        /* The per-task timeline of one run, as an SVG chart. */
+    snprintf(title, sizeof title, "%zu tasks x %u ms, ideal %.3f s", w.n,
+             (unsigned)MS, ideal);
+    report(&w, cs, nc, &(struct table){.title = title, .ideal = ideal}, NULL);
+    if (opt.svg_dir && wide) {
+        /* The per-task timeline of one run on threads, as an SVG chart. */
         sp_options o = {.max_workers = workers};
         sp_results *res;
         if (simple_parallel(w.tasks, w.n, &o, &res) == 0) {
@@ -409,59 +713,63 @@ static void bench_io(size_t n, unsigned ms, unsigned workers, int process)
     unbuild(&w);
 }
 
-/* seed 001's log count: the files, and a workload over them. */
+static void bench_io(const struct settings *s)
+{
+    io_table(s, s->io_narrow, 0);
+    io_table(s, s->io_wide, 1);
+}
+
+/* seed 001's log count: the files, made once, and a workload over them. */
 static char *logs_dir;
 static char *log_paths;
 static size_t log_files;
 
-static void make_logs(size_t files, size_t lines)
+static void make_logs(const struct settings *s)
 {
-    logs_dir = sp_mock_write_logs(files, lines, 22);
+    if (logs_dir)
+        return;
+    logs_dir = sp_mock_write_logs(s->files, s->lines, 22);
     if (!logs_dir) {
         perror("writing the log files");
         exit(1);
     }
-    log_files = files;
-    log_paths = malloc(files * 4096);
-    for (size_t i = 0; i < files; i++)
-        sp_mock_log_path(logs_dir, i, log_paths + i * 4096, 4096);
-}
-
-static void build_cpu(struct workload *w)
-{
-    w->name = "cpu";
-    w->py_name = "cpu";
-    w->py_arg = logs_dir;
-    w->n = log_files;
-    build(w, count_task, NULL);
+    log_files = s->files;
+    log_paths = malloc(log_files * PATH_LEN);
+    if (!log_paths) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
     for (size_t i = 0; i < log_files; i++)
-        w->tasks[i].arg = log_paths + i * 4096;
+        sp_mock_log_path(logs_dir, i, log_paths + i * PATH_LEN, PATH_LEN);
 }
 
-static void bench_cpu(unsigned workers)
+static void build_cpu(const struct settings *s, struct workload *w)
 {
-    struct workload w = {0};
-    build_cpu(&w);
-    struct config cs[5] = {
-        {.label = "serial", .runner = RUN_SERIAL, .workers = 1},
-        {.label = "thread", .runner = RUN_THREAD, .workers = workers},
-        {.label = "process", .runner = RUN_PROCESS, .workers = workers},
-        {.label = "py-thread",
-         .runner = RUN_PY,
-         .workers = workers,
-         .py_executor = "thread"},
-        {.label = "py-process",
-         .runner = RUN_PY,
-         .workers = workers,
-         .py_executor = "process"},
-    };
-    int nc = with_peer() ? 5 : 3;
+    make_logs(s);
+    *w = (struct workload){.name = "cpu",
+                           .py_name = "cpu",
+                           .py_arg = logs_dir,
+                           .n = log_files,
+                           .body = body_count,
+                           .body_arg = log_paths,
+                           .has_value = 1};
+    build(w);
+}
+
+static void bench_cpu(const struct settings *s)
+{
+    struct workload w;
+    build_cpu(s, &w);
+    struct config cs[MAX_CONFIGS];
+    int nc = configs(cs, s->workers,
+                     SERIAL | THREAD | PROCESS | C_THREAD_PEERS |
+                         C_PROCESS_PEERS | PY_THREAD | PY_PROCESS);
     measure(&w, cs, nc);
     char title[96];
     snprintf(title, sizeof title,
              "%zu log files, count /api/v1/login (speedup = 1 / ratio)",
              log_files);
-    report(&w, cs, nc, 0, 0, 0, title, NULL);
+    report(&w, cs, nc, &(struct table){.title = title}, NULL);
     unbuild(&w);
 }
 
@@ -543,27 +851,36 @@ static void svg_lines(const char *name, const char *title, const char *xlab,
     fclose(f);
 }
 
-static void bench_sweep(void)
+static void bench_sweep(const struct settings *s)
 {
     static const unsigned ws[] = {1, 2, 4, 8, 16, 32, 64, 100};
     enum { NW = sizeof ws / sizeof ws[0] };
-    struct workload w = {0};
-    build_cpu(&w);
+    struct workload w;
+    build_cpu(s, &w);
     w.name = "sweep";
     struct config cs[1 + 2 * NW];
     memset(cs, 0, sizeof cs);
-    cs[0] =
-        (struct config){.label = "serial", .runner = RUN_SERIAL, .workers = 1};
+    cs[0] = (struct config){.label = "serial",
+                            .who = WHO_SIMPLEPAR,
+                            .backend = SP_BACKEND_SERIAL,
+                            .workers = 1};
     for (int k = 0; k < NW; k++) {
-        cs[1 + k] = (struct config){
-            .label = "thread", .runner = RUN_THREAD, .workers = ws[k]};
-        cs[1 + NW + k] = (struct config){
-            .label = "process", .runner = RUN_PROCESS, .workers = ws[k]};
+        cs[1 + k] = (struct config){.label = "thread",
+                                    .who = WHO_SIMPLEPAR,
+                                    .backend = SP_BACKEND_THREAD,
+                                    .workers = ws[k]};
+        cs[1 + NW + k] = (struct config){.label = "process",
+                                         .who = WHO_SIMPLEPAR,
+                                         .backend = SP_BACKEND_PROCESS,
+                                         .process = 1,
+                                         .workers = ws[k]};
     }
     measure(&w, cs, 1 + 2 * NW);
     double med[1 + 2 * NW];
-    report(&w, cs, 1 + 2 * NW, 0, 0, 0,
-           "seed 001's table: the log count on 1..100 workers", med);
+    report(&w, cs, 1 + 2 * NW,
+           &(struct table){
+               .title = "seed 001's table: the log count on 1..100 workers"},
+           med);
     double x[NW], ys[2 * NW];
     for (int k = 0; k < NW; k++) {
         x[k] = ws[k];
@@ -583,26 +900,40 @@ static long peak_rss_kib(void)
     return ru.ru_maxrss;
 }
 
-static void bench_scale(size_t max_n, unsigned workers)
+static void bench_scale(const struct settings *s)
 {
     printf("\nscale: per-task cost as the table grows (thread, %u workers, "
            "median of %d)\n  %-10s %10s %14s\n",
-           workers, opt.reps, "tasks", "us/task", "peak RSS MiB");
+           s->workers, opt.reps, "tasks", "us/task", "peak RSS MiB");
     double x[8], ys[8];
     size_t nx = 0;
-    for (size_t n = 10; n <= max_n && nx < 8; n *= 10) {
-        struct workload w = {.name = "scale", .n = n};
-        build(&w, empty_task, NULL);
-        struct config c = {
-            .label = "thread", .runner = RUN_THREAD, .workers = workers};
+    for (size_t n = 10; n <= s->scale_max && nx < 8; n *= 10) {
+        struct workload w = {.name = "scale", .n = n, .body = body_empty};
+        build(&w);
+        struct config c = {.label = "thread",
+                           .who = WHO_SIMPLEPAR,
+                           .backend = SP_BACKEND_THREAD,
+                           .workers = s->workers};
         measure(&w, &c, 1);
         struct stats st = summarise(c.samples, opt.reps);
-        printf("  %-10zu %10.4f %14.1f\n", n, st.median / (double)n * 1e6,
+        double us = st.median / (double)n * 1e6;
+        printf("  %-10zu %10.4f %14.1f\n", n, us,
                (double)peak_rss_kib() / 1024);
-        emit("scale", "thread", workers, n, st, 1e6 / (double)n, "us/task",
-             "peak_rss_kib", (double)peak_rss_kib(), c.checksum, 1);
+        double k = 1e6 / (double)n;
+        emit(&(struct row){.workload = "scale",
+                           .runner = "thread",
+                           .unit = "us/task",
+                           .ratio_to = "peak_rss_kib",
+                           .best_peer = "",
+                           .workers = s->workers,
+                           .n = n,
+                           .st = {st.median * k, st.min * k, st.max * k},
+                           .ratio = (double)peak_rss_kib(),
+                           .vs_best = -1,
+                           .checksum = c.checksum},
+             1);
         x[nx] = (double)n;
-        ys[nx++] = st.median / (double)n * 1e6;
+        ys[nx++] = us;
         unbuild(&w);
     }
     const char *names[] = {"thread"};
@@ -610,9 +941,10 @@ static void bench_scale(size_t max_n, unsigned workers)
               "us per task (median)", x, nx, ys, names, 1);
 }
 
-static void bench_mockapi(double scale)
+static void bench_mockapi(const struct settings *s)
 {
-    printf("\nmockapi: seed 000's branch fetch at time scale %g\n", scale);
+    printf("\nmockapi: seed 000's branch fetch at time scale %g\n",
+           s->mock_scale);
     char self[4096];
     ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
     if (len <= 0) {
@@ -623,52 +955,245 @@ static void bench_mockapi(double scale)
     char *slash = strrchr(self, '/');
     if (slash)
         *slash = 0;
-    /* Installed side by side, or in the build tree's docs/examples. */
-    const char *const where[] = {"", "/../docs/examples"};
+    /* Installed side by side (as simplepar-branch-fetch), or in the build
+     * tree's docs/examples. */
+    const char *const where[] = {"/simplepar-branch-fetch",
+                                 "/../docs/examples/branch_fetch"};
     for (size_t k = 0; k < 2; k++) {
         char prog[4200], cmd[4400];
-        snprintf(prog, sizeof prog, "%s%s/branch_fetch", self, where[k]);
+        snprintf(prog, sizeof prog, "%s%s", self, where[k]);
         if (access(prog, X_OK))
             continue;
         snprintf(cmd, sizeof cmd,
                  "'%s' --compare --scale %g 2>/dev/null | grep -E "
                  "'^(Fetched|Speedup)'",
-                 prog, scale);
+                 prog, s->mock_scale);
+        progress("mockapi: branch fetch, parallel then sequential");
         fflush(stdout);
-        if (system(cmd))
+        int rc = system(cmd);
+        progress(NULL);
+        if (rc)
             printf("  branch_fetch failed\n");
         return;
     }
     printf("  (branch_fetch not found next to simplepar-bench)\n");
 }
 
-static void usage(FILE *f)
+/* ---- the workloads table ------------------------------------------------ */
+
+struct workload_def {
+    const char *name;
+    int by_default;
+    /* Seconds one run takes with the default options on the 2-CPU virtual
+     * machine of docs/benchmarks.md, as the harness printed it ("took");
+     * keep both in step when a workload changes. */
+    int secs_here;
+    const char *about; /* what it runs and what its figures are */
+    void (*run)(const struct settings *);
+};
+
+static const struct workload_def workloads[] = {
+    {"overhead", 1, 10,
+     "100,000 empty tasks (--tasks) on 2 workers (--workers): the cost per "
+     "task of validation, scheduling, timing and the results map, with no "
+     "work to hide it. serial and thread against the C thread peers and "
+     "Python threads; figure: us per task, ratio to serial.",
+     bench_overhead},
+    {"overhead-process", 1, 16,
+     "20,000 empty tasks (--process-tasks) on 2 worker processes: fork, the "
+     "shared ring and the frame decoder per task. process against the "
+     "pre-forked pool and Python processes; figure: us per task, ratio to "
+     "serial.",
+     bench_overhead_process},
+    {"io", 1, 25,
+     "1,000 tasks that sleep 10 ms, on 100 workers and on 1,000: what "
+     "starting and switching between many workers costs. Every backend and "
+     "peer (no Python processes at 1,000); figure: wall seconds, ratio to "
+     "the ideal ceil(tasks / workers) x 10 ms.",
+     bench_io},
+    {"cpu", 1, 7,
+     "seed 001's log count: /api/v1/login counted in 100 files of 10,000 "
+     "lines on 2 workers. Every backend and peer; figure: wall seconds, "
+     "ratio to serial (the speedup is 1 / ratio).",
+     bench_cpu},
+    {"mockapi", 1, 1,
+     "seed 000's branch fetch against the mock API at time scale --scale, "
+     "in parallel and one call after another; prints the speedup.",
+     bench_mockapi},
+    {"scale", 0, 2,
+     "the thread overhead for 10, 100, ..., 1,000,000 empty tasks with the "
+     "peak RSS: the cost per task should stay flat.",
+     bench_scale},
+    {"sweep", 0, 10,
+     "the log count on 1, 2, 4, ..., 100 thread and process workers "
+     "(seed 001's tables); ratio to serial.",
+     bench_sweep},
+};
+enum { N_WORKLOADS = sizeof workloads / sizeof workloads[0] };
+
+static const struct workload_def *find_workload(const char *name)
 {
-    fputs("usage: simplepar-bench [options] [WORKLOAD...]\n"
-          "workloads (default: all but scale and sweep):\n"
-          "  overhead          100,000 empty tasks (--tasks), 2 workers\n"
-          "  overhead-process  20,000 empty tasks (--process-tasks), 2 "
-          "processes\n"
-          "  io                1,000 tasks x 10 ms on 100 and 1,000 workers\n"
-          "  cpu               seed 001's log count, 100 files x 10,000 lines\n"
-          "  mockapi           seed 000's branch fetch (--scale)\n"
-          "  scale             per-task cost for 10 .. 1,000,000 tasks\n"
-          "  sweep             the log count on 1 .. 100 workers\n"
-          "options: --reps N  --tasks N  --process-tasks N  --workers N\n"
-          "         --scale S  --json FILE  --csv FILE  --svg DIR  --no-peers\n"
-          "         --python PATH  --smoke (tiny sizes, one repetition)\n",
+    for (size_t k = 0; k < N_WORKLOADS; k++)
+        if (!strcmp(workloads[k].name, name))
+            return &workloads[k];
+    return NULL;
+}
+
+/* Print s wrapped at 78 columns, each line indented by `indent` except
+ * the first, which starts where the cursor is (at column `at`). */
+static void wrap_at(FILE *f, const char *s, int at, int indent)
+{
+    int room = 78 - at;
+    while (*s) {
+        int len = (int)strlen(s), cut = len;
+        if (len > room) {
+            cut = room;
+            while (cut > 0 && s[cut] != ' ')
+                cut--;
+            if (cut == 0)
+                cut = room;
+        }
+        fprintf(f, "%.*s\n", cut, s);
+        s += cut;
+        while (*s == ' ')
+            s++;
+        if (*s)
+            fprintf(f, "%*s", indent, "");
+        room = 78 - indent;
+    }
+}
+
+static void wrap(FILE *f, const char *s, int indent)
+{
+    fprintf(f, "%*s", indent, "");
+    wrap_at(f, s, indent, indent);
+}
+
+static void usage(FILE *f, int full)
+{
+    fputs("usage: simplepar-bench [options] [WORKLOAD...]\n", f);
+    if (!full) {
+        fputs("simplepar-bench --help explains the workloads, the columns "
+              "and the options.\n",
+              f);
+        return;
+    }
+    wrap(f,
+         "Runs each WORKLOAD on simplepar's backends and on peers, other ways "
+         "of running the same task body and collecting every result, all in "
+         "one run; every figure is the median of --reps runs, interleaved "
+         "across configurations, after a warm-up run of each.",
+         0);
+    fputs("\nworkloads (times: one run with the default options on a 2-CPU "
+          "virtual machine):\n",
+          f);
+    int total = 0;
+    for (size_t k = 0; k < N_WORKLOADS; k++) {
+        fprintf(f, "  %-17s about %d s%s\n", workloads[k].name,
+                workloads[k].secs_here,
+                workloads[k].by_default ? "" : " (only when named)");
+        if (workloads[k].by_default)
+            total += workloads[k].secs_here;
+        wrap(f, workloads[k].about, 6);
+    }
+    fprintf(f,
+            "With no WORKLOAD: every workload not marked 'only when named', "
+            "about %d s\nthere in all.\n\n",
+            total);
+    fputs("columns:\n", f);
+    static const char *const cols[][2] = {
+        {"runner(N)", "who ran the tasks, on N workers: serial, thread and "
+                      "process are simplepar's backends, the rest are peers"},
+        {"us/task, wall s", "the median of the runs: cost per task, or wall "
+                            "time of the whole batch"},
+        {"min..max", "the fastest and the slowest run"},
+        {"serial, ideal", "the median divided by serial's median, or by the "
+                          "ideal wall time"},
+        {"vs best peer", "the median divided by the fastest peer's median "
+                         "in the same table: below 1, faster than every "
+                         "peer"},
+    };
+    for (size_t k = 0; k < sizeof cols / sizeof cols[0]; k++) {
+        fprintf(f, "  %s\n", cols[k][0]);
+        wrap(f, cols[k][1], 6);
+    }
+    fputs("\npeers in this build:\n", f);
+    for (size_t k = 0; k < N_C_PEERS; k++) {
+        fprintf(f, "  %s\n", c_peers[k].name);
+        wrap(f, c_peers[k].what, 6);
+    }
+    for (size_t k = 0; k < sizeof optional_peers / sizeof *optional_peers;
+         k++) {
+        int built = 0;
+        for (size_t j = 0; j < N_C_PEERS; j++)
+            built |= !strcmp(c_peers[j].name, optional_peers[k][0]);
+        if (!built)
+            fprintf(f, "  %s: not built (%s)\n", optional_peers[k][0],
+                    optional_peers[k][1]);
+    }
+    fputs("  py-thread-batch, py-process-batch\n", f);
+    wrap(f,
+         "Python's concurrent.futures handed the whole batch in chunks of "
+         "ceil(tasks / (4 x workers)): executor.map(fn, tasks, chunksize) "
+         "on processes, map over the chunks on threads (ThreadPoolExecutor "
+         "ignores chunksize). Like simplepar's one call, this is the fair "
+         "comparison; the headline under each table compares with Python's "
+         "faster way.",
+         6);
+    fputs("  py-thread-submit, py-process-submit\n", f);
+    wrap(f,
+         "one submit() per task, then every future's result(): the shape of "
+         "the seeds' simple_parallel(). Python peers need python3 and time "
+         "themselves (3 runs after a warm-up).",
+         6);
+    fputs("\noptions:\n", f);
+    static const char *const opts[][2] = {
+        {"--reps N", "runs per configuration (default 7, at most 64)"},
+        {"--tasks N", "tasks of overhead (default 100000)"},
+        {"--process-tasks N", "tasks of overhead-process (default 20000)"},
+        {"--workers N", "workers of overhead, overhead-process, cpu, scale "
+                        "(default 2)"},
+        {"--scale S", "time scale of mockapi (default 0.05)"},
+        {"--json FILE", "also write one JSON object per row"},
+        {"--csv FILE", "also write one CSV line per row"},
+        {"--svg DIR", "also draw charts (io timeline, scale, sweep)"},
+        {"--no-python", "leave out the Python peers"},
+        {"--no-peers", "leave out every peer, C and Python"},
+        {"--python PATH", "the Python interpreter (default python3)"},
+        {"--require PEER", "fail unless the C peer PEER was built and ran "
+                           "(repeatable; for tests)"},
+        {"--smoke", "tiny sizes, one run, no Python: checks that every "
+                    "configuration runs and agrees, measures nothing"},
+    };
+    for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) {
+        fprintf(f, "  %-18s ", opts[k][0]);
+        wrap_at(f, opts[k][1], 21, 21);
+    }
+    fputs("Each workload ends with the time it took; a progress line goes to "
+          "stderr when it\nis a terminal.\n",
           f);
 }
 
 int main(int argc, char **argv)
 {
-    size_t tasks = 100000, ptasks = 20000, files = 100, lines = 10000;
-    size_t scale_max = 1000000, io_n = 1000;
-    unsigned workers = 2;
-    double mock_scale = 0.05;
-    const char *chosen[16];
-    int nchosen = 0;
-    opt.python = "python3";
+    struct settings s = {.tasks = 100000,
+                         .ptasks = 20000,
+                         .files = 100,
+                         .lines = 10000,
+                         .io_n = 1000,
+                         .scale_max = 1000000,
+                         .workers = 2,
+                         .io_narrow = 100,
+                         .io_wide = 1000,
+                         .mock_scale = 0.05};
+    const struct workload_def *chosen[32];
+    const char *required[8];
+    int nchosen = 0, nrequired = 0;
+    opt.python_path = "python3";
+    opt.tty = isatty(STDERR_FILENO);
+    opt.t_start = now_s();
+    /* A dead pipe reader must not kill the harness. */
+    signal(SIGPIPE, SIG_IGN);
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -676,50 +1201,84 @@ int main(int argc, char **argv)
         if (v && !strcmp(a, "--reps"))
             opt.reps = atoi(v), i++;
         else if (v && !strcmp(a, "--tasks"))
-            tasks = strtoul(v, NULL, 10), i++;
+            s.tasks = strtoul(v, NULL, 10), i++;
         else if (v && !strcmp(a, "--process-tasks"))
-            ptasks = strtoul(v, NULL, 10), i++;
+            s.ptasks = strtoul(v, NULL, 10), i++;
         else if (v && !strcmp(a, "--workers"))
-            workers = (unsigned)atoi(v), i++;
+            s.workers = (unsigned)atoi(v), i++;
         else if (v && !strcmp(a, "--scale"))
-            mock_scale = atof(v), i++;
-        else if (v && !strcmp(a, "--json"))
-            opt.json = fopen(v, "w"), i++;
-        else if (v && !strcmp(a, "--csv"))
-            opt.csv = fopen(v, "w"), i++;
-        else if (v && !strcmp(a, "--svg"))
+            s.mock_scale = atof(v), i++;
+        else if (v && !strcmp(a, "--json")) {
+            if (!(opt.json = fopen(v, "w"))) {
+                perror(v);
+                return 2;
+            }
+            i++;
+        } else if (v && !strcmp(a, "--csv")) {
+            if (!(opt.csv = fopen(v, "w"))) {
+                perror(v);
+                return 2;
+            }
+            i++;
+        } else if (v && !strcmp(a, "--svg"))
             opt.svg_dir = v, i++;
         else if (v && !strcmp(a, "--python"))
-            opt.python = v, i++;
+            opt.python_path = v, i++;
+        else if (v && !strcmp(a, "--require") && nrequired < 8)
+            required[nrequired++] = v, i++;
+        else if (!strcmp(a, "--no-python"))
+            opt.python = 0;
         else if (!strcmp(a, "--no-peers"))
-            opt.peers = 0;
+            opt.python = opt.c_peers = 0;
         else if (!strcmp(a, "--smoke"))
             opt.smoke = 1;
-        else if (!strcmp(a, "--help")) {
-            usage(stdout);
+        else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout, 1);
             return 0;
-        } else if (a[0] != '-' && nchosen < 16)
-            chosen[nchosen++] = a;
+        } else if (a[0] != '-' && find_workload(a) && nchosen < 32)
+            chosen[nchosen++] = find_workload(a);
         else {
-            usage(stderr);
+            if (a[0] != '-')
+                fprintf(stderr, "unknown workload %s\n", a);
+            else
+                fprintf(stderr, "unknown option %s\n", a);
+            usage(stderr, 0);
             return 2;
         }
     }
     if (opt.smoke) {
         opt.reps = 1;
-        opt.peers = 0;
-        tasks = 2000, ptasks = 500, files = 6, lines = 200;
-        scale_max = 1000, io_n = 20, mock_scale = 0.005;
+        opt.python = 0;
+        s = (struct settings){.tasks = 2000,
+                              .ptasks = 500,
+                              .files = 6,
+                              .lines = 200,
+                              .io_n = 20,
+                              .scale_max = 1000,
+                              .workers = s.workers,
+                              .io_narrow = 5,
+                              .io_wide = 20,
+                              .mock_scale = 0.005};
     }
-    if (opt.reps < 1 || opt.reps > 64 || !workers || !tasks || !ptasks) {
-        usage(stderr);
+    if (opt.reps < 1 || opt.reps > 64 || !s.workers || !s.tasks || !s.ptasks) {
+        fprintf(stderr, "--reps must be 1..64; --workers, --tasks and "
+                        "--process-tasks at least 1\n");
         return 2;
     }
+    for (int k = 0; k < nrequired; k++) {
+        int built = 0;
+        for (size_t j = 0; j < N_C_PEERS; j++)
+            built |= !strcmp(c_peers[j].name, required[k]);
+        if (!built) {
+            fprintf(stderr, "required peer %s is not built in\n", required[k]);
+            return 1;
+        }
+    }
     if (opt.csv)
-        fputs("workload,runner,workers,tasks,unit,median,min,max,ratio,"
-              "ratio_to,checksum\n",
+        fputs("workload,runner,peer,workers,tasks,unit,median,min,max,ratio,"
+              "ratio_to,vs_best_peer,best_peer,checksum\n",
               opt.csv);
-    /* The peer script: installed beside the harness, or in the source. */
+    /* The Python peer: installed beside the harness, or in the source. */
     static char peer[4300];
     char self[4096];
     ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -734,44 +1293,26 @@ int main(int argc, char **argv)
                      self);
         opt.peer_script = peer;
     }
-    if (opt.peers && !with_peer())
+    if (opt.python && !with_python())
         fprintf(stderr, "note: no Python peer (python3 or %s missing)\n", peer);
 
-    static const char *const all[] = {"overhead", "overhead-process", "io",
-                                      "cpu", "mockapi"};
     if (!nchosen)
-        for (size_t k = 0; k < sizeof all / sizeof *all; k++)
-            chosen[nchosen++] = all[k];
-    printf("simplepar %s benchmark, %ld online CPUs, %s\n", sp_version_string(),
-           sysconf(_SC_NPROCESSORS_ONLN),
-           with_peer() ? "with Python peers" : "without Python peers");
+        for (size_t k = 0; k < N_WORKLOADS; k++)
+            if (workloads[k].by_default)
+                chosen[nchosen++] = &workloads[k];
+    printf("simplepar %s benchmark, %ld online CPUs; peers:",
+           sp_version_string(), sysconf(_SC_NPROCESSORS_ONLN));
+    for (size_t k = 0; opt.c_peers && k < N_C_PEERS; k++)
+        printf(" %s", c_peers[k].name);
+    printf("%s%s\n", with_python() ? " python" : "",
+           !opt.c_peers && !with_python() ? " none" : "");
     for (int k = 0; k < nchosen; k++) {
-        const char *c = chosen[k];
-        if (!strcmp(c, "overhead"))
-            bench_overhead(tasks, workers, 0);
-        else if (!strcmp(c, "overhead-process"))
-            bench_overhead(ptasks, workers, 1);
-        else if (!strcmp(c, "io") || !strcmp(c, "sleep")) {
-            bench_io(io_n, 10, opt.smoke ? 5 : 100, 0);
-            bench_io(io_n, 10, opt.smoke ? 20 : 1000, 1);
-        } else if (!strcmp(c, "cpu") || !strcmp(c, "sweep")) {
-            if (!logs_dir)
-                make_logs(files, lines);
-            if (!strcmp(c, "cpu"))
-                bench_cpu(workers);
-            else
-                bench_sweep();
-        } else if (!strcmp(c, "mockapi"))
-            bench_mockapi(mock_scale);
-        else if (!strcmp(c, "scale"))
-            bench_scale(scale_max, workers);
-        else {
-            fprintf(stderr, "unknown workload %s\n", c);
-            usage(stderr);
-            return 2;
-        }
+        double t0 = now_s();
+        chosen[k]->run(&s);
+        printf("  (%s took %.1f s)\n", chosen[k]->name, now_s() - t0);
         fflush(stdout);
     }
+    printf("\nall took %.1f s\n", now_s() - opt.t_start);
     if (logs_dir)
         sp_mock_remove_logs(logs_dir, log_files);
     free(log_paths);
@@ -779,5 +1320,12 @@ int main(int argc, char **argv)
         fclose(opt.json);
     if (opt.csv)
         fclose(opt.csv);
-    return 0;
+    int missing = 0;
+    for (int k = 0; k < nrequired; k++)
+        for (size_t j = 0; j < N_C_PEERS; j++)
+            if (!strcmp(c_peers[j].name, required[k]) && !peer_runs[j]) {
+                fprintf(stderr, "required peer %s did not run\n", required[k]);
+                missing = 1;
+            }
+    return missing;
 }

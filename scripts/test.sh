@@ -10,8 +10,10 @@ cd "$(dirname "$0")/.."
 . scripts/deps.sh
 # clang's sanitizer runtimes are a separate package on Debian 12; python3
 # runs tests/check-trace.py, which reads the trace and SVG exports back with
-# real JSON and XML parsers; cmake builds the install test's CMake consumers.
-sp_ensure_deps clang libclang-rt-14-dev valgrind clang-format g++ python3 cmake
+# real JSON and XML parsers; cmake builds the install test's CMake consumers;
+# libglib2.0-dev lets the benchmark's smoke test run its GLib peer.
+sp_ensure_deps clang libclang-rt-14-dev valgrind clang-format g++ python3 cmake \
+  libglib2.0-dev
 
 jobs=$(nproc 2>/dev/null || echo 2)
 

@@ -3,12 +3,26 @@
 """The Python peer of simplepar-bench: the same workloads on
 concurrent.futures (standard library only), timed the same way.
 
-    futures_peer.py WORKLOAD EXECUTOR N WORKERS REPS [ARG]
+    futures_peer.py WORKLOAD EXECUTOR MODE N WORKERS REPS [ARG]
 
 WORKLOAD: overhead (empty tasks), io (each sleeps ARG ms), cpu (count
 "/api/v1/login" in N files log0.log.. in directory ARG). EXECUTOR: thread
-or process. Prints one JSON object: median, min, max (seconds) and the
-checksum of the results, computed as simplepar-bench computes it.
+or process. MODE says how the tasks reach the pool:
+
+  submit  one submit() per task, then every future's result(): the shape
+          of the seed's simple_parallel(), and what most Python code does.
+  batch   the batch peer of simplepar's one call: chunks of C tasks
+          (C = ceil(N / (4 x WORKERS)), multiprocessing's default), with
+          ProcessPoolExecutor.map(fn, tasks, chunksize=C) on processes and,
+          since ThreadPoolExecutor.map ignores chunksize, map() over the
+          chunks on threads.
+
+In both modes every task's outcome is kept (an exception becomes a failed
+entry; nothing stops the rest), as simplepar keeps every key. The pool is
+created and shut down inside each timed run, as simplepar starts and ends
+its workers inside each call. Prints one JSON object: median, min, max
+(seconds), the checksum of the results (computed as simplepar-bench
+computes it) and the chunk size (1 for submit).
 """
 import json
 import statistics
@@ -35,19 +49,39 @@ def count(path):
     return n
 
 
+def call(job):
+    """Run one task; its exception becomes its outcome instead of ending
+    the batch (executor.map alone would raise at the first failure)."""
+    fn, args = job
+    try:
+        return (True, fn(*args))
+    except Exception as exc:  # noqa: BLE001 - keep every outcome
+        return (False, exc)
+
+
+def call_chunk(chunk):
+    return [call(job) for job in chunk]
+
+
 def main():
-    workload, executor, n, workers, reps = sys.argv[1:6]
-    arg = sys.argv[6] if len(sys.argv) > 6 else ""
+    workload, executor, mode, n, workers, reps = sys.argv[1:7]
+    arg = sys.argv[7] if len(sys.argv) > 7 else ""
     n, workers, reps = int(n), int(workers), int(reps)
+    if executor not in ("thread", "process") or mode not in ("submit", "batch"):
+        sys.exit(f"unknown executor {executor} or mode {mode}")
     pool_class = ThreadPoolExecutor if executor == "thread" else ProcessPoolExecutor
     if workload == "overhead":
         jobs = [(empty, ())] * n
     elif workload == "io":
         jobs = [(nap, (int(arg),))] * n
-    else:
+    elif workload == "cpu":
         jobs = [(count, (f"{arg}/log{i}.log",)) for i in range(n)]
+    else:
+        sys.exit(f"unknown workload {workload}")
+    chunksize, extra = divmod(n, 4 * workers)
+    chunksize = max(1, chunksize + (1 if extra else 0)) if mode == "batch" else 1
 
-    def run():
+    def run_submit():
         # simple_parallel's shape: submit all, collect every result by key.
         results = {}
         with pool_class(max_workers=workers) as pool:
@@ -57,8 +91,16 @@ def main():
                     results[i] = (True, fut.result())
                 except Exception as exc:  # noqa: BLE001 - keep every key
                     results[i] = (False, exc)
-        return results
+        return list(results.values())
 
+    def run_batch():
+        with pool_class(max_workers=workers) as pool:
+            if executor == "process":
+                return list(pool.map(call, jobs, chunksize=chunksize))
+            chunks = [jobs[k : k + chunksize] for k in range(0, n, chunksize)]
+            return [r for part in pool.map(call_chunk, chunks) for r in part]
+
+    run = run_submit if mode == "submit" else run_batch
     run()  # warm-up
     times, results = [], None
     for _ in range(reps):
@@ -66,11 +108,12 @@ def main():
         results = run()
         times.append(time.perf_counter() - t0)
     checksum = 0
-    for ok, value in results.values():
+    for ok, value in results:
         checksum += 1 if ok else 0
         checksum += (value or 0) * 1000003 if ok and isinstance(value, int) else 0
     print(json.dumps({"median": statistics.median(times), "min": min(times),
-                      "max": max(times), "checksum": checksum}))
+                      "max": max(times), "checksum": checksum,
+                      "chunksize": chunksize}))
 
 
 if __name__ == "__main__":

@@ -9,8 +9,9 @@ struct pool {
     pthread_cond_t more, done;
     size_t *queue; /* submitted indices */
     size_t head, tail, finished, n;
-    naive_fn fn;
+    peer_fn fn;
     void *arg;
+    peer_result *out;
 };
 
 static void *worker(void *p_)
@@ -24,7 +25,10 @@ static void *worker(void *p_)
             break; /* everything submitted and taken */
         size_t i = p->queue[p->head++];
         pthread_mutex_unlock(&p->lock);
-        p->fn(i, p->arg);
+        long v = 0;
+        int rc = p->fn(i, p->arg, &v);
+        p->out[i].value = v;
+        p->out[i].state = rc ? PEER_FAILED : PEER_OK;
         pthread_mutex_lock(&p->lock);
         if (++p->finished == p->n)
             pthread_cond_signal(&p->done);
@@ -33,9 +37,10 @@ static void *worker(void *p_)
     return NULL;
 }
 
-int naive_pool_run(size_t n, unsigned workers, naive_fn fn, void *arg)
+int naive_pool_run(size_t n, unsigned workers, peer_fn fn, void *arg,
+                   peer_result *out)
 {
-    struct pool p = {.n = n, .fn = fn, .arg = arg};
+    struct pool p = {.n = n, .fn = fn, .arg = arg, .out = out};
     pthread_t *th = calloc(workers, sizeof *th);
     p.queue = malloc((n ? n : 1) * sizeof *p.queue);
     if (!th || !p.queue) {
@@ -50,7 +55,8 @@ int naive_pool_run(size_t n, unsigned workers, naive_fn fn, void *arg)
     for (; made < workers; made++)
         if (pthread_create(&th[made], NULL, worker, &p))
             break;
-    for (size_t i = 0; i < n; i++) {
+    /* Without a single worker nothing would ever finish: submit nothing. */
+    for (size_t i = 0; made && i < n; i++) {
         pthread_mutex_lock(&p.lock);
         p.queue[p.tail++] = i;
         pthread_cond_signal(&p.more);
@@ -58,7 +64,7 @@ int naive_pool_run(size_t n, unsigned workers, naive_fn fn, void *arg)
     }
     pthread_mutex_lock(&p.lock);
     pthread_cond_broadcast(&p.more); /* all submitted: idle workers leave */
-    while (p.finished < n)
+    while (made && p.finished < n)
         pthread_cond_wait(&p.done, &p.lock);
     pthread_mutex_unlock(&p.lock);
     for (unsigned k = 0; k < made; k++)

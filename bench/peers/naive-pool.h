@@ -5,11 +5,10 @@
 #ifndef SP_NAIVE_POOL_H
 #define SP_NAIVE_POOL_H
 
-#include <stddef.h>
+#include "peer.h"
 
-typedef void (*naive_fn)(size_t index, void *arg);
-
-/* Run fn(i, arg) for i in [0, n) on `workers` threads; 0 or -1. */
-int naive_pool_run(size_t n, unsigned workers, naive_fn fn, void *arg);
+/* See peer_run_fn in peer.h. */
+int naive_pool_run(size_t n, unsigned workers, peer_fn fn, void *arg,
+                   peer_result *out);
 
 #endif
