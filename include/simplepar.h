@@ -220,6 +220,32 @@ typedef struct sp_task {
  */
 SP_API int sp_set_result(sp_ctx *ctx, const void *data, size_t len);
 
+/**
+ * @brief Hand the task's result buffer over to the library, without a copy.
+ *
+ * For large results: the buffer itself becomes the result, so it is not
+ * copied inside the callback (sp_set_result() copies). A later call, or a
+ * later sp_set_result(), replaces it (and releases it).
+ *
+ * @param ctx     the running task's context.
+ * @param data    the result: a buffer of at least @p len + 1 bytes. The
+ *                library writes a NUL at data[len] (not counted in the
+ *                length), so text results read with sp_entry_str().
+ * @param len     number of result bytes.
+ * @param release how to free @p data; NULL means free(). Called exactly
+ *                once: on the thread and serial backends by
+ *                sp_results_free() (the entry's bytes are @p data
+ *                itself); on the process backend in the worker, after the
+ *                bytes were sent (the caller's map holds the bytes it
+ *                received, which sp_results_free() frees).
+ * @return 0, and from then on the library owns @p data; ::SP_EINVAL (with
+ *         sp_last_error() set) for a NULL @p ctx or @p data or a
+ *         @p len of SIZE_MAX, and then the caller still owns @p data.
+ * Call only from inside the task that owns @p ctx.
+ */
+SP_API int sp_set_result_owned(sp_ctx *ctx, void *data, size_t len,
+                               void (*release)(void *data));
+
 /** @brief sp_set_result() with the bytes of a NUL-terminated string
  *  (without the NUL).
  *  @return as sp_set_result(); ::SP_EINVAL also for a NULL @p str. */
@@ -237,9 +263,13 @@ SP_API int sp_set_resultf(sp_ctx *ctx, const char *fmt, ...) SP_PRINTF(2, 3);
  * quote for %s", ticker);`. The task counts as failed even if the callback
  * then returns 0. A later call replaces the earlier message.
  *
- * @param code the error code to record; 0 is replaced by ::SP_ETASK so the
- *        returned value always signals failure.
- * @param fmt  printf format for the message; NULL records no message.
+ * @param code the error code to record, the task's own number
+ *        (sp_entry_code_origin() says ::SP_ORIGIN_TASK); 0 is replaced by
+ *        the library's ::SP_ETASK so the returned value always signals
+ *        failure.
+ * @param fmt  printf format for the message; NULL records no message. A
+ *        message longer than ::SP_MAX_MESSAGE bytes (1 MiB) is cut to that
+ *        length, ending in "...", on every backend alike.
  * @return the recorded (non-zero) code.
  */
 SP_API int sp_fail(sp_ctx *ctx, int code, const char *fmt, ...) SP_PRINTF(3, 4);
@@ -367,9 +397,31 @@ SP_API sp_kind sp_entry_kind(const sp_entry *e);
  * @brief The entry's code: 0 for OK; the task's own non-zero code for
  * FAILED (and for TIMED_OUT / CANCELLED tasks that returned one after being
  * asked to stop); ::SP_ECANCELED for tasks that never started; a negative
- * ::sp_error when the library itself failed the task (e.g. ::SP_ENOMEM).
+ * ::sp_error when the library itself failed the task (e.g. ::SP_ENOMEM,
+ * ::SP_ECRASHED, ::SP_ETIMEDOUT).
+ *
+ * A task's own numbers and the library's codes share one int, so -1 may be
+ * a task's "-1" or ::SP_EINVAL: sp_entry_code_origin() tells which. To
+ * print an entry, print sp_entry_message(), which every non-OK entry has
+ * ("task returned -1" when the task gave no message); pass a code to
+ * sp_strerror() only when its origin is ::SP_ORIGIN_LIBRARY.
  */
 SP_API int sp_entry_code(const sp_entry *e);
+
+/** Who put an entry's code there. */
+typedef enum sp_code_origin {
+    SP_ORIGIN_NONE = 0,    /**< an OK entry: its code is 0 */
+    SP_ORIGIN_TASK = 1,    /**< the task's own number: it returned it or
+                                passed it to sp_fail() */
+    SP_ORIGIN_LIBRARY = 2, /**< an ::sp_error the library set: crashed,
+                                timed out, cancelled, out of memory, or
+                                sp_fail() called with code 0 (::SP_ETASK) */
+} sp_code_origin;
+
+/** @brief Whether sp_entry_code() is the task's own number or a library
+ *  ::sp_error (see ::sp_code_origin); ::SP_ORIGIN_NONE for OK entries and
+ *  NULL. Thread-safe. */
+SP_API sp_code_origin sp_entry_code_origin(const sp_entry *e);
 
 /** @brief The failure message ("" for OK entries and failures without a
  *  message). Never NULL. Owned by the map. */
@@ -527,7 +579,21 @@ typedef enum sp_backend {
      *  task itself calls exit(). The caller's signal dispositions are not
      *  changed; SIGCHLD may be ignored or handled by the caller (exit
      *  statuses then come from the workers' own reports, see
-     *  docs/guide.md). */
+     *  docs/guide.md).
+     *
+     *  Isolation from hostile tasks (docs/reliability.md lists each case):
+     *  each worker holds only its own channel to the caller (the
+     *  library's other descriptors, of this call and of concurrent calls,
+     *  are closed in it), so stray writes cost at most the writing task's
+     *  own result, and concurrent calls never wait for each other's
+     *  workers. Each worker leads its own process group: whatever a task
+     *  starts and leaves behind is killed with the group when the worker
+     *  ends (time limit, deadline, crash, or its normal exit); a task that
+     *  wants a process to outlive it must start it in a new session
+     *  (setsid()). Workers die with their caller (Linux:
+     *  PR_SET_PDEATHSIG; elsewhere they leave once the caller's end of
+     *  their channel closes). The call never waits on a process it did not
+     *  start. */
     SP_BACKEND_PROCESS = 2,
 } sp_backend;
 
@@ -569,6 +635,10 @@ typedef int (*sp_done_fn)(const sp_entry *e, void *user);
 #define SP_MAX_STACK_SIZE ((size_t)1 << 30)
 /** Most tasks in one table: 2^32 - 2 (indices are 32-bit internally). */
 #define SP_MAX_TASKS 4294967294u
+/** Longest failure message kept, in bytes (1 MiB), on every backend: a
+ *  longer sp_fail() message is cut to this length (at a UTF-8 character
+ *  boundary) and ends with "...". */
+#define SP_MAX_MESSAGE 1048576u
 
 /**
  * Options of one call. All-zero (or a NULL pointer) means every default.
@@ -598,10 +668,22 @@ typedef struct sp_options {
     sp_done_fn on_done;
     /** Passed to on_done; borrowed. */
     void *on_done_arg;
-    /** Stack size of each worker thread in bytes; 0 = the system default.
-     *  Range: 0, or PTHREAD_STACK_MIN (the system minimum, 16 KiB on Linux)
-     *  .. ::SP_MAX_STACK_SIZE (1 GiB); anything else gives ::SP_EOPTION.
-     *  Thread backend only; checked on every backend. */
+    /** Stack size of each worker thread in bytes; 0 = the system default
+     *  (8 MiB on Linux, from `ulimit -s`). Range: 0, or PTHREAD_STACK_MIN
+     *  (the system minimum, 16 KiB on Linux) .. ::SP_MAX_STACK_SIZE
+     *  (1 GiB); anything else gives ::SP_EOPTION. Thread backend only;
+     *  checked on every backend.
+     *
+     *  What it changes is address space, not memory in use: a stack's pages
+     *  are touched only as deep as the task's calls go, so resident memory
+     *  (RSS) is about the same for 16 KiB and 8 MiB stacks. It matters
+     *  when address space is limited: under `ulimit -v` (RLIMIT_AS),
+     *  thousands of 8 MiB stacks exhaust it, thread creation fails and the
+     *  run goes on with the workers that could be created; tasks whose
+     *  results can then not be stored come back FAILED with ::SP_ENOMEM and
+     *  a message saying how many threads were created and why. A smaller
+     *  stack lets more threads fit; too small a stack crashes a task that
+     *  needs more. */
     size_t stack_size;
     /** Time limit of each task in seconds from its start; 0 = none.
      *  Range: finite, >= 0 and below ::SP_MAX_SECONDS (1e9); anything else
@@ -626,6 +708,18 @@ typedef struct sp_options {
  * Once validation passes, every task comes back in the map: OK with its
  * result bytes, or FAILED / CRASHED / TIMED_OUT / CANCELLED with a code and
  * message. A failing task never hides another's result.
+ *
+ * Each callback runs at most once: no backend runs a task again behind the
+ * caller's back (a task's side effects, a payment or a write, do not
+ * happen twice). A task whose callback began never comes back CANCELLED
+ * "not started": if its worker died, it is CRASHED or TIMED_OUT, also when
+ * it had returned and only its result was lost. On the process backend a
+ * task whose worker died after claiming it but before calling it is run by
+ * another worker; its callback still runs once.
+ *
+ * Time limits (::sp_options.task_timeout, the deadline) bound the
+ * callback, not the transfer of its result: a result that was completely
+ * produced is delivered however long its bytes take to arrive.
  *
  * @param tasks  the task table; borrowed for the duration of the call. May
  *               be NULL only when @p n is 0.

@@ -49,10 +49,44 @@ static SP_NOINLINE void after_complete(struct sp_run *run, size_t i,
     }
 }
 
+/* A buffer the task handed over with its own free function: the map
+ * remembers the function (true). If even that small note cannot be
+ * allocated, the buffer is freed now and the outcome becomes the library's
+ * out-of-memory (false): never leaked, never freed the wrong way. */
+static SP_NOINLINE bool keep_release(struct sp_run *run, size_t i,
+                                     struct sp_outcome *o)
+{
+    struct sp_owned *n = sp_malloc(sizeof *n);
+    if (!n) {
+        o->release(o->r.data);
+        o->release = NULL;
+        o->r.data = NULL;
+        o->r.len = 0;
+        o->r.code = SP_ENOMEM;
+        o->how.kind = SP_KIND_FAILED;
+        o->how.flags &= (uint8_t)~SP_EF_TASK_CODE;
+        sp_outcome_set_msg(o, NULL,
+                           "out of memory: could not keep the task's result");
+        return false;
+    }
+    n->index = (uint32_t)i;
+    n->release = o->release;
+    n->next = atomic_load_explicit(&run->res->owned, memory_order_relaxed);
+    while (!atomic_compare_exchange_weak_explicit(&run->res->owned, &n->next, n,
+                                                  memory_order_release,
+                                                  memory_order_relaxed))
+        ;
+    o->release = NULL;
+    o->how.flags |= SP_EF_RELEASE;
+    return true;
+}
+
 void sp_complete(struct sp_run *run, size_t i, struct sp_outcome *o,
                  struct sp_tally *t)
 {
     sp_entry *e = &run->res->entries[i];
+    if (SP_UNLIKELY(o->release))
+        keep_release(run, i, o);
     unsigned kind = o->how.kind;
     e->r = o->r;
     e->how = o->how;

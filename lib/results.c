@@ -29,10 +29,16 @@ SP_API void sp_results_free(sp_results *res)
 {
     if (!res)
         return;
+    for (struct sp_owned *o = atomic_load(&res->owned), *next; o; o = next) {
+        next = o->next;
+        o->release(res->entries[o->index].r.data);
+        free(o);
+    }
     if (res->entries && atomic_load(&res->owns)) {
         for (size_t i = 0; i < res->ready; i++) {
             sp_entry *e = &res->entries[i];
-            free(e->r.data);
+            if (!(e->how.flags & SP_EF_RELEASE))
+                free(e->r.data);
             if (e->how.flags & SP_EF_MSG_OWNED)
                 free((void *)e->r.msg);
         }
@@ -40,6 +46,7 @@ SP_API void sp_results_free(sp_results *res)
     free(res->entries);
     free(res->slots);
     free(res->note);
+    free(res->thread_note);
     for (struct sp_keys *k = res->keys, *next; k; k = next) {
         next = k->next;
         free(k);
@@ -158,6 +165,13 @@ SP_API int sp_entry_signal(const sp_entry *e)
 SP_API int sp_entry_exit_status(const sp_entry *e)
 {
     return e && e->how.signo == SP_EXITED ? e->how.exit_status : -1;
+}
+
+SP_API sp_code_origin sp_entry_code_origin(const sp_entry *e)
+{
+    if (!e || e->how.kind == SP_KIND_OK)
+        return SP_ORIGIN_NONE;
+    return e->how.flags & SP_EF_TASK_CODE ? SP_ORIGIN_TASK : SP_ORIGIN_LIBRARY;
 }
 
 SP_API unsigned sp_entry_worker(const sp_entry *e)

@@ -324,6 +324,13 @@ bool sp_sched_claim(struct sp_sched *s, unsigned w, uint64_t now, size_t *i)
     return claim_slow(s, w, i);
 }
 
+bool sp_sched_take(struct sp_sched *s, size_t *i)
+{
+    if (atomic_load_explicit(&s->heap_min, memory_order_relaxed) == UINT32_MAX)
+        return false;
+    return take_heap(s, UINT32_MAX, i);
+}
+
 bool sp_sched_claim_one(struct sp_sched *s, size_t *i)
 {
     uint64_t pos =

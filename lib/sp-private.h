@@ -61,6 +61,7 @@ enum {
     SP_EF_DONE = 1,      /* has its final outcome (set by complete.c only) */
     SP_EF_MSG_OWNED = 2, /* msg was allocated and is freed with the map */
     SP_EF_TASK_CODE = 4, /* code is the task's own number, not an sp_error */
+    SP_EF_RELEASE = 8,   /* data is freed by a function in sp_results.owned */
 };
 
 /* What one attempt of a task came to, in the form the map keeps it. */
@@ -112,6 +113,9 @@ struct sp_results {
     uint64_t elapsed_ns;
     unsigned workers;
     char *note; /* owned: why tasks were cancelled after a backend error */
+    char *thread_note; /* owned: why fewer workers ran than planned */
+    /* Entries flagged SP_EF_RELEASE: pushed by completion, any thread. */
+    _Atomic(struct sp_owned *) owned;
     size_t counts[SP_N_KINDS]; /* per kind; written by complete.c only */
     /* Whether any entry owns memory (data or message), so freeing a map of
      * bare results need not walk it. Set check-then-store by completion. */
@@ -148,6 +152,16 @@ struct sp_tally {
 struct sp_outcome {
     struct sp_rec r;
     struct sp_how how;
+    /* How r.data is freed when the task handed its own buffer over
+     * (sp_set_result_owned()); NULL = free(). */
+    void (*release)(void *data);
+};
+
+/* A result buffer the map frees with the task's own function. */
+struct sp_owned {
+    struct sp_owned *next;
+    uint32_t index;
+    void (*release)(void *data);
 };
 
 /* The completion callback's queue, for backends whose workers are not the
@@ -219,6 +233,10 @@ struct sp_run {
     _Atomic int stop_local;
     _Atomic uint64_t stop_ns; /* when the stop was requested (since t0) */
     int stop_code;            /* SP_STOP_ERROR: the sp_error to report */
+    /* Why memory may run out in this run (e.g. fewer threads could be
+     * created than planned), for entries whose result could not be stored;
+     * points into the map (sp_results.thread_note). */
+    _Atomic(const char *) oom_note;
     struct sp_sched sched;
     struct sp_doneq done;
     struct sp_tally caller; /* outcomes recorded on the calling thread */
@@ -326,6 +344,9 @@ bool sp_sched_idle(struct sp_sched *s, unsigned w);
  * backend's workers share the counter through a mapping); false at the end.
  */
 bool sp_sched_claim_one(struct sp_sched *s, size_t *i);
+/* Take the lowest ready index from the heap, if any (a backend that hands
+ * tasks to workers itself: the process parent). */
+bool sp_sched_take(struct sp_sched *s, size_t *i);
 /* Task i became ready (handed back, released, spawned): into the heap. */
 int sp_sched_push(struct sp_sched *s, size_t i);
 /* A stop was requested: wake every sleeping worker. */

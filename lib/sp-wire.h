@@ -1,8 +1,16 @@
 /* SPDX-License-Identifier: MIT */
-/* The wire format that carries one task's outcome out of a worker process:
- * a fixed 48-byte header followed by the message and the result bytes.
+/* The wire format between the process backend's parent and its workers.
+ *
+ * Worker to parent: frames, each a fixed 48-byte header followed by the
+ * message and the result bytes. A RESULT frame carries one task's outcome;
+ * an IDLE frame (no message, no data) says the worker found nothing to
+ * claim and waits for a command.
+ *
+ * Parent to worker: commands, each a fixed 16-byte header (RUN task i,
+ * EXIT).
+ *
  * Both ends are the same program on the same machine, so fields are in
- * host byte order; the magic catches a stream that is out of step.
+ * host byte order; the magics catch a stream that is out of step.
  *
  * The decoder is incremental (bytes arrive in any split) and trusts
  * nothing: a malformed, truncated or oversized frame is reported, never
@@ -10,15 +18,36 @@
 #ifndef SP_WIRE_H
 #define SP_WIRE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "simplepar.h"
+
 #define SP_WIRE_MAGIC 0x31465053u /* "SPF1" little-endian */
 #define SP_WIRE_HEADER 48
-#define SP_WIRE_MAX_MSG (64u * 1024)         /* longest message */
+#define SP_WIRE_MAX_MSG SP_MAX_MESSAGE       /* longest message */
 #define SP_WIRE_MAX_DATA ((uint64_t)1 << 40) /* largest result: 1 TiB */
 /* sp_wire_header.flags: the code is the task's own number. */
 #define SP_WIRE_TASK_CODE 1u
+
+/* sp_wire_header.type */
+enum { SP_WIRE_RESULT = 0, SP_WIRE_IDLE = 1 };
+
+/* Commands, parent to worker. */
+#define SP_WIRE_CMD_MAGIC 0x31435053u /* "SPC1" little-endian */
+#define SP_WIRE_CMD 16
+enum { SP_CMD_RUN = 1, SP_CMD_EXIT = 2 };
+struct sp_wire_cmd {
+    uint32_t magic;
+    uint32_t type;  /* SP_CMD_* */
+    uint32_t index; /* RUN: the task */
+    uint32_t reserved;
+};
+void sp_wire_cmd_encode(unsigned char *out, const struct sp_wire_cmd *c);
+/* 0, or SP_EPROTO for a command that is not well-formed for max_index. */
+int sp_wire_cmd_decode(struct sp_wire_cmd *c, const unsigned char *in,
+                       uint32_t max_index);
 
 struct sp_wire_header {
     uint32_t magic;
@@ -26,7 +55,8 @@ struct sp_wire_header {
     int32_t code;
     uint8_t kind;
     uint8_t flags; /* SP_WIRE_TASK_CODE */
-    uint8_t pad[2];
+    uint8_t type;  /* SP_WIRE_RESULT, SP_WIRE_IDLE */
+    uint8_t pad;
     uint64_t t_start; /* ns since the call started */
     uint64_t t_end;
     uint32_t msg_len;
@@ -60,6 +90,12 @@ struct sp_wire_dec {
     size_t cap;         /* bytes allocated for f.data */
     char err[160];      /* why decoding stopped */
     uint32_t bad_index; /* index named by the frame at fault, or UINT32_MAX */
+    /* Resynchronise after bytes that are not a valid header (instead of
+     * failing): skip to the next place a valid header starts. Set by the
+     * process backend for a worker's channel, where a task may have written
+     * stray bytes between the worker's frames. */
+    bool resync;
+    uint64_t skipped; /* stray bytes skipped so far */
 };
 
 void sp_wire_dec_init(struct sp_wire_dec *d, uint32_t max_index);

@@ -40,6 +40,38 @@ static char *format_message(const char *fmt, va_list ap)
     return out;
 }
 
+/* Replace the outcome's result, freeing the one it had its own way. */
+static void out_set_data(struct sp_outcome *o, unsigned char *data, size_t len,
+                         void (*release)(void *))
+{
+    if (o->r.data) {
+        if (o->release)
+            o->release(o->r.data);
+        else
+            free(o->r.data);
+    }
+    o->r.data = data;
+    o->r.len = len;
+    o->release = release == free ? NULL : release;
+}
+
+/* Messages are cut to SP_MAX_MESSAGE bytes, ending in "...", at a UTF-8
+ * character boundary: the same limit on every backend. */
+static char *cut_message(char *msg)
+{
+    if (!msg)
+        return NULL;
+    size_t len = strlen(msg);
+    if (len <= SP_MAX_MESSAGE)
+        return msg;
+    size_t cut = SP_MAX_MESSAGE - 3;
+    while (cut && ((unsigned char)msg[cut] & 0xc0) == 0x80)
+        cut--; /* msg[cut] starts a character */
+    memcpy(msg + cut, "...", 4);
+    char *smaller = sp_realloc(msg, cut + 4);
+    return smaller ? smaller : msg;
+}
+
 SP_API int sp_set_result(sp_ctx *ctx, const void *data, size_t len)
 {
     if (!ctx)
@@ -56,9 +88,23 @@ SP_API int sp_set_result(sp_ctx *ctx, const void *data, size_t len)
     if (len)
         memcpy(copy, data, len);
     copy[len] = 0;
-    free(ctx->out->r.data);
-    ctx->out->r.data = copy;
-    ctx->out->r.len = len;
+    out_set_data(ctx->out, copy, len, NULL);
+    ctx->oom = false;
+    return 0;
+}
+
+SP_API int sp_set_result_owned(sp_ctx *ctx, void *data, size_t len,
+                               void (*release)(void *data))
+{
+    if (!ctx)
+        return sp_set_error(SP_EINVAL,
+                            "sp_set_result_owned: the context is NULL");
+    if (!data)
+        return sp_set_error(SP_EINVAL, "sp_set_result_owned: data is NULL");
+    if (len == SIZE_MAX)
+        return sp_set_error(SP_EINVAL, "sp_set_result_owned: len is SIZE_MAX");
+    ((unsigned char *)data)[len] = 0; /* the buffer holds len + 1 bytes */
+    out_set_data(ctx->out, data, len, release);
     ctx->oom = false;
     return 0;
 }
@@ -84,9 +130,7 @@ SP_API int sp_set_resultf(sp_ctx *ctx, const char *fmt, ...)
         return sp_set_error(SP_ENOMEM,
                             "sp_set_resultf: cannot format the result");
     }
-    free(ctx->out->r.data);
-    ctx->out->r.data = (unsigned char *)s;
-    ctx->out->r.len = strlen(s);
+    out_set_data(ctx->out, (unsigned char *)s, strlen(s), NULL);
     ctx->oom = false;
     return 0;
 }
@@ -102,7 +146,7 @@ SP_API int sp_vfail(sp_ctx *ctx, int code, const char *fmt, va_list ap)
     ctx->fail_own = own;
     ctx->fail_code = code;
     if (fmt) {
-        char *msg = format_message(fmt, ap);
+        char *msg = cut_message(format_message(fmt, ap));
         sp_outcome_set_msg(ctx->out, msg,
                            "out of memory formatting the message");
     }
@@ -160,10 +204,18 @@ static void classify(struct sp_ctx *ctx, int rc)
     int code = ctx->failed ? ctx->fail_code : rc;
     bool own = ctx->failed ? ctx->fail_own : rc != 0;
 
-    if (code == 0) { /* returned 0, but sp_set_result() ran out of memory */
+    /* A result that could not be stored: the library's out-of-memory, said
+     * without allocating (memory is what ran out), naming the likely cause
+     * when the run knows one. The task may have passed the code on. */
+    if (ctx->oom && (code == 0 || (code == SP_ENOMEM && !ctx->failed))) {
         code = SP_ENOMEM;
         own = false;
-        sp_outcome_set_msg(o, NULL, "could not store the task's result");
+        const char *why =
+            atomic_load_explicit(&ctx->run->oom_note, memory_order_acquire);
+        sp_outcome_set_msg(o, NULL,
+                           why ? why
+                               : "out of memory: the task's result could not "
+                                 "be stored");
     }
     if (own)
         o->how.flags |= SP_EF_TASK_CODE;
@@ -176,7 +228,8 @@ static void classify(struct sp_ctx *ctx, int rc)
         char *msg = sp_malloc(len);
         if (msg)
             memcpy(msg, buf, len);
-        sp_outcome_set_msg(o, msg, "task failed");
+        sp_outcome_set_msg(o, msg,
+                           "task failed (out of memory for its message)");
     }
     if (ctx->saw_cancel)
         o->how.kind = ctx->saw_cancel == SP_STOP_DEADLINE ||
@@ -204,7 +257,6 @@ void sp_outcome_free(struct sp_outcome *o)
 {
     if (!o->r.data && !(o->how.flags & SP_EF_MSG_OWNED))
         return;
-    free(o->r.data);
-    o->r.data = NULL;
+    out_set_data(o, NULL, 0, NULL);
     sp_outcome_set_msg(o, NULL, NULL);
 }

@@ -14,7 +14,8 @@ void sp_wire_encode(unsigned char *out, const struct sp_wire_header *h)
     memcpy(out + 8, &h->code, 4);
     out[12] = h->kind;
     out[13] = h->flags;
-    memset(out + 14, 0, 2);
+    out[14] = h->type;
+    out[15] = 0;
     memcpy(out + 16, &h->t_start, 8);
     memcpy(out + 24, &h->t_end, 8);
     memcpy(out + 32, &h->msg_len, 4);
@@ -29,7 +30,8 @@ static void decode_header(struct sp_wire_header *h, const unsigned char *in)
     memcpy(&h->code, in + 8, 4);
     h->kind = in[12];
     h->flags = in[13];
-    memcpy(h->pad, in + 14, 2);
+    h->type = in[14];
+    h->pad = in[15];
     memcpy(&h->t_start, in + 16, 8);
     memcpy(&h->t_end, in + 24, 8);
     memcpy(&h->msg_len, in + 32, 4);
@@ -71,6 +73,14 @@ static int check_header(struct sp_wire_dec *d)
     decode_header(h, d->hdr);
     if (h->magic != SP_WIRE_MAGIC)
         return fail(d, SP_EPROTO, "bad frame magic");
+    if (h->type == SP_WIRE_IDLE) {
+        if (h->index || h->code || h->kind || h->flags || h->pad ||
+            h->reserved || h->t_start || h->t_end || h->msg_len || h->data_len)
+            return fail(d, SP_EPROTO, "idle frame with a payload");
+        return 0;
+    }
+    if (h->type != SP_WIRE_RESULT)
+        return fail(d, SP_EPROTO, "frame of an unknown type");
     if (h->index >= d->max_index)
         return fail(d, SP_EPROTO, "frame names a task index out of range");
     d->bad_index = h->index;
@@ -78,8 +88,7 @@ static int check_header(struct sp_wire_dec *d)
         return fail(d, SP_EPROTO, "frame has an invalid result kind");
     if ((h->kind == SP_KIND_OK) != (h->code == 0))
         return fail(d, SP_EPROTO, "frame's code does not match its kind");
-    if ((h->flags & ~SP_WIRE_TASK_CODE) || h->pad[0] || h->pad[1] ||
-        h->reserved)
+    if ((h->flags & ~SP_WIRE_TASK_CODE) || h->pad || h->reserved)
         return fail(d, SP_EPROTO, "frame has non-zero reserved bytes");
     if (h->t_end < h->t_start)
         return fail(d, SP_EPROTO, "frame ends before it starts");
@@ -129,6 +138,27 @@ static void grow(struct sp_wire_dec *d, size_t need)
     d->cap = cap;
 }
 
+/* Resynchronising: the header buffer holds no valid header. Keep what may
+ * be the start of one (from the next byte that could begin the magic) and
+ * count the rest as stray bytes. */
+static void skip_to_magic(struct sp_wire_dec *d)
+{
+    static const uint32_t magic = SP_WIRE_MAGIC;
+    unsigned char m[4];
+    memcpy(m, &magic, 4);
+    size_t j = 1;
+    for (; j < d->have; j++) {
+        size_t n = d->have - j < 4 ? d->have - j : 4;
+        if (memcmp(d->hdr + j, m, n) == 0)
+            break;
+    }
+    memmove(d->hdr, d->hdr + j, d->have - j);
+    d->have -= j;
+    d->skipped += j;
+    d->bad_index = UINT32_MAX;
+    d->err[0] = 0;
+}
+
 int sp_wire_feed(struct sp_wire_dec *d, const void *buf, size_t len,
                  sp_wire_frame_fn fn, void *arg)
 {
@@ -144,8 +174,12 @@ int sp_wire_feed(struct sp_wire_dec *d, const void *buf, size_t len,
             d->have += take;
             if (d->have < SP_WIRE_HEADER)
                 break;
-            if ((err = check_header(d)) != 0)
-                return err;
+            if ((err = check_header(d)) != 0) {
+                if (!d->resync)
+                    return err;
+                skip_to_magic(d);
+                break;
+            }
             d->have = 0;
             d->state = 1;
             break;
@@ -195,4 +229,26 @@ int sp_wire_feed(struct sp_wire_dec *d, const void *buf, size_t len,
         }
     }
     return 0;
+}
+
+void sp_wire_cmd_encode(unsigned char *out, const struct sp_wire_cmd *c)
+{
+    memcpy(out, &c->magic, 4);
+    memcpy(out + 4, &c->type, 4);
+    memcpy(out + 8, &c->index, 4);
+    memcpy(out + 12, &c->reserved, 4);
+}
+
+int sp_wire_cmd_decode(struct sp_wire_cmd *c, const unsigned char *in,
+                       uint32_t max_index)
+{
+    memcpy(&c->magic, in, 4);
+    memcpy(&c->type, in + 4, 4);
+    memcpy(&c->index, in + 8, 4);
+    memcpy(&c->reserved, in + 12, 4);
+    if (c->magic != SP_WIRE_CMD_MAGIC || c->reserved)
+        return SP_EPROTO;
+    if (c->type == SP_CMD_RUN)
+        return c->index < max_index ? 0 : SP_EPROTO;
+    return c->type == SP_CMD_EXIT && c->index == 0 ? 0 : SP_EPROTO;
 }

@@ -202,11 +202,13 @@ static void test_deadline_keeps_late_success(void **state)
 {
     (void)state;
     sp_task t[] = {
-        {.key = "late", .fn = stubborn, .arg = (void *)(uintptr_t)test_ms(60)},
+        {.key = "late", .fn = stubborn, .arg = (void *)(uintptr_t)test_ms(500)},
         {.key = "never", .fn = quick}};
     sp_options o = test_opts();
     o.max_workers = 1;
-    o.deadline = 0.02 * test_scale();
+    /* Wide enough that the first task always starts before it, even on a
+     * loaded machine, and ends well after it. */
+    o.deadline = 0.25 * test_scale();
     sp_results *res = NULL;
     assert_int_equal(simple_parallel(t, 2, &o, &res), 0);
     const sp_entry *e = sp_results_get(res, "late");
@@ -425,8 +427,12 @@ static int slow_task(sp_ctx *ctx, void *arg)
 {
     unsigned n = (unsigned)(uintptr_t)arg;
     for (unsigned ms = 0; ms < 3000 * test_scale(); ms++) {
-        if (atomic_load(short_done) >= n)
+        if (atomic_load(short_done) >= n) {
+            /* The last short task counted itself just before returning;
+             * let its end be stamped first. */
+            test_sleep_ms(test_ms(50));
             break;
+        }
         test_sleep_ms(1);
     }
     return sp_set_result_str(ctx, "slow");

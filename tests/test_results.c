@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* The results map: every key comes back, in input order and by key, with
  * its bytes or its error; timings and worker indices. Every backend. */
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
 #include "common.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 static int ok_str(sp_ctx *ctx, void *arg)
 {
@@ -169,8 +172,9 @@ static int slow_ms(sp_ctx *ctx, void *arg)
     return sp_set_result_str(ctx, "slept");
 }
 
-/* The timeline is real: 4 tasks of 30 ms on 4 workers overlap (except on
- * the serial backend, where they follow each other). */
+/* The timeline is real: 4 tasks of 150 ms on 4 workers overlap (except on
+ * the serial backend, where they follow each other). 150 ms leaves room for
+ * forking four workers on a loaded machine. */
 static void test_timeline_overlap(void **state)
 {
     (void)state;
@@ -179,14 +183,14 @@ static void test_timeline_overlap(void **state)
     for (int i = 0; i < 4; i++)
         t[i] = (sp_task){.key = keys[i],
                          .fn = slow_ms,
-                         .arg = (void *)(uintptr_t)test_ms(30)};
+                         .arg = (void *)(uintptr_t)test_ms(150)};
     sp_options o = test_opts();
     o.max_workers = 4;
     sp_results *res = NULL;
     assert_int_equal(simple_parallel(t, 4, &o, &res), 0);
     assert_int_equal(sp_results_ok(res), 4);
     const sp_entry *a = sp_results_get(res, "a"), *d = sp_results_get(res, "d");
-    assert_true(sp_entry_end(a) - sp_entry_start(a) >= 0.029 * test_scale());
+    assert_true(sp_entry_end(a) - sp_entry_start(a) >= 0.149 * test_scale());
     if (test_backend == SP_BACKEND_SERIAL) {
         assert_true(sp_entry_start(d) >= sp_entry_end(a));
     } else {
@@ -337,7 +341,156 @@ static void test_failing_calls_set_last_error(void **state)
     sp_results_free(res);
 }
 
+/* Releases counted where they happen: the caller, or a forked worker. */
+static _Atomic int *releases;
+
+static void counted_release(void *data)
+{
+    atomic_fetch_add(releases, 1);
+    free(data);
+}
+
+static int hands_over(sp_ctx *ctx, void *arg)
+{
+    size_t len = (size_t)(uintptr_t)arg;
+    char *first = malloc(8), *buf = malloc(len + 1);
+    if (!first || !buf)
+        return sp_fail(ctx, 1, "malloc");
+    memcpy(first, "first", 6);
+    if (sp_set_result_owned(ctx, first, 5, counted_release))
+        return sp_fail(ctx, 2, "first handover refused");
+    for (size_t i = 0; i < len; i++)
+        buf[i] = (char)('a' + i % 26);
+    /* Replaces (and releases) the first buffer. */
+    if (sp_set_result_owned(ctx, buf, len, counted_release))
+        return sp_fail(ctx, 3, "second handover refused");
+    if (sp_set_result_owned(ctx, NULL, 1, NULL) != SP_EINVAL ||
+        !strstr(sp_last_error(), "sp_set_result_owned"))
+        return sp_fail(ctx, 4, "NULL data accepted");
+    return 0;
+}
+
+static int hands_over_malloc(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    char *buf = malloc(4);
+    if (!buf)
+        return sp_fail(ctx, 1, "malloc");
+    memcpy(buf, "abc", 3); /* the library writes buf[3] */
+    return sp_set_result_owned(ctx, buf, 3, NULL);
+}
+
+/* A task hands its own buffer over: the entry has its bytes and a NUL, the
+ * library releases every buffer exactly once with the task's function
+ * (here: the replaced one and the kept one), also on the process backend
+ * where the worker releases after sending. */
+static void test_result_handed_over(void **state)
+{
+    (void)state;
+    releases = mmap(NULL, sizeof *releases, PROT_READ | PROT_WRITE,
+                    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(releases != MAP_FAILED);
+    atomic_store(releases, 0);
+    sp_task t[] = {{.key = "owned", .fn = hands_over, .arg = (void *)100000},
+                   {.key = "free", .fn = hands_over_malloc}};
+    sp_options o = test_opts();
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, 2, &o, &res), 0);
+    const sp_entry *e = sp_results_at(res, 0);
+    if (sp_entry_kind(e) != SP_KIND_OK)
+        fail_msg("%s", sp_entry_message(e));
+    size_t len;
+    const char *p = sp_entry_data(e, &len);
+    assert_int_equal(len, 100000);
+    assert_int_equal(p[len], 0);
+    for (size_t i = 0; i < len; i += 997)
+        assert_int_equal(p[i], 'a' + i % 26);
+    assert_string_equal(sp_entry_str(sp_results_at(res, 1)), "abc");
+    sp_results_free(res);
+    assert_int_equal(atomic_load(releases), 2);
+    munmap((void *)releases, sizeof *releases);
+}
+
+static int returns_minus_one(sp_ctx *ctx, void *arg)
+{
+    (void)ctx;
+    (void)arg;
+    return -1;
+}
+
+static int fails_without_code(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    return sp_fail(ctx, 0, "no code given");
+}
+
+/* A task's own numbers are told from the library's codes: -1 returned by
+ * a task is the task's, and its message says so; a code the library chose
+ * is the library's. */
+static void test_code_origin(void **state)
+{
+    (void)state;
+    sp_task t[] = {{.key = "minus-one", .fn = returns_minus_one},
+                   {.key = "no-code", .fn = fails_without_code},
+                   {.key = "own", .fn = fail_msg_task},
+                   {.key = "ok", .fn = no_result}};
+    sp_options o = test_opts();
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, 4, &o, &res), 0);
+    const sp_entry *e = sp_results_get(res, "minus-one");
+    assert_int_equal(sp_entry_code(e), -1);
+    assert_int_equal(sp_entry_code_origin(e), SP_ORIGIN_TASK);
+    assert_string_equal(sp_entry_message(e), "task returned -1");
+    e = sp_results_get(res, "no-code");
+    assert_int_equal(sp_entry_code(e), SP_ETASK);
+    assert_int_equal(sp_entry_code_origin(e), SP_ORIGIN_LIBRARY);
+    e = sp_results_get(res, "own");
+    assert_int_equal(sp_entry_code_origin(e), SP_ORIGIN_TASK);
+    assert_int_equal(sp_entry_code_origin(sp_results_get(res, "ok")),
+                     SP_ORIGIN_NONE);
+    assert_int_equal(sp_entry_code_origin(NULL), SP_ORIGIN_NONE);
+    sp_results_free(res);
+}
+
+static int long_failure(sp_ctx *ctx, void *arg)
+{
+    size_t len = (size_t)(uintptr_t)arg;
+    char *msg = malloc(len + 1);
+    if (!msg)
+        return sp_fail(ctx, 1, "malloc");
+    for (size_t i = 0; i < len; i++)
+        msg[i] = (char)('a' + i % 26);
+    msg[len] = 0;
+    int rc = sp_fail(ctx, 7, "%s", msg);
+    free(msg);
+    return rc;
+}
+
+/* Failure messages: 200,000 bytes arrive whole, and one over
+ * SP_MAX_MESSAGE is cut to exactly that length, ending in "...", alike on
+ * every backend. */
+static void test_long_failure_messages(void **state)
+{
+    (void)state;
+    sp_task t[] = {
+        {.key = "200k", .fn = long_failure, .arg = (void *)200000},
+        {.key = "2M", .fn = long_failure, .arg = (void *)(2u << 20)}};
+    sp_options o = test_opts();
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, 2, &o, &res), 0);
+    const char *m = sp_entry_message(sp_results_get(res, "200k"));
+    assert_int_equal(strlen(m), 200000);
+    assert_int_equal(m[199999], 'a' + 199999 % 26);
+    m = sp_entry_message(sp_results_get(res, "2M"));
+    assert_int_equal(strlen(m), SP_MAX_MESSAGE);
+    assert_string_equal(m + SP_MAX_MESSAGE - 3, "...");
+    sp_results_free(res);
+}
+
 static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_result_handed_over),
+    cmocka_unit_test(test_code_origin),
+    cmocka_unit_test(test_long_failure_messages),
     cmocka_unit_test(test_failing_calls_set_last_error),
     cmocka_unit_test(test_mixed_outcomes),
     cmocka_unit_test(test_timings_and_workers),

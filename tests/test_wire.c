@@ -181,7 +181,56 @@ static void test_receiver_rejects(void **state)
     sp_wire_dec_free(&d);
 }
 
+/* Resynchronising (the process backend's channels): stray bytes between
+ * frames, in any split, are skipped and counted, and every frame is
+ * delivered; bytes that are not stray (a strict decoder) are an error. */
+static void test_resync_skips_stray_bytes(void **state)
+{
+    (void)state;
+    unsigned char buf[8192];
+    size_t n = 0, stray = 0;
+    /* Garbage, with a partial magic at its end. */
+    for (size_t i = 0; i < 700; i++)
+        buf[n++] = (unsigned char)(0xa5 ^ i);
+    memcpy(buf + n, "SPF", 3);
+    n += 3;
+    stray = n;
+    n += build(buf + n, (struct sp_wire_header){.index = 2, .t_end = 1},
+               "first", "abc", 3);
+    memcpy(buf + n, "SPF1garbage", 11);
+    n += 11;
+    stray += 11;
+    n += build(
+        buf + n,
+        (struct sp_wire_header){.index = 4, .code = 3, .kind = SP_KIND_FAILED},
+        "second", NULL, 0);
+    for (size_t split = 1; split <= n; split += split < 64 ? 1 : 97) {
+        struct sp_wire_dec d;
+        sp_wire_dec_init(&d, 10);
+        d.resync = true;
+        struct got g = {0};
+        for (size_t at = 0; at < n; at += split) {
+            size_t len = n - at < split ? n - at : split;
+            assert_int_equal(sp_wire_feed(&d, buf + at, len, collect, &g), 0);
+        }
+        assert_int_equal(g.frames, 2);
+        assert_int_equal(g.last.index, 4);
+        assert_string_equal(g.msg, "second");
+        assert_int_equal(d.skipped, stray);
+        assert_false(sp_wire_partial(&d));
+        free(g.data);
+        sp_wire_dec_free(&d);
+    }
+    struct sp_wire_dec d;
+    sp_wire_dec_init(&d, 10);
+    struct got g = {0};
+    assert_int_equal(sp_wire_feed(&d, buf, n, collect, &g), SP_EPROTO);
+    assert_int_equal(g.frames, 0);
+    sp_wire_dec_free(&d);
+}
+
 static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_resync_skips_stray_bytes),
     cmocka_unit_test(test_round_trip_any_split),
     cmocka_unit_test(test_malformed_headers),
     cmocka_unit_test(test_lying_length_and_truncation),

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -131,9 +132,26 @@ static int thread_start(struct sp_run *run)
         return sp_set_error_errno(SP_ETHREAD, rc, "pthread_create");
     }
     /* With fewer workers than planned the run goes on: chunks come from the
-     * shared counter, so nothing was assigned to the missing ones. */
-    if (p->created < planned)
+     * shared counter, so nothing was assigned to the missing ones. Stacks
+     * reserve address space, so the likely cause is also why tasks may run
+     * out of memory now: their entries say so. */
+    if (p->created < planned) {
+        char why[96], note[320];
+        snprintf(note, sizeof note,
+                 "out of memory: the task's result could not be stored; only "
+                 "%u of %u worker threads could be created (pthread_create: "
+                 "%s), as each thread's stack reserves address space "
+                 "(stack_size, ulimit -v)",
+                 p->created, planned, sp_errno_text(rc, why, sizeof why));
+        size_t len = strlen(note) + 1;
+        run->res->thread_note = sp_malloc(len);
+        if (run->res->thread_note) {
+            memcpy(run->res->thread_note, note, len);
+            atomic_store_explicit(&run->oom_note, run->res->thread_note,
+                                  memory_order_release);
+        }
         leave(p, planned - p->created);
+    }
     return 0;
 }
 

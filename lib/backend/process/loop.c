@@ -1,13 +1,26 @@
 /* SPDX-License-Identifier: MIT */
 /* The parent's event loop, on the calling thread: fork workers on demand,
- * read their pipes and rings, decode frames, enforce the deadline and the
- * per-task limit, notice workers that ended, and report every outcome to
- * sp_complete(). It creates no thread. */
+ * read their channels and rings, decode frames, answer workers that ask
+ * for work, enforce the deadline and the per-task limit, notice workers
+ * that ended, and report every outcome to sp_complete(). It creates no
+ * thread.
+ *
+ * A worker's end is seen on its pidfd (or, without one, as the end of its
+ * channel plus waitpid), never by waiting for a descriptor: a process the
+ * task started may hold a copy of the channel for as long as it likes. What
+ * the worker's death means for its task depends on the task's phase:
+ * claimed but not started, the task goes back to the scheduler and runs in
+ * another worker; running, it CRASHED or TIMED_OUT; sending, its result
+ * arrived or is reported lost. A task never runs twice. */
+#define _DEFAULT_SOURCE /* MSG_DONTWAIT */
 #include "proc.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* Report an outcome the parent decided (the worker could not), for task i
@@ -42,6 +55,10 @@ void sp_proc_outcome(struct prun *pr, size_t i, sp_kind kind, int code,
 static int on_frame(struct sp_wire_frame *f, void *arg)
 {
     struct prun *pr = arg;
+    if (f->h.type == SP_WIRE_IDLE) {
+        pr->pw[pr->cur].idle = true;
+        return 0;
+    }
     size_t i = f->h.index;
     if (pr->have[i]) { /* a second outcome for one task */
         free(f->msg);
@@ -51,6 +68,7 @@ static int on_frame(struct sp_wire_frame *f, void *arg)
     struct sp_outcome o = {
         .r = {.data = f->data,
               .len = f->data ? (size_t)f->h.data_len : 0,
+              .msg = f->msg,
               .code = f->h.code,
               .t_start = f->h.t_start,
               .t_end = f->h.t_end,
@@ -61,7 +79,6 @@ static int on_frame(struct sp_wire_frame *f, void *arg)
                                                               : 0) |
                               (f->msg ? SP_EF_MSG_OWNED : 0))},
     };
-    o.r.msg = f->msg;
     if (f->dropped) { /* we, not the task, ran out of memory */
         o.how.kind = SP_KIND_FAILED;
         o.how.flags = 0;
@@ -74,8 +91,8 @@ static int on_frame(struct sp_wire_frame *f, void *arg)
     return 0;
 }
 
-/* Feed bytes of worker k's pipe or ring stream to its decoder; a malformed
- * frame gets its task a protocol error and the worker killed. */
+/* Feed bytes of worker k's channel or ring stream to its decoder; a
+ * malformed frame gets its task a protocol error and the worker killed. */
 void sp_proc_feed(struct prun *pr, unsigned k, struct sp_wire_dec *d,
                   const unsigned char *buf, size_t len)
 {
@@ -123,12 +140,12 @@ void sp_proc_ring_take(struct prun *pr, unsigned k)
     }
 }
 
-/* Read what worker k sent over its pipe; returns 1 when the pipe ended. */
-static int drain(struct prun *pr, unsigned k)
+/* Read what worker k sent over its channel, at most `budget` bytes;
+ * returns 1 when the channel ended or is unusable. */
+static int drain(struct prun *pr, unsigned k, size_t budget)
 {
     struct pworker *w = &pr->pw[k];
-    size_t budget = 8 * READ_BUF; /* then let the other workers in */
-    while (budget) {
+    while (budget && w->fd >= 0) {
         ssize_t r = read(w->fd, pr->buf, READ_BUF);
         if (r > 0) {
             budget -= (size_t)r < budget ? (size_t)r : budget;
@@ -139,24 +156,33 @@ static int drain(struct prun *pr, unsigned k)
             return 1;
         if (errno == EINTR)
             continue;
-        return errno != EAGAIN && errno != EWOULDBLOCK; /* else: unreadable */
+        return errno != EAGAIN && errno != EWOULDBLOCK;
     }
     return 0;
 }
 
-/* Worker k's pipe is at end of file (or unusable): reap it, take what is
- * left in its ring, and account for the task it was running. */
+/* Worker k is gone (its pidfd fired), or its channel ended: reap it, kill
+ * what its tasks left in its process group, take what is left in its
+ * channel and ring, and account for the task in its slot. */
 static void worker_ended(struct prun *pr, unsigned k)
 {
     struct pworker *w = &pr->pw[k];
     struct slot *s = &pr->sh->slots[k];
 
-    if (w->fd >= 0)
-        close(w->fd);
-    w->fd = -1;
     int status = 0, have_status = 0;
     sp_proc_reap(pr, k, &have_status, &status);
-    /* It is gone: whatever it finished is in the ring. */
+    /* Leftovers die with their worker. After the reap: without a pidfd the
+     * end of the channel comes before the worker's exit, and the worker
+     * may still be delivering its last result. A group whose members live
+     * keeps its id, so the kill cannot reach anyone else. */
+    sp_proc_kill_group(w);
+    /* It is gone: what it sent is buffered (a process the task started may
+     * write more; the budget bounds that), and what it finished is in the
+     * ring. */
+    drain(pr, k, 64 * READ_BUF);
+    sp_fds_close(w->fd);
+    sp_fds_close(w->pidfd);
+    w->fd = w->pidfd = -1;
     sp_proc_ring_take(pr, k);
     int truncated = w->kill_why == KILL_NONE &&
                     (sp_wire_partial(&w->dec) || sp_wire_partial(&w->rdec));
@@ -164,43 +190,97 @@ static void worker_ended(struct prun *pr, unsigned k)
     sp_wire_dec_free(&w->rdec);
 
     uint32_t cur = atomic_load(&s->current);
+    uint32_t phase = atomic_load(&s->phase);
     if (cur && !pr->have[cur - 1]) {
-        char msg[256];
-        struct sp_outcome how = {0};
-        sp_proc_describe_end(pr, k, have_status, status, msg, sizeof msg, &how);
-        if (truncated) {
+        size_t i = cur - 1;
+        if (phase == SLOT_CLAIMED) {
+            /* Claimed, never started: another worker runs it (unless the
+             * run stopped; then it is cancelled with the rest). */
+            if (!atomic_load(pr->run->stop))
+                sp_sched_push(&pr->run->sched, i);
+        } else {
+            char msg[300];
+            struct sp_outcome how = {0};
+            sp_proc_describe_end(pr, k, have_status, status, msg, sizeof msg,
+                                 &how);
             size_t len = strlen(msg);
-            snprintf(msg + len, sizeof msg - len,
-                     "; its last result frame was truncated");
+            if (phase == SLOT_SENDING && !atomic_load(&s->send_err))
+                snprintf(msg + len, sizeof msg - len,
+                         "; the task had returned, its result was lost");
+            else if (truncated)
+                snprintf(msg + len, sizeof msg - len,
+                         "; its last result frame was truncated");
+            int timed =
+                w->kill_why == KILL_TIMEOUT || w->kill_why == KILL_DEADLINE;
+            int code = timed                       ? SP_ETIMEDOUT
+                       : w->kill_why == KILL_PROTO ? SP_EPROTO
+                       : w->kill_why == KILL_ERROR ? SP_ESYSTEM
+                                                   : SP_ECRASHED;
+            sp_proc_outcome(pr, i, timed ? SP_KIND_TIMED_OUT : SP_KIND_CRASHED,
+                            code, atomic_load(&s->started), k, msg,
+                            how.how.signo, how.how.exit_status);
         }
-        int timed = w->kill_why == KILL_TIMEOUT || w->kill_why == KILL_DEADLINE;
-        int code = timed                       ? SP_ETIMEDOUT
-                   : w->kill_why == KILL_PROTO ? SP_EPROTO
-                   : w->kill_why == KILL_ERROR ? SP_ESYSTEM
-                                               : SP_ECRASHED;
-        sp_proc_outcome(pr, cur - 1,
-                        timed ? SP_KIND_TIMED_OUT : SP_KIND_CRASHED, code,
-                        atomic_load(&s->started), k, msg, how.how.signo,
-                        how.how.exit_status);
     }
     w->pid = 0;
+    w->idle = false;
     atomic_store(&s->current, 0);
+    atomic_store(&s->phase, SLOT_IDLE);
+    pr->alive--;
     pr->spawn_blocked = 0; /* a slot is free: forking may work again */
 }
 
-static unsigned alive_count(const struct prun *pr)
+static bool static_left(const struct prun *pr)
 {
-    unsigned alive = 0;
-    for (unsigned k = 0; k < pr->used; k++)
-        alive += pr->pw[k].pid != 0;
-    return alive;
+    return atomic_load(&pr->sh->next) < pr->run->sched.n_static;
 }
 
-/* Whether another worker should be forked now. */
+static bool heap_ready(const struct prun *pr)
+{
+    return atomic_load_explicit(&pr->run->sched.heap_min,
+                                memory_order_relaxed) != UINT32_MAX;
+}
+
+/* Answer workers that asked for work: a task handed back to the heap, or
+ * leave (the counter is exhausted for good, so nothing else will come). */
+static void dispatch(struct prun *pr)
+{
+    for (unsigned k = 0; k < pr->used; k++) {
+        struct pworker *w = &pr->pw[k];
+        if (!w->pid || !w->idle || w->kill_why || w->fd < 0)
+            continue;
+        size_t i = 0;
+        struct sp_wire_cmd c = {.magic = SP_WIRE_CMD_MAGIC,
+                                .type = SP_CMD_EXIT};
+        if (!atomic_load(pr->run->stop) && sp_sched_take(&pr->run->sched, &i)) {
+            c.type = SP_CMD_RUN;
+            c.index = (uint32_t)i;
+        }
+        unsigned char out[SP_WIRE_CMD];
+        sp_wire_cmd_encode(out, &c);
+        /* 16 bytes into an empty direction of the socket: never blocks. A
+         * worker that is gone is noticed by its pidfd or channel end. */
+        if (send(w->fd, out, sizeof out, MSG_NOSIGNAL | MSG_DONTWAIT) ==
+            (ssize_t)sizeof out)
+            w->idle = false;
+        else if (c.type == SP_CMD_RUN)
+            sp_sched_push(&pr->run->sched, i);
+    }
+}
+
+/* Whether another worker should be forked now: while the counter has
+ * tasks, or a handed-back task has no idle worker to take it. */
 static int want_worker(const struct prun *pr)
 {
-    return !pr->spawn_blocked && !atomic_load(pr->run->stop) &&
-           atomic_load(&pr->sh->next) < pr->run->n;
+    if (pr->spawn_blocked || atomic_load(pr->run->stop) || pr->alive >= pr->nw)
+        return 0;
+    if (static_left(pr))
+        return 1;
+    if (!heap_ready(pr))
+        return 0;
+    for (unsigned k = 0; k < pr->used; k++)
+        if (pr->pw[k].pid && pr->pw[k].idle)
+            return 0;
+    return 1;
 }
 
 /* Milliseconds poll() may sleep before a deadline, a time limit or a ring
@@ -218,8 +298,9 @@ static int poll_timeout(struct prun *pr, uint64_t now)
                 continue;
             struct slot *s = &pr->sh->slots[k];
             /* An idle worker may start a task right now. */
-            uint64_t start =
-                atomic_load(&s->current) ? atomic_load(&s->started) : now;
+            uint64_t start = atomic_load(&s->phase) == SLOT_RUNNING
+                                 ? atomic_load(&s->started)
+                                 : now;
             if (start + run->task_timeout < due)
                 due = start + run->task_timeout;
         }
@@ -227,28 +308,59 @@ static int poll_timeout(struct prun *pr, uint64_t now)
     return due <= now ? 0 : (int)((due - now + 999999) / 1000000);
 }
 
-static void kill_all(struct prun *pr, int why)
-{
-    for (unsigned k = 0; k < pr->used; k++)
-        sp_proc_kill(&pr->pw[k], why);
-}
-
+/* The limits bound a task's callback, not the sending of its result: only
+ * workers whose task is RUNNING are killed. */
 static void enforce_limits(struct prun *pr, uint64_t now)
 {
     struct sp_run *run = pr->run;
-    if (run->deadline && now >= run->deadline) {
+    bool deadline = run->deadline && now >= run->deadline;
+    if (deadline)
         sp_run_stop(run, SP_STOP_DEADLINE);
-        kill_all(pr, KILL_DEADLINE);
-        return;
-    }
-    if (!run->task_timeout)
+    if (!deadline && !run->task_timeout)
         return;
     for (unsigned k = 0; k < pr->used; k++) {
         struct slot *s = &pr->sh->slots[k];
-        if (pr->pw[k].pid && atomic_load(&s->current) &&
-            now >= atomic_load(&s->started) + run->task_timeout)
+        if (!pr->pw[k].pid || atomic_load(&s->phase) != SLOT_RUNNING)
+            continue;
+        if (deadline)
+            sp_proc_kill(&pr->pw[k], KILL_DEADLINE);
+        else if (now >= atomic_load(&s->started) + run->task_timeout)
             sp_proc_kill(&pr->pw[k], KILL_TIMEOUT);
     }
+}
+
+/* Without a pidfd a worker's exit shows as the end of its channel, unless
+ * a process its task started holds a copy: then waitpid tells. */
+static void poll_exits(struct prun *pr)
+{
+    for (unsigned k = 0; k < pr->used; k++) {
+        struct pworker *w = &pr->pw[k];
+        if (!w->pid || w->pidfd >= 0)
+            continue;
+        /* Look without reaping: worker_ended() reaps and reads the status. */
+        siginfo_t si;
+        memset(&si, 0, sizeof si);
+        int r = waitid(P_PID, (id_t)w->pid, &si, WEXITED | WNOHANG | WNOWAIT);
+        if ((r == 0 && si.si_pid == w->pid) ||
+            (r < 0 && errno == ECHILD && kill(w->pid, 0) < 0 && errno == ESRCH))
+            worker_ended(pr, k);
+    }
+}
+
+static void poll_failed(struct prun *pr, int err)
+{
+    /* The parent can no longer watch its workers: a system error, reported
+     * as such on every task it touches. */
+    char why[128], text[96];
+    snprintf(why, sizeof why, "poll: %s",
+             sp_errno_text(err, text, sizeof text));
+    snprintf(pr->error_msg, sizeof pr->error_msg, "%s", why);
+    sp_run_fail(pr->run, SP_ESYSTEM, why);
+    for (unsigned k = 0; k < pr->used; k++)
+        sp_proc_kill(&pr->pw[k], KILL_ERROR);
+    for (unsigned k = 0; k < pr->used; k++)
+        if (pr->pw[k].pid)
+            worker_ended(pr, k);
 }
 
 void sp_proc_event_loop(struct prun *pr)
@@ -256,8 +368,8 @@ void sp_proc_event_loop(struct prun *pr)
     struct pollfd *pfd = pr->pfd;
     unsigned *who = pr->who;
     for (;;) {
-        /* Fork on demand: one more while unclaimed tasks remain, into the
-         * lowest empty slot. */
+        dispatch(pr);
+        /* Fork on demand, one at a time, into the lowest empty slot. */
         int more = 0;
         if (want_worker(pr)) {
             for (unsigned k = 0; k < pr->nw; k++) {
@@ -267,40 +379,48 @@ void sp_proc_event_loop(struct prun *pr)
                 }
             }
         }
-        if (!alive_count(pr))
+        if (!pr->alive)
             break;
         nfds_t nfds = 0;
         for (unsigned k = 0; k < pr->used; k++) {
-            if (!pr->pw[k].pid)
+            struct pworker *w = &pr->pw[k];
+            if (!w->pid)
                 continue;
-            pfd[nfds] = (struct pollfd){.fd = pr->pw[k].fd, .events = POLLIN};
-            who[nfds++] = k;
+            if (w->fd >= 0) {
+                pfd[nfds] = (struct pollfd){.fd = w->fd, .events = POLLIN};
+                who[nfds++] = k;
+            }
+            if (w->pidfd >= 0) {
+                pfd[nfds] = (struct pollfd){.fd = w->pidfd, .events = POLLIN};
+                who[nfds++] = k | 0x80000000u;
+            }
         }
         int r = poll(pfd, nfds, more ? 0 : poll_timeout(pr, sp_now()));
         if (r < 0 && errno != EINTR && errno != EAGAIN) {
-            /* The parent can no longer watch its workers: a system error,
-             * reported as such on every task it touches. */
-            char why[128], text[96];
-            snprintf(why, sizeof why, "poll: %s",
-                     sp_errno_text(errno, text, sizeof text));
-            snprintf(pr->error_msg, sizeof pr->error_msg, "%s", why);
-            sp_run_fail(pr->run, SP_ESYSTEM, why);
-            kill_all(pr, KILL_ERROR);
-            for (unsigned k = 0; k < pr->used; k++) {
-                if (pr->pw[k].pid) {
-                    drain(pr, k); /* what is already there */
-                    worker_ended(pr, k);
-                }
-            }
+            poll_failed(pr, errno);
             continue;
         }
         for (unsigned k = 0; k < pr->used; k++)
             if (pr->pw[k].pid)
                 sp_proc_ring_take(pr, k);
         for (nfds_t j = 0; r > 0 && j < nfds; j++) {
-            if (pfd[j].revents && drain(pr, who[j]))
-                worker_ended(pr, who[j]);
+            unsigned k = who[j] & 0x7fffffffu;
+            struct pworker *w = &pr->pw[k];
+            if (!pfd[j].revents || !w->pid)
+                continue;
+            if (who[j] & 0x80000000u) {
+                worker_ended(pr, k); /* pidfd: it exited */
+            } else if (drain(pr, k, 8 * READ_BUF)) {
+                /* The channel ended: the worker is exiting or was killed.
+                 * With a pidfd its exit is awaited there; without one it
+                 * is reaped now. */
+                sp_fds_close(w->fd);
+                w->fd = -1;
+                if (w->pidfd < 0)
+                    worker_ended(pr, k);
+            }
         }
+        poll_exits(pr);
         enforce_limits(pr, sp_now());
     }
 }

@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /* Private to the process backend: the mapping the parent shares with its
- * workers, and the parent's view of each worker.
+ * workers, the parent's view of each worker, and the descriptor registry.
  *
  *   process.c  the backend's row: start, wait, finish, stop
- *   spawn.c    fork a worker into a slot, kill it, reap it, name its end
- *   worker.c   the child's side: claim, run, send the outcome, crash report
+ *   spawn.c    fork a worker into a slot, kill it with its process group,
+ *              reap it, name how it ended
+ *   fds.c      every descriptor the library owns, closed in each child
+ *   worker.c   the child's side: claim, run, send the outcome, ask for work
  *   ring.c     the per-worker ring of frames in the shared mapping (ring.h)
- *   loop.c     the parent's event loop: pipes, rings, limits, outcomes
+ *   loop.c     the parent's event loop: channels, pidfds, rings, limits,
+ *              commands to idle workers, outcomes
  */
 #ifndef SP_PROC_H
 #define SP_PROC_H
@@ -21,12 +24,22 @@
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2 && ATOMIC_LLONG_LOCK_FREE == 2,
                "the shared mapping needs address-free (lock-free) atomics");
 
+/* What a worker is doing with the task in its slot. The parent decides
+ * from it what a worker's death means for that task. */
+enum {
+    SLOT_IDLE = 0,    /* no task */
+    SLOT_CLAIMED = 1, /* claimed, callback not started: may run elsewhere */
+    SLOT_RUNNING = 2, /* callback running: time limits apply */
+    SLOT_SENDING = 3, /* callback returned, its frame is being sent */
+};
+
 /* One worker's slot in the shared mapping. */
 struct slot {
-    _Alignas(64) _Atomic uint32_t current; /* task index + 1, 0 = idle */
-    _Atomic uint64_t started;              /* CLOCK_MONOTONIC ns */
-    _Atomic int signo;    /* fatal signal the worker caught, 0 = none */
-    _Atomic int finished; /* left its loop and is exiting normally */
+    _Alignas(64) _Atomic uint32_t current; /* task index + 1, 0 = none */
+    _Atomic uint32_t phase;                /* SLOT_* */
+    _Atomic uint64_t started; /* CLOCK_MONOTONIC ns: claim, then start */
+    _Atomic int signo;        /* fatal signal the worker caught, 0 = none */
+    _Atomic int send_err;     /* errno of a send the task's doings broke */
     /* The ring: bytes ever written by the worker, and ever consumed by the
      * parent; the frames in between are waiting. */
     _Alignas(64) _Atomic uint64_t head;
@@ -34,32 +47,35 @@ struct slot {
 };
 
 struct shared {
-    _Atomic int stop;  /* enum sp_stop, shared by parent and workers */
-    _Atomic int retry; /* a later round: skip tasks that have an outcome */
+    _Atomic int stop; /* enum sp_stop, shared by parent and workers */
     _Alignas(64) _Atomic uint64_t next; /* the scheduler's static cursor */
     struct slot slots[];
-    /* then one ring of RING bytes per slot, then one byte per task: its
-     * outcome is known (written by the parent only) */
+    /* then one ring of RING bytes per slot */
 };
 
 #define RING (64u * 1024)
-/* A task that ran at least this long reports over its pipe at once. */
+/* A task that ran at least this long reports over its channel at once. */
 #define SLOW_NS 50000u
 /* The parent looks at the rings at least this often (ms). */
 #define SCAN_MS 2
 #define READ_BUF (256 * 1024)
-/* How long a worker whose pipe ended may take to finish exiting (ms). */
+/* How long a worker whose channel ended may take to exit, when its exit
+ * cannot be watched with a pidfd (ms). */
 #define GRACE_MS 2000u
+/* Exit status of a worker whose channel the task closed or replaced. */
+#define EXIT_CHANNEL 121
 
 /* Why the parent killed a worker. */
 enum { KILL_NONE, KILL_TIMEOUT, KILL_DEADLINE, KILL_PROTO, KILL_ERROR };
 
 struct pworker {
-    pid_t pid; /* 0 = no worker in this slot */
-    int fd;    /* read end of its result pipe */
-    int kill_why;
+    pid_t pid;    /* 0 = no worker in this slot */
+    int fd;       /* parent's end of the channel; -1 once closed */
+    int pidfd;    /* readable when the worker exits; -1 = none */
+    int kill_why; /* KILL_* */
+    bool idle;    /* asked for work; waits for a command */
     char proto_err[160];
-    struct sp_wire_dec dec;  /* the pipe's byte stream */
+    struct sp_wire_dec dec;  /* the channel's byte stream */
     struct sp_wire_dec rdec; /* the ring's byte stream */
 };
 
@@ -70,14 +86,16 @@ struct prun {
     struct pworker *pw;
     unsigned nw;
     unsigned used;       /* slots ever used: the workers reported */
-    unsigned char *have; /* per task: outcome known (in the mapping) */
+    unsigned alive;      /* workers not yet reaped */
+    unsigned char *have; /* per task: its outcome was recorded */
     unsigned char *buf;  /* read buffer */
     int spawn_err;       /* why the last spawn failed, 0 = none did */
     int spawn_blocked;   /* a spawn failed: retry once a worker ends */
-    char spawn_msg[128];
+    char spawn_msg[160];
     char error_msg[128]; /* KILL_ERROR: the system call that failed */
     unsigned cur;        /* worker whose frames are being decoded */
-    struct pollfd *pfd;  /* poll() set, one per worker */
+    pid_t parent;        /* for workers: the process to outlive */
+    struct pollfd *pfd;  /* poll() set, two per worker */
     unsigned *who;       /* worker of each pfd entry */
 };
 
@@ -92,15 +110,24 @@ static inline struct sp_ring sp_proc_ring(const struct prun *pr, unsigned k)
         .size = RING,
     };
 }
-/* loop.c: take the frames waiting in worker k's ring. */
-void sp_proc_ring_take(struct prun *pr, unsigned k);
+
+/* fds.c: the registry. Lock around creating descriptors and forking. */
+void sp_fds_lock(void);
+void sp_fds_unlock(void);
+int sp_fds_add(int fd);   /* under the lock; -1 when it cannot be listed */
+void sp_fds_del(int fd);  /* under the lock */
+int sp_fds_close(int fd); /* unlist and close, taking the lock */
+/* In a freshly forked child, with the lock held by the fork: close every
+ * listed descriptor but keep, list only keep, release the lock. */
+void sp_fds_child(int keep);
 
 /* worker.c */
-_Noreturn void sp_proc_worker_main(struct prun *pr, unsigned k, int wfd);
+_Noreturn void sp_proc_worker_main(struct prun *pr, unsigned k, int fd);
 
 /* spawn.c */
 int sp_proc_spawn(struct prun *pr, unsigned k);
 void sp_proc_kill(struct pworker *w, int why);
+void sp_proc_kill_group(const struct pworker *w);
 void sp_proc_reap(struct prun *pr, unsigned k, int *have_status, int *status);
 void sp_proc_describe_end(struct prun *pr, unsigned k, int have_status,
                           int status, char *out, size_t outlen,
@@ -110,6 +137,7 @@ void sp_proc_describe_end(struct prun *pr, unsigned k, int have_status,
 void sp_proc_event_loop(struct prun *pr);
 void sp_proc_feed(struct prun *pr, unsigned k, struct sp_wire_dec *d,
                   const unsigned char *buf, size_t len);
+void sp_proc_ring_take(struct prun *pr, unsigned k);
 void sp_proc_outcome(struct prun *pr, size_t i, sp_kind kind, int code,
                      uint64_t start, unsigned worker, const char *msg,
                      uint8_t signo, uint8_t exit_status);

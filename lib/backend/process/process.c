@@ -6,12 +6,15 @@
  * the task table through fork, so callbacks and arguments need no
  * serialisation. They claim tasks one at a time from the scheduler's
  * counter, which lives in a mapping shared with the parent (a slow task
- * holds up only itself), publish in their slot which task they run, and
+ * holds up only itself); once it is exhausted they ask the parent, which
+ * hands them tasks given back by workers that died before starting them.
+ * They publish in their slot which task they run and in which phase, and
  * send each outcome back as a frame (ring.c, worker.c). The parent's event
  * loop (loop.c) reads them on the calling thread and reports every outcome
- * to sp_complete(); workers are forked on demand while unclaimed tasks
- * remain, replaced when they die, killed at a time limit, and all reaped
- * before the call returns (spawn.c). */
+ * to sp_complete(); workers are forked on demand while work remains, each
+ * holding only its own channel (fds.c), replaced when they die, killed with
+ * their process group at a time limit, and all reaped before the call
+ * returns (spawn.c). */
 #define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
 #include "proc.h"
 
@@ -45,6 +48,7 @@ static void free_prun(struct sp_run *run)
         munmap(pr->sh, pr->sh_size);
     }
     free(pr->pw);
+    free(pr->have);
     free(pr->buf);
     free(pr->pfd);
     free(pr->who);
@@ -60,27 +64,27 @@ static int process_start(struct sp_run *run)
         return sp_set_error(SP_ENOMEM, "cannot set up worker processes");
     pr->run = run;
     pr->nw = run->workers;
+    pr->parent = getpid();
     pr->sh_size =
-        sizeof *pr->sh + (size_t)pr->nw * (sizeof(struct slot) + RING) + run->n;
+        sizeof *pr->sh + (size_t)pr->nw * (sizeof(struct slot) + RING);
     void *m = mmap(NULL, pr->sh_size, PROT_READ | PROT_WRITE,
                    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    pr->pw = sp_calloc(pr->nw, sizeof *pr->pw);
-    pr->buf = sp_malloc(READ_BUF);
-    pr->pfd = sp_calloc(pr->nw, sizeof *pr->pfd);
-    pr->who = sp_calloc(pr->nw, sizeof *pr->who);
     if (m != MAP_FAILED)
         pr->sh = m;
-    if (!pr->sh || !pr->pw || !pr->buf || !pr->pfd || !pr->who) {
+    pr->pw = sp_calloc(pr->nw, sizeof *pr->pw);
+    pr->have = sp_calloc(run->n, 1);
+    pr->buf = sp_malloc(READ_BUF);
+    pr->pfd = sp_calloc(2 * (size_t)pr->nw, sizeof *pr->pfd);
+    pr->who = sp_calloc(2 * (size_t)pr->nw, sizeof *pr->who);
+    if (!pr->sh || !pr->pw || !pr->have || !pr->buf || !pr->pfd || !pr->who) {
         free_prun(run);
         return sp_set_error(SP_ENOMEM, "cannot set up %u worker processes",
                             run->workers);
     }
-    /* After the rings: one byte per task, zero like all of a new mapping. */
-    pr->have = (unsigned char *)&pr->sh->slots[pr->nw] + (size_t)pr->nw * RING;
     atomic_init(&pr->sh->stop, atomic_load(run->stop));
     atomic_init(&pr->sh->next, 0);
     for (unsigned k = 0; k < pr->nw; k++)
-        pr->pw[k].fd = -1;
+        pr->pw[k].fd = pr->pw[k].pidfd = -1;
     /* From here on the parent and every worker share one stop flag and
      * the scheduler's counter. */
     run->stop = &pr->sh->stop;
@@ -94,35 +98,14 @@ static int process_start(struct sp_run *run)
     return 0;
 }
 
-static size_t missing(const struct prun *pr)
-{
-    size_t left = 0;
-    for (size_t i = 0; i < pr->run->n; i++)
-        left += !pr->have[i];
-    return left;
-}
-
 static void process_wait(struct sp_run *run)
 {
     struct prun *pr = run->backend;
     sp_proc_event_loop(pr);
-    /* A worker killed between claiming a task and starting it (a kill from
-     * outside, or after a malformed frame) leaves that task without an
-     * outcome. Run such tasks again, in further rounds, while rounds make
-     * progress. */
-    for (size_t left = missing(pr); left && !atomic_load(run->stop);) {
-        atomic_store(&pr->sh->retry, 1);
-        atomic_store(&pr->sh->next, 0);
-        pr->spawn_blocked = 0;
-        sp_proc_event_loop(pr);
-        size_t now_left = missing(pr);
-        if (now_left == left)
-            break;
-        left = now_left;
-    }
-    /* Tasks left with no worker to run them never start, for this reason. */
-    if (missing(pr) && !atomic_load(run->stop) && pr->spawn_err) {
-        char msg[160];
+    /* The loop ends when no worker is left and none can be forked: tasks
+     * still waiting never start, for this reason. */
+    if (!atomic_load(run->stop) && pr->spawn_err) {
+        char msg[200];
         snprintf(msg, sizeof msg, "no worker left: %s", pr->spawn_msg);
         sp_run_fail(run, pr->spawn_err, msg);
     }

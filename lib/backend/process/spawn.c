@@ -1,7 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /* Worker processes' lives, seen from the parent: fork one into an empty
- * slot, kill one, reap one, and put into words how one ended. */
-#define _GNU_SOURCE /* pipe2 */
+ * slot, kill it and the processes it started, reap it, and put into words
+ * how it ended.
+ *
+ * Each worker leads its own process group, so whatever a task starts
+ * (without leaving the group on purpose, e.g. with setsid()) is killed
+ * with the group when the worker ends: killed for a time limit, a
+ * deadline, a malformed frame, or at its normal exit. A worker also dies
+ * with its caller: on Linux the kernel sends it SIGKILL when the thread
+ * that forked it ends (PR_SET_PDEATHSIG); elsewhere it leaves when its
+ * channel to the parent closes. The parent watches each worker's exit
+ * through a pidfd where the kernel has them, so it never waits on a
+ * descriptor some other process holds. */
+#define _GNU_SOURCE /* SOCK_CLOEXEC, SYS_pidfd_open, prctl */
 #include "proc.h"
 
 #include <errno.h>
@@ -9,9 +20,14 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#if defined(__linux__)
+#include <sys/prctl.h>
+#endif
 
 static int set_spawn_error(struct prun *pr, int code, const char *what, int err)
 {
@@ -19,83 +35,139 @@ static int set_spawn_error(struct prun *pr, int code, const char *what, int err)
     sp_errno_text(err, buf, sizeof buf);
     snprintf(pr->spawn_msg, sizeof pr->spawn_msg, "%s: %s", what, buf);
     pr->spawn_err = code;
+    pr->spawn_blocked = 1;
     return code;
 }
 
-static int make_pipe(int fds[2])
+/* A pidfd for pid, listed in the registry, or -1 (no kernel support, or
+ * no descriptor left: exits are then seen by channel EOF and waitpid). */
+static int open_pidfd(pid_t pid)
 {
-#ifdef O_CLOEXEC
-    if (pipe2(fds, O_CLOEXEC) == 0)
-        return 0;
-    if (errno != ENOSYS)
-        return -1;
+    int fd = -1;
+#ifdef SYS_pidfd_open
+    sp_fds_lock();
+    fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (fd >= 0 && sp_fds_add(fd)) {
+        close(fd);
+        fd = -1;
+    }
+    sp_fds_unlock();
+#else
+    (void)pid;
 #endif
-    if (pipe(fds))
-        return -1;
-    fcntl(fds[0], F_SETFD, FD_CLOEXEC);
-    fcntl(fds[1], F_SETFD, FD_CLOEXEC);
-    return 0;
+    return fd;
 }
 
-/* Fork a worker into the empty slot k. 0, or SP_EPIPE / SP_EFORK. */
+/* In the child, right after the fork: only the channel is left of the
+ * library's descriptors; its own process group; death with the caller. */
+static void child_setup(struct prun *pr, int fd)
+{
+    sp_fds_child(fd);
+    setpgid(0, 0);
+#if defined(__linux__)
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != pr->parent)
+        _exit(0); /* the caller ended before the line above took hold */
+#else
+    (void)pr;
+#endif
+}
+
+/* Fork a worker into the empty slot k. 0, or SP_EPIPE / SP_EFORK /
+ * SP_ENOMEM with pr->spawn_msg saying why. */
 int sp_proc_spawn(struct prun *pr, unsigned k)
 {
     struct pworker *w = &pr->pw[k];
     struct slot *s = &pr->sh->slots[k];
-    int fds[2];
-    if (make_pipe(fds)) {
-        pr->spawn_blocked = 1;
-        return set_spawn_error(pr, SP_EPIPE, "pipe", errno);
-    }
     atomic_store(&s->current, 0);
+    atomic_store(&s->phase, SLOT_IDLE);
     atomic_store(&s->signo, 0);
-    atomic_store(&s->finished, 0);
+    atomic_store(&s->send_err, 0);
     atomic_store(&s->head, 0);
     atomic_store(&s->tail, 0);
 
+    int sv[2];
+    sp_fds_lock();
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
+        int err = errno;
+        sp_fds_unlock();
+        return set_spawn_error(pr, SP_EPIPE, "socketpair", err);
+    }
+    if (sp_fds_add(sv[0]) || sp_fds_add(sv[1])) {
+        sp_fds_del(sv[0]);
+        close(sv[0]);
+        close(sv[1]);
+        sp_fds_unlock();
+        return set_spawn_error(pr, SP_ENOMEM,
+                               "cannot list the worker's descriptors", ENOMEM);
+    }
     fflush(NULL); /* nothing buffered is printed twice */
     pid_t pid = sp_fork();
+    if (pid == 0) {
+        child_setup(pr, sv[1]);
+        sp_proc_worker_main(pr, k, sv[1]);
+    }
+    int err = errno;
+    sp_fds_del(sv[1]);
+    close(sv[1]);
     if (pid < 0) {
-        int err = errno;
-        close(fds[0]);
-        close(fds[1]);
-        pr->spawn_blocked = 1;
+        sp_fds_del(sv[0]);
+        close(sv[0]);
+        sp_fds_unlock();
         return set_spawn_error(pr, SP_EFORK, "fork", err);
     }
-    if (pid == 0) {
-        close(fds[0]);
-        sp_proc_worker_main(pr, k, fds[1]);
-    }
-    close(fds[1]);
-    fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK);
+    setpgid(pid, pid); /* as the child does: no kill can miss the group */
+    sp_fds_unlock();
+
+    fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
     w->pid = pid;
-    w->fd = fds[0];
+    w->fd = sv[0];
+    w->pidfd = open_pidfd(pid);
     w->kill_why = KILL_NONE;
+    w->idle = false;
     w->proto_err[0] = 0;
     sp_wire_dec_init(&w->dec, (uint32_t)pr->run->n);
+    w->dec.resync = true; /* stray bytes a task wrote are skipped */
     sp_wire_dec_init(&w->rdec, (uint32_t)pr->run->n);
     if (k + 1 > pr->used)
         pr->used = k + 1;
+    pr->alive++;
     return 0;
+}
+
+/* SIGKILL to the worker's process group: the worker (alive or a zombie
+ * that keeps the group's id reserved) and what its tasks started in it. */
+void sp_proc_kill_group(const struct pworker *w)
+{
+    if (w->pid > 0)
+        kill(-w->pid, SIGKILL);
 }
 
 void sp_proc_kill(struct pworker *w, int why)
 {
-    if (w->pid && w->kill_why == KILL_NONE) {
-        w->kill_why = why;
-        kill(w->pid, SIGKILL);
+    if (!w->pid || w->kill_why != KILL_NONE)
+        return;
+    w->kill_why = why;
+#ifdef SYS_pidfd_send_signal
+    if (w->pidfd >= 0 &&
+        syscall(SYS_pidfd_send_signal, w->pidfd, SIGKILL, NULL, 0) == 0) {
+        sp_proc_kill_group(w);
+        return;
     }
+#endif
+    kill(w->pid, SIGKILL);
+    sp_proc_kill_group(w);
 }
 
-/* Worker k's pipe ended: wait for it to become a zombie (its status is then
- * its own) and reap it. One that lives on without its pipe (a task closed
- * the descriptor) can report nothing more and is killed. */
+/* Reap worker k. With a pidfd the worker has exited already; without one,
+ * its channel ended and it is given GRACE_MS to exit, then killed. */
 void sp_proc_reap(struct prun *pr, unsigned k, int *have_status, int *status)
 {
     struct pworker *w = &pr->pw[k];
     *have_status = 0;
     for (unsigned tries = 0;; tries++) {
-        pid_t r = waitpid(w->pid, status, tries < GRACE_MS ? WNOHANG : 0);
+        int flags = w->pidfd >= 0 || tries >= GRACE_MS ? 0 : WNOHANG;
+        pid_t r = waitpid(w->pid, status, flags);
         if (r == w->pid) {
             *have_status = 1;
             return;
@@ -105,7 +177,7 @@ void sp_proc_reap(struct prun *pr, unsigned k, int *have_status, int *status)
         if (r < 0) /* ECHILD: SIGCHLD ignored, or someone reaped it */
             return;
         if (tries + 1 == GRACE_MS)
-            kill(w->pid, SIGKILL);
+            sp_proc_kill(w, w->kill_why ? w->kill_why : KILL_ERROR);
         else
             nanosleep(&(struct timespec){0, 1000000}, NULL);
     }
@@ -165,6 +237,17 @@ void sp_proc_describe_end(struct prun *pr, unsigned k, int have_status,
         return;
     default:
         break;
+    }
+    int send_err = atomic_load(&s->send_err);
+    if (have_status && WIFEXITED(status) &&
+        WEXITSTATUS(status) == EXIT_CHANNEL && send_err &&
+        atomic_load(&s->phase) == SLOT_SENDING) {
+        char text[96];
+        snprintf(out, outlen,
+                 "the task closed or replaced its worker's channel to the "
+                 "caller (%s); its result could not be sent",
+                 sp_errno_text(send_err, text, sizeof text));
+        return;
     }
     if (sig) {
         snprintf(out, outlen, "killed by %s (signal %d)", signal_name(sig),
