@@ -55,36 +55,10 @@ static int check_options(const sp_options *o)
     return 0;
 }
 
-/* Run a validated, indexed run on its backend. 0, or an error from start()
- * with nothing run. */
-static int run_on_backend(struct sp_run *run)
+int sp_run_init(struct sp_run *run, const sp_task *tasks, size_t n,
+                const sp_options *opts, uint64_t t0)
 {
-    const struct sp_backend_ops *ops = run->ops;
-    int err = sp_sched_init(&run->sched, run, run->workers);
-    if (err)
-        return err;
-    sp_complete_init(run);
-    err = ops->start(run);
-    if (!err) {
-        ops->wait(run);
-        ops->finish(run);
-        sp_sched_cancel_rest(&run->sched);
-        sp_tally_merge(run, &run->caller);
-        run->res->workers = run->workers_used;
-    }
-    sp_complete_free(run);
-    sp_sched_free(&run->sched);
-    return err;
-}
-
-SP_API int simple_parallel(const sp_task *tasks, size_t n,
-                           const sp_options *opts, sp_results **out)
-{
-    uint64_t t0 = sp_now();
     static const sp_options defaults;
-
-    SP_CHECK(out, SP_EINVAL, "the 'out' argument is NULL");
-    *out = NULL;
     SP_CHECK(tasks || n == 0, SP_ENULLTABLE,
              "the task table is NULL but n is %zu", n);
     SP_CHECK(n <= SP_MAX_TASKS, SP_ETOOMANY,
@@ -94,12 +68,7 @@ SP_API int simple_parallel(const sp_task *tasks, size_t n,
     int err = check_options(opts);
     if (err)
         return err;
-
-    /* On the stack: it is aligned for its cache-line members, and costs no
-     * allocation. */
-    struct sp_run storage;
-    memset(&storage, 0, sizeof storage);
-    struct sp_run *run = &storage;
+    memset(run, 0, sizeof *run);
     run->tasks = tasks;
     run->n = n;
     run->opts = *opts;
@@ -107,24 +76,67 @@ SP_API int simple_parallel(const sp_task *tasks, size_t n,
     run->ops = backends[opts->backend];
     run->stop = &run->stop_local;
     run->res = sp_results_alloc(n);
-    if (!run->res)
-        return sp_set_error(SP_ENOMEM, "cannot allocate a results map of %zu",
-                            n);
+    SP_CHECK(run->res, SP_ENOMEM, "cannot allocate a results map of %zu", n);
     err = sp_table_index(tasks, n, run->res);
-    if (!err && n) {
-        if (opts->deadline > 0)
-            run->deadline = t0 + (uint64_t)(opts->deadline * 1e9);
-        if (opts->task_timeout > 0)
-            run->task_timeout = (uint64_t)(opts->task_timeout * 1e9);
-        run->workers = run->ops->workers(opts, n);
-        err = run_on_backend(run);
-    }
-    sp_results *res = run->res;
     if (err) {
-        sp_results_free(res);
+        sp_results_free(run->res);
+        run->res = NULL;
         return err;
     }
-    res->elapsed_ns = sp_now() - t0;
-    *out = res;
+    if (opts->deadline > 0)
+        run->deadline = t0 + (uint64_t)(opts->deadline * 1e9);
+    if (opts->task_timeout > 0)
+        run->task_timeout = (uint64_t)(opts->task_timeout * 1e9);
+    return 0;
+}
+
+sp_results *sp_run_close(struct sp_run *run)
+{
+    if (run->sched.run) /* set up: there were tasks */
+        sp_sched_cancel_rest(&run->sched);
+    sp_tally_merge(run, &run->caller);
+    run->res->workers = run->workers_used;
+    sp_complete_free(run);
+    sp_sched_free(&run->sched);
+    sp_results *res = run->res;
+    res->elapsed_ns = sp_now() - run->t0;
+    run->res = NULL;
+    return res;
+}
+
+SP_API int simple_parallel(const sp_task *tasks, size_t n,
+                           const sp_options *opts, sp_results **out)
+{
+    uint64_t t0 = sp_now();
+    SP_CHECK(out, SP_EINVAL, "the 'out' argument is NULL");
+    *out = NULL;
+    /* On the stack: it is aligned for its cache-line members, and costs no
+     * allocation. */
+    struct sp_run run;
+    int err = sp_run_init(&run, tasks, n, opts, t0);
+    if (err)
+        return err;
+    const struct sp_backend_ops *ops = run.ops;
+    if (n) {
+        run.workers = ops->workers(&run.opts, n);
+        err = sp_sched_init(&run.sched, &run, run.workers);
+        if (!err) {
+            sp_complete_init(&run);
+            err = ops->start(&run);
+            if (err) {
+                sp_complete_free(&run);
+                sp_sched_free(&run.sched);
+            }
+        }
+        if (err) {
+            sp_results_free(run.res);
+            return err;
+        }
+        ops->wait(&run);
+        ops->finish(&run);
+    } else {
+        sp_complete_init(&run);
+    }
+    *out = sp_run_close(&run);
     return 0;
 }

@@ -302,6 +302,16 @@ static inline uint64_t sp_now(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* ---- core.c ------------------------------------------------------------- */
+
+/* Validate the table and options and set up run (map, key index, limits);
+ * 0, or an error with sp_last_error() set and nothing left allocated. */
+int sp_run_init(struct sp_run *run, const sp_task *tasks, size_t n,
+                const sp_options *opts, uint64_t t0);
+/* After every worker is gone: cancel what never started, finish the tally
+ * and the map, free the run's scheduler and queue; returns the map. */
+sp_results *sp_run_close(struct sp_run *run);
+
 /* ---- error.c ------------------------------------------------------------ */
 
 /* Validate one argument at the API boundary: on failure record the message

@@ -1,0 +1,173 @@
+/* SPDX-License-Identifier: MIT */
+/* A run driven by its caller (lib/sp-collect.h): for companion libraries
+ * whose workers are not this process's threads or children, such as
+ * libsimplepar-mpi's rank 0. The run is the one simple_parallel() makes —
+ * validation, the scheduler, the completion path, the map — with a backend
+ * row whose operations do nothing: the caller hands tasks out with
+ * sp__run_next() and outcomes in with sp__run_record(), on one thread. */
+#include "sp-collect.h"
+#include "sp-private.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+struct sp__run {
+    struct sp_run run; /* first: aligned for its cache-line members */
+    size_t out;        /* handed out, not yet recorded */
+};
+
+static unsigned collect_workers(const sp_options *opts, size_t n)
+{
+    (void)opts;
+    (void)n;
+    return 0;
+}
+
+static int collect_start(struct sp_run *run)
+{
+    (void)run;
+    return 0;
+}
+
+static void collect_nothing(struct sp_run *run)
+{
+    (void)run;
+}
+
+/* The caller's own row: its workers are elsewhere. */
+static const struct sp_backend_ops collect_ops = {
+    .name = "caller-driven",
+    .workers = collect_workers,
+    .start = collect_start,
+    .wait = collect_nothing,
+    .finish = collect_nothing,
+    .stop = NULL,
+};
+
+SP_PRIVATE_API int sp__run_begin(const sp_task *tasks, size_t n,
+                                 const sp_options *opts, unsigned workers,
+                                 sp__run **out)
+{
+    uint64_t t0 = sp_now();
+    SP_CHECK(out, SP_EINVAL, "the 'out' argument is NULL");
+    *out = NULL;
+    sp__run *r = sp_aligned_alloc(64, sizeof *r);
+    SP_CHECK(r, SP_ENOMEM, "cannot allocate the state of a run");
+    int err = sp_run_init(&r->run, tasks, n, opts, t0);
+    if (err) {
+        free(r);
+        return err;
+    }
+    r->out = 0;
+    r->run.ops = &collect_ops;
+    r->run.workers = r->run.workers_used = workers;
+    err = sp_sched_init(&r->run.sched, &r->run, 0);
+    if (err) {
+        sp_results_free(r->run.res);
+        free(r);
+        return err;
+    }
+    sp_complete_init(&r->run);
+    *out = r;
+    return 0;
+}
+
+SP_PRIVATE_API int sp__run_next(sp__run *r, size_t *i)
+{
+    if (!sp_run_may_start(&r->run, sp_now()))
+        return -1;
+    if (sp_sched_claim_one(&r->run.sched, i) ||
+        sp_sched_take(&r->run.sched, i)) {
+        r->out++;
+        return 1;
+    }
+    return r->out ? 0 : -1;
+}
+
+SP_PRIVATE_API void sp__run_record(sp__run *r, size_t i, const sp__outcome *o)
+{
+    struct sp_run *run = &r->run;
+    double start = o->start > 0 ? o->start : 0;
+    double end = o->end > start ? o->end : start;
+    struct sp_outcome c = {
+        .r = {.code = o->code,
+              .t_start = (uint64_t)(start * 1e9),
+              .t_end = (uint64_t)(end * 1e9),
+              .worker = o->worker},
+        .how = {.kind = (uint8_t)o->kind,
+                .flags = o->task_code ? SP_EF_TASK_CODE : 0,
+                .signo = (uint8_t)(o->signo > 0 ? o->signo : 0)},
+    };
+    if (o->kind == SP_KIND_CRASHED && o->exit_status >= 0 && !o->signo) {
+        c.how.signo = SP_EXITED;
+        c.how.exit_status = (uint8_t)o->exit_status;
+    }
+    if (o->data) {
+        if (o->data_owned) {
+            c.r.data = o->data;
+            ((unsigned char *)o->data)[o->len] = 0;
+        } else if ((c.r.data = sp_malloc(o->len + 1)) != NULL) {
+            memcpy(c.r.data, o->data, o->len);
+            c.r.data[o->len] = 0;
+        } else { /* rank 0 ran out of memory for this result */
+            c.r.code = SP_ENOMEM;
+            c.how.kind = SP_KIND_FAILED;
+            c.how.flags = 0;
+        }
+        c.r.len = c.r.data ? o->len : 0;
+    }
+    if (c.how.kind == SP_KIND_FAILED && c.r.code == SP_ENOMEM && !c.r.data &&
+        o->data) {
+        sp_outcome_set_msg(
+            &c, NULL, "the caller ran out of memory receiving this result");
+    } else if (o->msg) {
+        size_t len = strlen(o->msg) + 1;
+        char *m = sp_malloc(len);
+        if (m)
+            memcpy(m, o->msg, len);
+        sp_outcome_set_msg(&c, m, "out of memory for the message");
+    }
+    if (r->out)
+        r->out--;
+    sp_complete(run, i, &c, &run->caller);
+}
+
+SP_PRIVATE_API double sp__run_now(const sp__run *r)
+{
+    uint64_t now = sp_now();
+    return now > r->run.t0 ? (double)(now - r->run.t0) / 1e9 : 0.0;
+}
+
+SP_PRIVATE_API int sp__run_stopped(const sp__run *r)
+{
+    return atomic_load(r->run.stop) != SP_STOP_NONE ||
+           (r->run.deadline && sp_now() >= r->run.deadline);
+}
+
+SP_PRIVATE_API double sp__run_deadline(const sp__run *r)
+{
+    return r->run.deadline ? (double)(r->run.deadline - r->run.t0) / 1e9 : 0;
+}
+
+SP_PRIVATE_API void sp__run_fail(sp__run *r, int code, const char *msg)
+{
+    sp_run_fail(&r->run, code, msg);
+}
+
+SP_PRIVATE_API sp_results *sp__run_end(sp__run *r)
+{
+    sp_results *res = sp_run_close(&r->run);
+    free(r);
+    return res;
+}
+
+SP_PRIVATE_API int sp__set_error(int code, const char *fmt, ...)
+{
+    char msg[448];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return sp_set_error(code, "%s", msg);
+}

@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A run driven by its caller instead of a backend's workers: the same
+ * validation, scheduler, completion path and results map as
+ * simple_parallel(), with tasks handed out by sp__run_next() and outcomes
+ * handed in by sp__run_record(). For companion libraries built in this tree
+ * (libsimplepar-mpi's rank 0, whose workers are other MPI ranks): exported
+ * from libsimplepar in the version node SIMPLEPAR_PRIVATE_0, not installed,
+ * not part of the public contract, and may change with any release
+ * (companions are built and installed together with the library).
+ *
+ * Everything happens on one thread: the one that called sp__run_begin().
+ * The completion callback (sp_options.on_done) is called from
+ * sp__run_record() on that thread.
+ */
+#ifndef SP_COLLECT_H
+#define SP_COLLECT_H
+
+#include "simplepar.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#ifndef SP_PRIVATE_API
+#if defined(__GNUC__)
+#define SP_PRIVATE_API __attribute__((visibility("default")))
+#else
+#define SP_PRIVATE_API
+#endif
+#endif
+
+typedef struct sp__run sp__run;
+
+/* How one task ended, as the caller learned it (e.g. from a remote rank). */
+typedef struct sp__outcome {
+    sp_kind kind;
+    int code;        /* 0 for OK */
+    int task_code;   /* 1: code is the task's own number */
+    const char *msg; /* NULL = none; copied */
+    void *data;      /* result bytes, or NULL; see data_owned */
+    size_t len;
+    int data_owned;    /* 1: data came from malloc() with len + 1 bytes and
+                          the run takes it (writes data[len] = 0);
+                          0: data is copied */
+    double start, end; /* seconds since the run began (sp__run_now()) */
+    unsigned worker;   /* worker index, or SP_NO_WORKER */
+    int signo;         /* CRASHED: the signal, else 0 */
+    int exit_status;   /* CRASHED by exit: the status, else -1 */
+} sp__outcome;
+
+/* Validate the table and options exactly as simple_parallel() does (same
+ * codes, same sp_last_error() messages, nothing recorded on error) and
+ * start a run. `workers` is what sp_results_workers() will report.
+ * opts->backend is not used (the caller runs the tasks). */
+SP_PRIVATE_API int sp__run_begin(const sp_task *tasks, size_t n,
+                                 const sp_options *opts, unsigned workers,
+                                 sp__run **out);
+
+/* The next task to start: 1 with *i set, 0 when none is ready now (tasks
+ * are running whose outcomes may make more ready), -1 when none will ever
+ * be (all handed out, or the run stopped: deadline, fail-fast, the
+ * callback). Checks the deadline. */
+SP_PRIVATE_API int sp__run_next(sp__run *r, size_t *i);
+
+/* Record how task i (handed out by sp__run_next()) ended, once. Applies
+ * fail-fast and calls on_done. */
+SP_PRIVATE_API void sp__run_record(sp__run *r, size_t i, const sp__outcome *o);
+
+/* Seconds since the run began (for sp__outcome.start/end). */
+SP_PRIVATE_API double sp__run_now(const sp__run *r);
+
+/* Whether the run stopped (nothing more may start), and the absolute
+ * deadline in seconds since the run began (0 = none). */
+SP_PRIVATE_API int sp__run_stopped(const sp__run *r);
+SP_PRIVATE_API double sp__run_deadline(const sp__run *r);
+
+/* The backend cannot go on (e.g. a rank died): tasks never handed out come
+ * back CANCELLED with code and "not started: msg". */
+SP_PRIVATE_API void sp__run_fail(sp__run *r, int code, const char *msg);
+
+/* End the run: every task without an outcome is recorded CANCELLED (with
+ * the stop reason), and the map is returned (free with
+ * sp_results_free()). r is freed. */
+SP_PRIVATE_API sp_results *sp__run_end(sp__run *r);
+
+/* Set this thread's sp_last_error() message (as the library's own errors
+ * do: "NAME: message") and return code. */
+SP_PRIVATE_API int sp__set_error(int code, const char *fmt, ...)
+    SP_PRINTF(2, 3);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SP_COLLECT_H */

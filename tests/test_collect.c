@@ -1,0 +1,200 @@
+/* SPDX-License-Identifier: MIT */
+/* The caller-driven run (lib/sp-collect.h), the private interface the MPI
+ * library's rank 0 is built on: the same validation as simple_parallel(),
+ * tasks handed out in order, outcomes recorded as given (kinds, codes,
+ * origins, signals, exit statuses, owned and copied bytes), fail-fast and
+ * the completion callback applied, the rest cancelled with the reason. */
+#include "common.h"
+
+#include "sp-collect.h"
+
+static int never(sp_ctx *ctx, void *arg)
+{
+    (void)ctx;
+    (void)arg;
+    return 1; /* the caller runs the tasks elsewhere: never called here */
+}
+
+static void make_table(sp_task *t, char (*keys)[16], size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        snprintf(keys[i], 16, "t%u", (unsigned)(i % 1000));
+        t[i] = (sp_task){.key = keys[i], .fn = never};
+    }
+}
+
+static void test_validation_is_simple_parallels(void **state)
+{
+    (void)state;
+    sp_task t[] = {{.key = "a", .fn = never}, {.key = "a", .fn = never}};
+    sp__run *r = (sp__run *)&r;
+    assert_int_equal(sp__run_begin(t, 2, NULL, 3, &r), SP_EDUPKEY);
+    assert_null(r);
+    assert_non_null(strstr(sp_last_error(), "SP_EDUPKEY: duplicate task key"));
+    sp_options o = {.deadline = -1};
+    assert_int_equal(sp__run_begin(t, 1, &o, 3, &r), SP_EOPTION);
+    assert_int_equal(sp__set_error(SP_EINVAL, "rank %d is gone", 2), SP_EINVAL);
+    assert_string_equal(sp_last_error(), "SP_EINVAL: rank 2 is gone");
+}
+
+static size_t done_calls;
+static int count_done(const sp_entry *e, void *user)
+{
+    (void)e;
+    (void)user;
+    done_calls++;
+    return 0;
+}
+
+static void test_outcomes_as_given(void **state)
+{
+    (void)state;
+    enum { N = 5 };
+    sp_task t[N];
+    char keys[N][16];
+    make_table(t, keys, N);
+    sp_options o = {.on_done = count_done};
+    done_calls = 0;
+    sp__run *r;
+    assert_int_equal(sp__run_begin(t, N, &o, 2, &r), 0);
+    size_t got[N], k = 0, i;
+    while (k < N && sp__run_next(r, &i) == 1)
+        got[k++] = i;
+    assert_int_equal(k, N);
+    for (size_t j = 0; j < N; j++)
+        assert_int_equal(got[j], j);          /* table order */
+    assert_int_equal(sp__run_next(r, &i), 0); /* all out, none recorded */
+
+    char *owned = malloc(6);
+    memcpy(owned, "owned", 5);
+    sp__outcome ok = {.kind = SP_KIND_OK,
+                      .data = owned,
+                      .len = 5,
+                      .data_owned = 1,
+                      .start = 0.1,
+                      .end = 0.2,
+                      .worker = 1,
+                      .exit_status = -1};
+    sp__run_record(r, 0, &ok);
+    sp__outcome copied = ok;
+    copied.data = (void *)"copied";
+    copied.len = 6;
+    copied.data_owned = 0;
+    sp__run_record(r, 1, &copied);
+    sp__outcome failed = {.kind = SP_KIND_FAILED,
+                          .code = -1,
+                          .task_code = 1,
+                          .msg = "task returned -1",
+                          .worker = 0,
+                          .exit_status = -1};
+    sp__run_record(r, 2, &failed);
+    sp__outcome crashed = {.kind = SP_KIND_CRASHED,
+                           .code = SP_ECRASHED,
+                           .msg = "killed by SIGSEGV (signal 11)",
+                           .signo = SIGSEGV,
+                           .exit_status = -1};
+    sp__run_record(r, 3, &crashed);
+    sp__outcome exited = {.kind = SP_KIND_CRASHED,
+                          .code = SP_ECRASHED,
+                          .msg = "exited",
+                          .exit_status = 3};
+    sp__run_record(r, 4, &exited);
+    assert_int_equal(sp__run_next(r, &i), -1);
+    assert_int_equal(done_calls, N);
+    sp_results *res = sp__run_end(r);
+    assert_int_equal(sp_results_count(res), N);
+    assert_int_equal(sp_results_workers(res), 2);
+    assert_int_equal(sp_results_ok(res), 2);
+    const sp_entry *e = sp_results_at(res, 0);
+    assert_string_equal(sp_entry_str(e), "owned");
+    assert_int_equal(sp_entry_worker(e), 1);
+    assert_true(sp_entry_start(e) > 0.09 && sp_entry_end(e) < 0.21);
+    assert_string_equal(sp_entry_str(sp_results_at(res, 1)), "copied");
+    e = sp_results_at(res, 2);
+    assert_int_equal(sp_entry_code(e), -1);
+    assert_int_equal(sp_entry_code_origin(e), SP_ORIGIN_TASK);
+    assert_string_equal(sp_entry_message(e), "task returned -1");
+    e = sp_results_at(res, 3);
+    assert_int_equal(sp_entry_signal(e), SIGSEGV);
+    assert_int_equal(sp_entry_code_origin(e), SP_ORIGIN_LIBRARY);
+    e = sp_results_at(res, 4);
+    assert_int_equal(sp_entry_exit_status(e), 3);
+    assert_int_equal(sp_entry_signal(e), 0);
+    sp_results_free(res);
+}
+
+static void test_fail_fast_and_the_rest(void **state)
+{
+    (void)state;
+    enum { N = 6 };
+    sp_task t[N];
+    char keys[N][16];
+    make_table(t, keys, N);
+    sp_options o = {.on_error = SP_POLICY_FAIL_FAST};
+    sp__run *r;
+    assert_int_equal(sp__run_begin(t, N, &o, 1, &r), 0);
+    size_t i;
+    assert_int_equal(sp__run_next(r, &i), 1);
+    sp__outcome failed = {
+        .kind = SP_KIND_FAILED, .code = 5, .task_code = 1, .exit_status = -1};
+    sp__run_record(r, i, &failed);
+    assert_true(sp__run_stopped(r));
+    assert_int_equal(sp__run_next(r, &i), -1);
+    sp_results *res = sp__run_end(r);
+    assert_int_equal(sp_results_count_kind(res, SP_KIND_CANCELLED), N - 1);
+    assert_non_null(
+        strstr(sp_entry_message(sp_results_at(res, 1)), "fail-fast"));
+    sp_results_free(res);
+
+    /* A backend that cannot go on: the rest carry its code and reason. */
+    assert_int_equal(sp__run_begin(t, N, NULL, 1, &r), 0);
+    assert_int_equal(sp__run_next(r, &i), 1);
+    sp__run_fail(r, SP_ESYSTEM, "rank 2 died");
+    assert_int_equal(sp__run_next(r, &i), -1);
+    sp__outcome ok = {.kind = SP_KIND_OK, .exit_status = -1};
+    sp__run_record(r, 0, &ok);
+    res = sp__run_end(r);
+    assert_int_equal(sp_results_ok(res), 1);
+    const sp_entry *e = sp_results_at(res, 3);
+    assert_int_equal(sp_entry_kind(e), SP_KIND_CANCELLED);
+    assert_int_equal(sp_entry_code(e), SP_ESYSTEM);
+    assert_string_equal(sp_entry_message(e), "not started: rank 2 died");
+    sp_results_free(res);
+}
+
+static void test_deadline(void **state)
+{
+    (void)state;
+    sp_task t[3];
+    char keys[3][16];
+    make_table(t, keys, 3);
+    sp_options o = {.deadline = 0.02};
+    sp__run *r;
+    assert_int_equal(sp__run_begin(t, 3, &o, 1, &r), 0);
+    assert_true(sp__run_deadline(r) > 0.019 && sp__run_deadline(r) < 0.021);
+    size_t i;
+    assert_int_equal(sp__run_next(r, &i), 1);
+    test_sleep_ms(30);
+    assert_true(sp__run_now(r) >= 0.03);
+    assert_true(sp__run_stopped(r));
+    assert_int_equal(sp__run_next(r, &i), -1);
+    sp__outcome timed = {.kind = SP_KIND_TIMED_OUT,
+                         .code = SP_ETIMEDOUT,
+                         .msg = "killed at the deadline",
+                         .exit_status = -1};
+    sp__run_record(r, 0, &timed);
+    sp_results *res = sp__run_end(r);
+    assert_int_equal(sp_entry_kind(sp_results_at(res, 0)), SP_KIND_TIMED_OUT);
+    assert_non_null(
+        strstr(sp_entry_message(sp_results_at(res, 2)), "deadline"));
+    sp_results_free(res);
+}
+
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_validation_is_simple_parallels),
+    cmocka_unit_test(test_outcomes_as_given),
+    cmocka_unit_test(test_fail_fast_and_the_rest),
+    cmocka_unit_test(test_deadline),
+};
+
+TEST_MAIN("collect", tests)
