@@ -90,7 +90,11 @@ extern "C" {
     X(SP_ECRASHED, -16, "task crashed")                                        \
     X(SP_EPROTO, -17, "malformed result from a worker")                        \
     X(SP_EIO, -18, "could not write the output")                               \
-    X(SP_ESYSTEM, -19, "a system call the library needs failed")
+    X(SP_ESYSTEM, -19, "a system call the library needs failed")               \
+    X(SP_EDEPKEY, -20, "a task depends on a key that is not in the call")      \
+    X(SP_ECYCLE, -21, "the tasks' dependencies form a cycle")                  \
+    X(SP_ENODEP, -22, "the key is not one of the task's dependencies")         \
+    X(SP_ESKIPPED, -23, "a dependency did not end OK")
 
 /** Error codes. 0 is success; every error is negative. */
 typedef enum sp_error {
@@ -190,14 +194,30 @@ typedef struct sp_task {
     const char *key;
     /** The callback; must not be NULL. */
     sp_task_fn fn;
-    /** Passed to fn as-is; may be NULL. Borrowed. */
+    /** Passed to fn as-is; may be NULL. Borrowed. On the process backend it
+     *  is meaningful only if it points to memory that exists, at the same
+     *  address, in the worker that runs the task: memory the caller had
+     *  when the worker was forked (a table row, or a task spawned from a
+     *  worker of the same call). Bytes travel safely: use data/len. */
     void *arg;
-    /** Reserved for tasks that name the keys they depend on (a
-     *  NULL-terminated list). Must be NULL in this version: a non-NULL value
-     *  is rejected with ::SP_ENOTSUP before anything runs. */
+    /** Keys of tasks of the same call this task waits for: a
+     *  NULL-terminated list, or NULL for none. Borrowed for the duration of
+     *  the call. The task starts as soon as every task it names has ended
+     *  OK; if one of them did not, it never runs and comes back
+     *  ::SP_KIND_SKIPPED. Every key must be in the table (::SP_EDEPKEY) and
+     *  the dependencies must not form a cycle (::SP_ECYCLE). Read a
+     *  dependency's result with sp_dep_result(). */
     const char *const *after;
-    /** Reserved for per-task settings (retries, timeouts). Must be zero. */
-    void *reserved[4];
+    /** Argument bytes, copied by the library: read them in the callback
+     *  with sp_ctx_data(). NULL with len 0 = none. Unlike arg they reach
+     *  the task wherever it runs (another process, a spawned task), so
+     *  they are the way to give a spawned task its input. */
+    const void *data;
+    /** Number of argument bytes at data. */
+    size_t len;
+    /** Reserved for per-task settings (retries, time limits). Must be
+     *  NULL: non-NULL gives ::SP_ENOTSUP. */
+    void *reserved[2];
 } sp_task;
 
 /**
@@ -295,8 +315,69 @@ SP_API int sp_vfail(sp_ctx *ctx, int code, const char *fmt, va_list ap)
  */
 SP_API int sp_cancelled(sp_ctx *ctx);
 
-/** @brief The running task's key (borrowed from the task table). */
+/** @brief The running task's key (borrowed from the task table, or the
+ *  library's copy for a spawned task); valid until the callback returns. */
 SP_API const char *sp_ctx_key(const sp_ctx *ctx);
+
+/**
+ * @brief The task's argument bytes (::sp_task.data, copied).
+ * @param ctx the running task's context.
+ * @param len receives the number of bytes (0 when there are none); may be
+ *        NULL.
+ * @return the bytes, valid until the callback returns; NULL when the task
+ *         has none. On every backend, also in a worker process and for
+ *         spawned tasks.
+ */
+SP_API const void *sp_ctx_data(const sp_ctx *ctx, size_t *len);
+
+/**
+ * @brief The result of a task this task depends on.
+ *
+ * @param ctx the running task's context.
+ * @param key a key named in this task's ::sp_task.after.
+ * @param len receives the number of result bytes; may be NULL.
+ * @return the dependency's result bytes, followed by a NUL not counted in
+ *         @p len; "" with length 0 when it stored none. Valid until the
+ *         callback returns (on the process backend the bytes are brought
+ *         to the worker that runs this task). NULL when @p key is not one
+ *         of this task's dependencies (or is NULL): then sp_last_error()
+ *         says ::SP_ENODEP and names the key. A dependency always ended OK
+ *         before its dependent starts.
+ */
+SP_API const void *sp_dep_result(sp_ctx *ctx, const char *key, size_t *len);
+
+/**
+ * @brief Add a task to the running call.
+ *
+ * The new task runs like a row of the table, on the same backend, once
+ * every task named in its ::sp_task.after (any key of the call, finished
+ * or not: typically the spawner's siblings) has ended OK; if one did not,
+ * it comes back ::SP_KIND_SKIPPED. Its key must be unique in the whole
+ * call. Its entry appears in the results map after the table's entries, in
+ * spawn order, and on_done sees it like any other. A spawned task may
+ * spawn in turn.
+ *
+ * Everything in @p task is copied (key, data bytes, the after list); arg
+ * is passed as-is (see ::sp_task.arg for the process backend). A task
+ * spawned after the run stopped (deadline, fail-fast, stop) is accepted
+ * and comes back CANCELLED, so every key comes back.
+ *
+ * @param ctx  the running task's context.
+ * @param task the new row; read only during this call (it may be a
+ *             local): everything the task needs later is copied.
+ * @retval 0             added.
+ * @retval SP_EINVAL     @p ctx or @p task is NULL.
+ * @retval SP_ENOKEY, SP_ENOFN, SP_ENOTSUP  the row is invalid, as in
+ *                       simple_parallel().
+ * @retval SP_EDUPKEY    the key is already in the call.
+ * @retval SP_EDEPKEY    after names a key that is not in the call.
+ * @retval SP_ECYCLE     after names the task's own key.
+ * @retval SP_ETOOMANY   the call would exceed ::SP_MAX_TASKS.
+ * @retval SP_ENOMEM     out of memory; nothing was added.
+ * Every error sets sp_last_error() and adds nothing; the spawner goes on.
+ * Call only from inside the task that owns @p ctx, on any backend.
+ */
+SP_API int sp_spawn(sp_ctx *ctx, const sp_task *task);
 
 /** @brief The running task's index in the task table. */
 SP_API size_t sp_ctx_index(const sp_ctx *ctx);
@@ -331,13 +412,17 @@ typedef struct sp_entry sp_entry;
  *  - ::SP_KIND_TIMED_OUT: ran past the deadline or its time limit.
  *  - ::SP_KIND_CANCELLED: never started (deadline, fail-fast, stop), or saw
  *    fail-fast / stop through sp_cancelled() and then failed.
+ *  - ::SP_KIND_SKIPPED: never started because a task it depends on
+ *    (::sp_task.after) did not end OK; code ::SP_ESKIPPED, and a message
+ *    naming that dependency and how it ended.
  */
 #define SP_KIND_MAP(X)                                                         \
     X(SP_KIND_OK, 0, "OK")                                                     \
     X(SP_KIND_FAILED, 1, "FAILED")                                             \
     X(SP_KIND_CRASHED, 2, "CRASHED")                                           \
     X(SP_KIND_TIMED_OUT, 3, "TIMED_OUT")                                       \
-    X(SP_KIND_CANCELLED, 4, "CANCELLED")
+    X(SP_KIND_CANCELLED, 4, "CANCELLED")                                       \
+    X(SP_KIND_SKIPPED, 5, "SKIPPED")
 
 /** How a task ended (see ::SP_KIND_MAP). */
 typedef enum sp_kind {
@@ -347,7 +432,8 @@ typedef enum sp_kind {
 } sp_kind;
 
 /** @brief Name of a kind as ::SP_KIND_MAP spells it: "OK", "FAILED",
- *  "CRASHED", "TIMED_OUT", "CANCELLED"; "UNKNOWN" for any other value.
+ *  "CRASHED", "TIMED_OUT", "CANCELLED", "SKIPPED"; "UNKNOWN" for any other
+ *  value.
  *  Static string. Thread-safe. */
 SP_API const char *sp_kind_name(sp_kind kind);
 
@@ -368,8 +454,8 @@ SP_API size_t sp_results_count_kind(const sp_results *res, sp_kind kind);
 /** @brief How many entries are OK. */
 SP_API size_t sp_results_ok(const sp_results *res);
 
-/** @brief How many entries are not OK (failed, crashed, timed out or
- *  cancelled). */
+/** @brief How many entries are not OK (failed, crashed, timed out,
+ *  cancelled or skipped). */
 SP_API size_t sp_results_failed(const sp_results *res);
 
 /** @brief Wall time of the whole call in seconds, from entry into
@@ -653,7 +739,9 @@ typedef struct sp_options {
      *  process: min(online CPUs, tasks);
      *  serial: ignored (always 1).
      *  Range 0 .. ::SP_MAX_WORKERS (65,536); a larger value gives
-     *  ::SP_EOPTION. Never more workers than tasks start. */
+     *  ::SP_EOPTION. A call starts at most one worker per task of its
+     *  table; tasks spawned with sp_spawn() and dependents made ready
+     *  while every worker is busy may start more, up to this limit. */
     unsigned max_workers;
     /** ::SP_POLICY_COLLECT_ALL (default) or ::SP_POLICY_FAIL_FAST. */
     sp_policy on_error;

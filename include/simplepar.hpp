@@ -127,11 +127,12 @@ enum class kind : int {
     failed = SP_KIND_FAILED,       /**< failed, returned non-zero or threw */
     crashed = SP_KIND_CRASHED,     /**< its worker process died */
     timed_out = SP_KIND_TIMED_OUT, /**< ran past the deadline or its limit */
-    cancelled = SP_KIND_CANCELLED  /**< never started */
+    cancelled = SP_KIND_CANCELLED, /**< never started */
+    skipped = SP_KIND_SKIPPED      /**< a dependency did not end OK */
 };
 
-/** @brief "OK", "FAILED", "CRASHED", "TIMED_OUT" or "CANCELLED" (static
- *  string; "UNKNOWN" for any other value). */
+/** @brief "OK", "FAILED", "CRASHED", "TIMED_OUT", "CANCELLED" or "SKIPPED"
+ * (static string; "UNKNOWN" for any other value). */
 inline const char *kind_name(kind k) noexcept
 {
     return sp_kind_name(static_cast<sp_kind>(k));

@@ -64,6 +64,7 @@ SP_PRIVATE_API int sp__run_begin(const sp_task *tasks, size_t n,
     r->run.workers = r->run.workers_used = workers;
     err = sp_sched_init(&r->run.sched, &r->run, 0);
     if (err) {
+        sp_graph_free(&r->run.graph);
         sp_results_free(r->run.res);
         free(r);
         return err;

@@ -34,19 +34,24 @@ static void enqueue(struct sp_run *run, size_t i)
     pthread_mutex_unlock(&d->lock);
 }
 
-/* What an outcome sets off beyond the entry: the fail-fast stop and the
- * completion callback. Out of line: most outcomes need neither. */
+/* What an outcome sets off beyond the entry: the fail-fast stop, the
+ * completion callback, and the tasks that wait for it. Out of line: most
+ * outcomes need none of them. The callback comes first, so a dependent is
+ * never reported before what it depends on. */
 static SP_NOINLINE void after_complete(struct sp_run *run, size_t i,
-                                       unsigned kind, struct sp_tally *t)
+                                       unsigned kind, struct sp_tally *t,
+                                       unsigned old_flags)
 {
     if (kind != SP_KIND_OK && sp_complete_stops(run, (int)kind))
         sp_run_stop(run, SP_STOP_FAILFAST);
     if (run->opts.on_done) {
         if (t->on_caller)
-            deliver(run, &run->res->entries[i]);
+            deliver(run, sp_entry_at(run->res, i));
         else
             enqueue(run, i);
     }
+    if (run->graph.succ_off || (old_flags & SP_EF_WAITED))
+        sp_graph_release(run, i, kind, old_flags, t);
 }
 
 /* A buffer the task handed over with its own free function: the map
@@ -84,26 +89,94 @@ static SP_NOINLINE bool keep_release(struct sp_run *run, size_t i,
 void sp_complete(struct sp_run *run, size_t i, struct sp_outcome *o,
                  struct sp_tally *t)
 {
-    sp_entry *e = &run->res->entries[i];
+    sp_entry *e = sp_entry_at(run->res, i);
     if (SP_UNLIKELY(o->release))
         keep_release(run, i, o);
     unsigned kind = o->how.kind;
     e->r = o->r;
-    e->how = o->how;
-    e->how.flags |= SP_EF_DONE;
     if (SP_UNLIKELY(o->r.data || (o->how.flags & SP_EF_MSG_OWNED))) {
         sp_results_note_owned(run->res);
         if (!o->r.data)
             e->r.len = 0;
         o->r.data = NULL; /* the entry owns them now */
         o->r.msg = NULL;
-        o->how.flags = 0;
     } else {
         e->r.len = 0;
     }
+    struct sp_how how = o->how;
+    how.flags |= SP_EF_DONE;
+    o->how.flags = 0;
+    /* One exchange publishes the outcome (release) and tells whether a
+     * spawned task marked this one as waited for meanwhile (graph.c). */
+    uint32_t old = atomic_exchange_explicit(&e->how, sp_how_pack(how),
+                                            memory_order_acq_rel);
+    unsigned old_flags = sp_how_unpack(old).flags;
     t->counts[kind]++;
-    if (SP_UNLIKELY(kind != SP_KIND_OK || run->opts.on_done))
-        after_complete(run, i, kind, t);
+    if (SP_UNLIKELY(kind != SP_KIND_OK || run->opts.on_done ||
+                    run->graph.succ_off || (old_flags & SP_EF_WAITED)))
+        after_complete(run, i, kind, t, old_flags);
+}
+
+/* s, cut in the middle to at most max bytes (the end names the root of a
+ * chain of skipped tasks, so it is kept). */
+static void elide(char *out, size_t outlen, const char *s, size_t max)
+{
+    size_t len = strlen(s);
+    if (len <= max) {
+        snprintf(out, outlen, "%s", s);
+        return;
+    }
+    size_t head = max / 4, tail = max - head - 5;
+    snprintf(out, outlen, "%.*s ... %s", (int)head, s, s + len - tail);
+}
+
+void sp_complete_skip(struct sp_run *run, size_t i, uint32_t cause,
+                      struct sp_tally *t)
+{
+    const sp_entry *d = sp_entry_at(run->res, cause);
+    struct sp_how dh = sp_entry_how(d);
+    char why[320], msg[420];
+    elide(why, sizeof why, d->r.msg ? d->r.msg : "", 300);
+    snprintf(msg, sizeof msg, "dependency '%.64s' %s%s%s", d->key,
+             sp_kind_name((sp_kind)dh.kind), why[0] ? ": " : "", why);
+    uint64_t now = sp_now();
+    uint64_t at = now > run->t0 ? now - run->t0 : 0;
+    struct sp_outcome o = {
+        .r = {.code = SP_ESKIPPED,
+              .t_start = at,
+              .t_end = at,
+              .worker = SP_NO_WORKER},
+        .how = {.kind = SP_KIND_SKIPPED},
+    };
+    size_t len = strlen(msg) + 1;
+    char *m = sp_malloc(len);
+    if (m)
+        memcpy(m, msg, len);
+    sp_outcome_set_msg(&o, m, "not started: a dependency did not end OK");
+    sp_complete(run, i, &o, t);
+}
+
+int sp_complete_reserve(struct sp_run *run, size_t total)
+{
+    struct sp_doneq *d = &run->done;
+    if (!d->ready)
+        return 0;
+    int err = 0;
+    pthread_mutex_lock(&d->lock);
+    if (total > d->cap) {
+        size_t cap = d->cap ? d->cap : 64;
+        while (cap < total)
+            cap *= 2;
+        uint32_t *q = sp_realloc(d->q, cap * sizeof *q);
+        if (q) {
+            d->q = q;
+            d->cap = cap;
+        } else {
+            err = SP_ENOMEM;
+        }
+    }
+    pthread_mutex_unlock(&d->lock);
+    return err;
 }
 
 void sp_complete_init(struct sp_run *run)
@@ -118,7 +191,8 @@ void sp_complete_init(struct sp_run *run)
 static int queue_init(struct sp_run *run)
 {
     struct sp_doneq *d = &run->done;
-    d->q = sp_malloc((run->n ? run->n : 1) * sizeof *d->q);
+    d->cap = run->n ? run->n : 1;
+    d->q = sp_malloc(d->cap * sizeof *d->q);
     if (!d->q)
         return sp_set_error(SP_ENOMEM, "cannot allocate the completion queue");
     int rc = pthread_mutex_init(&d->lock, NULL);
@@ -172,7 +246,7 @@ void sp_complete_drain(struct sp_run *run)
         if (!k)
             return; /* producers done, queue empty */
         for (size_t j = 0; j < k; j++)
-            deliver(run, &run->res->entries[batch[j]]);
+            deliver(run, sp_entry_at(run->res, batch[j]));
     }
 }
 

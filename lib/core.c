@@ -78,6 +78,10 @@ int sp_run_init(struct sp_run *run, const sp_task *tasks, size_t n,
     run->res = sp_results_alloc(n);
     SP_CHECK(run->res, SP_ENOMEM, "cannot allocate a results map of %zu", n);
     err = sp_table_index(tasks, n, run->res);
+    if (!err)
+        err = sp_table_graph(run);
+    if (!err && (err = sp_graph_init(run)) != 0)
+        sp_graph_free(&run->graph);
     if (err) {
         sp_results_free(run->res);
         run->res = NULL;
@@ -98,6 +102,7 @@ sp_results *sp_run_close(struct sp_run *run)
     run->res->workers = run->workers_used;
     sp_complete_free(run);
     sp_sched_free(&run->sched);
+    sp_graph_free(&run->graph);
     sp_results *res = run->res;
     res->elapsed_ns = sp_now() - run->t0;
     run->res = NULL;
@@ -129,6 +134,7 @@ SP_API int simple_parallel(const sp_task *tasks, size_t n,
             }
         }
         if (err) {
+            sp_graph_free(&run.graph);
             sp_results_free(run.res);
             return err;
         }

@@ -25,24 +25,38 @@ sp_results *sp_results_alloc(size_t n)
     return res;
 }
 
+/* What entry e owns: its result (unless released by the task's own
+ * function) and its message. */
+static void free_entry(sp_entry *e)
+{
+    struct sp_how how = sp_entry_how(e);
+    if (!(how.flags & SP_EF_RELEASE))
+        free(e->r.data);
+    if (how.flags & SP_EF_MSG_OWNED)
+        free((void *)e->r.msg);
+}
+
 SP_API void sp_results_free(sp_results *res)
 {
     if (!res)
         return;
     for (struct sp_owned *o = atomic_load(&res->owned), *next; o; o = next) {
         next = o->next;
-        o->release(res->entries[o->index].r.data);
+        o->release(sp_entry_at(res, o->index)->r.data);
         free(o);
     }
-    if (res->entries && atomic_load(&res->owns)) {
-        for (size_t i = 0; i < res->ready; i++) {
-            sp_entry *e = &res->entries[i];
-            if (!(e->how.flags & SP_EF_RELEASE))
-                free(e->r.data);
-            if (e->how.flags & SP_EF_MSG_OWNED)
-                free((void *)e->r.msg);
-        }
+    if (res->entries && atomic_load(&res->owns))
+        for (size_t i = 0; i < res->ready; i++)
+            free_entry(&res->entries[i]);
+    size_t spawned = atomic_load(&res->xt.count);
+    for (size_t x = 0; x < spawned; x++) {
+        struct sp_xtask *xt = sp_xtask_at(res, x);
+        free_entry(&xt->e);
+        free(xt->copy);
+        free(xt->deps);
     }
+    for (size_t k = 0; k < SP_XSEGS; k++)
+        free(res->xt.seg[k]);
     free(res->entries);
     free(res->slots);
     free(res->note);
@@ -56,31 +70,84 @@ SP_API void sp_results_free(sp_results *res)
 
 SP_API size_t sp_results_count(const sp_results *res)
 {
-    return res ? res->n : 0;
+    return res ? sp_results_total(res) : 0;
 }
 
 SP_API const sp_entry *sp_results_at(const sp_results *res, size_t index)
 {
-    if (!res || index >= res->n)
+    if (!res || index >= sp_results_total(res))
         return NULL;
-    return &res->entries[index];
+    return sp_entry_at(res, index);
 }
 
-SP_API const sp_entry *sp_results_get(const sp_results *res, const char *key)
+size_t sp_results_find(const sp_results *res, const char *key, size_t len)
 {
-    if (!res || !key || !res->n)
-        return NULL;
-    size_t len = strlen(key);
     uint64_t h = sp_hash(key, len);
     uint64_t tag = h >> 32;
     for (size_t pos = (size_t)h & res->mask;; pos = (pos + 1) & res->mask) {
         uint64_t slot = res->slots[pos];
         if (!slot)
-            return NULL;
-        const sp_entry *e = &res->entries[(slot & 0xffffffffu) - 1];
-        if ((slot >> 32) == tag && strcmp(e->key, key) == 0)
-            return e;
+            return SIZE_MAX;
+        size_t i = (size_t)(slot & 0xffffffffu) - 1;
+        const sp_entry *e = sp_entry_at(res, i);
+        if ((slot >> 32) == tag && strncmp(e->key, key, len) == 0 &&
+            e->key[len] == 0)
+            return i;
     }
+}
+
+SP_API const sp_entry *sp_results_get(const sp_results *res, const char *key)
+{
+    if (!res || !key || !sp_results_total(res))
+        return NULL;
+    size_t i = sp_results_find(res, key, strlen(key));
+    return i == SIZE_MAX ? NULL : sp_entry_at(res, i);
+}
+
+static void index_put(uint64_t *slots, size_t mask, uint64_t h, size_t i)
+{
+    size_t pos = (size_t)h & mask;
+    while (slots[pos])
+        pos = (pos + 1) & mask;
+    slots[pos] = (h >> 32) << 32 | (uint64_t)(i + 1);
+}
+
+int sp_results_index_add(sp_results *res, size_t i)
+{
+    size_t total = i + 1;
+    if (2 * total > res->mask + 1) { /* keep the load at most one half */
+        size_t cap = 2 * (res->mask + 1);
+        uint64_t *slots = sp_calloc(cap, sizeof *slots);
+        if (!slots)
+            return SP_ENOMEM;
+        for (size_t j = 0; j < i; j++) {
+            const char *k = sp_entry_at(res, j)->key;
+            index_put(slots, cap - 1, sp_hash(k, strlen(k)), j);
+        }
+        free(res->slots);
+        res->slots = slots;
+        res->mask = cap - 1;
+    }
+    const char *key = sp_entry_at(res, i)->key;
+    index_put(res->slots, res->mask, sp_hash(key, strlen(key)), i);
+    return 0;
+}
+
+struct sp_xtask *sp_results_xtask_new(sp_results *res, size_t x)
+{
+    size_t k = 0, base = 0;
+    while (x >= base + ((size_t)64 << k)) {
+        base += (size_t)64 << k;
+        k++;
+    }
+    if (k >= SP_XSEGS)
+        return NULL;
+    if (!res->xt.seg[k]) {
+        res->xt.seg[k] = sp_calloc((size_t)64 << k, sizeof(struct sp_xtask));
+        if (!res->xt.seg[k])
+            return NULL;
+    }
+    return &res->xt.seg[k][x - base];
 }
 
 SP_API size_t sp_results_count_kind(const sp_results *res, sp_kind kind)
@@ -97,7 +164,7 @@ SP_API size_t sp_results_ok(const sp_results *res)
 
 SP_API size_t sp_results_failed(const sp_results *res)
 {
-    return res ? res->n - res->counts[SP_KIND_OK] : 0;
+    return res ? sp_results_total(res) - res->counts[SP_KIND_OK] : 0;
 }
 
 SP_API double sp_results_elapsed(const sp_results *res)
@@ -122,7 +189,7 @@ SP_API size_t sp_entry_index(const sp_entry *e)
 
 SP_API sp_kind sp_entry_kind(const sp_entry *e)
 {
-    return e ? (sp_kind)e->how.kind : SP_KIND_CANCELLED;
+    return e ? (sp_kind)sp_entry_how(e).kind : SP_KIND_CANCELLED;
 }
 
 SP_API int sp_entry_code(const sp_entry *e)
@@ -159,19 +226,28 @@ SP_API double sp_entry_end(const sp_entry *e)
 
 SP_API int sp_entry_signal(const sp_entry *e)
 {
-    return e && e->how.signo != SP_EXITED ? e->how.signo : 0;
+    if (!e)
+        return 0;
+    struct sp_how how = sp_entry_how(e);
+    return how.signo != SP_EXITED ? how.signo : 0;
 }
 
 SP_API int sp_entry_exit_status(const sp_entry *e)
 {
-    return e && e->how.signo == SP_EXITED ? e->how.exit_status : -1;
+    if (!e)
+        return -1;
+    struct sp_how how = sp_entry_how(e);
+    return how.signo == SP_EXITED ? how.exit_status : -1;
 }
 
 SP_API sp_code_origin sp_entry_code_origin(const sp_entry *e)
 {
-    if (!e || e->how.kind == SP_KIND_OK)
+    if (!e)
         return SP_ORIGIN_NONE;
-    return e->how.flags & SP_EF_TASK_CODE ? SP_ORIGIN_TASK : SP_ORIGIN_LIBRARY;
+    struct sp_how how = sp_entry_how(e);
+    if (how.kind == SP_KIND_OK)
+        return SP_ORIGIN_NONE;
+    return how.flags & SP_EF_TASK_CODE ? SP_ORIGIN_TASK : SP_ORIGIN_LIBRARY;
 }
 
 SP_API unsigned sp_entry_worker(const sp_entry *e)

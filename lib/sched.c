@@ -59,8 +59,15 @@ int sp_sched_init(struct sp_sched *s, struct sp_run *run, unsigned workers)
     memset(s, 0, sizeof *s);
     s->run = run;
     s->n_static = run->n;
+    if (run->graph.ready) { /* rows with dependencies wait in the heap */
+        s->order = run->graph.ready;
+        s->n_static = run->graph.nready;
+    }
     s->nclaims = workers;
-    s->chunk_div = 4 * (workers ? workers : 1);
+    /* Chunks sized for the workers there will be at first: one per row at
+     * most (a backend may start more later, up to `workers`). */
+    size_t first = workers < run->n ? workers : run->n;
+    s->chunk_div = 4 * (unsigned)(first ? first : 1);
     atomic_init(&s->next_local, 0);
     s->cursor = &s->next_local;
     atomic_init(&s->stealable, 0);
@@ -89,6 +96,10 @@ int sp_sched_init(struct sp_sched *s, struct sp_run *run, unsigned workers)
                                   "cannot initialise the scheduler's lock");
     }
     s->lock_ready = true;
+    if (run->graph.ready && sp_sched_reserve(s, run->n)) {
+        sp_sched_free(s);
+        return SP_ENOMEM;
+    }
     return 0;
 }
 
@@ -134,20 +145,31 @@ static uint32_t heap_pop(struct sp_sched *s)
     return top;
 }
 
-int sp_sched_push(struct sp_sched *s, size_t i)
+int sp_sched_reserve(struct sp_sched *s, size_t cap)
+{
+    int err = 0;
+    pthread_mutex_lock(&s->lock);
+    if (cap > s->heap_cap) {
+        size_t c = s->heap_cap ? s->heap_cap : 64;
+        while (c < cap)
+            c *= 2;
+        uint32_t *h = sp_realloc(s->heap, c * sizeof *h);
+        if (h) {
+            s->heap = h;
+            s->heap_cap = c;
+        } else {
+            err = sp_set_error(SP_ENOMEM,
+                               "cannot make room for %zu ready tasks", cap);
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    return err;
+}
+
+void sp_sched_push(struct sp_sched *s, size_t i, bool claims_next)
 {
     pthread_mutex_lock(&s->lock);
-    if (s->heap_len == s->heap_cap) {
-        size_t cap = s->heap_cap ? 2 * s->heap_cap : 64;
-        uint32_t *h = sp_realloc(s->heap, cap * sizeof *h);
-        if (!h) {
-            pthread_mutex_unlock(&s->lock);
-            return SP_ENOMEM;
-        }
-        s->heap = h;
-        s->heap_cap = cap;
-    }
-    size_t k = s->heap_len++;
+    size_t k = s->heap_len++; /* room was reserved: every task fits once */
     while (k && s->heap[(k - 1) / 2] > (uint32_t)i) {
         s->heap[k] = s->heap[(k - 1) / 2];
         k = (k - 1) / 2;
@@ -155,23 +177,40 @@ int sp_sched_push(struct sp_sched *s, size_t i)
     s->heap[k] = (uint32_t)i;
     heap_publish_min(s);
     s->gen++;
-    if (s->sleepers)
+    /* A worker that pushes as it completes a task claims again at once:
+     * wake another only when there is more than that one to take; with
+     * none asleep, the backend may start one more. */
+    bool more = !claims_next || s->heap_len > 1;
+    bool grow = more && !s->sleepers;
+    if (more && s->sleepers)
         pthread_cond_signal(&s->wake);
     pthread_mutex_unlock(&s->lock);
-    return 0;
+    /* After a stop nothing more starts: no worker to add (this is also the
+     * path of sp_sched_cancel_rest(), when the workers are gone). */
+    if (grow && s->run->ops->grow &&
+        !atomic_load_explicit(s->run->stop, memory_order_relaxed))
+        s->run->ops->grow(s->run);
 }
 
-/* Pop the heap's smallest index if it is below `below`. */
-static bool take_heap(struct sp_sched *s, uint32_t below, size_t *i)
+/* Pop the heap's smallest index if it is below `below`. A doomed task (a
+ * dependency did not end OK) is recorded SKIPPED with tally t instead of
+ * being handed out, and the next one is taken. */
+static bool take_heap(struct sp_sched *s, uint32_t below, size_t *i,
+                      struct sp_tally *t)
 {
-    bool got = false;
-    pthread_mutex_lock(&s->lock);
-    if (s->heap_len && s->heap[0] < below) {
-        *i = heap_pop(s);
-        got = true;
+    for (;;) {
+        bool got = false;
+        pthread_mutex_lock(&s->lock);
+        if (s->heap_len && s->heap[0] < below) {
+            *i = heap_pop(s);
+            got = true;
+        }
+        pthread_mutex_unlock(&s->lock);
+        uint32_t cause;
+        if (!got || !sp_graph_doomed(s->run, *i, &cause))
+            return got;
+        sp_complete_skip(s->run, *i, cause, t);
     }
-    pthread_mutex_unlock(&s->lock);
-    return got;
 }
 
 /* ---- the static list ---------------------------------------------------- */
@@ -294,41 +333,61 @@ static SP_NOINLINE bool claim_slow(struct sp_sched *s, unsigned w, size_t *i)
     }
     /* The heap: first when it holds a lower index than the static list's
      * next, otherwise as the last resort. */
-    return hmin != UINT32_MAX && take_heap(s, UINT32_MAX, i);
+    return hmin != UINT32_MAX && take_heap(s, UINT32_MAX, i, c->tally);
 }
 
-bool sp_sched_claim(struct sp_sched *s, unsigned w, uint64_t now, size_t *i)
+bool sp_sched_claim(struct sp_sched *s, unsigned w, uint64_t *now, size_t *i)
 {
     struct sp_claim *c = &s->claims[w];
     if (!atomic_load_explicit(&c->busy, memory_order_relaxed))
         atomic_store(&c->busy, 1); /* before looking: invariant 5 */
-    if (!sp_run_may_start(s->run, now))
+    if (!sp_run_may_start(s->run, *now))
         return false;
+    if (c->tally && c->tally->handoff) { /* made ready by its last task */
+        *i = c->tally->handoff - 1;
+        c->tally->handoff = 0;
+        /* Its other dependencies may have ended after this worker's last
+         * clock reading (their workers completed them first): read it
+         * again, so the task never starts before a dependency ended. */
+        *now = sp_now();
+        return true;
+    }
     /* Fast path: the front of the worker's own range, when the heap is
      * empty and only this worker claims (serial) or the CAS wins. */
     uint64_t r = atomic_load_explicit(&c->range, memory_order_relaxed);
     uint32_t lo = (uint32_t)r, hi = (uint32_t)(r >> 32);
-    if (hi - lo >= 2 && !s->order &&
-        atomic_load_explicit(&s->heap_min, memory_order_relaxed) ==
-            UINT32_MAX) {
+    if (hi - lo >= 2 && atomic_load_explicit(
+                            &s->heap_min, memory_order_relaxed) == UINT32_MAX) {
         uint64_t next = r + 1; /* lo + 1, hi unchanged: lo < hi - 1 */
         if (s->nclaims == 1)
             atomic_store_explicit(&c->range, next, memory_order_relaxed);
         else if (!atomic_compare_exchange_strong_explicit(&c->range, &r, next,
                                                           memory_order_relaxed,
                                                           memory_order_relaxed))
-            return claim_slow(s, w, i);
-        *i = lo;
+            goto slow;
+        *i = index_at(s, lo);
         return true;
     }
-    return claim_slow(s, w, i);
+slow:;
+    /* A task from the counter, a steal or the heap may have become ready
+     * after the worker's last clock reading: read it again. (A task taken
+     * after the deadline passed is left for the cancellation sweep.) */
+    bool got = claim_slow(s, w, i);
+    *now = sp_now();
+    return got && sp_run_may_start(s->run, *now);
 }
 
 bool sp_sched_take(struct sp_sched *s, size_t *i)
 {
     if (atomic_load_explicit(&s->heap_min, memory_order_relaxed) == UINT32_MAX)
         return false;
-    return take_heap(s, UINT32_MAX, i);
+    return take_heap(s, UINT32_MAX, i, &s->run->caller);
+}
+
+uint32_t sp_sched_peek(const struct sp_sched *s)
+{
+    uint64_t pos = atomic_load_explicit(s->cursor, memory_order_relaxed);
+    return pos < s->n_static ? index_at(s, pos) : UINT32_MAX;
 }
 
 bool sp_sched_claim_one(struct sp_sched *s, size_t *i)
@@ -412,7 +471,7 @@ static const char *stop_message(int why)
 void sp_sched_cancel_rest(struct sp_sched *s)
 {
     struct sp_run *run = s->run;
-    size_t left = run->n;
+    size_t total = sp_results_total(run->res), left = total;
     for (int k = 0; k < SP_N_KINDS; k++)
         left -= run->res->counts[k] + run->caller.counts[k];
     if (!left)
@@ -436,11 +495,16 @@ void sp_sched_cancel_rest(struct sp_sched *s)
         o.r.msg = run->res->note ? run->res->note
                                  : "not started: no worker could run it";
     }
-    for (size_t i = 0; i < run->n && left; i++) {
+    for (size_t i = 0; i < total && left; i++) {
         if (sp_complete_has(run, i))
             continue;
-        struct sp_outcome c = o;
-        sp_complete(run, i, &c, &run->caller);
+        uint32_t cause;
+        if (sp_graph_doomed(run, i, &cause)) {
+            sp_complete_skip(run, i, cause, &run->caller);
+        } else {
+            struct sp_outcome c = o;
+            sp_complete(run, i, &c, &run->caller);
+        }
         left--;
     }
 }

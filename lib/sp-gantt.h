@@ -10,11 +10,11 @@
 
 /* Palette: one colour per result kind (sp_kind's values), the first also
  * the colour of bars that have no kind. */
-enum { SP_GANTT_COLOURS = 5 };
+enum { SP_GANTT_COLOURS = 6 };
 static const char *const sp_gantt_fill[SP_GANTT_COLOURS] = {
-    "#4a90d9", "#e8a33d", "#d0021b", "#8e44ad", "#9e9e9e"};
+    "#4a90d9", "#e8a33d", "#d0021b", "#8e44ad", "#9e9e9e", "#c8b88a"};
 static const char *const sp_gantt_stroke[SP_GANTT_COLOURS] = {
-    "#2a5f99", "#a86f1d", "#80010f", "#5b2a70", "#616161"};
+    "#2a5f99", "#a86f1d", "#80010f", "#5b2a70", "#616161", "#8a7a4c"};
 
 /* One bar, as the source describes it. The strings are borrowed until the
  * next call of the source's bar(). */

@@ -62,6 +62,7 @@ enum {
     SP_EF_MSG_OWNED = 2, /* msg was allocated and is freed with the map */
     SP_EF_TASK_CODE = 4, /* code is the task's own number, not an sp_error */
     SP_EF_RELEASE = 8,   /* data is freed by a function in sp_results.owned */
+    SP_EF_WAITED = 16,   /* a spawned task waits for it (graph.c's edges) */
 };
 
 /* What one attempt of a task came to, in the form the map keeps it. */
@@ -88,11 +89,33 @@ struct sp_how {
  * the task. The map is handed to the caller only after every worker is
  * joined or reaped. */
 struct sp_entry {    /* 64 bytes on LP64: one cache line */
-    const char *key; /* into sp_results.keys */
+    const char *key; /* into sp_results.keys, or a spawned task's copy */
     struct sp_rec r;
     uint32_t index;
-    struct sp_how how;
+    /* struct sp_how, packed (sp_how_pack). Atomic because a task spawned
+     * with `after` marks the dependency SP_EF_WAITED while it may be
+     * completing: exactly one of the two then releases the edge. */
+    _Atomic uint32_t how;
 };
+
+static inline uint32_t sp_how_pack(struct sp_how h)
+{
+    return (uint32_t)h.kind | (uint32_t)h.flags << 8 | (uint32_t)h.signo << 16 |
+           (uint32_t)h.exit_status << 24;
+}
+
+static inline struct sp_how sp_how_unpack(uint32_t v)
+{
+    return (struct sp_how){(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16),
+                           (uint8_t)(v >> 24)};
+}
+
+/* How an entry ended (acquire: its record is visible once DONE is). */
+static inline struct sp_how sp_entry_how(const sp_entry *e)
+{
+    return sp_how_unpack(atomic_load_explicit((_Atomic uint32_t *)&e->how,
+                                              memory_order_acquire));
+}
 /* sp_entry.signo value meaning "the worker exited" (no signal). */
 #define SP_EXITED 0xff
 
@@ -103,8 +126,28 @@ struct sp_keys {
     char bytes[];
 };
 
+/* A task added while the call runs (sp_spawn()). The map owns it, in
+ * segments that never move, so its entry's address stays valid. */
+struct sp_xtask {
+    sp_entry e;
+    sp_task row;    /* key, data, after point into `copy` */
+    uint32_t *deps; /* its dependencies, in after order */
+    uint32_t ndeps;
+    _Atomic uint32_t pending; /* unmet dependencies | SP_DEP_DOOMED */
+    uint32_t cause;           /* the dependency that doomed it */
+    uint32_t dyn_head;        /* first edge of tasks waiting for it, or none */
+    void *copy;               /* one allocation: key, data, after list */
+};
+
+/* Spawned tasks: segment k holds 64 << k of them. */
+#define SP_XSEGS 27
+struct sp_xtasks {
+    struct sp_xtask *seg[SP_XSEGS];
+    _Atomic size_t count; /* published after the task is complete */
+};
+
 struct sp_results {
-    size_t n;
+    size_t n;             /* rows of the table; spawned tasks follow (xt) */
     size_t ready;         /* entries initialised so far (all n once indexed) */
     sp_entry *entries;    /* n entries, input order */
     struct sp_keys *keys; /* chain of arenas holding every key */
@@ -116,6 +159,7 @@ struct sp_results {
     char *thread_note; /* owned: why fewer workers ran than planned */
     /* Entries flagged SP_EF_RELEASE: pushed by completion, any thread. */
     _Atomic(struct sp_owned *) owned;
+    struct sp_xtasks xt;       /* spawned tasks, after the table's */
     size_t counts[SP_N_KINDS]; /* per kind; written by complete.c only */
     /* Whether any entry owns memory (data or message), so freeing a map of
      * bare results need not walk it. Set check-then-store by completion. */
@@ -123,6 +167,40 @@ struct sp_results {
 };
 
 sp_results *sp_results_alloc(size_t n);
+
+/* Spawned task x (0-based among spawned ones). */
+static inline struct sp_xtask *sp_xtask_at(const sp_results *res, size_t x)
+{
+    size_t k = 0, base = 0;
+    while (x >= base + ((size_t)64 << k)) {
+        base += (size_t)64 << k;
+        k++;
+    }
+    return &res->xt.seg[k][x - base];
+}
+
+/* Entry i of the whole call: the table's rows, then spawned tasks. */
+static inline sp_entry *sp_entry_at(const sp_results *res, size_t i)
+{
+    if (i < res->n)
+        return &res->entries[i];
+    return &sp_xtask_at(res, i - res->n)->e;
+}
+
+/* Tasks in the call so far: rows plus spawned. */
+static inline size_t sp_results_total(const sp_results *res)
+{
+    return res->n + atomic_load_explicit((_Atomic size_t *)&res->xt.count,
+                                         memory_order_acquire);
+}
+
+/* Make room for spawned task x and return it (zeroed); NULL out of
+ * memory. Caller holds the graph lock. */
+struct sp_xtask *sp_results_xtask_new(sp_results *res, size_t x);
+/* The index of key (len bytes) in the map, or SIZE_MAX. */
+size_t sp_results_find(const sp_results *res, const char *key, size_t len);
+/* Add spawned task i's key to the index; 0 or SP_ENOMEM. Graph lock. */
+int sp_results_index_add(sp_results *res, size_t i);
 
 /* ---- one call ----------------------------------------------------------- */
 
@@ -144,6 +222,12 @@ struct sp_tally {
     /* This tally belongs to the thread that called simple_parallel(): the
      * completion callback may be called directly. */
     bool on_caller;
+    /* The thread claims its next task from the scheduler right after
+     * completing one (thread and serial workers): a single task its
+     * completion makes ready is handed to it directly (handoff) instead of
+     * going through the heap. */
+    bool claims;
+    uint32_t handoff; /* task index + 1, 0 = none */
 };
 
 /* What one attempt of a task came to, as the worker or the process parent
@@ -170,7 +254,8 @@ struct sp_owned {
 struct sp_doneq {
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    uint32_t *q;    /* capacity: every task of the run */
+    uint32_t *q; /* capacity: every task of the run */
+    size_t cap;
     size_t head;    /* next to deliver; only the calling thread moves it */
     size_t tail;    /* next free */
     bool waiting;   /* the calling thread sleeps on cond */
@@ -182,6 +267,10 @@ struct sp_doneq {
 struct sp_claim {
     _Alignas(64) _Atomic uint64_t range; /* [lo, hi) positions: lo | hi << 32 */
     _Atomic int busy; /* holds or runs work that may make more ready */
+    /* Where the worker counts outcomes; the scheduler records a doomed
+     * task it pops as SKIPPED with it. Set by the backend before workers
+     * start. */
+    struct sp_tally *tally;
 };
 
 /* The ready queue (sched.c). Tasks ready at the start form the static list
@@ -215,6 +304,47 @@ struct sp_sched {
     bool lock_ready;   /* lock and wake were initialised */
 };
 
+/* The dependency graph of a call (table.c builds the table's part,
+ * graph.c runs it). A task's pending count is its unmet dependencies; the
+ * top bit marks it doomed (a dependency did not end OK): it is pushed
+ * once, when it becomes ready or doomed, and a doomed task is recorded
+ * SKIPPED instead of running. */
+#define SP_DEP_DOOMED 0x80000000u
+#define SP_NO_EDGE UINT32_MAX
+
+struct sp_dyn_edge {
+    uint32_t succ; /* the waiting task */
+    uint32_t next; /* next edge of the same dependency, or SP_NO_EDGE */
+};
+
+struct sp_graph {
+    /* The table's edges (NULL when no row has 'after'): successors of
+     * row i are succ[succ_off[i] .. succ_off[i+1]), its dependencies
+     * deps[dep_off[i] .. dep_off[i+1]) in 'after' order. */
+    uint32_t *succ_off, *succ;
+    uint32_t *dep_off, *deps;
+    _Atomic uint32_t *pending; /* per row */
+    uint32_t *cause;           /* per row: the dependency that doomed it */
+    uint32_t *ready;           /* rows ready at the start, in table order */
+    size_t nready;
+    /* Spawned tasks and the edges of tasks that wait for a task that had
+     * not ended when they were spawned: under the lock. */
+    pthread_mutex_t lock;
+    bool lock_ready;
+    uint32_t *dyn_head; /* per row, first waiting edge (allocated lazily) */
+    struct sp_dyn_edge *edges;
+    size_t nedges, edges_cap;
+    uint32_t free_edge; /* recycled edges, or SP_NO_EDGE */
+};
+
+/* Ways a task's context reaches the caller when it runs in a worker
+ * process (set there by the process backend): otherwise the run is local
+ * and graph.c answers. */
+struct sp_remote {
+    int (*spawn)(struct sp_ctx *ctx, const sp_task *task);
+    const void *(*dep)(struct sp_ctx *ctx, const char *key, size_t *len);
+};
+
 /* Everything one call of simple_parallel() shares between its workers. */
 struct sp_run {
     const sp_task *tasks;
@@ -238,6 +368,8 @@ struct sp_run {
      * points into the map (sp_results.thread_note). */
     _Atomic(const char *) oom_note;
     struct sp_sched sched;
+    struct sp_graph graph;
+    const struct sp_remote *remote; /* in a worker process; NULL = local */
     struct sp_doneq done;
     struct sp_tally caller; /* outcomes recorded on the calling thread */
     void *backend;          /* the backend's own state */
@@ -252,6 +384,7 @@ void sp_outcome_set_msg(struct sp_outcome *o, char *owned,
 struct sp_ctx {
     struct sp_run *run;
     struct sp_outcome *out;
+    const sp_task *task; /* its row (a table row, a spawned task's copy) */
     size_t index;
     uint64_t start; /* absolute ns */
     unsigned worker;
@@ -280,6 +413,12 @@ struct sp_ctx {
  *   stop(run)         may be called at any time, from any thread, after a
  *                     stop was requested (sp_run_stop()): wake whatever
  *                     sleeps so it sees the stop. Must not block.
+ *   grow(run)         optional: a task became ready and no worker slept to
+ *                     take it; start one more if below the cap. Called by
+ *                     a running worker thread.
+ *
+ * workers() gives the cap: the most workers the run may use; a backend
+ * starts no more workers than there are tasks ready to take.
  *
  * Registering a backend is one row in core.c's table plus its file. */
 struct sp_backend_ops {
@@ -289,6 +428,7 @@ struct sp_backend_ops {
     void (*wait)(struct sp_run *run);
     void (*finish)(struct sp_run *run);
     void (*stop)(struct sp_run *run);
+    void (*grow)(struct sp_run *run);
 };
 
 extern const struct sp_backend_ops sp_backend_thread;
@@ -335,6 +475,38 @@ const char *sp_errno_text(int err, char *buf, size_t len);
 /* Validate rows, build the key index and copy the keys into res.
  * Returns 0 or an error code with sp_last_error() set. */
 int sp_table_index(const sp_task *tasks, size_t n, sp_results *res);
+/* A row's own faults (key, callback, data, reserved fields): 0 or an
+ * error with the message set. Shared with sp_spawn(). */
+int sp_table_row_error(const sp_task *t, size_t i);
+/* After the index: check every row's 'after' (keys in the table, no
+ * cycle) and build the table's edges into run->graph; 0 or SP_EDEPKEY /
+ * SP_ECYCLE / SP_ENOMEM with the message naming the row (and the keys
+ * around a cycle). Nothing is built for a table without 'after'. */
+int sp_table_graph(struct sp_run *run);
+
+/* ---- graph.c ------------------------------------------------------------ */
+
+/* Set up the graph's lock (after sp_table_graph()); 0 or SP_ETHREAD. */
+int sp_graph_init(struct sp_run *run);
+void sp_graph_free(struct sp_graph *g);
+/* The row of task i: the table's, or a spawned task's copy. */
+const sp_task *sp_graph_row(const struct sp_run *run, size_t i);
+/* Task i's outcome was recorded (sp_complete()): release the tasks that
+ * wait for it (ready when it was the last they waited for, doomed when it
+ * did not end OK). old_flags: its entry's flags before DONE was set. */
+void sp_graph_release(struct sp_run *run, size_t i, unsigned kind,
+                      unsigned old_flags, struct sp_tally *t);
+/* Whether task i is doomed; *cause: the dependency that did not end OK. */
+bool sp_graph_doomed(const struct sp_run *run, size_t i, uint32_t *cause);
+/* A spawned row's own faults (key, callback, data, reserved fields): 0
+ * or an error with the message set. */
+int sp_graph_check_row(const sp_task *t);
+/* sp_spawn(): add a task to the running call. 0, or an sp_error with the
+ * message set and nothing added. */
+int sp_graph_spawn(struct sp_run *run, size_t spawner, const sp_task *t);
+/* sp_dep_result() for task i, in this process. */
+const void *sp_graph_dep(struct sp_run *run, size_t i, const char *key,
+                         size_t *len);
 uint64_t sp_hash(const char *s, size_t len);
 
 /* ---- sched.c ------------------------------------------------------------ */
@@ -343,10 +515,11 @@ uint64_t sp_hash(const char *s, size_t len);
  * serial backends); 0 or SP_ENOMEM / SP_ETHREAD with the message set. */
 int sp_sched_init(struct sp_sched *s, struct sp_run *run, unsigned workers);
 void sp_sched_free(struct sp_sched *s);
-/* Give worker w its next task in *i; `now` is the current time (checked
- * against the deadline). false: nothing to start now; call sp_sched_idle().
- */
-bool sp_sched_claim(struct sp_sched *s, unsigned w, uint64_t now, size_t *i);
+/* Give worker w its next task in *i; *now is the worker's last clock
+ * reading (checked against the deadline), read again when the task did not
+ * come from the front of the worker's own range (it may have become ready
+ * since). false: nothing to start now; call sp_sched_idle(). */
+bool sp_sched_claim(struct sp_sched *s, unsigned w, uint64_t *now, size_t *i);
 /* Worker w found nothing: wait until a task may be ready (true: claim
  * again) or the run will start nothing more (false: leave). */
 bool sp_sched_idle(struct sp_sched *s, unsigned w);
@@ -354,11 +527,19 @@ bool sp_sched_idle(struct sp_sched *s, unsigned w);
  * backend's workers share the counter through a mapping); false at the end.
  */
 bool sp_sched_claim_one(struct sp_sched *s, size_t *i);
+/* The task the static list would hand out next, UINT32_MAX at its end. */
+uint32_t sp_sched_peek(const struct sp_sched *s);
 /* Take the lowest ready index from the heap, if any (a backend that hands
  * tasks to workers itself: the process parent). */
 bool sp_sched_take(struct sp_sched *s, size_t *i);
-/* Task i became ready (handed back, released, spawned): into the heap. */
-int sp_sched_push(struct sp_sched *s, size_t i);
+/* Task i became ready (handed back, released, spawned): into the heap,
+ * which must have room (sp_sched_reserve()). claims_next: the caller is a
+ * worker that claims again right after (a completion), so one sleeper is
+ * woken only when more than one task is ready. */
+void sp_sched_push(struct sp_sched *s, size_t i, bool claims_next);
+/* Make room in the heap for cap tasks (every task can be in it at most
+ * once). 0 or SP_ENOMEM. */
+int sp_sched_reserve(struct sp_sched *s, size_t cap);
 /* A stop was requested: wake every sleeping worker. */
 void sp_sched_wake(struct sp_sched *s);
 /* After every worker is gone: every task without an outcome never started;
@@ -371,6 +552,11 @@ void sp_sched_cancel_rest(struct sp_sched *s);
  * absolute time it starts; returns the absolute end time. */
 uint64_t sp_task_exec(struct sp_run *run, size_t i, unsigned worker,
                       uint64_t start, struct sp_outcome *out);
+/* The same, for a row the caller supplies (a spawned task a worker process
+ * received with its RUN command). */
+uint64_t sp_task_exec_row(struct sp_run *run, size_t i, const sp_task *t,
+                          unsigned worker, uint64_t start,
+                          struct sp_outcome *out);
 /* Free what an outcome owns (one that was not handed to sp_complete()). */
 void sp_outcome_free(struct sp_outcome *o);
 
@@ -392,8 +578,14 @@ static inline bool sp_complete_stops(const struct sp_run *run, int kind)
 /* Whether task i has its outcome. */
 static inline bool sp_complete_has(const struct sp_run *run, size_t i)
 {
-    return run->res->entries[i].how.flags & SP_EF_DONE;
+    return sp_entry_how(sp_entry_at(run->res, i)).flags & SP_EF_DONE;
 }
+/* Record doomed task i as SKIPPED: cause is the dependency that did not
+ * end OK; the message names it and how it ended. */
+void sp_complete_skip(struct sp_run *run, size_t i, uint32_t cause,
+                      struct sp_tally *t);
+/* Make room in the completion queue for `total` tasks (spawn). */
+int sp_complete_reserve(struct sp_run *run, size_t total);
 /* Reset the run's completion state (core.c, before the backend starts). */
 void sp_complete_init(struct sp_run *run);
 /* A backend whose worker threads record outcomes sets up the callback's

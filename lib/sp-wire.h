@@ -4,10 +4,15 @@
  * Worker to parent: frames, each a fixed 48-byte header followed by the
  * message and the result bytes. A RESULT frame carries one task's outcome;
  * an IDLE frame (no message, no data) says the worker found nothing to
- * claim and waits for a command.
+ * claim and waits for a command; a DEPREQ frame asks for the result of
+ * the dependency whose key is its message; a SPAWN frame adds a task (its
+ * key as the message, the rest of the row packed as its data).
  *
- * Parent to worker: commands, each a fixed 16-byte header (RUN task i,
- * EXIT).
+ * Parent to worker: commands, each a fixed 24-byte header and `len` bytes
+ * of payload: RUN task i (a spawned task's row as payload), CLAIM (go back
+ * to the shared counter), EXIT, and the replies DEP (the dependency's
+ * result bytes, or an error code and its message) and SPAWNED (0, or an
+ * error code and its message).
  *
  * Both ends are the same program on the same machine, so fields are in
  * host byte order; the magics catch a stream that is out of step.
@@ -32,20 +37,39 @@
 #define SP_WIRE_TASK_CODE 1u
 
 /* sp_wire_header.type */
-enum { SP_WIRE_RESULT = 0, SP_WIRE_IDLE = 1 };
+enum {
+    SP_WIRE_RESULT = 0,
+    SP_WIRE_IDLE = 1,
+    SP_WIRE_DEPREQ = 2,
+    SP_WIRE_SPAWN = 3,
+};
+
+/* A SPAWN frame's data: this fixed part, then the argument bytes, then the
+ * after keys, each NUL-terminated. */
+#define SP_WIRE_SPAWN_FIXED 28 /* fn 8, arg 8, data_len 8, after count 4 */
 
 /* Commands, parent to worker. */
 #define SP_WIRE_CMD_MAGIC 0x31435053u /* "SPC1" little-endian */
-#define SP_WIRE_CMD 16
-enum { SP_CMD_RUN = 1, SP_CMD_EXIT = 2 };
+#define SP_WIRE_CMD 24
+enum {
+    SP_CMD_RUN = 1,     /* index: the task; payload: a spawned row or none */
+    SP_CMD_EXIT = 2,    /* leave */
+    SP_CMD_CLAIM = 3,   /* claim from the shared counter again */
+    SP_CMD_DEP = 4,     /* code 0: payload = result bytes; else message */
+    SP_CMD_SPAWNED = 5, /* code 0, or an error code with its message */
+};
+/* A RUN command's payload for a spawned task: this fixed part, then the
+ * key (NUL-terminated), then the argument bytes. */
+#define SP_WIRE_RUN_FIXED 28 /* fn 8, arg 8, key_len 4, data_len 8 */
 struct sp_wire_cmd {
     uint32_t magic;
     uint32_t type;  /* SP_CMD_* */
     uint32_t index; /* RUN: the task */
-    uint32_t reserved;
+    int32_t code;   /* DEP, SPAWNED: 0 or an sp_error */
+    uint64_t len;   /* payload bytes that follow */
 };
 void sp_wire_cmd_encode(unsigned char *out, const struct sp_wire_cmd *c);
-/* 0, or SP_EPROTO for a command that is not well-formed for max_index. */
+/* 0, or SP_EPROTO for a header that is not well-formed for max_index. */
 int sp_wire_cmd_decode(struct sp_wire_cmd *c, const unsigned char *in,
                        uint32_t max_index);
 

@@ -3,6 +3,7 @@
  * probing) and the map's own copy of every key. */
 #include "sp-private.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,7 +63,20 @@ uint64_t sp_hash(const char *s, size_t len)
     return h;
 }
 
-static int row_error(const sp_task *t, size_t i)
+/* The 0.1 ABI holds (docs/guide.md, "Room to grow"): sp_task and
+ * sp_options keep their sizes and the offsets of 0.1's fields; data and
+ * len took the place of sp_task's first two reserved pointers. */
+_Static_assert(sizeof(sp_task) == 8 * sizeof(void *), "sp_task changed size");
+_Static_assert(offsetof(sp_task, after) == 3 * sizeof(void *) &&
+                   offsetof(sp_task, data) == 4 * sizeof(void *) &&
+                   offsetof(sp_task, reserved) == 6 * sizeof(void *),
+               "sp_task fields moved");
+_Static_assert(offsetof(sp_options, reserved) + 56 == sizeof(sp_options),
+               "sp_options changed");
+
+/* What is wrong with one row on its own (dependencies are checked once
+ * every key is known: sp_table_graph()). Shared with sp_spawn(). */
+int sp_table_row_error(const sp_task *t, size_t i)
 {
     if (!t->key || !t->key[0])
         return sp_set_error(SP_ENOKEY, "task at index %zu has %s key", i,
@@ -71,11 +85,11 @@ static int row_error(const sp_task *t, size_t i)
         return sp_set_error(SP_ENOFN,
                             "task \"%.*s\" at index %zu has a NULL callback",
                             KEY_SHOWN, t->key, i);
-    if (t->after)
-        return sp_set_error(SP_ENOTSUP,
-                            "task \"%.*s\" at index %zu sets 'after': "
-                            "dependencies are not supported in version %s",
-                            KEY_SHOWN, t->key, i, sp_version_string());
+    if (!t->data && t->len)
+        return sp_set_error(SP_EINVAL,
+                            "task \"%.*s\" at index %zu has len %zu but no "
+                            "data",
+                            KEY_SHOWN, t->key, i, t->len);
     for (size_t r = 0; r < sizeof t->reserved / sizeof t->reserved[0]; r++)
         if (t->reserved[r])
             return sp_set_error(SP_ENOTSUP,
@@ -122,7 +136,11 @@ static int insert_block(const sp_task *tasks, sp_results *res, size_t lo,
         }
         size_t len = ls[i - lo];
         memcpy(arena, key, len + 1);
-        res->entries[i] = (sp_entry){.key = arena, .index = (uint32_t)i};
+        sp_entry *e = &res->entries[i];
+        e->key = arena;
+        memset(&e->r, 0, sizeof e->r);
+        e->index = (uint32_t)i;
+        atomic_init(&e->how, 0);
         arena += len + 1;
     }
     return 0;
@@ -142,7 +160,7 @@ int sp_table_index(const sp_task *tasks, size_t n, sp_results *res)
             const sp_task *t = &tasks[i];
             if (i + 8 < n)
                 PREFETCH(&tasks[i + 8]);
-            if ((row_err = row_error(t, i)) != 0) {
+            if ((row_err = sp_table_row_error(t, i)) != 0) {
                 hi = i;
                 break;
             }
@@ -163,4 +181,164 @@ int sp_table_index(const sp_task *tasks, size_t n, sp_results *res)
     }
     res->ready = n;
     return 0;
+}
+
+/* ---- dependencies ------------------------------------------------------- */
+
+/* The first dependency of row v that Kahn's algorithm did not take. */
+static size_t waits_for(const struct sp_graph *g, const uint32_t *left,
+                        size_t v)
+{
+    for (uint32_t p = g->dep_off[v]; p < g->dep_off[v + 1]; p++)
+        if (left[g->deps[p]])
+            return g->deps[p];
+    return v; /* not reached: a row left over waits for one left over */
+}
+
+/* Describe a cycle among the rows Kahn's algorithm did not take: each of
+ * them waits for at least one other of them, so following waits_for()
+ * from any of them comes back to a row already seen, which is on a
+ * cycle. */
+static int cycle_error(const struct sp_run *run, const struct sp_graph *g,
+                       const uint32_t *left, uint32_t *seen)
+{
+    const sp_task *t = run->tasks;
+    size_t v = 0;
+    while (!left[v])
+        v++;
+    while (!seen[v]) {
+        seen[v] = 1;
+        v = waits_for(g, left, v);
+    }
+    /* v is on the cycle; start the message at its lowest row. */
+    size_t first = v;
+    for (size_t u = waits_for(g, left, v); u != v; u = waits_for(g, left, u))
+        if (u < first)
+            first = u;
+    char msg[400];
+    int len = 0;
+    size_t u = first;
+    for (unsigned hops = 0;; hops++) {
+        size_t next = waits_for(g, left, u);
+        if (hops == 8 && next != first) {
+            len += snprintf(msg + len, sizeof msg - (size_t)len, " ...");
+            break;
+        }
+        len += snprintf(msg + len, sizeof msg - (size_t)len,
+                        "%s\"%.*s\" (index %zu) waits for \"%.*s\"",
+                        hops ? "; " : "", 24, t[u].key, u, 24, t[next].key);
+        if (next == first || len < 0 || (size_t)len >= sizeof msg)
+            break;
+        u = next;
+    }
+    return sp_set_error(SP_ECYCLE,
+                        "task \"%.*s\" at index %zu is in a dependency "
+                        "cycle: %s",
+                        KEY_SHOWN, t[first].key, first, msg);
+}
+
+int sp_table_graph(struct sp_run *run)
+{
+    const sp_task *t = run->tasks;
+    size_t n = run->n, nedges = 0;
+    bool any = false;
+    for (size_t i = 0; i < n; i++) {
+        if (!t[i].after)
+            continue;
+        any = true;
+        for (size_t k = 0; t[i].after[k]; k++)
+            if (++nedges >= UINT32_MAX)
+                return sp_set_error(SP_ETOOMANY,
+                                    "more than %u dependencies in the table",
+                                    UINT32_MAX - 1);
+    }
+    if (!any)
+        return 0;
+    struct sp_graph *g = &run->graph;
+    g->dep_off = sp_malloc((n + 1) * sizeof *g->dep_off);
+    g->succ_off = sp_calloc(n + 1, sizeof *g->succ_off);
+    g->deps = sp_malloc((nedges ? nedges : 1) * sizeof *g->deps);
+    g->succ = sp_malloc((nedges ? nedges : 1) * sizeof *g->succ);
+    g->pending = sp_malloc(n * sizeof *g->pending);
+    g->cause = sp_calloc(n, sizeof *g->cause);
+    g->ready = sp_malloc(n * sizeof *g->ready);
+    uint32_t *left = sp_calloc(n, sizeof *left); /* Kahn's in-degrees */
+    int err = 0;
+    if (!g->dep_off || !g->succ_off || !g->deps || !g->succ || !g->pending ||
+        !g->cause || !g->ready || !left) {
+        err = sp_set_error(SP_ENOMEM,
+                           "cannot allocate the graph of %zu "
+                           "tasks and %zu dependencies",
+                           n, nedges);
+        goto out;
+    }
+    /* Resolve every key; count each row's successors. */
+    size_t e = 0;
+    for (size_t i = 0; i < n && !err; i++) {
+        g->dep_off[i] = (uint32_t)e;
+        for (size_t k = 0; t[i].after && t[i].after[k]; k++) {
+            const char *key = t[i].after[k];
+            size_t j = sp_results_find(run->res, key, strlen(key));
+            if (j == SIZE_MAX)
+                err = sp_set_error(SP_EDEPKEY,
+                                   "task \"%.*s\" at index %zu depends on "
+                                   "\"%.*s\", which is not in the table",
+                                   KEY_SHOWN, t[i].key, i, KEY_SHOWN, key);
+            else if (j == i)
+                err = sp_set_error(SP_ECYCLE,
+                                   "task \"%.*s\" at index %zu depends on "
+                                   "itself",
+                                   KEY_SHOWN, t[i].key, i);
+            if (err)
+                break;
+            g->deps[e++] = (uint32_t)j;
+            g->succ_off[j + 1]++;
+        }
+    }
+    if (err)
+        goto out;
+    g->dep_off[n] = (uint32_t)e;
+    for (size_t i = 0; i < n; i++)
+        g->succ_off[i + 1] += g->succ_off[i];
+    /* Fill the successor lists; `left` counts each list's fill for now. */
+    for (size_t i = 0; i < n; i++) {
+        for (uint32_t p = g->dep_off[i]; p < g->dep_off[i + 1]; p++) {
+            uint32_t j = g->deps[p];
+            g->succ[g->succ_off[j] + left[j]++] = (uint32_t)i;
+        }
+    }
+    /* Kahn's algorithm, in table order: what is ready at the start forms
+     * the scheduler's static list; if some row is never taken, there is a
+     * cycle. */
+    size_t nready = 0, head = 0, taken = 0;
+    for (size_t i = 0; i < n; i++) {
+        left[i] = g->dep_off[i + 1] - g->dep_off[i];
+        atomic_init(&g->pending[i], left[i]);
+        if (!left[i])
+            g->ready[nready++] = (uint32_t)i;
+    }
+    g->nready = nready;
+    /* The queue reuses `cause`, zeroed again below. */
+    uint32_t *queue = g->cause;
+    for (size_t r = 0; r < nready; r++)
+        queue[r] = g->ready[r];
+    size_t tail = nready;
+    while (head < tail) {
+        uint32_t v = queue[head++];
+        taken++;
+        for (uint32_t p = g->succ_off[v]; p < g->succ_off[v + 1]; p++)
+            if (--left[g->succ[p]] == 0)
+                queue[tail++] = g->succ[p];
+    }
+    if (taken < n) {
+        memset(queue, 0, n * sizeof *queue); /* becomes `seen` */
+        err = cycle_error(run, g, left, queue);
+        goto out;
+    }
+    memset(g->cause, 0, n * sizeof *g->cause);
+out:
+    free(left);
+    if (err)
+        sp_graph_free(g);
+    return err;
 }

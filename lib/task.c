@@ -182,7 +182,37 @@ SP_API int sp_cancelled(sp_ctx *ctx)
 
 SP_API const char *sp_ctx_key(const sp_ctx *ctx)
 {
-    return ctx ? ctx->run->tasks[ctx->index].key : "";
+    return ctx ? ctx->task->key : "";
+}
+
+SP_API const void *sp_ctx_data(const sp_ctx *ctx, size_t *len)
+{
+    size_t n = ctx && ctx->task->data ? ctx->task->len : 0;
+    if (len)
+        *len = n;
+    return n ? ctx->task->data : NULL;
+}
+
+SP_API const void *sp_dep_result(sp_ctx *ctx, const char *key, size_t *len)
+{
+    if (!ctx) {
+        if (len)
+            *len = 0;
+        sp_set_error(SP_EINVAL, "sp_dep_result: the context is NULL");
+        return NULL;
+    }
+    if (ctx->run->remote)
+        return ctx->run->remote->dep(ctx, key, len);
+    return sp_graph_dep(ctx->run, ctx->index, key, len);
+}
+
+SP_API int sp_spawn(sp_ctx *ctx, const sp_task *task)
+{
+    if (!ctx)
+        return sp_set_error(SP_EINVAL, "sp_spawn: the context is NULL");
+    if (ctx->run->remote)
+        return ctx->run->remote->spawn(ctx, task);
+    return sp_graph_spawn(ctx->run, ctx->index, task);
 }
 
 SP_API size_t sp_ctx_index(const sp_ctx *ctx)
@@ -238,19 +268,30 @@ static void classify(struct sp_ctx *ctx, int rc)
                           : SP_KIND_CANCELLED;
 }
 
-uint64_t sp_task_exec(struct sp_run *run, size_t i, unsigned worker,
-                      uint64_t start, struct sp_outcome *out)
+uint64_t sp_task_exec_row(struct sp_run *run, size_t i, const sp_task *t,
+                          unsigned worker, uint64_t start,
+                          struct sp_outcome *out)
 {
-    const sp_task *t = &run->tasks[i];
     *out = (struct sp_outcome){.r.worker = worker};
-    struct sp_ctx ctx = {
-        .run = run, .out = out, .index = i, .worker = worker, .start = start};
+    struct sp_ctx ctx = {.run = run,
+                         .out = out,
+                         .task = t,
+                         .index = i,
+                         .worker = worker,
+                         .start = start};
     int rc = t->fn(&ctx, t->arg);
     uint64_t end = sp_now();
     classify(&ctx, rc);
     out->r.t_start = start - run->t0;
     out->r.t_end = end - run->t0;
     return end;
+}
+
+uint64_t sp_task_exec(struct sp_run *run, size_t i, unsigned worker,
+                      uint64_t start, struct sp_outcome *out)
+{
+    const sp_task *t = i < run->n ? &run->tasks[i] : sp_graph_row(run, i);
+    return sp_task_exec_row(run, i, t, worker, start, out);
 }
 
 void sp_outcome_free(struct sp_outcome *o)

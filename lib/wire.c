@@ -79,8 +79,21 @@ static int check_header(struct sp_wire_dec *d)
             return fail(d, SP_EPROTO, "idle frame with a payload");
         return 0;
     }
-    if (h->type != SP_WIRE_RESULT)
+    if (h->type == SP_WIRE_DEPREQ || h->type == SP_WIRE_SPAWN) {
+        if (h->index >= d->max_index)
+            return fail(d, SP_EPROTO, "request names a task out of range");
+        if (h->code || h->kind || h->flags || h->pad || h->reserved ||
+            h->t_start || h->t_end || !h->msg_len ||
+            h->msg_len > SP_WIRE_MAX_MSG ||
+            (h->type == SP_WIRE_DEPREQ ? h->data_len != 0
+                                       : h->data_len < SP_WIRE_SPAWN_FIXED ||
+                                             h->data_len > SP_WIRE_MAX_DATA))
+            return fail(d, SP_EPROTO, "malformed request frame");
+    } else if (h->type != SP_WIRE_RESULT) {
         return fail(d, SP_EPROTO, "frame of an unknown type");
+    }
+    if (h->type != SP_WIRE_RESULT)
+        goto allocate;
     if (h->index >= d->max_index)
         return fail(d, SP_EPROTO, "frame names a task index out of range");
     d->bad_index = h->index;
@@ -96,6 +109,7 @@ static int check_header(struct sp_wire_dec *d)
         return fail(d, SP_EPROTO, "frame message is oversized");
     if (h->data_len > SP_WIRE_MAX_DATA || h->data_len >= SIZE_MAX)
         return fail(d, SP_EPROTO, "frame result is oversized");
+allocate:
     if (h->msg_len) {
         d->f.msg = sp_malloc((size_t)h->msg_len + 1);
         if (!d->f.msg)
@@ -236,7 +250,8 @@ void sp_wire_cmd_encode(unsigned char *out, const struct sp_wire_cmd *c)
     memcpy(out, &c->magic, 4);
     memcpy(out + 4, &c->type, 4);
     memcpy(out + 8, &c->index, 4);
-    memcpy(out + 12, &c->reserved, 4);
+    memcpy(out + 12, &c->code, 4);
+    memcpy(out + 16, &c->len, 8);
 }
 
 int sp_wire_cmd_decode(struct sp_wire_cmd *c, const unsigned char *in,
@@ -245,10 +260,20 @@ int sp_wire_cmd_decode(struct sp_wire_cmd *c, const unsigned char *in,
     memcpy(&c->magic, in, 4);
     memcpy(&c->type, in + 4, 4);
     memcpy(&c->index, in + 8, 4);
-    memcpy(&c->reserved, in + 12, 4);
-    if (c->magic != SP_WIRE_CMD_MAGIC || c->reserved)
+    memcpy(&c->code, in + 12, 4);
+    memcpy(&c->len, in + 16, 8);
+    if (c->magic != SP_WIRE_CMD_MAGIC || c->len > SP_WIRE_MAX_DATA)
         return SP_EPROTO;
-    if (c->type == SP_CMD_RUN)
-        return c->index < max_index ? 0 : SP_EPROTO;
-    return c->type == SP_CMD_EXIT && c->index == 0 ? 0 : SP_EPROTO;
+    switch (c->type) {
+    case SP_CMD_RUN:
+        return c->index < max_index && !c->code ? 0 : SP_EPROTO;
+    case SP_CMD_EXIT:
+    case SP_CMD_CLAIM:
+        return c->index || c->code || c->len ? SP_EPROTO : 0;
+    case SP_CMD_DEP:
+    case SP_CMD_SPAWNED:
+        return c->index ? SP_EPROTO : 0;
+    default:
+        return SP_EPROTO;
+    }
 }

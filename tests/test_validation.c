@@ -114,13 +114,13 @@ static void test_reserved_task_fields(void **state)
 {
     (void)state;
     sp_options o = test_opts();
-    const char *deps[] = {"a", NULL};
-    sp_task t[] = {{.key = "a", .fn = bump},
-                   {.key = "b", .fn = bump, .after = deps}};
-    expect_error(t, 2, &o, SP_ENOTSUP, "\"b\" at index 1 sets 'after'");
     int x;
     sp_task u[] = {{.key = "a", .fn = bump, .reserved = {NULL, &x}}};
     expect_error(u, 1, &o, SP_ENOTSUP, "reserved field 1");
+    char bytes[] = "x";
+    sp_task v[] = {{.key = "a", .fn = bump, .data = NULL, .len = 3},
+                   {.key = "b", .fn = bump, .data = bytes, .len = 1}};
+    expect_error(v, 2, &o, SP_EINVAL, "\"a\" at index 0 has len 3 but no data");
 }
 
 static void test_bad_options(void **state)

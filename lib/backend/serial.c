@@ -14,6 +14,8 @@ static unsigned serial_workers(const sp_options *opts, size_t n)
 static int serial_start(struct sp_run *run)
 {
     run->workers_used = 1;
+    run->sched.claims[0].tally = &run->caller;
+    run->caller.claims = true;
     return 0;
 }
 
@@ -23,7 +25,7 @@ static void serial_wait(struct sp_run *run)
     uint64_t now = sp_now();
     size_t i;
     for (;;) {
-        while (sp_sched_claim(&run->sched, 0, now, &i)) {
+        while (sp_sched_claim(&run->sched, 0, &now, &i)) {
             struct sp_outcome o;
             now = sp_task_exec(run, i, 0, now, &o);
             sp_complete(run, i, &o, &run->caller);

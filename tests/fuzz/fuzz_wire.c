@@ -22,6 +22,16 @@ static int check(struct sp_wire_frame *f, void *arg)
             abort();
         return 0;
     }
+    if (f->h.type == SP_WIRE_DEPREQ || f->h.type == SP_WIRE_SPAWN) {
+        if (f->h.index >= 64 || !f->h.msg_len ||
+            f->h.msg_len > SP_WIRE_MAX_MSG ||
+            (f->h.type == SP_WIRE_DEPREQ && f->h.data_len) ||
+            (f->h.type == SP_WIRE_SPAWN && f->h.data_len < SP_WIRE_SPAWN_FIXED))
+            abort();
+        free(f->msg);
+        free(f->data);
+        return 0;
+    }
     if (f->h.type != SP_WIRE_RESULT || f->h.index >= 64 ||
         f->h.t_end < f->h.t_start || f->h.msg_len > SP_WIRE_MAX_MSG ||
         f->h.kind == SP_KIND_CRASHED || f->h.kind > SP_KIND_CANCELLED)

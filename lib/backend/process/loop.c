@@ -47,20 +47,121 @@ void sp_proc_outcome(struct prun *pr, size_t i, sp_kind kind, int code,
     if (copy)
         memcpy(copy, msg, len);
     sp_outcome_set_msg(&o, copy, "worker failed");
-    pr->have[i] = 1;
     sp_complete(run, i, &o, &run->caller);
+}
+
+/* A worker asks for the result of a dependency of its task. */
+static void on_depreq(struct prun *pr, size_t i, const char *key)
+{
+    size_t len = 0;
+    const void *data = sp_graph_dep(pr->run, i, key, &len);
+    struct sp_wire_cmd c = {.magic = SP_WIRE_CMD_MAGIC, .type = SP_CMD_DEP};
+    if (data) {
+        c.len = len;
+        sp_proc_send(pr, pr->cur, &c, data, NULL);
+        return;
+    }
+    const char *why = sp_last_error();
+    size_t wl = strlen(why);
+    char *copy = sp_malloc(wl + 1);
+    c.code = SP_ENODEP;
+    if (copy) {
+        memcpy(copy, why, wl + 1);
+        c.len = wl;
+    }
+    sp_proc_send(pr, pr->cur, &c, copy, copy);
+}
+
+/* A worker's task spawns a task: unpack the row, add it, answer. */
+static void on_spawn(struct prun *pr, size_t i, const char *key,
+                     const unsigned char *p, size_t len)
+{
+    struct sp_run *run = pr->run;
+    sp_task t = {.key = key};
+    uint64_t dlen;
+    uint32_t nafter;
+    int err = 0;
+    memcpy(&t.fn, p, 8);
+    memcpy(&t.arg, p + 8, 8);
+    memcpy(&dlen, p + 16, 8);
+    memcpy(&nafter, p + 24, 4);
+    const char **after = NULL;
+    if (dlen > len - SP_WIRE_SPAWN_FIXED || nafter > len) {
+        err = sp_set_error(SP_EPROTO, "sp_spawn: a malformed request");
+    } else {
+        t.data = dlen ? p + SP_WIRE_SPAWN_FIXED : NULL;
+        t.len = (size_t)dlen;
+        const char *a = (const char *)p + SP_WIRE_SPAWN_FIXED + dlen;
+        const char *end = (const char *)p + len;
+        after = nafter ? sp_malloc((nafter + 1) * sizeof *after) : NULL;
+        if (nafter && !after)
+            err = sp_set_error(SP_ENOMEM, "sp_spawn: out of memory");
+        for (uint32_t k = 0; !err && k < nafter; k++) {
+            const char *z = memchr(a, 0, (size_t)(end - a));
+            if (!z) {
+                err = sp_set_error(SP_EPROTO, "sp_spawn: a malformed request");
+                break;
+            }
+            after[k] = a;
+            a = z + 1;
+        }
+        if (after && !err) {
+            after[nafter] = NULL;
+            t.after = after;
+        }
+    }
+    if (!err)
+        err = sp_graph_spawn(run, i, &t);
+    free(after);
+    struct sp_wire_cmd c = {
+        .magic = SP_WIRE_CMD_MAGIC, .type = SP_CMD_SPAWNED, .code = err};
+    char *copy = NULL;
+    if (err) {
+        const char *why = sp_last_error();
+        size_t wl = strlen(why);
+        if ((copy = sp_malloc(wl + 1)) != NULL) {
+            memcpy(copy, why, wl + 1);
+            c.len = wl;
+        }
+    } else { /* frames may now name the new task */
+        uint32_t total = (uint32_t)sp_results_total(run->res);
+        for (unsigned k = 0; k < pr->used; k++) {
+            pr->pw[k].dec.max_index = total;
+            pr->pw[k].rdec.max_index = total;
+        }
+    }
+    sp_proc_send(pr, pr->cur, &c, copy, copy);
 }
 
 /* A complete, well-formed frame from worker pr->cur. */
 static int on_frame(struct sp_wire_frame *f, void *arg)
 {
     struct prun *pr = arg;
-    if (f->h.type == SP_WIRE_IDLE) {
+    switch (f->h.type) {
+    case SP_WIRE_IDLE:
         pr->pw[pr->cur].idle = true;
         return 0;
+    case SP_WIRE_DEPREQ:
+        on_depreq(pr, f->h.index, f->msg ? f->msg : "");
+        free(f->msg);
+        return 0;
+    case SP_WIRE_SPAWN:
+        if (f->msg && f->data)
+            on_spawn(pr, f->h.index, f->msg, f->data, (size_t)f->h.data_len);
+        else { /* out of memory receiving it: answer so */
+            struct sp_wire_cmd c = {.magic = SP_WIRE_CMD_MAGIC,
+                                    .type = SP_CMD_SPAWNED,
+                                    .code = SP_ENOMEM};
+            sp_proc_send(pr, pr->cur, &c, NULL, NULL);
+        }
+        free(f->msg);
+        free(f->data);
+        return 0;
+    default:
+        break;
     }
     size_t i = f->h.index;
-    if (pr->have[i]) { /* a second outcome for one task */
+    if (sp_complete_has(pr->run, i)) { /* a second outcome for one task */
         free(f->msg);
         free(f->data);
         return SP_EPROTO;
@@ -86,9 +187,82 @@ static int on_frame(struct sp_wire_frame *f, void *arg)
         sp_outcome_set_msg(
             &o, NULL, "the caller ran out of memory receiving this result");
     }
-    pr->have[i] = 1;
     sp_complete(pr->run, i, &o, &pr->run->caller);
     return 0;
+}
+
+/* ---- commands to workers ------------------------------------------------ */
+
+int sp_proc_send(struct prun *pr, unsigned k, const struct sp_wire_cmd *c,
+                 const void *data, void *owned)
+{
+    struct pworker *w = &pr->pw[k];
+    struct pout *o = sp_malloc(sizeof *o);
+    if (!o) {
+        free(owned);
+        /* The worker waits for an answer it will not get: it cannot go on.
+         */
+        sp_proc_kill(w, KILL_ERROR);
+        snprintf(pr->error_msg, sizeof pr->error_msg,
+                 "out of memory answering a worker");
+        return SP_ENOMEM;
+    }
+    sp_wire_cmd_encode(o->hdr, c);
+    o->next = NULL;
+    o->data = data;
+    o->len = (size_t)c->len;
+    o->off = 0;
+    o->owned = owned;
+    if (w->out_tail)
+        w->out_tail->next = o;
+    else
+        w->out = o;
+    w->out_tail = o;
+    return 0;
+}
+
+void sp_proc_out_free(struct pworker *w)
+{
+    for (struct pout *o = w->out, *next; o; o = next) {
+        next = o->next;
+        free(o->owned);
+        free(o);
+    }
+    w->out = w->out_tail = NULL;
+}
+
+/* Write what is queued for worker k, as far as its socket takes it. */
+static void flush_out(struct prun *pr, unsigned k)
+{
+    struct pworker *w = &pr->pw[k];
+    while (w->out && w->fd >= 0) {
+        struct pout *o = w->out;
+        struct iovec iov[2];
+        int cnt = 0;
+        if (o->off < SP_WIRE_CMD)
+            iov[cnt++] = (struct iovec){o->hdr + o->off, SP_WIRE_CMD - o->off};
+        size_t done_data = o->off > SP_WIRE_CMD ? o->off - SP_WIRE_CMD : 0;
+        if (o->len > done_data)
+            iov[cnt++] = (struct iovec){(void *)(o->data + done_data),
+                                        o->len - done_data};
+        struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
+        ssize_t r = sendmsg(w->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                sp_proc_out_free(w); /* the worker is gone */
+            return;
+        }
+        o->off += (size_t)r;
+        if (o->off < SP_WIRE_CMD + o->len)
+            return; /* the rest when the socket has room */
+        w->out = o->next;
+        if (!w->out)
+            w->out_tail = NULL;
+        free(o->owned);
+        free(o);
+    }
 }
 
 /* Feed bytes of worker k's channel or ring stream to its decoder; a
@@ -105,10 +279,11 @@ void sp_proc_feed(struct prun *pr, unsigned k, struct sp_wire_dec *d,
         return;
     uint32_t bad = d->bad_index;
     snprintf(w->proto_err, sizeof w->proto_err, "%s",
-             err == SP_EPROTO && bad != UINT32_MAX && pr->have[bad]
+             err == SP_EPROTO && bad != UINT32_MAX &&
+                     sp_complete_has(pr->run, bad)
                  ? "a second result for one task"
                  : d->err);
-    if (bad != UINT32_MAX && !pr->have[bad]) {
+    if (bad != UINT32_MAX && !sp_complete_has(pr->run, bad)) {
         char msg[256];
         snprintf(msg, sizeof msg, "malformed result frame: %s", w->proto_err);
         sp_proc_outcome(pr, bad, SP_KIND_CRASHED, SP_EPROTO,
@@ -183,6 +358,7 @@ static void worker_ended(struct prun *pr, unsigned k)
     sp_fds_close(w->fd);
     sp_fds_close(w->pidfd);
     w->fd = w->pidfd = -1;
+    sp_proc_out_free(w);
     sp_proc_ring_take(pr, k);
     int truncated = w->kill_why == KILL_NONE &&
                     (sp_wire_partial(&w->dec) || sp_wire_partial(&w->rdec));
@@ -191,13 +367,13 @@ static void worker_ended(struct prun *pr, unsigned k)
 
     uint32_t cur = atomic_load(&s->current);
     uint32_t phase = atomic_load(&s->phase);
-    if (cur && !pr->have[cur - 1]) {
+    if (cur && !sp_complete_has(pr->run, cur - 1)) {
         size_t i = cur - 1;
         if (phase == SLOT_CLAIMED) {
             /* Claimed, never started: another worker runs it (unless the
              * run stopped; then it is cancelled with the rest). */
             if (!atomic_load(pr->run->stop))
-                sp_sched_push(&pr->run->sched, i);
+                sp_sched_push(&pr->run->sched, i, false);
         } else {
             char msg[300];
             struct sp_outcome how = {0};
@@ -240,31 +416,66 @@ static bool heap_ready(const struct prun *pr)
                                 memory_order_relaxed) != UINT32_MAX;
 }
 
-/* Answer workers that asked for work: a task handed back to the heap, or
- * leave (the counter is exhausted for good, so nothing else will come). */
+/* Answer workers that asked for work: a ready task from the heap (table
+ * order first), back to the counter while it has tasks, or leave once
+ * nothing can come any more (every worker idle: none runs a task that
+ * could make another ready). */
 static void dispatch(struct prun *pr)
 {
+    struct sp_run *run = pr->run;
+    bool busy = false;
+    for (unsigned k = 0; k < pr->used; k++)
+        busy |= pr->pw[k].pid && !pr->pw[k].idle && !pr->pw[k].kill_why;
     for (unsigned k = 0; k < pr->used; k++) {
         struct pworker *w = &pr->pw[k];
         if (!w->pid || !w->idle || w->kill_why || w->fd < 0)
             continue;
         size_t i = 0;
-        struct sp_wire_cmd c = {.magic = SP_WIRE_CMD_MAGIC,
-                                .type = SP_CMD_EXIT};
-        if (!atomic_load(pr->run->stop) && sp_sched_take(&pr->run->sched, &i)) {
+        struct sp_wire_cmd c = {.magic = SP_WIRE_CMD_MAGIC};
+        const void *payload = NULL;
+        void *owned = NULL;
+        if (atomic_load(run->stop)) {
+            c.type = SP_CMD_EXIT;
+        } else if (sp_sched_take(&run->sched, &i)) {
             c.type = SP_CMD_RUN;
             c.index = (uint32_t)i;
+            if (i >= run->n) { /* spawned: the worker needs its row */
+                const sp_task *t = sp_graph_row(run, i);
+                uint32_t klen = (uint32_t)strlen(t->key) + 1;
+                uint64_t dlen = t->len;
+                size_t len = SP_WIRE_RUN_FIXED + klen + t->len;
+                unsigned char *p = sp_malloc(len);
+                if (!p) { /* give it back; try again later */
+                    sp_sched_push(&run->sched, i, false);
+                    continue;
+                }
+                memcpy(p, &t->fn, 8);
+                memcpy(p + 8, &t->arg, 8);
+                memcpy(p + 16, &klen, 4);
+                memcpy(p + 20, &dlen, 8);
+                memcpy(p + SP_WIRE_RUN_FIXED, t->key, klen);
+                if (t->len)
+                    memcpy(p + SP_WIRE_RUN_FIXED + klen, t->data, t->len);
+                c.len = len;
+                payload = owned = p;
+            }
+            busy = true;
+        } else if (atomic_load(&pr->sh->next) < run->sched.n_static) {
+            c.type = SP_CMD_CLAIM;
+            busy = true;
+        } else if (busy) {
+            continue; /* another worker may still make a task ready */
+        } else {
+            c.type = SP_CMD_EXIT;
         }
-        unsigned char out[SP_WIRE_CMD];
-        sp_wire_cmd_encode(out, &c);
-        /* 16 bytes into an empty direction of the socket: never blocks. A
-         * worker that is gone is noticed by its pidfd or channel end. */
-        if (send(w->fd, out, sizeof out, MSG_NOSIGNAL | MSG_DONTWAIT) ==
-            (ssize_t)sizeof out)
+        if (sp_proc_send(pr, k, &c, payload, owned) == 0)
             w->idle = false;
-        else if (c.type == SP_CMD_RUN)
-            sp_sched_push(&pr->run->sched, i);
     }
+    /* Workers yield to the heap when it holds a lower index. */
+    atomic_store_explicit(
+        &pr->sh->heap_min,
+        atomic_load_explicit(&run->sched.heap_min, memory_order_relaxed),
+        memory_order_relaxed);
 }
 
 /* Whether another worker should be forked now: while the counter has
@@ -386,8 +597,11 @@ void sp_proc_event_loop(struct prun *pr)
             struct pworker *w = &pr->pw[k];
             if (!w->pid)
                 continue;
+            flush_out(pr, k);
             if (w->fd >= 0) {
-                pfd[nfds] = (struct pollfd){.fd = w->fd, .events = POLLIN};
+                pfd[nfds] = (struct pollfd){
+                    .fd = w->fd,
+                    .events = (short)(POLLIN | (w->out ? POLLOUT : 0))};
                 who[nfds++] = k;
             }
             if (w->pidfd >= 0) {
@@ -410,7 +624,11 @@ void sp_proc_event_loop(struct prun *pr)
                 continue;
             if (who[j] & 0x80000000u) {
                 worker_ended(pr, k); /* pidfd: it exited */
-            } else if (drain(pr, k, 8 * READ_BUF)) {
+                continue;
+            }
+            if (pfd[j].revents & POLLOUT)
+                flush_out(pr, k);
+            if ((pfd[j].revents & ~POLLOUT) && drain(pr, k, 8 * READ_BUF)) {
                 /* The channel ended: the worker is exiting or was killed.
                  * With a pidfd its exit is awaited there; without one it
                  * is reaped now. */

@@ -48,6 +48,10 @@ struct slot {
 
 struct shared {
     _Atomic int stop; /* enum sp_stop, shared by parent and workers */
+    /* The smallest index in the parent's ready heap (UINT32_MAX = empty):
+     * a worker asks the parent for work instead of claiming from the
+     * counter when a lower index is ready there (table order first). */
+    _Atomic uint32_t heap_min;
     _Alignas(64) _Atomic uint64_t next; /* the scheduler's static cursor */
     struct slot slots[];
     /* then one ring of RING bytes per slot */
@@ -68,12 +72,23 @@ struct shared {
 /* Why the parent killed a worker. */
 enum { KILL_NONE, KILL_TIMEOUT, KILL_DEADLINE, KILL_PROTO, KILL_ERROR };
 
+/* A command waiting to be written to a worker: its header, then `len`
+ * payload bytes from `data` (borrowed from the map, or owned). */
+struct pout {
+    struct pout *next;
+    unsigned char hdr[SP_WIRE_CMD];
+    const unsigned char *data;
+    size_t len, off; /* bytes of header + payload written so far: off */
+    void *owned;     /* freed once written */
+};
+
 struct pworker {
     pid_t pid;    /* 0 = no worker in this slot */
     int fd;       /* parent's end of the channel; -1 once closed */
     int pidfd;    /* readable when the worker exits; -1 = none */
     int kill_why; /* KILL_* */
     bool idle;    /* asked for work; waits for a command */
+    struct pout *out, *out_tail; /* commands not yet written */
     char proto_err[160];
     struct sp_wire_dec dec;  /* the channel's byte stream */
     struct sp_wire_dec rdec; /* the ring's byte stream */
@@ -85,12 +100,11 @@ struct prun {
     size_t sh_size;
     struct pworker *pw;
     unsigned nw;
-    unsigned used;       /* slots ever used: the workers reported */
-    unsigned alive;      /* workers not yet reaped */
-    unsigned char *have; /* per task: its outcome was recorded */
-    unsigned char *buf;  /* read buffer */
-    int spawn_err;       /* why the last spawn failed, 0 = none did */
-    int spawn_blocked;   /* a spawn failed: retry once a worker ends */
+    unsigned used;      /* slots ever used: the workers reported */
+    unsigned alive;     /* workers not yet reaped */
+    unsigned char *buf; /* read buffer */
+    int spawn_err;      /* why the last spawn failed, 0 = none did */
+    int spawn_blocked;  /* a spawn failed: retry once a worker ends */
     char spawn_msg[160];
     char error_msg[128]; /* KILL_ERROR: the system call that failed */
     unsigned cur;        /* worker whose frames are being decoded */
@@ -135,6 +149,12 @@ void sp_proc_describe_end(struct prun *pr, unsigned k, int have_status,
 
 /* loop.c */
 void sp_proc_event_loop(struct prun *pr);
+/* Queue a command for worker k (header, then payload): borrowed bytes, or
+ * owned ones (freed once written). 0 or SP_ENOMEM. */
+int sp_proc_send(struct prun *pr, unsigned k, const struct sp_wire_cmd *c,
+                 const void *data, void *owned);
+/* Drop what is queued for worker k (it is gone). */
+void sp_proc_out_free(struct pworker *w);
 void sp_proc_feed(struct prun *pr, unsigned k, struct sp_wire_dec *d,
                   const unsigned char *buf, size_t len);
 void sp_proc_ring_take(struct prun *pr, unsigned k);

@@ -30,8 +30,7 @@ static unsigned process_workers(const sp_options *opts, size_t n)
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         w = cpus > 0 ? (size_t)cpus : 1;
     }
-    if (w > n)
-        w = n;
+    (void)n; /* workers are forked only while work waits for one */
     return (unsigned)(w ? w : 1);
 }
 
@@ -48,7 +47,6 @@ static void free_prun(struct sp_run *run)
         munmap(pr->sh, pr->sh_size);
     }
     free(pr->pw);
-    free(pr->have);
     free(pr->buf);
     free(pr->pfd);
     free(pr->who);
@@ -68,21 +66,22 @@ static int process_start(struct sp_run *run)
     pr->sh_size =
         sizeof *pr->sh + (size_t)pr->nw * (sizeof(struct slot) + RING);
     void *m = mmap(NULL, pr->sh_size, PROT_READ | PROT_WRITE,
-                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+                   MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (m != MAP_FAILED)
         pr->sh = m;
     pr->pw = sp_calloc(pr->nw, sizeof *pr->pw);
-    pr->have = sp_calloc(run->n, 1);
     pr->buf = sp_malloc(READ_BUF);
     pr->pfd = sp_calloc(2 * (size_t)pr->nw, sizeof *pr->pfd);
     pr->who = sp_calloc(2 * (size_t)pr->nw, sizeof *pr->who);
-    if (!pr->sh || !pr->pw || !pr->have || !pr->buf || !pr->pfd || !pr->who) {
+    if (!pr->sh || !pr->pw || !pr->buf || !pr->pfd || !pr->who ||
+        sp_sched_reserve(&run->sched, run->n)) {
         free_prun(run);
         return sp_set_error(SP_ENOMEM, "cannot set up %u worker processes",
                             run->workers);
     }
     atomic_init(&pr->sh->stop, atomic_load(run->stop));
     atomic_init(&pr->sh->next, 0);
+    atomic_init(&pr->sh->heap_min, UINT32_MAX);
     for (unsigned k = 0; k < pr->nw; k++)
         pr->pw[k].fd = pr->pw[k].pidfd = -1;
     /* From here on the parent and every worker share one stop flag and

@@ -150,44 +150,230 @@ static void send_result(struct prun *pr, unsigned k, const struct channel *ch,
         channel_broken(s, err);
 }
 
-/* Ask the parent for work. true: run *i; false: leave. */
-static bool ask(struct prun *pr, unsigned k, const struct channel *ch,
-                size_t *i)
+/* ---- talking to the parent while the worker runs ------------------------ */
+
+/* The worker's own state (a worker process runs one task at a time). */
+struct dep_cache {
+    struct dep_cache *next;
+    char *key;
+    unsigned char *data; /* len + 1 bytes, NUL-terminated */
+    size_t len;
+};
+
+static struct {
+    struct prun *pr;
+    unsigned k;
+    struct channel ch;
+    struct dep_cache *deps; /* answers for the running task */
+} ws;
+
+static bool read_full(int fd, void *buf, size_t len)
 {
-    struct slot *s = &pr->sh->slots[k];
-    if (!channel_intact(ch))
+    for (size_t got = 0; got < len;) {
+        ssize_t r = read(fd, (unsigned char *)buf + got, len - got);
+        if (r > 0)
+            got += (size_t)r;
+        else if (r < 0 && errno == EINTR)
+            continue;
+        else
+            return false;
+    }
+    return true;
+}
+
+/* The next command: its header, and its payload (malloc'd, NUL-terminated,
+ * NULL when empty). The parent gone: leave quietly. */
+static void read_cmd(struct sp_wire_cmd *c, unsigned char **payload)
+{
+    struct slot *s = &ws.pr->sh->slots[ws.k];
+    unsigned char hdr[SP_WIRE_CMD];
+    if (!read_full(ws.ch.fd, hdr, sizeof hdr))
+        _exit(0);
+    if (sp_wire_cmd_decode(c, hdr, UINT32_MAX) || c->len >= SIZE_MAX)
+        channel_broken(s, EPROTO);
+    *payload = NULL;
+    if (!c->len)
+        return;
+    *payload = malloc((size_t)c->len + 1);
+    if (!*payload || !read_full(ws.ch.fd, *payload, (size_t)c->len))
+        channel_broken(s, *payload ? EPROTO : ENOMEM);
+    (*payload)[c->len] = 0;
+}
+
+/* Send one request frame (over the channel, which must be intact). */
+static void send_request(int type, size_t index, const char *msg,
+                         const void *data, size_t len)
+{
+    struct slot *s = &ws.pr->sh->slots[ws.k];
+    if (!channel_intact(&ws.ch))
+        channel_broken(s, EBADF);
+    unsigned char hdr[SP_WIRE_HEADER];
+    size_t mlen = strlen(msg);
+    sp_wire_encode(hdr, &(struct sp_wire_header){.magic = SP_WIRE_MAGIC,
+                                                 .type = (uint8_t)type,
+                                                 .index = (uint32_t)index,
+                                                 .msg_len = (uint32_t)mlen,
+                                                 .data_len = len});
+    struct iovec iov[3] = {
+        {hdr, sizeof hdr}, {(void *)msg, mlen}, {(void *)data, len}};
+    int err = send_all(ws.ch.fd, iov, 3);
+    if (err)
+        channel_broken(s, err);
+}
+
+static const void *remote_dep(struct sp_ctx *ctx, const char *key, size_t *len)
+{
+    if (len)
+        *len = 0;
+    if (!key || !key[0] || strlen(key) > SP_WIRE_MAX_MSG) {
+        sp_set_error(SP_ENODEP, "sp_dep_result: no such dependency");
+        return NULL;
+    }
+    for (struct dep_cache *c = ws.deps; c; c = c->next) {
+        if (!strcmp(c->key, key)) {
+            if (len)
+                *len = c->len;
+            return c->data;
+        }
+    }
+    send_request(SP_WIRE_DEPREQ, ctx->index, key, NULL, 0);
+    struct sp_wire_cmd c;
+    unsigned char *payload;
+    read_cmd(&c, &payload);
+    if (c.type != SP_CMD_DEP)
+        channel_broken(&ws.pr->sh->slots[ws.k], EPROTO);
+    if (c.code) {
+        sp_set_error(c.code, "%s", payload ? (char *)payload : "");
+        free(payload);
+        return NULL;
+    }
+    struct dep_cache *d = malloc(sizeof *d);
+    char *k = d ? malloc(strlen(key) + 1) : NULL;
+    if (!k) {
+        free(d);
+        free(payload);
+        sp_set_error(SP_ENOMEM, "sp_dep_result: out of memory for \"%.64s\"",
+                     key);
+        return NULL;
+    }
+    strcpy(k, key);
+    *d = (struct dep_cache){.next = ws.deps,
+                            .key = k,
+                            .data = payload ? payload : (unsigned char *)"",
+                            .len = (size_t)c.len};
+    if (!payload) /* an empty result: keep a static "" */
+        d->len = 0;
+    ws.deps = d;
+    if (len)
+        *len = d->len;
+    return d->data;
+}
+
+static void free_deps(void)
+{
+    for (struct dep_cache *c = ws.deps, *next; c; c = next) {
+        next = c->next;
+        if (c->len)
+            free(c->data);
+        free(c->key);
+        free(c);
+    }
+    ws.deps = NULL;
+}
+
+static int remote_spawn(struct sp_ctx *ctx, const sp_task *t)
+{
+    int err = sp_graph_check_row(t);
+    if (err)
+        return err;
+    size_t nafter = 0, alen = 0;
+    for (; t->after && t->after[nafter]; nafter++)
+        alen += strlen(t->after[nafter]) + 1;
+    if (strlen(t->key) > SP_WIRE_MAX_MSG || nafter > UINT32_MAX)
+        return sp_set_error(SP_EINVAL, "sp_spawn: the row is too large");
+    size_t len = SP_WIRE_SPAWN_FIXED + t->len + alen;
+    unsigned char *p = malloc(len);
+    if (!p)
+        return sp_set_error(SP_ENOMEM, "sp_spawn: out of memory");
+    uint64_t dlen = t->len;
+    uint32_t na = (uint32_t)nafter;
+    memcpy(p, &t->fn, 8);
+    memcpy(p + 8, &t->arg, 8);
+    memcpy(p + 16, &dlen, 8);
+    memcpy(p + 24, &na, 4);
+    if (t->len)
+        memcpy(p + SP_WIRE_SPAWN_FIXED, t->data, t->len);
+    unsigned char *q = p + SP_WIRE_SPAWN_FIXED + t->len;
+    for (size_t k = 0; k < nafter; k++) {
+        size_t l = strlen(t->after[k]) + 1;
+        memcpy(q, t->after[k], l);
+        q += l;
+    }
+    send_request(SP_WIRE_SPAWN, ctx->index, t->key, p, len);
+    free(p);
+    struct sp_wire_cmd c;
+    unsigned char *payload;
+    read_cmd(&c, &payload);
+    if (c.type != SP_CMD_SPAWNED)
+        channel_broken(&ws.pr->sh->slots[ws.k], EPROTO);
+    if (c.code)
+        sp_set_error(c.code, "%s", payload ? (char *)payload : "");
+    free(payload);
+    return c.code;
+}
+
+static const struct sp_remote remote = {.spawn = remote_spawn,
+                                        .dep = remote_dep};
+
+/* ---- the loop ----------------------------------------------------------- */
+
+/* Ask the parent for work: SP_CMD_RUN (*i, and *row for a spawned task,
+ * its payload in *payload), SP_CMD_CLAIM or SP_CMD_EXIT. */
+static uint32_t ask(size_t *i, sp_task *row, unsigned char **payload)
+{
+    struct slot *s = &ws.pr->sh->slots[ws.k];
+    if (!channel_intact(&ws.ch))
         channel_broken(s, EBADF);
     unsigned char hdr[SP_WIRE_HEADER];
     sp_wire_encode(hdr, &(struct sp_wire_header){.magic = SP_WIRE_MAGIC,
                                                  .type = SP_WIRE_IDLE});
     struct iovec iov = {hdr, sizeof hdr};
-    int err = send_all(ch->fd, &iov, 1);
+    int err = send_all(ws.ch.fd, &iov, 1);
     if (err)
         channel_broken(s, err);
-    unsigned char in[SP_WIRE_CMD];
-    for (size_t got = 0; got < sizeof in;) {
-        ssize_t r = read(ch->fd, in + got, sizeof in - got);
-        if (r > 0) {
-            got += (size_t)r;
-            continue;
-        }
-        if (r < 0 && errno == EINTR)
-            continue;
-        _exit(0); /* the parent is gone: nothing to report to */
-    }
     struct sp_wire_cmd c;
-    if (sp_wire_cmd_decode(&c, in, (uint32_t)pr->run->n))
-        channel_broken(s, EPROTO);
+    read_cmd(&c, payload);
+    if (c.type != SP_CMD_RUN)
+        return c.type == SP_CMD_CLAIM ? SP_CMD_CLAIM : SP_CMD_EXIT;
     *i = c.index;
-    return c.type == SP_CMD_RUN;
+    row->key = NULL;
+    if (*payload) { /* a spawned task: its row */
+        unsigned char *p = *payload;
+        uint32_t klen;
+        uint64_t dlen;
+        if (c.len < SP_WIRE_RUN_FIXED)
+            channel_broken(s, EPROTO);
+        memcpy(&row->fn, p, 8);
+        memcpy(&row->arg, p + 8, 8);
+        memcpy(&klen, p + 16, 4);
+        memcpy(&dlen, p + 20, 8);
+        if (klen < 2 || SP_WIRE_RUN_FIXED + klen + dlen != c.len ||
+            p[SP_WIRE_RUN_FIXED + klen - 1])
+            channel_broken(s, EPROTO);
+        row->key = (char *)p + SP_WIRE_RUN_FIXED;
+        row->data = dlen ? p + SP_WIRE_RUN_FIXED + klen : NULL;
+        row->len = (size_t)dlen;
+        row->after = NULL;
+    }
+    return SP_CMD_RUN;
 }
 
-/* Run task i. false when the run stopped before it could start. */
-static bool run_task(struct prun *pr, unsigned k, const struct channel *ch,
-                     size_t i)
+/* Run task i (row: its definition when it was spawned, else NULL). false
+ * when the run stopped before it could start. */
+static bool run_task(size_t i, const sp_task *row)
 {
-    struct sp_run *run = pr->run;
-    struct slot *s = &pr->sh->slots[k];
+    struct sp_run *run = ws.pr->run;
+    struct slot *s = &ws.pr->sh->slots[ws.k];
     uint64_t now = sp_now();
     atomic_store(&s->started, now);
     atomic_store(&s->current, (uint32_t)i + 1);
@@ -199,13 +385,17 @@ static bool run_task(struct prun *pr, unsigned k, const struct channel *ch,
     }
     atomic_store(&s->phase, SLOT_RUNNING);
     struct sp_outcome o;
-    sp_task_exec(run, i, k, now, &o);
+    if (row)
+        sp_task_exec_row(run, i, row, ws.k, now, &o);
+    else
+        sp_task_exec(run, i, ws.k, now, &o);
+    free_deps();
     atomic_store(&s->phase, SLOT_SENDING);
     /* Fail-fast takes effect here at once; the parent records the outcome
      * when the frame arrives. */
     if (sp_complete_stops(run, o.how.kind))
         sp_run_stop(run, SP_STOP_FAILFAST);
-    send_result(pr, k, ch, &o, i);
+    send_result(ws.pr, ws.k, &ws.ch, &o, i);
     sp_outcome_free(&o);
     atomic_store(&s->phase, SLOT_IDLE);
     atomic_store(&s->current, 0);
@@ -216,20 +406,37 @@ _Noreturn void sp_proc_worker_main(struct prun *pr, unsigned k, int fd)
 {
     struct sp_run *run = pr->run;
     struct slot *s = &pr->sh->slots[k];
-    struct channel ch = {.fd = fd};
+    ws.pr = pr;
+    ws.k = k;
+    ws.ch.fd = fd;
     struct stat st;
     if (fstat(fd, &st) == 0) {
-        ch.dev = st.st_dev;
-        ch.ino = st.st_ino;
+        ws.ch.dev = st.st_dev;
+        ws.ch.ino = st.st_ino;
     }
     install_crash_handlers(s);
     run->stop = &pr->sh->stop;
+    run->remote = &remote;
 
-    size_t i;
     for (;;) {
-        if (!sp_sched_claim_one(&run->sched, &i) && !ask(pr, k, &ch, &i))
+        /* The counter, unless the parent holds a lower ready index. */
+        uint32_t hmin =
+            atomic_load_explicit(&pr->sh->heap_min, memory_order_relaxed);
+        size_t i;
+        if ((hmin == UINT32_MAX || hmin >= sp_sched_peek(&run->sched)) &&
+            sp_sched_claim_one(&run->sched, &i)) {
+            if (!run_task(i, NULL))
+                break;
+            continue;
+        }
+        sp_task row;
+        unsigned char *payload = NULL;
+        uint32_t what = ask(&i, &row, &payload);
+        if (what == SP_CMD_EXIT)
             break;
-        if (!run_task(pr, k, &ch, i))
+        bool go_on = what == SP_CMD_CLAIM || run_task(i, row.key ? &row : NULL);
+        free(payload);
+        if (!go_on)
             break;
     }
     fflush(NULL); /* what tasks printed in this worker */
