@@ -12,7 +12,8 @@ if [ ! -f "$build/build.ninja" ]; then
     > "$build.setup.log" 2>&1 || { cat "$build.setup.log"; exit 1; }
 fi
 ninja -C "$build" --quiet
-# Seed 000's branch fetch: live log, timeline and records, then the same
-# fetch sequentially, and the speedup. Arguments go to the program
-# (--scale S, --svg FILE, --help).
+# Seed 000's branch fetch as a task graph (each branch task spawns its bus
+# fetches): live log, timeline and records, then the same fetch in two
+# waves and sequentially, and the three wall times. Arguments go to the
+# program (--scale S, --svg FILE, --trace FILE, --help).
 exec "$build/docs/examples/branch_fetch" --compare --svg timeline.svg "$@"
