@@ -94,7 +94,9 @@ extern "C" {
     X(SP_EDEPKEY, -20, "a task depends on a key that is not in the call")      \
     X(SP_ECYCLE, -21, "the tasks' dependencies form a cycle")                  \
     X(SP_ENODEP, -22, "the key is not one of the task's dependencies")         \
-    X(SP_ESKIPPED, -23, "a dependency did not end OK")
+    X(SP_ESKIPPED, -23, "a dependency did not end OK")                         \
+    X(SP_ESETUP, -24, "a worker's set-up failed")                              \
+    X(SP_EBUSY, -25, "the pool is in use by the calling task")
 
 /** Error codes. 0 is success; every error is negative. */
 typedef enum sp_error {
@@ -385,6 +387,11 @@ SP_API size_t sp_ctx_index(const sp_ctx *ctx);
 /** @brief Index of the worker running the task: 0 .. workers-1 (always 0 on
  *  the serial backend). Useful for per-worker scratch storage. */
 SP_API unsigned sp_ctx_worker(const sp_ctx *ctx);
+
+/** @brief The state its worker's set-up stored (::sp_pool_options.setup),
+ *  in the thread or process running the task; NULL outside a pool or when
+ *  the set-up stored none. Valid until the worker ends. */
+SP_API void *sp_ctx_worker_state(const sp_ctx *ctx);
 
 /** @} */
 
@@ -819,11 +826,15 @@ typedef struct sp_options {
  * @param out    receives the new map, to be freed with sp_results_free().
  *
  * @retval 0              every task ran or was accounted for; see the map.
- * @retval SP_EINVAL      @p out is NULL.
+ * @retval SP_EINVAL      @p out is NULL, or a row has len > 0 with NULL
+ *                        data.
  * @retval SP_ENULLTABLE  @p tasks is NULL and @p n > 0.
  * @retval SP_ENOKEY      a key is NULL or "".
  * @retval SP_EDUPKEY     two tasks share a key.
  * @retval SP_ENOFN       a callback is NULL.
+ * @retval SP_EDEPKEY     an ::sp_task.after key is not in the table.
+ * @retval SP_ECYCLE      a task depends on itself, or the dependencies
+ *                        form a cycle (the message names its keys).
  * @retval SP_EOPTION     an option is out of range.
  * @retval SP_ENOTSUP     a reserved field is set.
  * @retval SP_ETOOMANY    @p n is too large.
@@ -843,6 +854,153 @@ typedef struct sp_options {
  */
 SP_API int simple_parallel(const sp_task *tasks, size_t n,
                            const sp_options *opts, sp_results **out);
+
+/** @} */
+
+/* ------------------------------------------------------------------------ */
+/** @name Pools: workers that outlive a call
+ * @{ */
+
+/** A pool of workers (threads or processes) that run many calls. Opaque;
+ *  created by sp_pool_create(), freed by sp_pool_free(). */
+typedef struct sp_pool sp_pool;
+
+/**
+ * A worker's set-up: runs once in each worker of a pool when it starts,
+ * before the worker runs any task: in the worker thread, or in the worker
+ * process (so a connection opened here belongs to that process).
+ *
+ * @param worker the worker's index, 0 .. workers - 1; a worker that
+ *               replaces one that died gets the same index.
+ * @param user   ::sp_pool_options.user.
+ * @param state  where to store the worker's state (*state is NULL at
+ *               entry); tasks read it with sp_ctx_worker_state().
+ * @return 0 on success; anything else is a failure: see sp_pool_create().
+ */
+typedef int (*sp_setup_fn)(unsigned worker, void *user, void **state);
+
+/**
+ * A worker's tear-down: runs once in each worker whose set-up succeeded,
+ * when the worker ends in sp_pool_free(), with what set-up stored. Not
+ * run in a worker process that died (crashed, killed).
+ */
+typedef void (*sp_teardown_fn)(unsigned worker, void *user, void *state);
+
+/**
+ * Options of a pool. All-zero (or a NULL pointer) means every default.
+ * Initialise with designated initialisers so that fields added later stay
+ * zero.
+ */
+typedef struct sp_pool_options {
+    /** Where the pool's tasks run: ::SP_BACKEND_THREAD (default),
+     *  ::SP_BACKEND_PROCESS or ::SP_BACKEND_SERIAL (one worker: the
+     *  thread that calls sp_pool_run(); calls take turns). */
+    sp_backend backend;
+    /** The pool's number of workers, all started by sp_pool_create();
+     *  0 = the number of online CPUs. Range 0 .. ::SP_MAX_WORKERS; a
+     *  larger value gives ::SP_EOPTION. Serial pools have 1. For I/O-bound
+     *  tasks (network calls) more workers than CPUs is right. */
+    unsigned max_workers;
+    /** Per-worker set-up; NULL = none. */
+    sp_setup_fn setup;
+    /** Per-worker tear-down; NULL = none. */
+    sp_teardown_fn teardown;
+    /** Passed to setup and teardown; borrowed for the pool's life. */
+    void *user;
+    /** Stack size of each worker thread, as ::sp_options.stack_size
+     *  (thread pools; checked for every backend). */
+    size_t stack_size;
+    /** Reserved for later options. Must be zero: non-zero gives
+     *  ::SP_ENOTSUP. */
+    unsigned char reserved[48];
+} sp_pool_options;
+
+/**
+ * @brief Create a pool and start all its workers.
+ *
+ * Every worker is started, and has run its set-up, when this returns. If
+ * a set-up fails (returns non-zero, or its worker process dies), the pool
+ * is not created: the workers already started are ended (their tear-down
+ * runs) and ::SP_ESETUP is returned, with sp_last_error() naming the worker
+ * and what its set-up returned.
+ *
+ * A process pool forks its workers from a fork server: a single-threaded
+ * process forked from the caller here, at creation, which forks every
+ * worker, replacements included. Workers therefore see the caller's
+ * memory as it was at sp_pool_create(), never a lock another thread of the
+ * caller held at a later fork. Create process pools early, before the
+ * program starts other threads (then no lock can be held at that one
+ * fork); memory the caller allocates later does not exist in the workers:
+ * pass a task's input as bytes (::sp_task.data).
+ *
+ * @param po  options, or NULL for all defaults; borrowed.
+ * @param out receives the pool, to be freed with sp_pool_free().
+ * @retval 0            created.
+ * @retval SP_EINVAL    @p out is NULL.
+ * @retval SP_EOPTION   an option is out of range.
+ * @retval SP_ENOTSUP   a reserved field is set.
+ * @retval SP_ESETUP    a worker's set-up failed; nothing is left behind.
+ * @retval SP_ENOMEM, SP_ETHREAD, SP_EPIPE, SP_EFORK  a resource could not
+ *                      be had; nothing is left behind.
+ */
+SP_API int sp_pool_create(const sp_pool_options *po, sp_pool **out);
+
+/**
+ * @brief Run a task table on a pool's workers.
+ *
+ * Everything simple_parallel() promises holds: the same validation and
+ * errors before anything runs, the same results map with every key, the
+ * same dependencies, spawning, deadline, fail-fast and completion callback.
+ * The differences: the workers are the pool's, already started, so a call
+ * costs microseconds; ::sp_options.backend and ::sp_options.stack_size are
+ * ignored (the pool's apply); ::sp_options.max_workers, when not 0, lets
+ * this call use at most that many of the pool's workers.
+ *
+ * Any number of threads may call it on one pool at once: the calls share
+ * the workers, and together never run more tasks at once than the pool has
+ * workers (a task waiting in a nested call does not count: see below).
+ * Calls are served in the order they arrive.
+ *
+ * A task may call sp_pool_run() on its own pool: its worker runs the
+ * nested call's tasks itself while it waits, and idle workers help, so
+ * nested calls never deadlock, however deep (on a process pool the nested
+ * call runs in the task's worker process, on its own threads).
+ *
+ * On a process pool, a worker that dies (crash, time limit, deadline) is
+ * replaced by a new one from the fork server, which runs set-up again; the
+ * pool never becomes unusable. If a replacement's set-up fails, the pool
+ * goes on with the workers it has; tasks that find no worker at all come
+ * back ::SP_KIND_CANCELLED with code ::SP_ESETUP. ::sp_task.arg is passed
+ * as is and is only meaningful for memory that existed at
+ * sp_pool_create(); ::sp_task.data is copied to the worker.
+ *
+ * @param pool  the pool.
+ * @param tasks,n,opts,out  as for simple_parallel().
+ * @return as simple_parallel(); ::SP_EINVAL also for a NULL @p pool or a
+ *         pool being freed.
+ */
+SP_API int sp_pool_run(sp_pool *pool, const sp_task *tasks, size_t n,
+                       const sp_options *opts, sp_results **out);
+
+/** @brief The pool's number of workers (::sp_pool_options.max_workers, or
+ *  its default); 0 for NULL. */
+SP_API unsigned sp_pool_workers(const sp_pool *pool);
+
+/**
+ * @brief End every worker of the pool and free it.
+ *
+ * Waits for calls of sp_pool_run() in flight in other threads to return
+ * (nested calls made by their tasks may still start; any other call fails
+ * with ::SP_EINVAL), then ends each worker (its tear-down runs in it),
+ * joins every thread or reaps every process (and the fork server), and
+ * closes every descriptor: nothing of the pool is left behind. NULL is a
+ * no-op. Called from a task running on the pool itself (it would wait for
+ * itself), it does nothing and sets sp_last_error() to ::SP_EBUSY. In a
+ * forked child (a process pool's worker included) the pool's workers are
+ * not the child's: sp_pool_run() runs on the child's own threads and
+ * sp_pool_free() frees only memory.
+ */
+SP_API void sp_pool_free(sp_pool *pool);
 
 /** @} */
 

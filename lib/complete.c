@@ -9,12 +9,15 @@
  * entry at a time. Outcomes recorded on that thread (serial backend, the
  * process backend's parent, the cancellation sweep) call it directly;
  * outcomes recorded by worker threads are queued and delivered by
- * sp_complete_drain(), which the thread backend runs on the calling thread.
+ * sp_complete_drain_until(), which the thread backend runs on the calling
+ * thread.
  */
 #include "sp-private.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 static void deliver(struct sp_run *run, const sp_entry *e)
 {
@@ -31,7 +34,10 @@ static void enqueue(struct sp_run *run, size_t i)
         d->waiting = false;
         pthread_cond_signal(&d->cond);
     }
+    bool poke = d->poke_sched;
     pthread_mutex_unlock(&d->lock);
+    if (poke) /* the calling thread may sleep in the scheduler instead */
+        sp_sched_wake(&run->sched);
 }
 
 /* What an outcome sets off beyond the entry: the fail-fast stop, the
@@ -186,18 +192,25 @@ void sp_complete_init(struct sp_run *run)
     run->caller.on_caller = true;
 }
 
-/* The thread backend's queue: allocated only when worker threads complete
- * tasks and there is a callback to deliver them to. */
-static int queue_init(struct sp_run *run)
+int sp_complete_queue(struct sp_run *run)
 {
     struct sp_doneq *d = &run->done;
-    d->cap = run->n ? run->n : 1;
-    d->q = sp_malloc(d->cap * sizeof *d->q);
-    if (!d->q)
-        return sp_set_error(SP_ENOMEM, "cannot allocate the completion queue");
-    int rc = pthread_mutex_init(&d->lock, NULL);
-    if (rc == 0 && (rc = pthread_cond_init(&d->cond, NULL)) != 0)
-        pthread_mutex_destroy(&d->lock);
+    if (run->opts.on_done) { /* room for every task's completion */
+        d->cap = run->n ? run->n : 1;
+        d->q = sp_malloc(d->cap * sizeof *d->q);
+        if (!d->q)
+            return sp_set_error(SP_ENOMEM,
+                                "cannot allocate the completion queue");
+    }
+    pthread_condattr_t ca;
+    int rc = pthread_condattr_init(&ca);
+    if (rc == 0) {
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        if ((rc = pthread_mutex_init(&d->lock, NULL)) == 0 &&
+            (rc = pthread_cond_init(&d->cond, &ca)) != 0)
+            pthread_mutex_destroy(&d->lock);
+        pthread_condattr_destroy(&ca);
+    }
     if (rc) {
         free(d->q);
         d->q = NULL;
@@ -207,11 +220,6 @@ static int queue_init(struct sp_run *run)
     d->ready = true;
     d->producers = true;
     return 0;
-}
-
-int sp_complete_queue(struct sp_run *run)
-{
-    return run->opts.on_done ? queue_init(run) : 0;
 }
 
 void sp_complete_free(struct sp_run *run)
@@ -226,28 +234,52 @@ void sp_complete_free(struct sp_run *run)
     d->q = NULL;
 }
 
-void sp_complete_drain(struct sp_run *run)
+/* Deliver what is queued, in batches; with `wait`, sleep until the
+ * producers are done or `until` (absolute ns, 0 = never) passes. true when
+ * the producers are done and nothing is left. */
+static bool drain(struct sp_run *run, bool wait, uint64_t until)
 {
     struct sp_doneq *d = &run->done;
     if (!d->ready)
-        return;
+        return true;
     uint32_t batch[64];
+    struct timespec ts = {.tv_sec = (time_t)(until / 1000000000u),
+                          .tv_nsec = (long)(until % 1000000000u)};
     for (;;) {
         pthread_mutex_lock(&d->lock);
-        while (d->head == d->tail && d->producers) {
+        bool late = false;
+        while (wait && !late && d->head == d->tail && d->producers) {
             d->waiting = true;
-            pthread_cond_wait(&d->cond, &d->lock);
+            if (until)
+                late = pthread_cond_timedwait(&d->cond, &d->lock, &ts) ==
+                       ETIMEDOUT;
+            else
+                pthread_cond_wait(&d->cond, &d->lock);
         }
         d->waiting = false;
         size_t k = 0;
         while (d->head < d->tail && k < sizeof batch / sizeof batch[0])
             batch[k++] = d->q[d->head++];
+        bool done = !d->producers && d->head == d->tail;
         pthread_mutex_unlock(&d->lock);
-        if (!k)
-            return; /* producers done, queue empty */
         for (size_t j = 0; j < k; j++)
             deliver(run, sp_entry_at(run->res, batch[j]));
+        if (done)
+            return true;
+        if (!k && (late || !wait))
+            return false;
     }
+}
+
+bool sp_complete_drain_until(struct sp_run *run, uint64_t until)
+{
+    return drain(run, true, until);
+}
+
+void sp_complete_deliver_queued(struct sp_run *run)
+{
+    if (run->opts.on_done)
+        drain(run, false, 0);
 }
 
 void sp_complete_producers_done(struct sp_run *run)

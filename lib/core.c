@@ -109,8 +109,8 @@ sp_results *sp_run_close(struct sp_run *run)
     return res;
 }
 
-SP_API int simple_parallel(const sp_task *tasks, size_t n,
-                           const sp_options *opts, sp_results **out)
+int sp_call(const sp_task *tasks, size_t n, const sp_options *opts,
+            sp_results **out, const struct sp_call_pool *pool)
 {
     uint64_t t0 = sp_now();
     SP_CHECK(out, SP_EINVAL, "the 'out' argument is NULL");
@@ -118,12 +118,25 @@ SP_API int simple_parallel(const sp_task *tasks, size_t n,
     /* On the stack: it is aligned for its cache-line members, and costs no
      * allocation. */
     struct sp_run run;
+    sp_options pool_opts;
+    if (pool) { /* the pool's backend and stack size apply */
+        pool_opts = opts ? *opts : (sp_options){0};
+        pool_opts.backend = pool->backend;
+        pool_opts.stack_size = 0;
+        opts = &pool_opts;
+    }
     int err = sp_run_init(&run, tasks, n, opts, t0);
     if (err)
         return err;
     const struct sp_backend_ops *ops = run.ops;
     if (n) {
-        run.workers = ops->workers(&run.opts, n);
+        if (pool) {
+            unsigned want = opts->max_workers;
+            run.workers = want && want < pool->workers ? want : pool->workers;
+            run.engine = pool->engine;
+        } else {
+            run.workers = ops->workers(&run.opts, n);
+        }
         err = sp_sched_init(&run.sched, &run, run.workers);
         if (!err) {
             sp_complete_init(&run);
@@ -145,4 +158,10 @@ SP_API int simple_parallel(const sp_task *tasks, size_t n,
     }
     *out = sp_run_close(&run);
     return 0;
+}
+
+SP_API int simple_parallel(const sp_task *tasks, size_t n,
+                           const sp_options *opts, sp_results **out)
+{
+    return sp_call(tasks, n, opts, out, NULL);
 }

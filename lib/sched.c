@@ -73,15 +73,14 @@ int sp_sched_init(struct sp_sched *s, struct sp_run *run, unsigned workers)
     atomic_init(&s->stealable, 0);
     atomic_init(&s->heap_min, UINT32_MAX);
     atomic_init(&s->over, false);
+    atomic_init(&s->nslots, 0);
     if (workers) {
+        /* Slots are initialised when opened: a run that may grow to many
+         * workers touches only the memory of those it starts. */
         s->claims = sp_aligned_alloc(64, sizeof *s->claims * workers);
         if (!s->claims)
             return sp_set_error(SP_ENOMEM, "cannot allocate %u claim slots",
                                 workers);
-        for (unsigned k = 0; k < workers; k++) {
-            atomic_init(&s->claims[k].range, 0);
-            atomic_init(&s->claims[k].busy, 0);
-        }
     }
     int rc = pthread_mutex_init(&s->lock, NULL);
     if (rc == 0) {
@@ -114,6 +113,20 @@ void sp_sched_free(struct sp_sched *s)
     free(s->heap);
     s->claims = NULL;
     s->heap = NULL;
+}
+
+void sp_sched_open(struct sp_sched *s, unsigned k)
+{
+    unsigned open = atomic_load_explicit(&s->nslots, memory_order_relaxed);
+    if (k < open)
+        return;
+    struct sp_claim *c = &s->claims[k];
+    atomic_init(&c->range, 0);
+    atomic_init(&c->busy, 0);
+    memset(&c->own, 0, sizeof c->own);
+    c->tally = &c->own;
+    /* Thieves and the idle check read slots below nslots only. */
+    atomic_store_explicit(&s->nslots, k + 1, memory_order_release);
 }
 
 /* ---- the heap (under the lock) ------------------------------------------ */
@@ -286,8 +299,9 @@ static int claim_chunk(struct sp_sched *s, struct sp_claim *c, uint32_t hmin,
 static bool steal(struct sp_sched *s, unsigned w, uint64_t *pos)
 {
     while (atomic_load_explicit(&s->stealable, memory_order_relaxed) > 0) {
-        for (unsigned k = 1; k < s->nclaims; k++) {
-            struct sp_claim *v = &s->claims[(w + k) % s->nclaims];
+        unsigned open = atomic_load_explicit(&s->nslots, memory_order_acquire);
+        for (unsigned k = 1; k < open; k++) {
+            struct sp_claim *v = &s->claims[(w + k) % open];
             uint64_t r = atomic_load_explicit(&v->range, memory_order_relaxed);
             for (;;) {
                 uint32_t lo = (uint32_t)r, hi = (uint32_t)(r >> 32);
@@ -306,7 +320,7 @@ static bool steal(struct sp_sched *s, unsigned w, uint64_t *pos)
                 }
             }
         }
-        if (s->nclaims < 2)
+        if (open < 2)
             break;
         /* A range is in flight between a thief's CAS and its own store;
          * let the thief land it. */
@@ -407,10 +421,32 @@ static bool work_may_appear(struct sp_sched *s, unsigned w)
     if (s->heap_len || atomic_load(s->cursor) < s->n_static ||
         atomic_load(&s->stealable) > 0)
         return true;
-    for (unsigned k = 0; k < s->nclaims; k++)
+    unsigned open = atomic_load_explicit(&s->nslots, memory_order_acquire);
+    for (unsigned k = 0; k < open; k++)
         if (k != w && atomic_load(&s->claims[k].busy))
             return true;
     return false;
+}
+
+bool sp_sched_idle_leave(struct sp_sched *s, unsigned w)
+{
+    struct sp_claim *c = &s->claims[w];
+    bool again = false;
+    pthread_mutex_lock(&s->lock);
+    atomic_store(&c->busy, 0);
+    if (!atomic_load(&s->over) &&
+        !atomic_load_explicit(s->run->stop, memory_order_relaxed)) {
+        if (s->heap_len || atomic_load(s->cursor) < s->n_static ||
+            atomic_load(&s->stealable) > 0) {
+            again = true;
+        } else if (!work_may_appear(s, w)) {
+            atomic_store(&s->over, true);
+            s->gen++;
+            pthread_cond_broadcast(&s->wake);
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    return again;
 }
 
 bool sp_sched_idle(struct sp_sched *s, unsigned w)

@@ -260,17 +260,21 @@ struct sp_doneq {
     size_t tail;    /* next free */
     bool waiting;   /* the calling thread sleeps on cond */
     bool producers; /* workers may still append */
+    bool poke_sched; /* the calling thread waits in the scheduler: wake it */
     bool ready;     /* lock and cond were initialised */
 };
 
-/* One claim slot of a worker in the scheduler, on its own cache line. */
+/* One claim slot of a worker in the scheduler, on its own cache lines. A
+ * slot is opened (sp_sched_open()) before a worker first claims with it;
+ * workers that take turns may reuse a slot, one at a time. */
 struct sp_claim {
     _Alignas(64) _Atomic uint64_t range; /* [lo, hi) positions: lo | hi << 32 */
     _Atomic int busy; /* holds or runs work that may make more ready */
     /* Where the worker counts outcomes; the scheduler records a doomed
-     * task it pops as SKIPPED with it. Set by the backend before workers
-     * start. */
+     * task it pops as SKIPPED with it. &own unless the backend points it
+     * elsewhere after opening the slot. */
     struct sp_tally *tally;
+    struct sp_tally own; /* merged by the backend when its workers are gone */
 };
 
 /* The ready queue (sched.c). Tasks ready at the start form the static list
@@ -283,8 +287,9 @@ struct sp_sched {
     struct sp_run *run;
     size_t n_static;       /* positions in the static list */
     const uint32_t *order; /* position -> task index; NULL = identity */
-    struct sp_claim *claims;
+    struct sp_claim *claims; /* room for nclaims; the first nslots open */
     unsigned nclaims;
+    _Atomic unsigned nslots;
     unsigned chunk_div; /* chunk = remaining / chunk_div, 1 .. CHUNK_MAX */
     /* First unclaimed position: points at next_local, or into a mapping the
      * process backend shares with its workers. */
@@ -373,6 +378,9 @@ struct sp_run {
     struct sp_doneq done;
     struct sp_tally caller; /* outcomes recorded on the calling thread */
     void *backend;          /* the backend's own state */
+    /* The pool's engine (sp_pool_run(): struct sp_tpool, struct sp_ppool)
+     * or NULL for simple_parallel(). */
+    void *engine;
 };
 
 /* Replace an outcome's message with an owned string (may be NULL) or, when
@@ -407,7 +415,7 @@ struct sp_ctx {
  *                     callback run; nothing else is called then.
  *   wait(run)         return when no task will start or run any more;
  *                     completion callbacks queued by other threads are
- *                     delivered here (sp_complete_drain()).
+ *                     delivered here (sp_complete_drain_until()).
  *   finish(run)       join or reap every worker, merge worker tallies
  *                     (sp_tally_merge()), set run->workers_used, free.
  *   stop(run)         may be called at any time, from any thread, after a
@@ -443,6 +451,25 @@ static inline uint64_t sp_now(void)
 }
 
 /* ---- core.c ------------------------------------------------------------- */
+
+/* How long an idle thread of simple_parallel()'s shared pool waits for the
+ * next call before it exits (docs/guide.md). */
+#define SP_SHARED_IDLE_MS 2000u
+
+/* The state the calling thread's worker set-up stored (pools), for
+ * sp_ctx_worker_state(); NULL elsewhere. task.c. */
+extern _Thread_local void *sp_worker_state;
+
+/* A pool's part of a call (sp_pool_run()); NULL for simple_parallel(). */
+struct sp_call_pool {
+    sp_backend backend; /* replaces the options' */
+    unsigned workers;   /* the pool's; the options' max_workers may lower */
+    void *engine;       /* run->engine */
+};
+
+/* simple_parallel() and sp_pool_run(): validate, run, return the map. */
+int sp_call(const sp_task *tasks, size_t n, const sp_options *opts,
+            sp_results **out, const struct sp_call_pool *pool);
 
 /* Validate the table and options and set up run (map, key index, limits);
  * 0, or an error with sp_last_error() set and nothing left allocated. */
@@ -520,6 +547,16 @@ void sp_sched_free(struct sp_sched *s);
  * come from the front of the worker's own range (it may have become ready
  * since). false: nothing to start now; call sp_sched_idle(). */
 bool sp_sched_claim(struct sp_sched *s, unsigned w, uint64_t *now, size_t *i);
+/* Open claim slot k (k <= the slots open so far, < nclaims) for a worker
+ * about to claim with it: an empty range, not busy, tally = its own. Slots
+ * are opened in order; opening an open slot does nothing. Called by one
+ * thread at a time (the backend's). */
+void sp_sched_open(struct sp_sched *s, unsigned k);
+/* Like sp_sched_idle() for a worker that leaves instead of sleeping:
+ * true = a task is ready, claim again; false = leave (the run is over, is
+ * stopped, or other workers still run tasks and will make any more ready:
+ * a push then calls the backend's grow()). */
+bool sp_sched_idle_leave(struct sp_sched *s, unsigned w);
 /* Worker w found nothing: wait until a task may be ready (true: claim
  * again) or the run will start nothing more (false: leave). */
 bool sp_sched_idle(struct sp_sched *s, unsigned w);
@@ -588,13 +625,17 @@ void sp_complete_skip(struct sp_run *run, size_t i, uint32_t cause,
 int sp_complete_reserve(struct sp_run *run, size_t total);
 /* Reset the run's completion state (core.c, before the backend starts). */
 void sp_complete_init(struct sp_run *run);
-/* A backend whose worker threads record outcomes sets up the callback's
- * queue (no-op without on_done); 0 or an error with the message set. */
+/* A backend whose worker threads record outcomes sets up the queue its
+ * calling thread waits on (and the callback's room, with on_done); 0 or an
+ * error with the message set. */
 int sp_complete_queue(struct sp_run *run);
 void sp_complete_free(struct sp_run *run);
 /* On the calling thread: deliver queued completions until the producers
- * are done (sp_complete_producers_done()) and the queue is empty. */
-void sp_complete_drain(struct sp_run *run);
+ * are done (sp_complete_producers_done()) and the queue is empty (true),
+ * or until the absolute time `until` (ns; 0 = no limit) passes (false). */
+bool sp_complete_drain_until(struct sp_run *run, uint64_t until);
+/* On the calling thread: deliver what is queued now, without waiting. */
+void sp_complete_deliver_queued(struct sp_run *run);
 /* Every worker thread has left: no more completions will be queued. */
 void sp_complete_producers_done(struct sp_run *run);
 /* Add a worker's counts to the map's (after the worker is gone). */

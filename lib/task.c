@@ -225,6 +225,13 @@ SP_API unsigned sp_ctx_worker(const sp_ctx *ctx)
     return ctx ? ctx->worker : 0;
 }
 
+_Thread_local void *sp_worker_state;
+
+SP_API void *sp_ctx_worker_state(const sp_ctx *ctx)
+{
+    return ctx ? sp_worker_state : NULL;
+}
+
 /* Turn what the callback did into the outcome's kind, code and message. */
 static void classify(struct sp_ctx *ctx, int rc)
 {

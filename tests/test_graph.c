@@ -434,7 +434,10 @@ static void test_stops_apply_to_the_graph(void **state)
     o.deadline = 0.05 * test_scale();
     t[0].fn = ok_empty;
     assert_int_equal(simple_parallel(t, 3, &o, &res), 0);
-    assert_int_equal(sp_entry_kind(sp_results_at(res, 1)), SP_KIND_TIMED_OUT);
+    /* slow is TIMED_OUT, or CANCELLED when a loaded machine (TSan,
+     * valgrind) had not started it when the deadline passed. */
+    sp_kind slow = sp_entry_kind(sp_results_at(res, 1));
+    assert_true(slow == SP_KIND_TIMED_OUT || slow == SP_KIND_CANCELLED);
     later = sp_entry_kind(sp_results_at(res, 2));
     assert_true(later == SP_KIND_CANCELLED || later == SP_KIND_SKIPPED);
     assert_non_null(strstr(sp_entry_message(sp_results_at(res, 2)), "dead") ||

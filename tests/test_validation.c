@@ -9,7 +9,7 @@
 /* Every callback here bumps this; validation failures must leave it 0. In
  * a forked worker the bump would be invisible, but validation happens in
  * the caller before any worker exists, so it stays meaningful. */
-static int ran;
+static _Atomic int ran;
 
 static int bump(sp_ctx *ctx, void *arg)
 {

@@ -14,6 +14,7 @@ static unsigned serial_workers(const sp_options *opts, size_t n)
 static int serial_start(struct sp_run *run)
 {
     run->workers_used = 1;
+    sp_sched_open(&run->sched, 0);
     run->sched.claims[0].tally = &run->caller;
     run->caller.claims = true;
     return 0;

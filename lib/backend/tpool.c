@@ -1,0 +1,665 @@
+/* SPDX-License-Identifier: MIT */
+/* Pools of worker threads that outlive a call; see tpool.h for the model.
+ *
+ * Idle threads wait on their own condition variable in a LIFO stack, so a
+ * wake-up goes to exactly one thread, the one that worked last (its stack
+ * and caches are warm), and the threads idle longest are the ones whose
+ * idle time runs out. The pool lock guards the thread list, the idle
+ * stack, the run queue and every run's worker accounting; tasks run
+ * without it. */
+#include "tpool.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { T_STARTING, T_READY, T_FAILED };
+
+struct sp_tthread {
+    struct sp_tpool *pool;
+    struct sp_tthread *next, *prev; /* the pool's threads */
+    struct sp_tthread *idle_next;   /* the idle stack */
+    pthread_t thread;
+    pthread_cond_t cv; /* it waits here when idle */
+    unsigned index;
+    int state;          /* T_*, pool lock */
+    int setup_rc;       /* what set-up returned */
+    _Atomic bool woken; /* taken off the idle stack to work */
+    bool idle;          /* on the idle stack */
+    void *wstate;       /* what set-up stored */
+};
+
+struct sp_tpool {
+    pthread_mutex_t lock;
+    pthread_cond_t changed; /* a thread started or ended */
+    pthread_attr_t attr;
+    pthread_condattr_t cattr; /* monotonic clock */
+    struct sp_tpool_conf conf;
+    pid_t owner;
+    struct sp_tthread *threads; /* every thread not yet joined */
+    struct sp_tthread *idle;    /* idle stack, most recent first */
+    unsigned nthreads;          /* started and not ended */
+    unsigned next_index;
+    struct sp_trun *head, *tail; /* queued runs, oldest first */
+    bool closing;
+    bool trimming; /* idle threads end (sp_tpool_shared_trim()) */
+    bool detached; /* threads free themselves when they end */
+};
+
+static _Thread_local struct sp_tthread *self;
+
+/* How long an idle worker, and a caller waiting for its run, spin before
+ * they sleep: calls that follow each other closely then cost no wake-up
+ * (two context switches, tens of microseconds on a busy machine). */
+#define SPIN_NS 50000u
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* Spin until *flag is true (true) or about ns passed (false), yielding the
+ * CPU to others that may do the work meanwhile. */
+static bool spin_until(_Atomic bool *flag, uint64_t ns)
+{
+    uint64_t end = 0;
+    for (unsigned k = 0;; k++) {
+        if (atomic_load_explicit(flag, memory_order_acquire))
+            return true;
+        if (k % 64 == 63) {
+            uint64_t now = sp_now();
+            if (!end)
+                end = now + ns;
+            else if (now >= end)
+                return false;
+            sched_yield();
+        } else {
+            cpu_relax();
+        }
+    }
+}
+
+/* ---- the run queue (pool lock) ------------------------------------------ */
+
+static void enqueue(struct sp_tpool *p, struct sp_trun *r)
+{
+    r->next = NULL;
+    r->prev = p->tail;
+    if (p->tail)
+        p->tail->next = r;
+    else
+        p->head = r;
+    p->tail = r;
+    r->queued = true;
+}
+
+static void unqueue(struct sp_tpool *p, struct sp_trun *r)
+{
+    if (!r->queued)
+        return;
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        p->head = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    else
+        p->tail = r->prev;
+    r->queued = false;
+}
+
+static bool stopped(const struct sp_trun *r)
+{
+    return atomic_load_explicit(r->run->stop, memory_order_relaxed) ||
+           atomic_load_explicit(&r->run->sched.over, memory_order_relaxed);
+}
+
+/* A task of r is ready to claim (read without r's lock: a stale answer
+ * costs an attach that finds nothing, or a wait for the next wake-up). */
+static bool runnable(const struct sp_trun *r)
+{
+    const struct sp_sched *s = &r->run->sched;
+    return !stopped(r) &&
+           (atomic_load_explicit(&s->heap_min, memory_order_relaxed) !=
+                UINT32_MAX ||
+            atomic_load_explicit(s->cursor, memory_order_relaxed) <
+                s->n_static ||
+            atomic_load_explicit(&s->stealable, memory_order_relaxed) > 0);
+}
+
+/* The oldest queued run a worker can help now. */
+static struct sp_trun *pick(struct sp_tpool *p)
+{
+    for (struct sp_trun *r = p->head; r; r = r->next)
+        if (r->attached < r->cap && runnable(r))
+            return r;
+    return NULL;
+}
+
+/* A worker joins r: its claim slot (one that a worker left, or the next). */
+static unsigned attach(struct sp_trun *r)
+{
+    unsigned slot = r->nfree ? r->free_slots[--r->nfree] : r->nopen++;
+    r->attached++;
+    sp_sched_open(&r->run->sched, slot);
+    r->run->sched.claims[slot].tally->claims = true;
+    return slot;
+}
+
+/* r is done when nothing runs or will start: its caller may finish. */
+static void maybe_done(struct sp_tpool *p, struct sp_trun *r)
+{
+    if (r->done || r->attached || !stopped(r))
+        return;
+    r->done = true;
+    unqueue(p, r);
+    sp_complete_producers_done(r->run);
+    atomic_store_explicit(&r->finished, true, memory_order_release);
+}
+
+static void detach(struct sp_tpool *p, struct sp_trun *r, unsigned slot)
+{
+    r->free_slots[r->nfree++] = slot;
+    r->attached--;
+    maybe_done(p, r);
+}
+
+/* Claim and run r's tasks with slot until none is ready. */
+static void serve(struct sp_trun *r, unsigned slot)
+{
+    struct sp_run *run = r->run;
+    struct sp_sched *s = &run->sched;
+    struct sp_tally *t = s->claims[slot].tally;
+    uint64_t now = sp_now();
+    size_t i;
+    do {
+        while (sp_sched_claim(s, slot, &now, &i)) {
+            struct sp_outcome o;
+            now = sp_task_exec(run, i, slot, now, &o);
+            sp_complete(run, i, &o, t);
+        }
+    } while (sp_sched_idle_leave(s, slot));
+}
+
+/* ---- threads ------------------------------------------------------------ */
+
+static void abs_after(struct timespec *ts, uint64_t ns)
+{
+    uint64_t t = sp_now() + ns;
+    ts->tv_sec = (time_t)(t / 1000000000u);
+    ts->tv_nsec = (long)(t % 1000000000u);
+}
+
+static void idle_remove(struct sp_tpool *p, struct sp_tthread *t)
+{
+    for (struct sp_tthread **q = &p->idle; *q; q = &(*q)->idle_next)
+        if (*q == t) {
+            *q = t->idle_next;
+            break;
+        }
+    t->idle = false;
+}
+
+/* Give work to the idle thread that worked last; false if none idles. */
+static bool wake_one(struct sp_tpool *p)
+{
+    struct sp_tthread *t = p->idle;
+    if (!t)
+        return false;
+    p->idle = t->idle_next;
+    t->idle = false;
+    atomic_store_explicit(&t->woken, true, memory_order_release);
+    pthread_cond_signal(&t->cv);
+    return true;
+}
+
+static void unlink_thread(struct sp_tpool *p, struct sp_tthread *t)
+{
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        p->threads = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+}
+
+static void *thread_main(void *arg)
+{
+    struct sp_tthread *t = arg;
+    struct sp_tpool *p = t->pool;
+    self = t;
+    int rc =
+        p->conf.setup ? p->conf.setup(t->index, p->conf.user, &t->wstate) : 0;
+    sp_worker_state = t->wstate;
+    pthread_mutex_lock(&p->lock);
+    t->setup_rc = rc;
+    t->state = rc ? T_FAILED : T_READY;
+    pthread_cond_broadcast(&p->changed);
+    while (!rc) {
+        struct sp_trun *r = pick(p);
+        if (r) {
+            unsigned slot = attach(r);
+            pthread_mutex_unlock(&p->lock);
+            serve(r, slot);
+            pthread_mutex_lock(&p->lock);
+            detach(p, r, slot);
+            continue;
+        }
+        if (p->closing)
+            break;
+        atomic_store_explicit(&t->woken, false, memory_order_relaxed);
+        t->idle = true;
+        t->idle_next = p->idle;
+        p->idle = t;
+        pthread_mutex_unlock(&p->lock);
+        spin_until(&t->woken, SPIN_NS);
+        pthread_mutex_lock(&p->lock);
+        int w = 0;
+        if (p->conf.idle_ns) {
+            struct timespec ts;
+            abs_after(&ts, p->conf.idle_ns);
+            while (!t->woken && !p->closing && !p->trimming && w != ETIMEDOUT)
+                w = pthread_cond_timedwait(&t->cv, &p->lock, &ts);
+        } else {
+            while (!t->woken && !p->closing && !p->trimming)
+                pthread_cond_wait(&t->cv, &p->lock);
+        }
+        if (t->idle)
+            idle_remove(p, t);
+        if (!t->woken && (p->trimming || (w == ETIMEDOUT && !pick(p))))
+            break; /* idle too long, or asked to end */
+    }
+    p->nthreads--;
+    if (p->detached)
+        unlink_thread(p, t);
+    pthread_cond_broadcast(&p->changed);
+    pthread_mutex_unlock(&p->lock);
+    if (!rc && p->conf.teardown)
+        p->conf.teardown(t->index, p->conf.user, t->wstate);
+    sp_worker_state = NULL;
+    self = NULL;
+    if (p->detached) {
+        pthread_cond_destroy(&t->cv);
+        free(t);
+    }
+    return NULL;
+}
+
+/* Start one thread (pool lock held); 0 or pthread_create's error. Every
+ * thread starts with every signal blocked, so the caller's signals keep
+ * going to the caller's own threads. */
+static int start_thread(struct sp_tpool *p)
+{
+    struct sp_tthread *t = sp_calloc(1, sizeof *t);
+    if (!t)
+        return ENOMEM;
+    int rc = pthread_cond_init(&t->cv, &p->cattr);
+    if (rc) {
+        free(t);
+        return rc;
+    }
+    t->pool = p;
+    t->index = p->next_index;
+    t->state = T_STARTING;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = sp_pthread_create(&t->thread, &p->attr, thread_main, t);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc) {
+        pthread_cond_destroy(&t->cv);
+        free(t);
+        return rc;
+    }
+    if (p->detached)
+        pthread_detach(t->thread);
+    p->next_index++;
+    p->nthreads++;
+    t->next = p->threads;
+    if (p->threads)
+        p->threads->prev = t;
+    p->threads = t;
+    return 0;
+}
+
+/* ---- pools -------------------------------------------------------------- */
+
+static int pool_init(struct sp_tpool *p, const struct sp_tpool_conf *conf)
+{
+    p->conf = *conf;
+    p->owner = getpid();
+    int rc = pthread_mutex_init(&p->lock, NULL);
+    if (rc)
+        return sp_set_error_errno(SP_ETHREAD, rc, "pthread_mutex_init");
+    if ((rc = pthread_condattr_init(&p->cattr)) == 0) {
+        pthread_condattr_setclock(&p->cattr, CLOCK_MONOTONIC);
+        if ((rc = pthread_cond_init(&p->changed, &p->cattr)) == 0) {
+            if ((rc = pthread_attr_init(&p->attr)) == 0) {
+                if (!conf->stack_size || (rc = pthread_attr_setstacksize(
+                                              &p->attr, conf->stack_size)) == 0)
+                    return 0;
+                pthread_attr_destroy(&p->attr);
+                pthread_cond_destroy(&p->changed);
+                pthread_condattr_destroy(&p->cattr);
+                pthread_mutex_destroy(&p->lock);
+                return sp_set_error_errno(SP_EOPTION, rc,
+                                          "stack_size %zu: "
+                                          "pthread_attr_setstacksize",
+                                          conf->stack_size);
+            }
+            pthread_cond_destroy(&p->changed);
+        }
+        pthread_condattr_destroy(&p->cattr);
+    }
+    pthread_mutex_destroy(&p->lock);
+    return sp_set_error_errno(SP_ETHREAD, rc, "cannot set up a thread pool");
+}
+
+/* End every thread and join it (threads that were joined are freed). */
+static void end_threads(struct sp_tpool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->closing = true;
+    while (p->idle)
+        wake_one(p);
+    struct sp_tthread *list = p->threads;
+    p->threads = NULL;
+    pthread_mutex_unlock(&p->lock);
+    while (list) {
+        struct sp_tthread *t = list;
+        list = t->next;
+        pthread_join(t->thread, NULL);
+        pthread_cond_destroy(&t->cv);
+        free(t);
+    }
+}
+
+static void pool_destroy(struct sp_tpool *p)
+{
+    pthread_attr_destroy(&p->attr);
+    pthread_cond_destroy(&p->changed);
+    pthread_condattr_destroy(&p->cattr);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
+
+int sp_tpool_create(const struct sp_tpool_conf *conf, struct sp_tpool **out)
+{
+    *out = NULL;
+    struct sp_tpool *p = sp_calloc(1, sizeof *p);
+    if (!p)
+        return sp_set_error(SP_ENOMEM, "cannot allocate a thread pool");
+    int err = pool_init(p, conf);
+    if (err) {
+        free(p);
+        return err;
+    }
+    int rc = 0;
+    unsigned started = 0;
+    pthread_mutex_lock(&p->lock);
+    for (; started < conf->start && !rc; started += !rc)
+        rc = start_thread(p);
+    /* Every set-up has run before the pool is handed out. */
+    const struct sp_tthread *failed = NULL;
+    for (;;) {
+        bool starting = false;
+        for (struct sp_tthread *t = p->threads; t; t = t->next) {
+            starting |= t->state == T_STARTING;
+            if (t->state == T_FAILED && (!failed || t->index < failed->index))
+                failed = t;
+        }
+        if (!starting)
+            break;
+        pthread_cond_wait(&p->changed, &p->lock);
+    }
+    int setup_rc = failed ? failed->setup_rc : 0;
+    unsigned failed_index = failed ? failed->index : 0;
+    pthread_mutex_unlock(&p->lock);
+    if (!rc && !failed) {
+        *out = p;
+        return 0;
+    }
+    end_threads(p);
+    pool_destroy(p);
+    if (failed)
+        return sp_set_error(SP_ESETUP,
+                            "set-up of worker %u failed: it returned %d",
+                            failed_index, setup_rc);
+    char why[96];
+    return sp_set_error(rc == ENOMEM ? SP_ENOMEM : SP_ETHREAD,
+                        "only %u of %u worker threads could be created "
+                        "(pthread_create: %s)",
+                        started, conf->start,
+                        sp_errno_text(rc, why, sizeof why));
+}
+
+bool sp_tpool_owned(const struct sp_tpool *p)
+{
+    return p->owner == getpid();
+}
+
+bool sp_tpool_is_self(const struct sp_tpool *p)
+{
+    return self && self->pool == p;
+}
+
+void sp_tpool_free(struct sp_tpool *p)
+{
+    if (!p)
+        return;
+    if (!sp_tpool_owned(p)) {
+        /* A forked child: none of the threads exist here, and the locks
+         * may have been held at the fork. Only the memory is ours. */
+        for (struct sp_tthread *t = p->threads, *next; t; t = next) {
+            next = t->next;
+            free(t);
+        }
+        free(p);
+        return;
+    }
+    end_threads(p);
+    pool_destroy(p);
+}
+
+/* ---- serving runs ------------------------------------------------------- */
+
+int sp_tpool_submit(struct sp_trun *r, unsigned want)
+{
+    struct sp_tpool *p = r->pool;
+    pthread_mutex_lock(&p->lock);
+    r->attached = r->nopen = r->nfree = 0;
+    r->done = false;
+    atomic_init(&r->finished, false);
+    r->helper = NULL;
+    if (self && self->pool == p) {
+        /* A nested call: the calling thread is a worker already. */
+        r->helper = self;
+        r->run->done.poke_sched = true; /* it may sleep in the scheduler */
+        unsigned slot = attach(r);
+        r->run->sched.claims[slot].tally->on_caller = true;
+        want = want ? want - 1 : 0;
+    }
+    enqueue(p, r);
+    int rc = 0;
+    unsigned got = 0;
+    for (; got < want; got++) {
+        if (wake_one(p))
+            continue;
+        if (p->nthreads >= p->conf.cap || p->closing ||
+            (rc = start_thread(p)) != 0)
+            break;
+    }
+    if (!got && !r->helper && !p->nthreads) {
+        /* Not one thread to run it: nothing ran. */
+        unqueue(p, r);
+        pthread_mutex_unlock(&p->lock);
+        char why[96];
+        return sp_set_error(rc == ENOMEM ? SP_ENOMEM : SP_ETHREAD,
+                            "pthread_create: %s",
+                            sp_errno_text(rc ? rc : EAGAIN, why, sizeof why));
+    }
+    if (rc && got < want && !r->run->res->thread_note) {
+        /* Fewer threads than planned: say so where results cannot be
+         * stored for lack of memory (thread stacks reserve address
+         * space, the likely cause of both). */
+        char why[96], note[320];
+        snprintf(note, sizeof note,
+                 "out of memory: the task's result could not be stored; only "
+                 "%u of %u worker threads could be created (pthread_create: "
+                 "%s), as each thread's stack reserves address space "
+                 "(stack_size, ulimit -v)",
+                 got, want, sp_errno_text(rc, why, sizeof why));
+        size_t len = strlen(note) + 1;
+        char *copy = sp_malloc(len);
+        if (copy) {
+            memcpy(copy, note, len);
+            r->run->res->thread_note = copy;
+            atomic_store_explicit(&r->run->oom_note, copy,
+                                  memory_order_release);
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    return 0;
+}
+
+void sp_tpool_grow(struct sp_trun *r)
+{
+    struct sp_tpool *p = r->pool;
+    pthread_mutex_lock(&p->lock);
+    if (!r->done && r->attached < r->cap && !p->closing && !wake_one(p) &&
+        p->nthreads < p->conf.cap)
+        start_thread(p); /* failing only means one worker fewer */
+    pthread_mutex_unlock(&p->lock);
+}
+
+void sp_tpool_stop(struct sp_trun *r)
+{
+    struct sp_tpool *p = r->pool;
+    sp_sched_wake(&r->run->sched); /* a helper asleep in it */
+    pthread_mutex_lock(&p->lock);
+    maybe_done(p, r);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* The helper's share: run r's tasks until none will be ready any more. */
+static void help(struct sp_trun *r)
+{
+    struct sp_run *run = r->run;
+    struct sp_sched *s = &run->sched;
+    struct sp_tally *t = s->claims[0].tally;
+    uint64_t now = sp_now();
+    size_t i;
+    do {
+        while (sp_sched_claim(s, 0, &now, &i)) {
+            struct sp_outcome o;
+            now = sp_task_exec(run, i, 0, now, &o);
+            sp_complete(run, i, &o, t);
+            sp_complete_deliver_queued(run);
+        }
+        sp_complete_deliver_queued(run);
+    } while (sp_sched_idle(s, 0));
+    pthread_mutex_lock(&r->pool->lock);
+    detach(r->pool, r, 0);
+    pthread_mutex_unlock(&r->pool->lock);
+}
+
+void sp_tpool_wait(struct sp_trun *r)
+{
+    struct sp_run *run = r->run;
+    if (r->helper)
+        help(r);
+    else if (!run->opts.on_done)
+        spin_until(&r->finished, SPIN_NS); /* a short run ends meanwhile */
+    /* Deliver completions until the run is done; at the deadline, stop
+     * it (the workers may all be busy with other runs and never see it). */
+    while (!sp_complete_drain_until(run, run->deadline))
+        sp_run_stop(run, SP_STOP_DEADLINE);
+    pthread_mutex_lock(&r->pool->lock);
+    unqueue(r->pool, r);
+    pthread_mutex_unlock(&r->pool->lock);
+}
+
+/* ---- the shared pool ---------------------------------------------------- */
+
+static struct sp_tpool shared;
+static pthread_once_t shared_once = PTHREAD_ONCE_INIT;
+static int shared_err;
+/* Threads of the parent, in a forked child: kept reachable, never used. */
+static struct sp_tthread *orphans;
+
+static void shared_prepare(void)
+{
+    pthread_mutex_lock(&shared.lock);
+}
+
+static void shared_parent(void)
+{
+    pthread_mutex_unlock(&shared.lock);
+}
+
+/* In a forked child only the forking thread exists: the pool starts
+ * empty (its threads' memory stays reachable, unused). */
+static void shared_child(void)
+{
+    if (shared.threads) {
+        struct sp_tthread *last = shared.threads;
+        while (last->next)
+            last = last->next;
+        last->next = orphans;
+        orphans = shared.threads;
+    }
+    shared.threads = NULL;
+    shared.idle = NULL;
+    shared.nthreads = 0;
+    shared.head = shared.tail = NULL;
+    shared.owner = getpid();
+    pthread_mutex_unlock(&shared.lock);
+}
+
+static void shared_init(void)
+{
+    struct sp_tpool_conf conf = {.cap = SP_MAX_WORKERS,
+                                 .idle_ns = SP_SHARED_IDLE_MS * 1000000ull};
+    shared_err = pool_init(&shared, &conf);
+    if (!shared_err) {
+        shared.detached = true;
+        pthread_atfork(shared_prepare, shared_parent, shared_child);
+    }
+}
+
+void sp_tpool_shared_trim(void)
+{
+    if (!sp_tpool_shared())
+        return;
+    pthread_mutex_lock(&shared.lock);
+    shared.trimming = true;
+    while (shared.nthreads > 0) {
+        for (struct sp_tthread *t = shared.idle; t; t = t->idle_next) {
+            t->idle = false;
+            pthread_cond_signal(&t->cv);
+        }
+        shared.idle = NULL;
+        pthread_cond_wait(&shared.changed, &shared.lock);
+    }
+    shared.trimming = false;
+    pthread_mutex_unlock(&shared.lock);
+}
+
+struct sp_tpool *sp_tpool_shared(void)
+{
+    pthread_once(&shared_once, shared_init);
+    if (shared_err) {
+        sp_set_error(shared_err, "the shared thread pool could not be set up");
+        return NULL;
+    }
+    return &shared;
+}
