@@ -14,8 +14,9 @@
  *  - "Borrowed" pointers stay owned by whoever passed them; the library
  *    never frees them and never keeps them after the call returns.
  *  - Every function is thread-safe unless its comment says otherwise:
- *    simplepar has no global mutable state, and several threads may call
- *    simple_parallel() at once, or from inside a running task (nested use).
+ *    several threads may call simple_parallel() or sp_pool_run() at once,
+ *    or from inside a running task (nested use). The only process-wide
+ *    state is the thread backend's shared pool of idle threads.
  *
  * Doxygen format; the man pages and docs/api.md are written from these
  * comments.
@@ -648,8 +649,10 @@ SP_API int sp_results_write_svg(const sp_results *res, FILE *f);
 
 /** Where the tasks run. */
 typedef enum sp_backend {
-    /** Threads of the calling process (default). Best for I/O-bound work,
-     *  and in C also for CPU-bound work: there is no GIL. */
+    /** Threads of the calling process (default), from a process-wide
+     *  pool whose idle threads wait 2 s for the next call and then exit,
+     *  so repeated calls create no threads. Best for I/O-bound work, and
+     *  in C also for CPU-bound work: there is no GIL. */
     SP_BACKEND_THREAD = 0,
     /** Inline, one after another, in input order, on the calling thread.
      *  For debugging (a breakpoint in any task just works) and as the
