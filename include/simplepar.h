@@ -719,7 +719,8 @@ typedef enum sp_policy {
  */
 typedef int (*sp_done_fn)(const sp_entry *e, void *user);
 
-/** Default cap on thread workers when ::sp_options.max_workers is 0. */
+/** Most thread workers a call with ::sp_options.max_workers 0 grows to
+ *  while its workers block. */
 #define SP_THREAD_DEFAULT_CAP 256u
 /** Largest accepted ::sp_options.max_workers. */
 #define SP_MAX_WORKERS 65536u
@@ -745,7 +746,10 @@ typedef struct sp_options {
     /** Where tasks run. Default ::SP_BACKEND_THREAD. */
     sp_backend backend;
     /** Most workers running at once; 0 = default:
-     *  thread: one per task, at most ::SP_THREAD_DEFAULT_CAP;
+     *  thread: one per online CPU to start with, more while they block
+     *  (sleep, I/O, waiting on locks) with tasks waiting, at most
+     *  ::SP_THREAD_DEFAULT_CAP; so CPU-bound tables get one thread per
+     *  CPU and I/O-bound ones grow to many in a few milliseconds;
      *  process: min(online CPUs, tasks);
      *  serial: ignored (always 1).
      *  Range 0 .. ::SP_MAX_WORKERS (65,536); a larger value gives

@@ -5,11 +5,13 @@
  * which backend it is driving. */
 #include "sp-private.h"
 
+
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* One row per backend, indexed by sp_backend. */
 static const struct sp_backend_ops *const backends[] = {
@@ -158,6 +160,14 @@ int sp_call(const sp_task *tasks, size_t n, const sp_options *opts,
     }
     *out = sp_run_close(&run);
     return 0;
+}
+
+unsigned sp_online_cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        return 1;
+    return n > SP_MAX_WORKERS ? SP_MAX_WORKERS : (unsigned)n;
 }
 
 SP_API int simple_parallel(const sp_task *tasks, size_t n,

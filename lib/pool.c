@@ -58,14 +58,6 @@ static int check_options(const sp_pool_options *po)
     return 0;
 }
 
-static unsigned default_workers(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    if (n < 1)
-        return 1;
-    return n > SP_MAX_WORKERS ? SP_MAX_WORKERS : (unsigned)n;
-}
-
 static int serial_create(struct sp_pool *p, const sp_pool_options *po)
 {
     int rc = pthread_mutex_init(&p->turn, NULL);
@@ -98,7 +90,7 @@ SP_API int sp_pool_create(const sp_pool_options *po, sp_pool **out)
     p->owner = getpid();
     p->workers = po->backend == SP_BACKEND_SERIAL ? 1
                  : po->max_workers                ? po->max_workers
-                                                  : default_workers();
+                                                  : sp_online_cpus();
     int rc = pthread_mutex_init(&p->lock, NULL);
     if (rc) {
         free(p);

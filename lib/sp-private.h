@@ -467,6 +467,9 @@ struct sp_call_pool {
     void *engine;       /* run->engine */
 };
 
+/* Online CPUs, 1 .. SP_MAX_WORKERS. */
+unsigned sp_online_cpus(void);
+
 /* simple_parallel() and sp_pool_run(): validate, run, return the map. */
 int sp_call(const sp_task *tasks, size_t n, const sp_options *opts,
             sp_results **out, const struct sp_call_pool *pool);

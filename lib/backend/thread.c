@@ -17,9 +17,13 @@
 
 #include <stdlib.h>
 
-/* The most threads a simple_parallel() run may use; it starts one per row
- * at most, and more (up to this) only when tasks become ready while every
- * worker is busy, as spawned tasks and released dependents do. */
+/* The most threads a simple_parallel() run may use. With max_workers set
+ * it starts one per row at most, and more (up to this) only when tasks
+ * become ready while every worker is busy, as spawned tasks and released
+ * dependents do. By default it starts one per CPU (one per row at most)
+ * and adds more, up to SP_THREAD_DEFAULT_CAP, while its workers block with
+ * tasks waiting (sp_tpool_wait()): sleeping and I/O-bound tables get many
+ * threads, CPU-bound ones one per CPU. */
 static unsigned thread_workers(const sp_options *opts, size_t n)
 {
     (void)n;
@@ -66,6 +70,15 @@ static int thread_start(struct sp_run *run)
     }
     if (!err) {
         unsigned want = run->n < r->cap ? (unsigned)run->n : r->cap;
+        r->target = r->cap;
+        if (!run->engine && !run->opts.max_workers) {
+            /* The default: one worker per CPU, more while they block. */
+            unsigned cpus = sp_online_cpus();
+            r->adaptive = true;
+            if (want > cpus)
+                want = cpus;
+            r->target = want;
+        }
         err = sp_tpool_submit(r, want);
     }
     if (err) {

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -472,9 +473,13 @@ void sp_tpool_free(struct sp_tpool *p)
 
 /* ---- serving runs ------------------------------------------------------- */
 
+static void adapt_read(uint64_t *wall, uint64_t *cpu, long *vol, long *invol);
+
 int sp_tpool_submit(struct sp_trun *r, unsigned want)
 {
     struct sp_tpool *p = r->pool;
+    if (r->adaptive) /* the window opens before any worker runs */
+        adapt_read(&r->win_wall, &r->win_cpu, &r->win_vol, &r->win_invol);
     pthread_mutex_lock(&p->lock);
     r->attached = r->nopen = r->nfree = 0;
     r->done = false;
@@ -535,7 +540,7 @@ void sp_tpool_grow(struct sp_trun *r)
 {
     struct sp_tpool *p = r->pool;
     pthread_mutex_lock(&p->lock);
-    if (!r->done && r->attached < r->cap && !p->closing && !wake_one(p) &&
+    if (!r->done && r->attached < r->target && !p->closing && !wake_one(p) &&
         p->nthreads < p->conf.cap)
         start_thread(p); /* failing only means one worker fewer */
     pthread_mutex_unlock(&p->lock);
@@ -548,6 +553,92 @@ void sp_tpool_stop(struct sp_trun *r)
     pthread_mutex_lock(&p->lock);
     maybe_done(p, r);
     pthread_mutex_unlock(&p->lock);
+}
+
+/* ---- adaptive worker counts --------------------------------------------- */
+
+/* How often a waiting caller looks at its adaptive run. */
+#define ADAPT_NS 500000u
+
+/* Where the process's time has gone: wall and CPU ns, and its context
+ * switches (voluntary: blocking; involuntary: preemption). */
+static void adapt_read(uint64_t *wall, uint64_t *cpu, long *vol, long *invol)
+{
+    struct timespec ts;
+    struct rusage ru;
+    *wall = sp_now();
+    *cpu = clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) == 0
+               ? (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec
+               : 0;
+    if (getrusage(RUSAGE_SELF, &ru) == 0) {
+        *vol = ru.ru_nvcsw;
+        *invol = ru.ru_nivcsw;
+    } else {
+        *vol = *invol = 0;
+    }
+}
+
+/* Raise r's worker target when its workers block with tasks waiting: the
+ * process used less CPU than its busy workers could (half a CPU short or
+ * more) since the window opened, and its threads gave up the CPU by
+ * blocking (voluntary switches: at least one per two busy workers, twice
+ * as many as they were preempted), so it is sleeping or I/O, not a CPU
+ * that other programs took. Without evidence
+ * either way, or while workers asked for are still coming, the window
+ * stays open. Each step adds three workers per blocked one, so sleeping
+ * tasks reach hundreds of workers in a few milliseconds while CPU-bound
+ * tasks stay at one per CPU. `waits`: the caller's own sleeps in the
+ * window (each a voluntary switch of its own). true when the window was
+ * closed and a new one opened. */
+static bool adapt(struct sp_trun *r, long waits)
+{
+    uint64_t now_wall, now_cpu;
+    long now_vol, now_invol;
+    adapt_read(&now_wall, &now_cpu, &now_vol, &now_invol);
+    uint64_t wall = now_wall - r->win_wall, cpu = now_cpu - r->win_cpu;
+    long vol = now_vol - r->win_vol - waits, invol = now_invol - r->win_invol;
+    struct sp_tpool *p = r->pool;
+    pthread_mutex_lock(&p->lock);
+    unsigned busy = r->attached;
+    if (busy < r->target && !r->done && runnable(r)) {
+        /* Workers asked for are still coming: what their start costs
+         * (a switch on the pool lock) is no evidence. Look again later. */
+        pthread_mutex_unlock(&p->lock);
+        r->win_wall = now_wall;
+        r->win_cpu = now_cpu;
+        r->win_vol = now_vol;
+        r->win_invol = now_invol;
+        return true;
+    }
+    bool full = r->done || r->target >= r->cap || !runnable(r);
+    /* The busy workers' time not spent on a CPU, in workers. */
+    double idle = busy - (wall ? (double)cpu / (double)wall : (double)busy);
+    bool grow = false, reset = true;
+    if (full || idle < 0.5)
+        ; /* nothing to add, or the workers are busy on CPUs */
+    else if (2 * vol >= (long)busy && vol > 2 * invol)
+        grow = true; /* half the busy workers blocked, on average */
+    else if (invol <= vol)
+        reset = false; /* not enough evidence yet: keep looking */
+    if (grow) {
+        /* Three more per blocked worker: a table of sleeps quadruples its
+         * workers each step. */
+        unsigned add = idle >= 1.0 ? (unsigned)(3.0 * idle) : 1u;
+        r->target = r->cap - r->target < add ? r->cap : r->target + add;
+        for (unsigned k = r->attached; k < r->target; k++)
+            if (!wake_one(p) &&
+                (p->nthreads >= p->conf.cap || p->closing ||
+                 start_thread(p) != 0))
+                break;
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (reset) {
+        r->win_wall = now_wall;
+        r->win_cpu = now_cpu;
+        r->win_vol = now_vol;
+        r->win_invol = now_invol;
+    }
+    return reset;
 }
 
 /* The helper's share: run r's tasks until none will be ready any more. */
@@ -580,9 +671,27 @@ void sp_tpool_wait(struct sp_trun *r)
     else if (!run->opts.on_done)
         spin_until(&r->finished, SPIN_NS); /* a short run ends meanwhile */
     /* Deliver completions until the run is done; at the deadline, stop
-     * it (the workers may all be busy with other runs and never see it). */
-    while (!sp_complete_drain_until(run, run->deadline))
-        sp_run_stop(run, SP_STOP_DEADLINE);
+     * it (the workers may all be busy with other runs and never see it).
+     * An adaptive run is looked at every ADAPT_NS meanwhile. */
+    long waits = 0;
+    bool adaptive = r->adaptive && !r->helper, late = false;
+    for (;;) {
+        uint64_t until = late ? 0 : run->deadline;
+        if (adaptive && r->target < r->cap) {
+            uint64_t next = sp_now() + ADAPT_NS;
+            if (!until || next < until)
+                until = next;
+        }
+        if (sp_complete_drain_until(run, until))
+            break;
+        waits++;
+        if (!late && run->deadline && sp_now() >= run->deadline) {
+            sp_run_stop(run, SP_STOP_DEADLINE);
+            late = true; /* then wait for the workers to leave */
+        } else if (adaptive && adapt(r, waits)) {
+            waits = 0;
+        }
+    }
     pthread_mutex_lock(&r->pool->lock);
     unqueue(r->pool, r);
     pthread_mutex_unlock(&r->pool->lock);

@@ -39,6 +39,14 @@ struct sp_trun {
     bool own_pool;               /* created for this run; freed with it */
     struct sp_trun *next, *prev; /* in the pool's queue (pool lock) */
     unsigned cap;                /* most workers at once: its claim slots */
+    /* Workers wanted now (<= cap). Fixed at cap, unless `adaptive`: then
+     * it starts at the CPU count and sp_tpool_wait() raises it while the
+     * workers block (sleep, I/O) with tasks waiting. */
+    unsigned target;
+    bool adaptive;
+    /* The adaptive window, opened when the run is submitted (tpool.c). */
+    uint64_t win_wall, win_cpu;
+    long win_vol, win_invol;
     /* Under the pool lock: */
     unsigned attached;    /* workers in it now (the helper included) */
     unsigned nopen;       /* claim slots opened: the most at once */
@@ -69,9 +77,10 @@ bool sp_tpool_owned(const struct sp_tpool *p);
 /* Whether the calling thread is one of p's. */
 bool sp_tpool_is_self(const struct sp_tpool *p);
 
-/* Serve r (r->run, r->pool and r->cap set; the run's scheduler set up with
- * r->cap slots): queue it and see that up to `want` workers come, waking
- * idle threads and starting new ones up to the pool's cap. A pool thread
+/* Serve r (r->run, r->pool, r->cap, r->target and r->adaptive set; the
+ * run's scheduler set up with r->cap slots): queue it and see that up to
+ * `want` workers come, waking idle threads and starting new ones up to the
+ * pool's cap. A pool thread
  * calling this becomes r's helper (slot 0). 0, or SP_ETHREAD / SP_ENOMEM
  * when not one worker could be had (nothing ran, r is not queued). */
 int sp_tpool_submit(struct sp_trun *r, unsigned want);
