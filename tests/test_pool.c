@@ -129,12 +129,12 @@ static void check_echo(sp_results *res, size_t n)
     }
 }
 
-static sp_task *echo_table(size_t n, char (*keys)[16])
+static sp_task *echo_table(size_t n, char (*keys)[24])
 {
     sp_task *t = calloc(n, sizeof *t);
     assert_non_null(t);
     for (size_t i = 0; i < n; i++) {
-        snprintf(keys[i], 16, "k%zu", i);
+        snprintf(keys[i], 24, "k%zu", i);
         t[i].key = keys[i];
         t[i].fn = echo;
     }
@@ -149,7 +149,7 @@ static void test_many_calls(void **state)
     sp_pool *pool = make_pool(2);
     assert_int_equal(sp_pool_workers(pool),
                      test_backend == SP_BACKEND_SERIAL ? 1 : 2);
-    char keys[8][16];
+    char keys[8][24];
     sp_task *t = echo_table(8, keys);
     for (int call = 0; call < 300; call++) {
         sp_results *res = NULL;
@@ -238,7 +238,7 @@ static void test_setup_and_teardown(void **state)
     assert_int_equal(atomic_load(&cnt->setups), (int)workers);
     assert_int_equal(atomic_load(&cnt->teardowns), 0);
     sp_task t[12];
-    char keys[12][16];
+    char keys[12][24];
     for (size_t i = 0; i < 12; i++) {
         snprintf(keys[i], sizeof keys[i], "s%zu", i);
         t[i] = (sp_task){.key = keys[i], .fn = read_state};
@@ -340,7 +340,7 @@ static void *caller_main(void *arg)
 {
     struct caller *c = arg;
     sp_task t[4];
-    char keys[4][16];
+    char keys[4][24];
     for (size_t i = 0; i < 4; i++) {
         snprintf(keys[i], sizeof keys[i], "c%zu", i);
         t[i] = (sp_task){.key = keys[i], .fn = counted};
@@ -389,7 +389,7 @@ static void test_concurrent_callers_share_the_cap(void **state)
 static int nested(sp_ctx *ctx, void *arg)
 {
     sp_pool *pool = arg;
-    char keys[4][16];
+    char keys[4][24];
     sp_task t[4];
     for (size_t i = 0; i < 4; i++) {
         snprintf(keys[i], sizeof keys[i], "%s.%zu", sp_ctx_key(ctx), i);
@@ -410,7 +410,7 @@ static void test_nested_calls(void **state)
     /* More outer tasks than workers: every worker waits in a nested call
      * at some point, which would deadlock a pool that only waits. */
     sp_pool *pool = make_pool(2);
-    char keys[6][16];
+    char keys[6][24];
     sp_task t[6];
     for (size_t i = 0; i < 6; i++) {
         snprintf(keys[i], sizeof keys[i], "outer%zu", i);
@@ -453,7 +453,7 @@ static void test_free_from_own_task(void **state)
     assert_string_equal(sp_entry_str(sp_results_at(res, 0)), "refused");
     sp_results_free(res);
     /* Still usable. */
-    char keys[3][16];
+    char keys[3][24];
     sp_task *e = echo_table(3, keys);
     assert_int_equal(sp_pool_run(pool, e, 3, NULL, &res), 0);
     check_echo(res, 3);
@@ -610,7 +610,7 @@ static void test_workers_never_inherit_a_held_lock(void **state)
     for (int k = 0; k < 4; k++)
         assert_int_equal(pthread_create(&th[k], NULL, hammer, NULL), 0);
     sp_task t[8];
-    char keys[8][16];
+    char keys[8][24];
     for (size_t i = 0; i < 8; i++) {
         snprintf(keys[i], sizeof keys[i], "l%zu", i);
         t[i] = (sp_task){.key = keys[i], .fn = take_the_lock};
@@ -678,7 +678,7 @@ static void test_default_workers_adapt(void **state)
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     enum { N = 64 };
     sp_task t[N];
-    char keys[N][16];
+    char keys[N][24];
     for (size_t i = 0; i < N; i++) {
         snprintf(keys[i], sizeof keys[i], "w%zu", i);
         t[i] = (sp_task){.key = keys[i], .fn = sleeper};
