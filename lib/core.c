@@ -5,7 +5,6 @@
  * which backend it is driving. */
 #include "sp-private.h"
 
-
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>

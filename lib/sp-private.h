@@ -256,12 +256,12 @@ struct sp_doneq {
     pthread_cond_t cond;
     uint32_t *q; /* capacity: every task of the run */
     size_t cap;
-    size_t head;    /* next to deliver; only the calling thread moves it */
-    size_t tail;    /* next free */
-    bool waiting;   /* the calling thread sleeps on cond */
-    bool producers; /* workers may still append */
+    size_t head;     /* next to deliver; only the calling thread moves it */
+    size_t tail;     /* next free */
+    bool waiting;    /* the calling thread sleeps on cond */
+    bool producers;  /* workers may still append */
     bool poke_sched; /* the calling thread waits in the scheduler: wake it */
-    bool ready;     /* lock and cond were initialised */
+    bool ready;      /* lock and cond were initialised */
 };
 
 /* One claim slot of a worker in the scheduler, on its own cache lines. A
@@ -285,8 +285,8 @@ struct sp_claim {
  * first. See the invariants at the top of sched.c. */
 struct sp_sched {
     struct sp_run *run;
-    size_t n_static;       /* positions in the static list */
-    const uint32_t *order; /* position -> task index; NULL = identity */
+    size_t n_static;         /* positions in the static list */
+    const uint32_t *order;   /* position -> task index; NULL = identity */
     struct sp_claim *claims; /* room for nclaims; the first nslots open */
     unsigned nclaims;
     _Atomic unsigned nslots;

@@ -626,9 +626,8 @@ static bool adapt(struct sp_trun *r, long waits)
         unsigned add = idle >= 1.0 ? (unsigned)(3.0 * idle) : 1u;
         r->target = r->cap - r->target < add ? r->cap : r->target + add;
         for (unsigned k = r->attached; k < r->target; k++)
-            if (!wake_one(p) &&
-                (p->nthreads >= p->conf.cap || p->closing ||
-                 start_thread(p) != 0))
+            if (!wake_one(p) && (p->nthreads >= p->conf.cap || p->closing ||
+                                 start_thread(p) != 0))
                 break;
     }
     pthread_mutex_unlock(&p->lock);
