@@ -119,7 +119,7 @@ struct workload {
 };
 
 struct settings {
-    size_t tasks, ptasks, files, lines, io_n, scale_max;
+    size_t tasks, ptasks, files, lines, io_n, scale_max, calls;
     unsigned workers, io_narrow, io_wide;
     double mock_scale;
 };
@@ -1112,6 +1112,226 @@ static void bench_graph(const struct settings *s)
     graph_tables_free(&small);
 }
 
+/* ---- many small calls -------------------------------------------------- */
+
+/* One row of the calls workload: who makes the calls, and the figures. */
+struct calls_row {
+    const char *label;
+    sp_backend backend;
+    sp_pool *pool;  /* while it runs; NULL: one-shot simple_parallel() */
+    size_t calls;   /* calls per repetition */
+    double target;  /* us per call */
+    const char *no; /* why it did not run, or NULL */
+    double samples[64];
+    uint64_t ok; /* OK entries in the last repetition */
+};
+
+enum { CALL_TASKS = 8, CALL_WORKERS = 2 };
+
+/* One repetition: r->calls calls of the CALL_TASKS tasks, each results map
+ * checked and freed inside the timing. Returns seconds per call. */
+static double calls_once(struct calls_row *r, const sp_task *tasks,
+                         size_t calls)
+{
+    sp_options o = {.backend = r->backend, .max_workers = CALL_WORKERS};
+    uint64_t ok = 0;
+    double t0 = now_s();
+    for (size_t i = 0; i < calls; i++) {
+        sp_results *res = NULL;
+        int rc = r->pool ? sp_pool_run(r->pool, tasks, CALL_TASKS, NULL, &res)
+                         : simple_parallel(tasks, CALL_TASKS, &o, &res);
+        if (rc || sp_results_ok(res) != CALL_TASKS) {
+            fprintf(stderr, "calls/%s: %s\n", r->label,
+                    rc ? sp_last_error() : "a task failed");
+            exit(1);
+        }
+        ok += sp_results_ok(res);
+        sp_results_free(res);
+    }
+    double dt = now_s() - t0;
+    r->ok = ok;
+    return dt / (double)calls;
+}
+
+static void bench_calls(const struct settings *s)
+{
+    /* The tasks exist before the process pool forks its workers: their
+     * .arg points at w, which the workers must see. */
+    struct workload w = {.name = "calls", .n = CALL_TASKS, .body = body_empty};
+    build(&w);
+    size_t pcalls = s->calls / 10 ? s->calls / 10 : 1;
+    /* The first POOLS rows run on pools; the targets are issue 14's. */
+    struct calls_row rows[] = {
+        {.label = "thread-pool",
+         .backend = SP_BACKEND_THREAD,
+         .calls = s->calls,
+         .target = 5},
+        {.label = "process-pool",
+         .backend = SP_BACKEND_PROCESS,
+         .calls = s->calls,
+         .target = 25},
+        {.label = "thread-oneshot",
+         .backend = SP_BACKEND_THREAD,
+         .calls = s->calls,
+         .target = 30},
+        {.label = "process-oneshot",
+         .backend = SP_BACKEND_PROCESS,
+         .calls = pcalls,
+         .target = 400},
+    };
+    enum { ROWS = sizeof rows / sizeof rows[0], POOLS = 2 };
+    char why[POOLS][200];
+    for (int k = 0; k < POOLS; k++) { /* made once, outside the timing */
+        sp_pool_options po = {.backend = rows[k].backend,
+                              .max_workers = CALL_WORKERS};
+        int rc = sp_pool_create(&po, &rows[k].pool);
+        if (rc == SP_ENOTSUP) {
+            snprintf(why[k], sizeof why[k], "not built: %s", sp_last_error());
+            rows[k].no = why[k];
+        } else if (rc) {
+            fprintf(stderr, "calls/%s: %s\n", rows[k].label, sp_last_error());
+            exit(1);
+        }
+    }
+    /* Python's executors, made once in the peer and reused by every call. */
+    struct workload pw[2];
+    struct config py[2];
+    memset(py, 0, sizeof py);
+    static const char *const executors[] = {"thread", "process"};
+    int npy = 0;
+    for (int e = 0; with_python() && e < 2; e++, npy++) {
+        pw[e] = (struct workload){
+            .name = "calls", .py_name = "calls", .py_arg = "8", .n = pcalls};
+        snprintf(py[e].label, sizeof py[e].label, "py-%s-reused", executors[e]);
+        py[e].who = WHO_PYTHON;
+        py[e].py_executor = executors[e];
+        py[e].py_mode = "reused";
+        py[e].process = e;
+        py[e].workers = CALL_WORKERS;
+        run_python(&pw[e], &py[e]);
+    }
+    for (int r = -1; r < opt.reps; r++) /* r = -1: a short warm-up */
+        for (int k = 0; k < ROWS; k++) {
+            if (rows[k].no)
+                continue;
+            if (r < 0)
+                progress("calls: warm-up of %s(%d)", rows[k].label,
+                         CALL_WORKERS);
+            else
+                progress("calls: repetition %d/%d, %s(%d)", r + 1, opt.reps,
+                         rows[k].label, CALL_WORKERS);
+            size_t n = r < 0 ? (rows[k].calls + 9) / 10 : rows[k].calls;
+            double dt = calls_once(&rows[k], w.tasks, n);
+            if (r >= 0)
+                rows[k].samples[r] = dt;
+        }
+    progress(NULL);
+    for (int k = 0; k < POOLS; k++) {
+        sp_pool_free(rows[k].pool);
+        rows[k].pool = NULL;
+    }
+
+    /* The table. */
+    double pymed[2] = {0, 0};
+    int best = -1;
+    for (int e = 0; e < npy; e++)
+        if (!py[e].skipped) {
+            pymed[e] =
+                summarise(py[e].samples, opt.reps).median / (double)pw[e].n;
+            if (best < 0 || pymed[e] < pymed[best])
+                best = e;
+        }
+    printf("\ncalls: %zu calls of %d empty tasks on %d workers (%zu on "
+           "one-shot processes and on Python); median of %d (min..max)\n",
+           s->calls, CALL_TASKS, CALL_WORKERS, pcalls, opt.reps);
+    printf("  %-22s %10s %23s %10s  %s\n", "runner", "us/call", "min..max",
+           "target", "status");
+    int all_ok = 1;
+    for (int k = 0; k < ROWS; k++) {
+        struct calls_row *c = &rows[k];
+        if (c->no) {
+            printf("  %s(%d): %s\n", c->label, CALL_WORKERS, c->no);
+            continue;
+        }
+        struct stats st = summarise(c->samples, opt.reps);
+        double med_us = st.median * 1e6;
+        char target[16];
+        snprintf(target, sizeof target, "<= %g", c->target);
+        char label[48];
+        snprintf(label, sizeof label, "%s(%d)", c->label, CALL_WORKERS);
+        printf("  %-22s %10.3f %11.3f..%-11.3f %10s  %s\n", label, med_us,
+               st.min * 1e6, st.max * 1e6, target,
+               med_us <= c->target ? "reached" : "not reached");
+        emit(&(struct row){.workload = "calls",
+                           .runner = c->label,
+                           .unit = "us/call",
+                           .ratio_to = "target",
+                           .best_peer = best >= 0 ? py[best].label : "",
+                           .workers = CALL_WORKERS,
+                           .n = c->calls * CALL_TASKS,
+                           .st = {med_us, st.min * 1e6, st.max * 1e6},
+                           .ratio = med_us / c->target,
+                           .vs_best = best >= 0 ? st.median / pymed[best] : -1,
+                           .checksum = c->ok},
+             1);
+        all_ok &= c->ok == (uint64_t)c->calls * CALL_TASKS;
+    }
+    for (int e = 0; e < npy; e++) {
+        struct config *c = &py[e];
+        char label[48];
+        snprintf(label, sizeof label, "%.31s(%u)", c->label, c->workers);
+        if (c->skipped) {
+            printf("  %s: not run: %s\n", label, c->skipped);
+            continue;
+        }
+        double k = 1e6 / (double)pw[e].n;
+        struct stats st = summarise(c->samples, opt.reps);
+        printf("  %-22s %10.3f %11.3f..%.3f\n", label, st.median * k,
+               st.min * k, st.max * k);
+        /* The ratio: to simplepar's pool of the same kind, when it ran. */
+        const struct calls_row *pool = &rows[e];
+        double pool_med =
+            pool->no ? 0 : summarise(pool->samples, opt.reps).median;
+        emit(&(struct row){.workload = "calls",
+                           .runner = c->label,
+                           .unit = "us/call",
+                           .ratio_to = pool->no ? "" : pool->label,
+                           .best_peer = py[best].label,
+                           .workers = c->workers,
+                           .n = pw[e].n * CALL_TASKS,
+                           .st = {st.median * k, st.min * k, st.max * k},
+                           .ratio = pool_med > 0 ? pymed[e] / pool_med : 0,
+                           .vs_best = pymed[e] / pymed[best],
+                           .peer = 1,
+                           .checksum = c->checksum},
+             1);
+        all_ok &= c->checksum == (uint64_t)pw[e].n * CALL_TASKS;
+    }
+    /* The Python ratios: each simplepar row against Python's reused
+     * executor of the same kind, pools first. */
+    for (int k = 0; k < ROWS; k++) {
+        int e = rows[k].backend == SP_BACKEND_PROCESS;
+        if (rows[k].no || e >= npy || py[e].skipped)
+            continue;
+        double ratio = pymed[e] / summarise(rows[k].samples, opt.reps).median;
+        printf("  vs Python: simplepar %s(%d), one %s() per call, %.1f times "
+               "%s than %s(%u): %s(max_workers=%d) made once, per call %d "
+               "submit()s, then wait() for all\n",
+               rows[k].label, CALL_WORKERS,
+               k < POOLS ? "sp_pool_run" : "simple_parallel",
+               ratio >= 1 ? ratio : 1 / ratio, ratio >= 1 ? "faster" : "slower",
+               py[e].label, py[e].workers,
+               e ? "ProcessPoolExecutor" : "ThreadPoolExecutor", CALL_WORKERS,
+               CALL_TASKS);
+    }
+    printf("  checksum: %s\n",
+           all_ok ? "every call of every runner returned 8 OK entries"
+                  : "a runner LOST entries");
+    unbuild(&w);
+    if (!all_ok)
+        exit(1);
+}
+
 /* ---- the workloads table ------------------------------------------------ */
 
 struct workload_def {
@@ -1160,6 +1380,16 @@ static const struct workload_def workloads[] = {
      "on 2 worker processes: what a dependency costs. figure: us per task, "
      "ratio to the plain table of the same runner.",
      bench_graph},
+    {"calls", 1, 18,
+     "10,000 calls (--calls) of 8 empty tasks on 2 workers: what a call "
+     "costs when the workers outlive it (sp_pool_run on a thread pool and "
+     "a process pool) and when they do not (simple_parallel() on threads, "
+     "and on processes), against Python's ThreadPoolExecutor and "
+     "ProcessPoolExecutor made once and reused (per call 8 submit()s, then "
+     "wait for all). One-shot processes and Python make a tenth of the "
+     "calls. figure: us per call, each row's target and whether it is "
+     "reached; how many times faster than Python's reused executor.",
+     bench_calls},
     {"scale", 0, 2,
      "the thread overhead for 10, 100, ..., 1,000,000 empty tasks with the "
      "peak RSS: the cost per task should stay flat.",
@@ -1291,6 +1521,8 @@ static void usage(FILE *f, int full)
         {"--reps N", "runs per configuration (default 7, at most 64)"},
         {"--tasks N", "tasks of overhead (default 100000)"},
         {"--process-tasks N", "tasks of overhead-process (default 20000)"},
+        {"--calls N", "calls of the calls workload (default 10000; a tenth "
+                      "on one-shot processes and on Python)"},
         {"--workers N", "workers of overhead, overhead-process, cpu, scale "
                         "(default 2)"},
         {"--scale S", "time scale of mockapi (default 0.05)"},
@@ -1322,6 +1554,7 @@ int main(int argc, char **argv)
                          .lines = 10000,
                          .io_n = 1000,
                          .scale_max = 1000000,
+                         .calls = 10000,
                          .workers = 2,
                          .io_narrow = 100,
                          .io_wide = 1000,
@@ -1344,6 +1577,8 @@ int main(int argc, char **argv)
             s.tasks = strtoul(v, NULL, 10), i++;
         else if (v && !strcmp(a, "--process-tasks"))
             s.ptasks = strtoul(v, NULL, 10), i++;
+        else if (v && !strcmp(a, "--calls"))
+            s.calls = strtoul(v, NULL, 10), i++;
         else if (v && !strcmp(a, "--workers"))
             s.workers = (unsigned)atoi(v), i++;
         else if (v && !strcmp(a, "--scale"))
@@ -1395,14 +1630,16 @@ int main(int argc, char **argv)
                               .lines = 200,
                               .io_n = 20,
                               .scale_max = 1000,
+                              .calls = 50,
                               .workers = s.workers,
                               .io_narrow = 5,
                               .io_wide = 20,
                               .mock_scale = 0.005};
     }
-    if (opt.reps < 1 || opt.reps > 64 || !s.workers || !s.tasks || !s.ptasks) {
-        fprintf(stderr, "--reps must be 1..64; --workers, --tasks and "
-                        "--process-tasks at least 1\n");
+    if (opt.reps < 1 || opt.reps > 64 || !s.workers || !s.tasks || !s.ptasks ||
+        !s.calls) {
+        fprintf(stderr, "--reps must be 1..64; --workers, --tasks, "
+                        "--process-tasks and --calls at least 1\n");
         return 2;
     }
     for (int k = 0; k < nrequired; k++) {
