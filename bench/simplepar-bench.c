@@ -29,6 +29,7 @@
 #endif
 #include <simplepar/mockapi.h>
 
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -690,25 +691,29 @@ static void io_table(const struct settings *s, unsigned workers, int wide)
              (unsigned)MS, ideal);
     report(&w, cs, nc, &(struct table){.title = title, .ideal = ideal}, NULL);
     if (opt.svg_dir && wide) {
-        /* The per-task timeline of one run on threads, as an SVG chart. */
+        /* The per-task timeline of one run on threads: the results map
+         * drawn by the library's own Gantt chart (a row per worker). */
         sp_options o = {.max_workers = workers};
         sp_results *res;
-        if (simple_parallel(w.tasks, w.n, &o, &res) == 0) {
-            sp_mock_event *ev = calloc(w.n, sizeof *ev);
-            char *lanes = malloc(w.n * 16);
-            char path[4096];
-            snprintf(path, sizeof path, "%s/timeline.svg", opt.svg_dir);
-            FILE *f = ev && lanes ? fopen(path, "w") : NULL;
-            if (f) {
-                size_t ne = sp_mock_events_from_results(res, ev, lanes, w.n);
-                sp_mock_timeline_svg(f, ev, ne);
-                fclose(f);
-                printf("  chart: %s\n", path);
-            }
-            free(ev);
-            free(lanes);
-            sp_results_free(res);
+        if (simple_parallel(w.tasks, w.n, &o, &res)) {
+            fprintf(stderr, "%s: %s\n", w.name, sp_last_error());
+            exit(1);
         }
+        char path[4096];
+        snprintf(path, sizeof path, "%s/timeline.svg", opt.svg_dir);
+        FILE *f = fopen(path, "w");
+        if (!f) {
+            perror(path);
+            exit(1);
+        }
+        int rc = sp_results_write_svg(res, f);
+        if (fclose(f) || rc) {
+            fprintf(stderr, "%s: %s\n", path,
+                    rc ? sp_last_error() : strerror(errno));
+            exit(1);
+        }
+        printf("  chart: %s\n", path);
+        sp_results_free(res);
     }
     unbuild(&w);
 }
@@ -782,7 +787,7 @@ static FILE *svg_open(const char *name, int width, int height)
     FILE *f = fopen(path, "w");
     if (!f) {
         perror(path);
-        return NULL;
+        exit(1);
     }
     fprintf(f,
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg "
@@ -848,7 +853,10 @@ static void svg_lines(const char *name, const char *title, const char *xlab,
                 W - R + 10, T + 20 * s + 10, colors[s % 4], names[s]);
     }
     fputs("</svg>\n", f);
-    fclose(f);
+    if (fclose(f)) {
+        fprintf(stderr, "%s.svg: %s\n", name, strerror(errno));
+        exit(1);
+    }
 }
 
 static void bench_sweep(const struct settings *s)
@@ -1528,7 +1536,9 @@ static void usage(FILE *f, int full)
         {"--scale S", "time scale of mockapi (default 0.05)"},
         {"--json FILE", "also write one JSON object per row"},
         {"--csv FILE", "also write one CSV line per row"},
-        {"--svg DIR", "also draw charts (io timeline, scale, sweep)"},
+        {"--svg DIR", "also draw charts: timeline.svg (the per-task "
+                      "timeline of one io-1000 run on threads, drawn by "
+                      "sp_results_write_svg()), scale.svg, sweep.svg"},
         {"--no-python", "leave out the Python peers"},
         {"--no-peers", "leave out every peer, C and Python"},
         {"--python PATH", "the Python interpreter (default python3)"},
