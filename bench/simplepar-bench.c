@@ -1354,25 +1354,25 @@ struct workload_def {
 };
 
 static const struct workload_def workloads[] = {
-    {"overhead", 1, 10,
+    {"overhead", 1, 9,
      "100,000 empty tasks (--tasks) on 2 workers (--workers): the cost per "
      "task of validation, scheduling, timing and the results map, with no "
      "work to hide it. serial and thread against the C thread peers and "
      "Python threads; figure: us per task, ratio to serial.",
      bench_overhead},
-    {"overhead-process", 1, 16,
+    {"overhead-process", 1, 12,
      "20,000 empty tasks (--process-tasks) on 2 worker processes: fork, the "
      "shared ring and the frame decoder per task. process against the "
      "pre-forked pool and Python processes; figure: us per task, ratio to "
      "serial.",
      bench_overhead_process},
-    {"io", 1, 25,
+    {"io", 1, 55,
      "1,000 tasks that sleep 10 ms, on 100 workers and on 1,000: what "
      "starting and switching between many workers costs. Every backend and "
      "peer (no Python processes at 1,000); figure: wall seconds, ratio to "
      "the ideal ceil(tasks / workers) x 10 ms.",
      bench_io},
-    {"cpu", 1, 7,
+    {"cpu", 1, 8,
      "seed 001's log count: /api/v1/login counted in 100 files of 10,000 "
      "lines on 2 workers. Every backend and peer; figure: wall seconds, "
      "ratio to serial (the speedup is 1 / ratio).",
@@ -1381,14 +1381,14 @@ static const struct workload_def workloads[] = {
      "seed 000's branch fetch against the mock API at time scale --scale, "
      "in parallel and one call after another; prints the speedup.",
      bench_mockapi},
-    {"graph", 1, 4,
+    {"graph", 1, 9,
      "100,000 empty tasks (--tasks) as a plain table, as a chain (each "
      "waits for the one before) and as a fan-in (the last waits for all the "
      "others), on serial and on 2 threads, and 20,000 (--process-tasks) "
      "on 2 worker processes: what a dependency costs. figure: us per task, "
      "ratio to the plain table of the same runner.",
      bench_graph},
-    {"calls", 1, 18,
+    {"calls", 1, 17,
      "10,000 calls (--calls) of 8 empty tasks on 2 workers: what a call "
      "costs when the workers outlive it (sp_pool_run on a thread pool and "
      "a process pool) and when they do not (simple_parallel() on threads, "
@@ -1398,11 +1398,11 @@ static const struct workload_def workloads[] = {
      "calls. figure: us per call, each row's target and whether it is "
      "reached; how many times faster than Python's reused executor.",
      bench_calls},
-    {"scale", 0, 2,
+    {"scale", 0, 4,
      "the thread overhead for 10, 100, ..., 1,000,000 empty tasks with the "
      "peak RSS: the cost per task should stay flat.",
      bench_scale},
-    {"sweep", 0, 10,
+    {"sweep", 0, 18,
      "the log count on 1, 2, 4, ..., 100 thread and process workers "
      "(seed 001's tables); ratio to serial.",
      bench_sweep},
@@ -1462,8 +1462,8 @@ static void usage(FILE *f, int full)
          "one run; every figure is the median of --reps runs, interleaved "
          "across configurations, after a warm-up run of each.",
          0);
-    fputs("\nworkloads (times: one run with the default options on a 2-CPU "
-          "virtual machine):\n",
+    fputs("\nworkloads (times: one run with the default options on a shared "
+          "2-CPU virtual\nmachine; longer when it is busy):\n",
           f);
     int total = 0;
     for (size_t k = 0; k < N_WORKLOADS; k++) {
@@ -1481,15 +1481,20 @@ static void usage(FILE *f, int full)
     fputs("columns:\n", f);
     static const char *const cols[][2] = {
         {"runner(N)", "who ran the tasks, on N workers: serial, thread and "
-                      "process are simplepar's backends, the rest are peers"},
-        {"us/task, wall s", "the median of the runs: cost per task, or wall "
-                            "time of the whole batch"},
+                      "process are simplepar's backends (in calls: "
+                      "thread-pool, process-pool, thread-oneshot, "
+                      "process-oneshot), the rest are peers"},
+        {"us/task, us/call, wall s",
+         "the median of the runs: cost per task, per call (calls), or wall "
+         "time of the whole batch"},
         {"min..max", "the fastest and the slowest run"},
         {"serial, ideal", "the median divided by serial's median, or by the "
                           "ideal wall time"},
         {"vs best peer", "the median divided by the fastest peer's median "
                          "in the same table: below 1, faster than every "
                          "peer"},
+        {"target, status", "calls only: the row's target in us per call, and "
+                           "whether its median is within it"},
     };
     for (size_t k = 0; k < sizeof cols / sizeof cols[0]; k++) {
         fprintf(f, "  %s\n", cols[k][0]);
@@ -1521,18 +1526,24 @@ static void usage(FILE *f, int full)
     fputs("  py-thread-submit, py-process-submit\n", f);
     wrap(f,
          "one submit() per task, then every future's result(): the shape of "
-         "the seeds' simple_parallel(). Python peers need python3 and time "
-         "themselves (3 runs after a warm-up).",
+         "the seeds' simple_parallel().",
+         6);
+    fputs("  py-thread-reused, py-process-reused\n", f);
+    wrap(f,
+         "calls only: one executor made once, outside the timing, serving "
+         "every call; a call is 8 submit()s, then wait() for all. Python "
+         "peers need python3 and time themselves (3 runs after a warm-up).",
          6);
     fputs("\noptions:\n", f);
     static const char *const opts[][2] = {
         {"--reps N", "runs per configuration (default 7, at most 64)"},
-        {"--tasks N", "tasks of overhead (default 100000)"},
-        {"--process-tasks N", "tasks of overhead-process (default 20000)"},
+        {"--tasks N", "tasks of overhead and graph (default 100000)"},
+        {"--process-tasks N", "tasks of overhead-process and of graph on "
+                              "processes (default 20000)"},
         {"--calls N", "calls of the calls workload (default 10000; a tenth "
                       "on one-shot processes and on Python)"},
-        {"--workers N", "workers of overhead, overhead-process, cpu, scale "
-                        "(default 2)"},
+        {"--workers N", "workers of overhead, overhead-process, cpu, graph, "
+                        "scale (default 2; calls always has 2)"},
         {"--scale S", "time scale of mockapi (default 0.05)"},
         {"--json FILE", "also write one JSON object per row"},
         {"--csv FILE", "also write one CSV line per row"},
