@@ -29,6 +29,7 @@
 #endif
 #include <simplepar/mockapi.h>
 
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -119,7 +120,7 @@ struct workload {
 };
 
 struct settings {
-    size_t tasks, ptasks, files, lines, io_n, scale_max;
+    size_t tasks, ptasks, files, lines, io_n, scale_max, calls;
     unsigned workers, io_narrow, io_wide;
     double mock_scale;
 };
@@ -690,25 +691,29 @@ static void io_table(const struct settings *s, unsigned workers, int wide)
              (unsigned)MS, ideal);
     report(&w, cs, nc, &(struct table){.title = title, .ideal = ideal}, NULL);
     if (opt.svg_dir && wide) {
-        /* The per-task timeline of one run on threads, as an SVG chart. */
+        /* The per-task timeline of one run on threads: the results map
+         * drawn by the library's own Gantt chart (a row per worker). */
         sp_options o = {.max_workers = workers};
         sp_results *res;
-        if (simple_parallel(w.tasks, w.n, &o, &res) == 0) {
-            sp_mock_event *ev = calloc(w.n, sizeof *ev);
-            char *lanes = malloc(w.n * 16);
-            char path[4096];
-            snprintf(path, sizeof path, "%s/timeline.svg", opt.svg_dir);
-            FILE *f = ev && lanes ? fopen(path, "w") : NULL;
-            if (f) {
-                size_t ne = sp_mock_events_from_results(res, ev, lanes, w.n);
-                sp_mock_timeline_svg(f, ev, ne);
-                fclose(f);
-                printf("  chart: %s\n", path);
-            }
-            free(ev);
-            free(lanes);
-            sp_results_free(res);
+        if (simple_parallel(w.tasks, w.n, &o, &res)) {
+            fprintf(stderr, "%s: %s\n", w.name, sp_last_error());
+            exit(1);
         }
+        char path[4096];
+        snprintf(path, sizeof path, "%s/timeline.svg", opt.svg_dir);
+        FILE *f = fopen(path, "w");
+        if (!f) {
+            perror(path);
+            exit(1);
+        }
+        int rc = sp_results_write_svg(res, f);
+        if (fclose(f) || rc) {
+            fprintf(stderr, "%s: %s\n", path,
+                    rc ? sp_last_error() : strerror(errno));
+            exit(1);
+        }
+        printf("  chart: %s\n", path);
+        sp_results_free(res);
     }
     unbuild(&w);
 }
@@ -782,7 +787,7 @@ static FILE *svg_open(const char *name, int width, int height)
     FILE *f = fopen(path, "w");
     if (!f) {
         perror(path);
-        return NULL;
+        exit(1);
     }
     fprintf(f,
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg "
@@ -848,7 +853,10 @@ static void svg_lines(const char *name, const char *title, const char *xlab,
                 W - R + 10, T + 20 * s + 10, colors[s % 4], names[s]);
     }
     fputs("</svg>\n", f);
-    fclose(f);
+    if (fclose(f)) {
+        fprintf(stderr, "%s.svg: %s\n", name, strerror(errno));
+        exit(1);
+    }
 }
 
 static void bench_sweep(const struct settings *s)
@@ -1112,6 +1120,226 @@ static void bench_graph(const struct settings *s)
     graph_tables_free(&small);
 }
 
+/* ---- many small calls -------------------------------------------------- */
+
+/* One row of the calls workload: who makes the calls, and the figures. */
+struct calls_row {
+    const char *label;
+    sp_backend backend;
+    sp_pool *pool;  /* while it runs; NULL: one-shot simple_parallel() */
+    size_t calls;   /* calls per repetition */
+    double target;  /* us per call */
+    const char *no; /* why it did not run, or NULL */
+    double samples[64];
+    uint64_t ok; /* OK entries in the last repetition */
+};
+
+enum { CALL_TASKS = 8, CALL_WORKERS = 2 };
+
+/* One repetition: r->calls calls of the CALL_TASKS tasks, each results map
+ * checked and freed inside the timing. Returns seconds per call. */
+static double calls_once(struct calls_row *r, const sp_task *tasks,
+                         size_t calls)
+{
+    sp_options o = {.backend = r->backend, .max_workers = CALL_WORKERS};
+    uint64_t ok = 0;
+    double t0 = now_s();
+    for (size_t i = 0; i < calls; i++) {
+        sp_results *res = NULL;
+        int rc = r->pool ? sp_pool_run(r->pool, tasks, CALL_TASKS, NULL, &res)
+                         : simple_parallel(tasks, CALL_TASKS, &o, &res);
+        if (rc || sp_results_ok(res) != CALL_TASKS) {
+            fprintf(stderr, "calls/%s: %s\n", r->label,
+                    rc ? sp_last_error() : "a task failed");
+            exit(1);
+        }
+        ok += sp_results_ok(res);
+        sp_results_free(res);
+    }
+    double dt = now_s() - t0;
+    r->ok = ok;
+    return dt / (double)calls;
+}
+
+static void bench_calls(const struct settings *s)
+{
+    /* The tasks exist before the process pool forks its workers: their
+     * .arg points at w, which the workers must see. */
+    struct workload w = {.name = "calls", .n = CALL_TASKS, .body = body_empty};
+    build(&w);
+    size_t pcalls = s->calls / 10 ? s->calls / 10 : 1;
+    /* The first POOLS rows run on pools; the targets are issue 14's. */
+    struct calls_row rows[] = {
+        {.label = "thread-pool",
+         .backend = SP_BACKEND_THREAD,
+         .calls = s->calls,
+         .target = 5},
+        {.label = "process-pool",
+         .backend = SP_BACKEND_PROCESS,
+         .calls = s->calls,
+         .target = 25},
+        {.label = "thread-oneshot",
+         .backend = SP_BACKEND_THREAD,
+         .calls = s->calls,
+         .target = 30},
+        {.label = "process-oneshot",
+         .backend = SP_BACKEND_PROCESS,
+         .calls = pcalls,
+         .target = 400},
+    };
+    enum { ROWS = sizeof rows / sizeof rows[0], POOLS = 2 };
+    char why[POOLS][200];
+    for (int k = 0; k < POOLS; k++) { /* made once, outside the timing */
+        sp_pool_options po = {.backend = rows[k].backend,
+                              .max_workers = CALL_WORKERS};
+        int rc = sp_pool_create(&po, &rows[k].pool);
+        if (rc == SP_ENOTSUP) {
+            snprintf(why[k], sizeof why[k], "not built: %s", sp_last_error());
+            rows[k].no = why[k];
+        } else if (rc) {
+            fprintf(stderr, "calls/%s: %s\n", rows[k].label, sp_last_error());
+            exit(1);
+        }
+    }
+    /* Python's executors, made once in the peer and reused by every call. */
+    struct workload pw[2];
+    struct config py[2];
+    memset(py, 0, sizeof py);
+    static const char *const executors[] = {"thread", "process"};
+    int npy = 0;
+    for (int e = 0; with_python() && e < 2; e++, npy++) {
+        pw[e] = (struct workload){
+            .name = "calls", .py_name = "calls", .py_arg = "8", .n = pcalls};
+        snprintf(py[e].label, sizeof py[e].label, "py-%s-reused", executors[e]);
+        py[e].who = WHO_PYTHON;
+        py[e].py_executor = executors[e];
+        py[e].py_mode = "reused";
+        py[e].process = e;
+        py[e].workers = CALL_WORKERS;
+        run_python(&pw[e], &py[e]);
+    }
+    for (int r = -1; r < opt.reps; r++) /* r = -1: a short warm-up */
+        for (int k = 0; k < ROWS; k++) {
+            if (rows[k].no)
+                continue;
+            if (r < 0)
+                progress("calls: warm-up of %s(%d)", rows[k].label,
+                         CALL_WORKERS);
+            else
+                progress("calls: repetition %d/%d, %s(%d)", r + 1, opt.reps,
+                         rows[k].label, CALL_WORKERS);
+            size_t n = r < 0 ? (rows[k].calls + 9) / 10 : rows[k].calls;
+            double dt = calls_once(&rows[k], w.tasks, n);
+            if (r >= 0)
+                rows[k].samples[r] = dt;
+        }
+    progress(NULL);
+    for (int k = 0; k < POOLS; k++) {
+        sp_pool_free(rows[k].pool);
+        rows[k].pool = NULL;
+    }
+
+    /* The table. */
+    double pymed[2] = {0, 0};
+    int best = -1;
+    for (int e = 0; e < npy; e++)
+        if (!py[e].skipped) {
+            pymed[e] =
+                summarise(py[e].samples, opt.reps).median / (double)pw[e].n;
+            if (best < 0 || pymed[e] < pymed[best])
+                best = e;
+        }
+    printf("\ncalls: %zu calls of %d empty tasks on %d workers (%zu on "
+           "one-shot processes and on Python); median of %d (min..max)\n",
+           s->calls, CALL_TASKS, CALL_WORKERS, pcalls, opt.reps);
+    printf("  %-22s %10s %23s %10s  %s\n", "runner", "us/call", "min..max",
+           "target", "status");
+    int all_ok = 1;
+    for (int k = 0; k < ROWS; k++) {
+        struct calls_row *c = &rows[k];
+        if (c->no) {
+            printf("  %s(%d): %s\n", c->label, CALL_WORKERS, c->no);
+            continue;
+        }
+        struct stats st = summarise(c->samples, opt.reps);
+        double med_us = st.median * 1e6;
+        char target[16];
+        snprintf(target, sizeof target, "<= %g", c->target);
+        char label[48];
+        snprintf(label, sizeof label, "%s(%d)", c->label, CALL_WORKERS);
+        printf("  %-22s %10.3f %11.3f..%-11.3f %10s  %s\n", label, med_us,
+               st.min * 1e6, st.max * 1e6, target,
+               med_us <= c->target ? "reached" : "not reached");
+        emit(&(struct row){.workload = "calls",
+                           .runner = c->label,
+                           .unit = "us/call",
+                           .ratio_to = "target",
+                           .best_peer = best >= 0 ? py[best].label : "",
+                           .workers = CALL_WORKERS,
+                           .n = c->calls * CALL_TASKS,
+                           .st = {med_us, st.min * 1e6, st.max * 1e6},
+                           .ratio = med_us / c->target,
+                           .vs_best = best >= 0 ? st.median / pymed[best] : -1,
+                           .checksum = c->ok},
+             1);
+        all_ok &= c->ok == (uint64_t)c->calls * CALL_TASKS;
+    }
+    for (int e = 0; e < npy; e++) {
+        struct config *c = &py[e];
+        char label[48];
+        snprintf(label, sizeof label, "%.31s(%u)", c->label, c->workers);
+        if (c->skipped) {
+            printf("  %s: not run: %s\n", label, c->skipped);
+            continue;
+        }
+        double k = 1e6 / (double)pw[e].n;
+        struct stats st = summarise(c->samples, opt.reps);
+        printf("  %-22s %10.3f %11.3f..%.3f\n", label, st.median * k,
+               st.min * k, st.max * k);
+        /* The ratio: to simplepar's pool of the same kind, when it ran. */
+        const struct calls_row *pool = &rows[e];
+        double pool_med =
+            pool->no ? 0 : summarise(pool->samples, opt.reps).median;
+        emit(&(struct row){.workload = "calls",
+                           .runner = c->label,
+                           .unit = "us/call",
+                           .ratio_to = pool->no ? "" : pool->label,
+                           .best_peer = py[best].label,
+                           .workers = c->workers,
+                           .n = pw[e].n * CALL_TASKS,
+                           .st = {st.median * k, st.min * k, st.max * k},
+                           .ratio = pool_med > 0 ? pymed[e] / pool_med : 0,
+                           .vs_best = pymed[e] / pymed[best],
+                           .peer = 1,
+                           .checksum = c->checksum},
+             1);
+        all_ok &= c->checksum == (uint64_t)pw[e].n * CALL_TASKS;
+    }
+    /* The Python ratios: each simplepar row against Python's reused
+     * executor of the same kind, pools first. */
+    for (int k = 0; k < ROWS; k++) {
+        int e = rows[k].backend == SP_BACKEND_PROCESS;
+        if (rows[k].no || e >= npy || py[e].skipped)
+            continue;
+        double ratio = pymed[e] / summarise(rows[k].samples, opt.reps).median;
+        printf("  vs Python: simplepar %s(%d), one %s() per call, %.1f times "
+               "%s than %s(%u): %s(max_workers=%d) made once, per call %d "
+               "submit()s, then wait() for all\n",
+               rows[k].label, CALL_WORKERS,
+               k < POOLS ? "sp_pool_run" : "simple_parallel",
+               ratio >= 1 ? ratio : 1 / ratio, ratio >= 1 ? "faster" : "slower",
+               py[e].label, py[e].workers,
+               e ? "ProcessPoolExecutor" : "ThreadPoolExecutor", CALL_WORKERS,
+               CALL_TASKS);
+    }
+    printf("  checksum: %s\n",
+           all_ok ? "every call of every runner returned 8 OK entries"
+                  : "a runner LOST entries");
+    unbuild(&w);
+    if (!all_ok)
+        exit(1);
+}
+
 /* ---- the workloads table ------------------------------------------------ */
 
 struct workload_def {
@@ -1126,25 +1354,25 @@ struct workload_def {
 };
 
 static const struct workload_def workloads[] = {
-    {"overhead", 1, 10,
+    {"overhead", 1, 9,
      "100,000 empty tasks (--tasks) on 2 workers (--workers): the cost per "
      "task of validation, scheduling, timing and the results map, with no "
      "work to hide it. serial and thread against the C thread peers and "
      "Python threads; figure: us per task, ratio to serial.",
      bench_overhead},
-    {"overhead-process", 1, 16,
+    {"overhead-process", 1, 12,
      "20,000 empty tasks (--process-tasks) on 2 worker processes: fork, the "
      "shared ring and the frame decoder per task. process against the "
      "pre-forked pool and Python processes; figure: us per task, ratio to "
      "serial.",
      bench_overhead_process},
-    {"io", 1, 25,
+    {"io", 1, 55,
      "1,000 tasks that sleep 10 ms, on 100 workers and on 1,000: what "
      "starting and switching between many workers costs. Every backend and "
      "peer (no Python processes at 1,000); figure: wall seconds, ratio to "
      "the ideal ceil(tasks / workers) x 10 ms.",
      bench_io},
-    {"cpu", 1, 7,
+    {"cpu", 1, 8,
      "seed 001's log count: /api/v1/login counted in 100 files of 10,000 "
      "lines on 2 workers. Every backend and peer; figure: wall seconds, "
      "ratio to serial (the speedup is 1 / ratio).",
@@ -1153,18 +1381,28 @@ static const struct workload_def workloads[] = {
      "seed 000's branch fetch against the mock API at time scale --scale, "
      "in parallel and one call after another; prints the speedup.",
      bench_mockapi},
-    {"graph", 1, 4,
+    {"graph", 1, 9,
      "100,000 empty tasks (--tasks) as a plain table, as a chain (each "
      "waits for the one before) and as a fan-in (the last waits for all the "
      "others), on serial and on 2 threads, and 20,000 (--process-tasks) "
      "on 2 worker processes: what a dependency costs. figure: us per task, "
      "ratio to the plain table of the same runner.",
      bench_graph},
-    {"scale", 0, 2,
+    {"calls", 1, 17,
+     "10,000 calls (--calls) of 8 empty tasks on 2 workers: what a call "
+     "costs when the workers outlive it (sp_pool_run on a thread pool and "
+     "a process pool) and when they do not (simple_parallel() on threads, "
+     "and on processes), against Python's ThreadPoolExecutor and "
+     "ProcessPoolExecutor made once and reused (per call 8 submit()s, then "
+     "wait for all). One-shot processes and Python make a tenth of the "
+     "calls. figure: us per call, each row's target and whether it is "
+     "reached; how many times faster than Python's reused executor.",
+     bench_calls},
+    {"scale", 0, 4,
      "the thread overhead for 10, 100, ..., 1,000,000 empty tasks with the "
      "peak RSS: the cost per task should stay flat.",
      bench_scale},
-    {"sweep", 0, 10,
+    {"sweep", 0, 18,
      "the log count on 1, 2, 4, ..., 100 thread and process workers "
      "(seed 001's tables); ratio to serial.",
      bench_sweep},
@@ -1224,8 +1462,8 @@ static void usage(FILE *f, int full)
          "one run; every figure is the median of --reps runs, interleaved "
          "across configurations, after a warm-up run of each.",
          0);
-    fputs("\nworkloads (times: one run with the default options on a 2-CPU "
-          "virtual machine):\n",
+    fputs("\nworkloads (times: one run with the default options on a shared "
+          "2-CPU virtual\nmachine; longer when it is busy):\n",
           f);
     int total = 0;
     for (size_t k = 0; k < N_WORKLOADS; k++) {
@@ -1243,15 +1481,20 @@ static void usage(FILE *f, int full)
     fputs("columns:\n", f);
     static const char *const cols[][2] = {
         {"runner(N)", "who ran the tasks, on N workers: serial, thread and "
-                      "process are simplepar's backends, the rest are peers"},
-        {"us/task, wall s", "the median of the runs: cost per task, or wall "
-                            "time of the whole batch"},
+                      "process are simplepar's backends (in calls: "
+                      "thread-pool, process-pool, thread-oneshot, "
+                      "process-oneshot), the rest are peers"},
+        {"us/task, us/call, wall s",
+         "the median of the runs: cost per task, per call (calls), or wall "
+         "time of the whole batch"},
         {"min..max", "the fastest and the slowest run"},
         {"serial, ideal", "the median divided by serial's median, or by the "
                           "ideal wall time"},
         {"vs best peer", "the median divided by the fastest peer's median "
                          "in the same table: below 1, faster than every "
                          "peer"},
+        {"target, status", "calls only: the row's target in us per call, and "
+                           "whether its median is within it"},
     };
     for (size_t k = 0; k < sizeof cols / sizeof cols[0]; k++) {
         fprintf(f, "  %s\n", cols[k][0]);
@@ -1283,20 +1526,30 @@ static void usage(FILE *f, int full)
     fputs("  py-thread-submit, py-process-submit\n", f);
     wrap(f,
          "one submit() per task, then every future's result(): the shape of "
-         "the seeds' simple_parallel(). Python peers need python3 and time "
-         "themselves (3 runs after a warm-up).",
+         "the seeds' simple_parallel().",
+         6);
+    fputs("  py-thread-reused, py-process-reused\n", f);
+    wrap(f,
+         "calls only: one executor made once, outside the timing, serving "
+         "every call; a call is 8 submit()s, then wait() for all. Python "
+         "peers need python3 and time themselves (3 runs after a warm-up).",
          6);
     fputs("\noptions:\n", f);
     static const char *const opts[][2] = {
         {"--reps N", "runs per configuration (default 7, at most 64)"},
-        {"--tasks N", "tasks of overhead (default 100000)"},
-        {"--process-tasks N", "tasks of overhead-process (default 20000)"},
-        {"--workers N", "workers of overhead, overhead-process, cpu, scale "
-                        "(default 2)"},
+        {"--tasks N", "tasks of overhead and graph (default 100000)"},
+        {"--process-tasks N", "tasks of overhead-process and of graph on "
+                              "processes (default 20000)"},
+        {"--calls N", "calls of the calls workload (default 10000; a tenth "
+                      "on one-shot processes and on Python)"},
+        {"--workers N", "workers of overhead, overhead-process, cpu, graph, "
+                        "scale (default 2; calls always has 2)"},
         {"--scale S", "time scale of mockapi (default 0.05)"},
         {"--json FILE", "also write one JSON object per row"},
         {"--csv FILE", "also write one CSV line per row"},
-        {"--svg DIR", "also draw charts (io timeline, scale, sweep)"},
+        {"--svg DIR", "also draw charts: timeline.svg (the per-task "
+                      "timeline of one io-1000 run on threads, drawn by "
+                      "sp_results_write_svg()), scale.svg, sweep.svg"},
         {"--no-python", "leave out the Python peers"},
         {"--no-peers", "leave out every peer, C and Python"},
         {"--python PATH", "the Python interpreter (default python3)"},
@@ -1322,6 +1575,7 @@ int main(int argc, char **argv)
                          .lines = 10000,
                          .io_n = 1000,
                          .scale_max = 1000000,
+                         .calls = 10000,
                          .workers = 2,
                          .io_narrow = 100,
                          .io_wide = 1000,
@@ -1344,6 +1598,8 @@ int main(int argc, char **argv)
             s.tasks = strtoul(v, NULL, 10), i++;
         else if (v && !strcmp(a, "--process-tasks"))
             s.ptasks = strtoul(v, NULL, 10), i++;
+        else if (v && !strcmp(a, "--calls"))
+            s.calls = strtoul(v, NULL, 10), i++;
         else if (v && !strcmp(a, "--workers"))
             s.workers = (unsigned)atoi(v), i++;
         else if (v && !strcmp(a, "--scale"))
@@ -1395,14 +1651,16 @@ int main(int argc, char **argv)
                               .lines = 200,
                               .io_n = 20,
                               .scale_max = 1000,
+                              .calls = 50,
                               .workers = s.workers,
                               .io_narrow = 5,
                               .io_wide = 20,
                               .mock_scale = 0.005};
     }
-    if (opt.reps < 1 || opt.reps > 64 || !s.workers || !s.tasks || !s.ptasks) {
-        fprintf(stderr, "--reps must be 1..64; --workers, --tasks and "
-                        "--process-tasks at least 1\n");
+    if (opt.reps < 1 || opt.reps > 64 || !s.workers || !s.tasks || !s.ptasks ||
+        !s.calls) {
+        fprintf(stderr, "--reps must be 1..64; --workers, --tasks, "
+                        "--process-tasks and --calls at least 1\n");
         return 2;
     }
     for (int k = 0; k < nrequired; k++) {

@@ -188,7 +188,8 @@ SP_API void sp_mock_timeline_text(FILE *out, const sp_mock_event *ev, size_t n,
                                   int width);
 
 /** @brief The same chart as a standalone SVG document (one lane per row,
- *  bars labelled, a time axis); opens in any browser. @return 0 or -1 on a
+ *  bars labelled, a time axis), drawn by the renderer behind
+ *  sp_results_write_svg(); opens in any browser. @return 0 or -1 on a
  *  write error. */
 SP_API int sp_mock_timeline_svg(FILE *out, const sp_mock_event *ev, size_t n);
 
