@@ -86,12 +86,12 @@ SP_PRIVATE_API int sp__run_next(sp__run *r, size_t *i)
     return r->out ? 0 : -1;
 }
 
-SP_PRIVATE_API void sp__run_record(sp__run *r, size_t i, const sp__outcome *o)
+/* An outcome as the caller gave it, in the form sp_complete() takes. */
+static void to_outcome(const sp__outcome *o, struct sp_outcome *c)
 {
-    struct sp_run *run = &r->run;
     double start = o->start > 0 ? o->start : 0;
     double end = o->end > start ? o->end : start;
-    struct sp_outcome c = {
+    *c = (struct sp_outcome){
         .r = {.code = o->code,
               .t_start = (uint64_t)(start * 1e9),
               .t_end = (uint64_t)(end * 1e9),
@@ -101,37 +101,50 @@ SP_PRIVATE_API void sp__run_record(sp__run *r, size_t i, const sp__outcome *o)
                 .signo = (uint8_t)(o->signo > 0 ? o->signo : 0)},
     };
     if (o->kind == SP_KIND_CRASHED && o->exit_status >= 0 && !o->signo) {
-        c.how.signo = SP_EXITED;
-        c.how.exit_status = (uint8_t)o->exit_status;
+        c->how.signo = SP_EXITED;
+        c->how.exit_status = (uint8_t)o->exit_status;
     }
     if (o->data) {
         if (o->data_owned) {
-            c.r.data = o->data;
+            c->r.data = o->data;
             ((unsigned char *)o->data)[o->len] = 0;
-        } else if ((c.r.data = sp_malloc(o->len + 1)) != NULL) {
-            memcpy(c.r.data, o->data, o->len);
-            c.r.data[o->len] = 0;
+        } else if ((c->r.data = sp_malloc(o->len + 1)) != NULL) {
+            memcpy(c->r.data, o->data, o->len);
+            c->r.data[o->len] = 0;
         } else { /* rank 0 ran out of memory for this result */
-            c.r.code = SP_ENOMEM;
-            c.how.kind = SP_KIND_FAILED;
-            c.how.flags = 0;
+            c->r.code = SP_ENOMEM;
+            c->how.kind = SP_KIND_FAILED;
+            c->how.flags = 0;
         }
-        c.r.len = c.r.data ? o->len : 0;
+        c->r.len = c->r.data ? o->len : 0;
     }
-    if (c.how.kind == SP_KIND_FAILED && c.r.code == SP_ENOMEM && !c.r.data &&
+    if (c->how.kind == SP_KIND_FAILED && c->r.code == SP_ENOMEM && !c->r.data &&
         o->data) {
         sp_outcome_set_msg(
-            &c, NULL, "the caller ran out of memory receiving this result");
+            c, NULL, "the caller ran out of memory receiving this result");
     } else if (o->msg) {
         size_t len = strlen(o->msg) + 1;
         char *m = sp_malloc(len);
         if (m)
             memcpy(m, o->msg, len);
-        sp_outcome_set_msg(&c, m, "out of memory for the message");
+        sp_outcome_set_msg(c, m, "out of memory for the message");
     }
+}
+
+SP_PRIVATE_API void sp__run_record(sp__run *r, size_t i, const sp__outcome *o)
+{
+    struct sp_outcome c;
+    to_outcome(o, &c);
     if (r->out)
         r->out--;
-    sp_complete(run, i, &c, &run->caller);
+    sp_complete(&r->run, i, &c, &r->run.caller);
+}
+
+SP_PRIVATE_API void sp__run_put(sp__run *r, size_t i, const sp__outcome *o)
+{
+    struct sp_outcome c;
+    to_outcome(o, &c);
+    sp_complete(&r->run, i, &c, &r->run.caller);
 }
 
 SP_PRIVATE_API double sp__run_now(const sp__run *r)

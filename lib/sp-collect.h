@@ -70,6 +70,14 @@ SP_PRIVATE_API int sp__run_next(sp__run *r, size_t *i);
  * fail-fast and calls on_done. */
 SP_PRIVATE_API void sp__run_record(sp__run *r, size_t i, const sp__outcome *o);
 
+/* Write the final outcome of task i without handing it out: for a copy of
+ * a map finished elsewhere (libsimplepar-mpi's map on every rank). Meant
+ * for a run begun with NULL options, where it applies no policy: no
+ * fail-fast, no callback, and (when the core has them) no retry: the
+ * outcome is final. Once per task, in any order; tasks never put are
+ * cancelled by sp__run_end(). */
+SP_PRIVATE_API void sp__run_put(sp__run *r, size_t i, const sp__outcome *o);
+
 /* Seconds since the run began (for sp__outcome.start/end). */
 SP_PRIVATE_API double sp__run_now(const sp__run *r);
 

@@ -190,11 +190,65 @@ static void test_deadline(void **state)
     sp_results_free(res);
 }
 
+/* A copy of a finished map: outcomes put in any order, without handing
+ * anything out, written as given; nothing applies a policy to them. */
+static void test_put_copies_a_map(void **state)
+{
+    (void)state;
+    enum { N = 4 };
+    sp_task t[N];
+    char keys[N][16];
+    make_table(t, keys, N);
+    sp__run *r;
+    assert_int_equal(sp__run_begin(t, N, NULL, 6, &r), 0);
+    sp__outcome failed = {.kind = SP_KIND_FAILED,
+                          .code = 7,
+                          .task_code = 1,
+                          .msg = "no quote",
+                          .start = 0.5,
+                          .end = 0.7,
+                          .worker = 5,
+                          .exit_status = -1};
+    sp__run_put(r, 3, &failed);
+    sp__outcome ok = {.kind = SP_KIND_OK,
+                      .data = (void *)"abc",
+                      .len = 3,
+                      .worker = 0,
+                      .exit_status = -1};
+    sp__run_put(r, 1, &ok);
+    sp__outcome cancelled = {.kind = SP_KIND_CANCELLED,
+                             .code = SP_ECANCELED,
+                             .msg = "not started: another task failed",
+                             .start = 0.8,
+                             .end = 0.8,
+                             .worker = SP_NO_WORKER,
+                             .exit_status = -1};
+    sp__run_put(r, 0, &cancelled);
+    sp_results *res = sp__run_end(r);
+    assert_int_equal(sp_results_workers(res), 6);
+    assert_int_equal(sp_results_ok(res), 1);
+    const sp_entry *e = sp_results_at(res, 3);
+    assert_int_equal(sp_entry_kind(e), SP_KIND_FAILED);
+    assert_int_equal(sp_entry_code(e), 7);
+    assert_int_equal(sp_entry_code_origin(e), SP_ORIGIN_TASK);
+    assert_int_equal(sp_entry_worker(e), 5);
+    assert_true(sp_entry_start(e) > 0.49 && sp_entry_end(e) < 0.71);
+    assert_string_equal(sp_entry_str(sp_results_at(res, 1)), "abc");
+    e = sp_results_at(res, 0);
+    assert_string_equal(sp_entry_message(e),
+                        "not started: another task failed");
+    assert_int_equal(sp_entry_worker(e), SP_NO_WORKER);
+    /* Never put: cancelled at the end. */
+    assert_int_equal(sp_entry_kind(sp_results_at(res, 2)), SP_KIND_CANCELLED);
+    sp_results_free(res);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_validation_is_simple_parallels),
     cmocka_unit_test(test_outcomes_as_given),
     cmocka_unit_test(test_fail_fast_and_the_rest),
     cmocka_unit_test(test_deadline),
+    cmocka_unit_test(test_put_copies_a_map),
 };
 
 TEST_MAIN("collect", tests)
