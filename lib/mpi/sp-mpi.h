@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private header of libsimplepar-mpi: the wire format between ranks and
+ * what the entry point (mpi.c), rank 0's scheduler (root.c) and the other
+ * ranks' loop (worker.c) share.
+ *
+ *   mpi.c     sp_mpi_parallel(): the handshake (every rank's checks,
+ *             rank 0's validation broadcast), singleton runs, the copy of
+ *             the map for every rank
+ *   root.c    rank 0: batches out, replies in, outcomes recorded through
+ *             the core's caller-driven run (lib/sp-collect.h)
+ *   worker.c  every other rank: batches in, simple_parallel() on the local
+ *             backend, replies out
+ *   codec.c   the byte layout of batches, replies and entries
+ *
+ * Messages (all on a duplicate of the caller's communicator, little-endian
+ * fixed-width fields, never a pointer):
+ *
+ *   rank 0 -> rank w, TAG_WORK, in order:
+ *     BATCH  u32 type, u32 batch id, u32 count, u32 flags,
+ *            i64 rank 0's clock at sending (ns since the call began),
+ *            i64 time left until the deadline (ns; -1 = no deadline),
+ *            count x u32 task index.
+ *            flags & BATCH_ARGS (never set yet): the tasks' argument bytes
+ *            follow, for each index u64 length + bytes, and bytes above
+ *            the inline limit come as TAG_DATA chunks like result bytes.
+ *            This is where sp_task's .data/.len will travel once the core
+ *            has them; a rank that sees the flag today answers SP_EPROTO.
+ *     END    u32 type: nothing more for this rank in this call.
+ *   rank 0 -> rank w, TAG_STOP: u32 type. The run stopped: start nothing
+ *     more (sent at most once, always before END).
+ *   rank w -> rank 0, one reply per batch, in the order the batches came:
+ *     TAG_REPLY frames of at most FRAME_MAX bytes: u32 type, u32 batch
+ *     id, u32 entry count, u32 flags (REPLY_LAST: the reply's last frame;
+ *     REPLY_DROPPED: the batch was not run), then the entries. An entry
+ *     whose result bytes are above INLINE_MAX is the last of its frame,
+ *     and its bytes follow as TAG_DATA messages of CHUNK bytes (the last
+ *     one shorter), received straight into the result's buffer. No single
+ *     message is ever above FRAME_MAX (4 MiB), far below INT_MAX.
+ *   entry: u32 index, u8 kind, u8 flags (ENTRY_*), u8 signal, u8 exit
+ *     status, i32 code, u32 worker (rank-local), i64 start, i64 end (ns,
+ *     rank 0's clock), u32 message length, u64 data length, message bytes,
+ *     data bytes when inline.
+ *
+ * The same entry layout carries the finished map from rank 0 to every
+ * rank (sp_mpi_options.map_everywhere), in broadcast frames.
+ */
+#ifndef SP_MPI_PRIVATE_H
+#define SP_MPI_PRIVATE_H
+
+#include "simplepar/mpi.h"
+#include "sp-collect.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum {
+    TAG_WORK = 1,  /* rank 0 -> w: BATCH, END */
+    TAG_STOP = 2,  /* rank 0 -> w: STOP */
+    TAG_REPLY = 3, /* w -> rank 0: reply frames */
+    TAG_DATA = 4,  /* w -> rank 0: result bytes above INLINE_MAX */
+};
+
+enum { MSG_BATCH = 0x53504231, MSG_END = 0x5350454e, MSG_STOP = 0x53505354 };
+enum { MSG_REPLY = 0x53505250, MSG_MAP = 0x5350414d };
+
+enum { BATCH_ARGS = 1 };
+enum { REPLY_LAST = 1, REPLY_DROPPED = 2 };
+enum {
+    ENTRY_TASK_CODE = 1,   /* code is the task's own number */
+    ENTRY_NOT_STARTED = 2, /* never started on its rank */
+    ENTRY_HAS_DATA = 4,    /* the task stored bytes (maybe 0 of them) */
+    ENTRY_OUT_OF_LINE = 8, /* the bytes follow in TAG_DATA chunks */
+    ENTRY_EXITED = 16,     /* CRASHED by exit: exit status is valid */
+};
+
+#define FRAME_MAX ((size_t)4 << 20)   /* largest message of any kind */
+#define CHUNK ((size_t)4 << 20)       /* result bytes per TAG_DATA message */
+#define INLINE_MAX ((size_t)64 << 10) /* larger result bytes go apart */
+#define BATCH_HEAD 32                 /* bytes before a batch's indices */
+#define FRAME_HEAD 16                 /* bytes before a frame's entries */
+#define ENTRY_HEAD 48                 /* bytes before an entry's message */
+#define AUTO_BATCH_MAX 4096u          /* automatic batches stay below */
+/* Longest message carried (the core keeps SP_MAX_MESSAGE bytes and a
+ * "..."), so an entry always fits one frame with its inline bytes. */
+#define MSG_MAX ((size_t)2 << 20)
+
+/* Little-endian fixed-width fields. */
+static inline void put_u32(unsigned char *p, uint32_t v)
+{
+    for (int k = 0; k < 4; k++)
+        p[k] = (unsigned char)(v >> (8 * k));
+}
+static inline void put_u64(unsigned char *p, uint64_t v)
+{
+    for (int k = 0; k < 8; k++)
+        p[k] = (unsigned char)(v >> (8 * k));
+}
+static inline uint32_t get_u32(const unsigned char *p)
+{
+    uint32_t v = 0;
+    for (int k = 3; k >= 0; k--)
+        v = v << 8 | p[k];
+    return v;
+}
+static inline uint64_t get_u64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int k = 7; k >= 0; k--)
+        v = v << 8 | p[k];
+    return v;
+}
+
+/* One entry as it travels. */
+struct wire_entry {
+    uint32_t index;
+    uint8_t kind, flags, signo, exit_status;
+    int32_t code;
+    uint32_t worker;
+    int64_t start, end; /* ns, rank 0's clock */
+    const char *msg;
+    uint32_t msg_len;
+    const void *data;
+    uint64_t data_len;
+};
+
+/* codec.c: the bytes an entry takes inline in a frame. */
+size_t wire_entry_size(const struct wire_entry *e);
+/* Write e at p (wire_entry_size() bytes); its data inline unless
+ * ENTRY_OUT_OF_LINE is set. */
+void wire_entry_put(unsigned char *p, const struct wire_entry *e);
+/* Read an entry from [p, end): its size, or 0 when malformed. msg and data
+ * point into the frame. */
+size_t wire_entry_get(const unsigned char *p, const unsigned char *end,
+                      struct wire_entry *e);
+void wire_frame_head(unsigned char *p, uint32_t type, uint32_t id,
+                     uint32_t count, uint32_t flags);
+
+/* A rank's local entry (of a simple_parallel() map) as a wire entry:
+ * times moved onto rank 0's clock by adding `shift_ns` to the local ns
+ * since the local call began. */
+void wire_from_entry(const sp_entry *le, uint32_t index, int64_t shift_ns,
+                     struct wire_entry *w);
+/* A wire entry as an outcome for sp__run_record(); worker_base is added
+ * to a started entry's worker. */
+void wire_to_outcome(const struct wire_entry *w, uint32_t worker_base,
+                     sp__outcome *o);
+
+/* What the handshake settles, the same on every rank. */
+struct mpi_call {
+    MPI_Comm comm; /* the duplicate */
+    int rank, size;
+    const sp_task *tasks;
+    size_t n;
+    sp_options local;   /* this rank's options for its local calls */
+    uint32_t *wbase;    /* per rank: its first global worker index */
+    uint32_t *wcap;     /* per rank: its local workers (0 for rank 0) */
+    unsigned workers;   /* total */
+    unsigned batch;     /* rank 0's sp_mpi_options */
+    unsigned inflight;  /* idem */
+    bool stoppable;     /* fail-fast or on_done: ranks poll for STOP */
+    unsigned char *buf; /* FRAME_MAX bytes for messages (>= 2 ranks) */
+};
+
+/* root.c: rank 0's part of a run on >= 2 ranks; r is the run that
+ * sp__run_begin() started. Returns 0, or SP_ESYSTEM when MPI failed (the
+ * outcomes it could not collect are recorded as lost). */
+int sp_mpi_root(struct mpi_call *c, sp__run *r);
+/* worker.c: a rank's part (rank >= 1) until END; 0 or SP_ESYSTEM. */
+int sp_mpi_worker(struct mpi_call *c);
+/* worker.c: the options of a local call whose deadline is `left_ns` away
+ * (-1 = none): 0, or -1 when the deadline has passed (run nothing). */
+int sp_mpi_local_opts(const struct mpi_call *c, int64_t left_ns, sp_options *o);
+
+/* mpi.c: set sp_last_error() for a failed MPI call; returns SP_ESYSTEM. */
+int sp_mpi_error(const char *call, int err);
+/* Nanoseconds of CLOCK_MONOTONIC. */
+int64_t sp_mpi_clock(void);
+
+#endif /* SP_MPI_PRIVATE_H */

@@ -1,0 +1,725 @@
+/* SPDX-License-Identifier: MIT */
+/* libsimplepar-mpi for real: every rank of MPI_COMM_WORLD runs this suite
+ * (under `mpiexec -n 3`, or alone as an MPI singleton) and every test is
+ * collective: each rank calls sp_mpi_parallel() with the same table, rank 0
+ * checks the map, the other ranks check that they got none (or their
+ * copy). argv[1] names the local backend each rank runs its tasks on. A
+ * barrier after every test keeps the ranks in step even when an assertion
+ * fails on one of them.
+ *
+ *   test-mpi thread|serial|process */
+#include "common.h"
+
+#include <simplepar/mpi.h>
+
+#include <stdint.h>
+#include <unistd.h>
+
+static int rank, size;
+static size_t ran_here; /* callbacks run on this rank (thread backend) */
+
+static int world_teardown(void **state)
+{
+    (void)state;
+    MPI_Barrier(MPI_COMM_WORLD);
+    return 0;
+}
+
+/* The map on rank 0; NULL elsewhere (checked). */
+static sp_results *run(const sp_task *t, size_t n, const sp_options *o,
+                       const sp_mpi_options *m)
+{
+    sp_results *res = (sp_results *)&res;
+    int rc = sp_mpi_parallel_ex(MPI_COMM_WORLD, t, n, o, m, &res);
+    if (rc)
+        fail_msg("rank %d: %s", rank, sp_last_error());
+    if (rank != 0 && !(m && m->map_everywhere)) {
+        assert_null(res);
+        return NULL;
+    }
+    assert_non_null(res);
+    assert_int_equal(sp_results_count(res), n);
+    return res;
+}
+
+/* Keys "k0".."kN" in a table the caller frees. */
+static sp_task *table(size_t n, sp_task_fn fn, char (**keys)[16])
+{
+    sp_task *t = calloc(n ? n : 1, sizeof *t);
+    *keys = calloc(n ? n : 1, sizeof **keys);
+    assert_non_null(t);
+    assert_non_null(*keys);
+    for (size_t i = 0; i < n; i++) {
+        snprintf((*keys)[i], 16, "k%zu", i);
+        t[i] = (sp_task){.key = (*keys)[i], .fn = fn};
+    }
+    return t;
+}
+
+static sp_options local_opts(void)
+{
+    sp_options o = test_opts();
+    o.max_workers = 2;
+    return o;
+}
+
+/* ---- results of every kind a task can give without crashing ------------ */
+
+/* What task i does, by i % 8; its result bytes are a pattern of i. */
+static size_t result_len(size_t i)
+{
+    static const size_t lens[] = {0, 1, 100, 70000, 4096, 3};
+    return lens[(i / 8) % (sizeof lens / sizeof *lens)];
+}
+
+static unsigned char pattern(size_t i, size_t k)
+{
+    return (unsigned char)(i * 31 + k * 7 + (k >> 9));
+}
+
+static int mixed_task(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    size_t i = (size_t)atol(sp_ctx_key(ctx) + 1);
+    __atomic_fetch_add(&ran_here, 1, __ATOMIC_RELAXED);
+    switch (i % 8) {
+    case 0:
+    case 1:
+    case 2: { /* OK with bytes */
+        size_t len = result_len(i);
+        unsigned char *b = malloc(len + 1);
+        for (size_t k = 0; k < len; k++)
+            b[k] = pattern(i, k);
+        int rc = sp_set_result(ctx, b, len);
+        free(b);
+        return rc;
+    }
+    case 3: /* OK without bytes */
+        return 0;
+    case 4: /* the task's own code and message */
+        return sp_fail(ctx, 40 + (int)(i % 5), "no quote for k%zu", i);
+    case 5: /* a plain non-zero return */
+        return -1;
+    case 6: /* sp_fail with 0: the library's SP_ETASK */
+        return sp_fail(ctx, 0, NULL);
+    default: /* bytes, then a failure: the bytes stay with the entry */
+        sp_set_result_str(ctx, "partial");
+        return 3;
+    }
+}
+
+static void check_mixed(const sp_results *res, size_t n)
+{
+    unsigned workers = sp_results_workers(res);
+    assert_true(workers >= 1);
+    for (size_t i = 0; i < n; i++) {
+        const sp_entry *e = sp_results_at(res, i);
+        char key[16];
+        snprintf(key, sizeof key, "k%zu", i);
+        assert_ptr_equal(sp_results_get(res, key), e);
+        assert_true(sp_entry_worker(e) < workers);
+        assert_true(sp_entry_start(e) >= 0);
+        assert_true(sp_entry_start(e) <= sp_entry_end(e));
+        /* Times are rank 0's; a copy's elapsed is its own rank's wall
+         * time of the call, which started a moment later. */
+        assert_true(sp_entry_end(e) <=
+                    sp_results_elapsed(res) + (rank == 0 ? 1e-6 : 0.5));
+        size_t len = 99;
+        const unsigned char *d = sp_entry_data(e, &len);
+        switch (i % 8) {
+        case 0:
+        case 1:
+        case 2:
+            assert_int_equal(sp_entry_kind(e), SP_KIND_OK);
+            assert_int_equal(sp_entry_code_origin(e), SP_ORIGIN_NONE);
+            /* 0 bytes stored: the local process backend brings back no
+             * buffer at all (as simple_parallel() does there). */
+            if (result_len(i) || test_backend != SP_BACKEND_PROCESS)
+                assert_non_null(d);
+            assert_int_equal(len, result_len(i));
+            if (!d)
+                break;
+            for (size_t k = 0; k < len; k++)
+                if (d[k] != pattern(i, k))
+                    fail_msg("k%zu: byte %zu differs", i, k);
+            assert_int_equal(d[len], 0);
+            break;
+        case 3:
+            assert_int_equal(sp_entry_kind(e), SP_KIND_OK);
+            assert_null(d);
+            assert_int_equal(len, 0);
+            assert_string_equal(sp_entry_str(e), "");
+            break;
+        case 4: {
+            char msg[32];
+            snprintf(msg, sizeof msg, "no quote for k%zu", i);
+            assert_int_equal(sp_entry_kind(e), SP_KIND_FAILED);
+            assert_int_equal(sp_entry_code(e), 40 + (int)(i % 5));
+            assert_int_equal(sp_entry_code_origin(e), SP_ORIGIN_TASK);
+            assert_string_equal(sp_entry_message(e), msg);
+            break;
+        }
+        case 5:
+            assert_int_equal(sp_entry_kind(e), SP_KIND_FAILED);
+            assert_int_equal(sp_entry_code(e), -1);
+            assert_int_equal(sp_entry_code_origin(e), SP_ORIGIN_TASK);
+            assert_string_equal(sp_entry_message(e), "task returned -1");
+            break;
+        case 6:
+            assert_int_equal(sp_entry_kind(e), SP_KIND_FAILED);
+            assert_int_equal(sp_entry_code(e), SP_ETASK);
+            assert_int_equal(sp_entry_code_origin(e), SP_ORIGIN_LIBRARY);
+            break;
+        default:
+            assert_int_equal(sp_entry_kind(e), SP_KIND_FAILED);
+            assert_int_equal(sp_entry_code(e), 3);
+            assert_string_equal(sp_entry_str(e), "partial");
+            break;
+        }
+    }
+}
+
+static void test_every_result_comes_back(void **state)
+{
+    (void)state;
+    enum { N = 400 };
+    char(*keys)[16];
+    sp_task *t = table(N, mixed_task, &keys);
+    sp_options o = local_opts();
+    ran_here = 0;
+    sp_results *res = run(t, N, &o, NULL);
+    /* Collectives before any assertion, which would leave the others
+     * waiting in them. Every task ran exactly once, somewhere. */
+    unsigned long mine = ran_here, all = 0;
+    MPI_Reduce(&mine, &all, 1, MPI_UNSIGNED_LONG, MPI_SUM, 0, MPI_COMM_WORLD);
+    if (rank == 0 && test_backend != SP_BACKEND_PROCESS)
+        assert_int_equal(all, N);
+    if (res) {
+        check_mixed(res, N);
+        assert_int_equal(sp_results_ok(res), N / 2);
+        assert_int_equal(sp_results_count_kind(res, SP_KIND_FAILED), N / 2);
+        /* Rank 0 only schedules while there are other ranks. */
+        if (size > 1)
+            assert_int_equal(ran_here, 0);
+        sp_results_free(res);
+    }
+    free(t);
+    free(keys);
+}
+
+/* Small batches and one in flight: many round trips, same answers. */
+static void test_small_batches(void **state)
+{
+    (void)state;
+    enum { N = 120 };
+    char(*keys)[16];
+    sp_task *t = table(N, mixed_task, &keys);
+    sp_options o = local_opts();
+    sp_mpi_options m = {.batch = 1, .inflight = 1};
+    sp_results *res = run(t, N, &o, &m);
+    if (res) {
+        check_mixed(res, N);
+        sp_results_free(res);
+    }
+    sp_mpi_options m2 = {.batch = 7, .inflight = 5};
+    res = run(t, N, &o, &m2);
+    if (res) {
+        check_mixed(res, N);
+        sp_results_free(res);
+    }
+    free(t);
+    free(keys);
+}
+
+/* The map on every rank, identical. */
+static uint64_t map_digest(const sp_results *res)
+{
+    uint64_t h = 1469598103934665603u;
+#define MIX(v) (h = (h ^ (uint64_t)(v)) * 1099511628211u)
+    for (size_t i = 0; i < sp_results_count(res); i++) {
+        const sp_entry *e = sp_results_at(res, i);
+        MIX(sp_entry_kind(e));
+        MIX((unsigned)sp_entry_code(e));
+        MIX(sp_entry_code_origin(e));
+        MIX(sp_entry_worker(e));
+        MIX((uint64_t)(sp_entry_start(e) * 1e9));
+        MIX((uint64_t)(sp_entry_end(e) * 1e9));
+        for (const char *s = sp_entry_message(e); *s; s++)
+            MIX(*s);
+        size_t len;
+        const unsigned char *d = sp_entry_data(e, &len);
+        MIX(d != NULL);
+        for (size_t k = 0; k < len; k++)
+            MIX(d[k]);
+    }
+    MIX(sp_results_workers(res));
+#undef MIX
+    return h;
+}
+
+static void test_map_everywhere(void **state)
+{
+    (void)state;
+    enum { N = 64 };
+    char(*keys)[16];
+    sp_task *t = table(N, mixed_task, &keys);
+    sp_options o = local_opts();
+    sp_mpi_options m = {.map_everywhere = 1};
+    sp_results *res = run(t, N, &o, &m);
+    uint64_t mine = map_digest(res), root = mine;
+    MPI_Bcast(&root, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
+    check_mixed(res, N);
+    assert_true(mine == root);
+    sp_results_free(res);
+    free(t);
+    free(keys);
+}
+
+static void test_empty_table(void **state)
+{
+    (void)state;
+    sp_results *res = run(NULL, 0, NULL, NULL);
+    if (res) {
+        assert_int_equal(sp_results_workers(res), 0);
+        sp_results_free(res);
+    }
+}
+
+/* ---- 64 MiB results ----------------------------------------------------- */
+
+#define BIG ((size_t)64 << 20)
+
+static int big_task(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    size_t i = sp_ctx_key(ctx)[1] - '0';
+    if (i % 2)
+        return sp_set_resultf(ctx, "small %zu", i);
+    unsigned char *b = malloc(BIG + 1);
+    if (!b)
+        return sp_fail(ctx, 1, "no memory");
+    for (size_t k = 0; k < BIG; k += 4096)
+        b[k] = pattern(i, k);
+    b[BIG - 1] = (unsigned char)(0xa0 + i);
+    return sp_set_result_owned(ctx, b, BIG, NULL);
+}
+
+static void test_64_mib_results(void **state)
+{
+    (void)state;
+    enum { N = 4 };
+    char(*keys)[16];
+    sp_task *t = table(N, big_task, &keys);
+    sp_options o = local_opts();
+    sp_results *res = run(t, N, &o, NULL);
+    if (res) {
+        assert_int_equal(sp_results_ok(res), N);
+        for (size_t i = 0; i < N; i++) {
+            size_t len;
+            const unsigned char *d = sp_entry_data(sp_results_at(res, i), &len);
+            if (i % 2) {
+                char want[16];
+                snprintf(want, sizeof want, "small %zu", i);
+                assert_string_equal((const char *)d, want);
+                continue;
+            }
+            assert_int_equal(len, BIG);
+            for (size_t k = 0; k < BIG; k += 4096)
+                if (d[k] != pattern(i, k))
+                    fail_msg("k%zu: byte %zu differs", i, k);
+            assert_int_equal(d[BIG - 1], 0xa0 + i);
+            assert_int_equal(d[BIG], 0);
+        }
+        sp_results_free(res);
+    }
+    free(t);
+    free(keys);
+}
+
+/* ---- time: the deadline, task_timeout ----------------------------------- */
+
+static int nap_task(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    if (test_wait_cancel(ctx, test_ms(40)))
+        return sp_fail(ctx, 9, "asked to stop");
+    return 0;
+}
+
+static void test_deadline(void **state)
+{
+    (void)state;
+    enum { N = 60 };
+    char(*keys)[16];
+    sp_task *t = table(N, nap_task, &keys);
+    sp_options o = local_opts();
+    o.max_workers = 1;
+    o.deadline = test_ms(300) / 1e3;
+    sp_results *res = run(t, N, &o, NULL);
+    if (res) {
+        /* About 300 / 40 tasks per worker rank finish; the rest never
+         * start or are stopped at the deadline. Every key is back. */
+        size_t ok = sp_results_ok(res);
+        size_t cancelled = sp_results_count_kind(res, SP_KIND_CANCELLED);
+        size_t timed = sp_results_count_kind(res, SP_KIND_TIMED_OUT);
+        assert_true(ok >= 2);
+        assert_true(ok < N);
+        assert_true(cancelled >= 1);
+        assert_int_equal(ok + cancelled + timed, N);
+        for (size_t i = 0; i < N; i++) {
+            const sp_entry *e = sp_results_at(res, i);
+            if (sp_entry_kind(e) == SP_KIND_CANCELLED) {
+                assert_int_equal(sp_entry_worker(e), SP_NO_WORKER);
+                assert_string_equal(sp_entry_message(e),
+                                    "not started: the deadline passed");
+            }
+            /* Nothing starts after the deadline. */
+            if (sp_entry_worker(e) != SP_NO_WORKER)
+                assert_true(sp_entry_start(e) <=
+                            o.deadline + test_ms(10) / 1e3);
+        }
+        assert_true(sp_results_elapsed(res) < o.deadline + test_ms(500) / 1e3);
+        sp_results_free(res);
+    }
+    free(t);
+    free(keys);
+}
+
+static int hang_task(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    if (strcmp(sp_ctx_key(ctx), "k1"))
+        return sp_set_result_str(ctx, "fine");
+    /* Threads and serial cannot be killed: they poll. */
+    if (test_backend != SP_BACKEND_PROCESS)
+        return test_wait_cancel(ctx, 30000) ? 1 : 0;
+    for (;;)
+        pause();
+}
+
+static void test_task_timeout(void **state)
+{
+    (void)state;
+    enum { N = 6 };
+    char(*keys)[16];
+    sp_task *t = table(N, hang_task, &keys);
+    sp_options o = local_opts();
+    o.task_timeout = test_ms(200) / 1e3;
+    sp_results *res = run(t, N, &o, NULL);
+    if (res) {
+        assert_int_equal(sp_results_ok(res), N - 1);
+        const sp_entry *e = sp_results_get(res, "k1");
+        assert_int_equal(sp_entry_kind(e), SP_KIND_TIMED_OUT);
+        assert_true(sp_entry_end(e) - sp_entry_start(e) >= o.task_timeout);
+        sp_results_free(res);
+    }
+    free(t);
+    free(keys);
+}
+
+/* ---- stopping: fail-fast, on_done --------------------------------------- */
+
+static int fail_one_task(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    if (!strcmp(sp_ctx_key(ctx), "k2"))
+        return sp_fail(ctx, 5, "k2 fails");
+    test_sleep_ms(test_ms(15));
+    return 0;
+}
+
+static void test_fail_fast(void **state)
+{
+    (void)state;
+    enum { N = 200 };
+    char(*keys)[16];
+    sp_task *t = table(N, fail_one_task, &keys);
+    sp_options o = local_opts();
+    o.max_workers = 1;
+    o.on_error = SP_POLICY_FAIL_FAST;
+    sp_results *res = run(t, N, &o, NULL);
+    if (res) {
+        assert_int_equal(sp_entry_kind(sp_results_get(res, "k2")),
+                         SP_KIND_FAILED);
+        size_t cancelled = sp_results_count_kind(res, SP_KIND_CANCELLED);
+        assert_true(cancelled > N / 2);
+        assert_int_equal(sp_results_ok(res) + cancelled + 1, N);
+        for (size_t i = 0; i < N; i++) {
+            const sp_entry *e = sp_results_at(res, i);
+            if (sp_entry_kind(e) == SP_KIND_CANCELLED)
+                assert_string_equal(
+                    sp_entry_message(e),
+                    "not started: another task failed (fail-fast)");
+        }
+        sp_results_free(res);
+    }
+    free(t);
+    free(keys);
+}
+
+struct done_count {
+    size_t calls, stop_after;
+};
+
+static int count_done(const sp_entry *e, void *arg)
+{
+    (void)e;
+    struct done_count *d = arg;
+    return ++d->calls >= d->stop_after;
+}
+
+static int short_task(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    test_sleep_ms(test_ms(10));
+    return sp_set_result_str(ctx, sp_ctx_key(ctx));
+}
+
+static void test_on_done(void **state)
+{
+    (void)state;
+    enum { N = 150 };
+    char(*keys)[16];
+    sp_task *t = table(N, short_task, &keys);
+    sp_options o = local_opts();
+    o.max_workers = 1;
+    struct done_count d = {.stop_after = SIZE_MAX};
+    o.on_done = count_done;
+    o.on_done_arg = &d;
+    sp_results *res = run(t, N, &o, NULL);
+    /* Called on rank 0 only, once per task. */
+    assert_int_equal(d.calls, rank == 0 ? N : 0);
+    if (res) {
+        assert_int_equal(sp_results_ok(res), N);
+        sp_results_free(res);
+    }
+    d = (struct done_count){.stop_after = 5};
+    res = run(t, N, &o, NULL);
+    if (res) {
+        assert_int_equal(d.calls, N); /* the cancelled ones too */
+        size_t cancelled = sp_results_count_kind(res, SP_KIND_CANCELLED);
+        assert_true(cancelled > N / 2);
+        assert_int_equal(sp_results_ok(res) + cancelled, N);
+        for (size_t i = 0; i < N; i++) {
+            const sp_entry *e = sp_results_at(res, i);
+            if (sp_entry_kind(e) == SP_KIND_CANCELLED)
+                assert_string_equal(
+                    sp_entry_message(e),
+                    "not started: the completion callback asked to stop");
+            else
+                assert_string_equal(sp_entry_str(e), sp_entry_key(e));
+        }
+        sp_results_free(res);
+    }
+    free(t);
+    free(keys);
+}
+
+/* ---- validation: the same error on every rank --------------------------- */
+
+static size_t validation_runs;
+
+static int counting_task(sp_ctx *ctx, void *arg)
+{
+    (void)ctx;
+    (void)arg;
+    validation_runs++;
+    return 0;
+}
+
+/* Every rank got code and the same message as rank 0, containing want. */
+static void expect_everywhere(int rc, int code, const char *want)
+{
+    char root[512];
+    snprintf(root, sizeof root, "%s", sp_last_error());
+    MPI_Bcast(root, sizeof root, MPI_CHAR, 0, MPI_COMM_WORLD);
+    assert_int_equal(rc, code);
+    assert_string_equal(sp_last_error(), root);
+    if (!strstr(root, want))
+        fail_msg("rank %d: \"%s\" lacks \"%s\"", rank, root, want);
+}
+
+static void test_validation_on_every_rank(void **state)
+{
+    (void)state;
+    sp_task t[4] = {{.key = "a", .fn = counting_task},
+                    {.key = "b", .fn = counting_task},
+                    {.key = "a", .fn = counting_task},
+                    {.key = "d", .fn = counting_task}};
+    validation_runs = 0;
+    sp_results *res = (sp_results *)&res;
+    int rc = sp_mpi_parallel(MPI_COMM_WORLD, t, 4, NULL, &res);
+    expect_everywhere(rc, SP_EDUPKEY,
+                      "SP_EDUPKEY: duplicate task key \"a\" at index 2");
+    assert_null(res);
+
+    t[2].key = "c";
+    t[3].fn = NULL;
+    rc = sp_mpi_parallel(MPI_COMM_WORLD, t, 4, NULL, &res);
+    expect_everywhere(rc, SP_ENOFN, "SP_ENOFN");
+    t[3].fn = counting_task;
+
+    /* An option only one rank gets wrong: its rank is named everywhere. */
+    sp_options o = {.max_workers = rank == size - 1 ? SP_MAX_WORKERS + 1 : 0};
+    rc = sp_mpi_parallel(MPI_COMM_WORLD, t, 4, &o, &res);
+    char want[64];
+    if (size > 1)
+        snprintf(want, sizeof want, "SP_EOPTION: rank %d: ", size - 1);
+    else
+        snprintf(want, sizeof want, "SP_EOPTION: ");
+    expect_everywhere(rc, SP_EOPTION, want);
+
+    sp_mpi_options m = {.inflight = rank == 0 ? SP_MPI_MAX_INFLIGHT + 1 : 0};
+    rc = sp_mpi_parallel_ex(MPI_COMM_WORLD, t, 4, NULL, &m, &res);
+    expect_everywhere(rc, SP_EOPTION, "sp_mpi_options.inflight");
+    m = (sp_mpi_options){.reserved[3] = 1};
+    rc = sp_mpi_parallel_ex(MPI_COMM_WORLD, t, 4, NULL, &m, &res);
+    expect_everywhere(rc, SP_ENOTSUP, "reserved");
+
+    /* 'out' NULL on one rank fails the call everywhere. */
+    rc = sp_mpi_parallel(MPI_COMM_WORLD, t, 4, NULL,
+                         rank == size - 1 ? NULL : &res);
+    expect_everywhere(rc, SP_EINVAL, "the 'out' argument is NULL");
+
+    if (size > 2) {
+        /* Tables that differ between ranks. */
+        t[1].key = rank == 1 ? "B" : "b";
+        rc = sp_mpi_parallel(MPI_COMM_WORLD, t, 4, NULL, &res);
+        expect_everywhere(rc, SP_EINVAL,
+                          "the task table differs between ranks: rank 1's "
+                          "keys are not rank 0's");
+        t[1].key = "b";
+        rc = sp_mpi_parallel(MPI_COMM_WORLD, t, rank == 2 ? 3 : 4, NULL, &res);
+        expect_everywhere(rc, SP_EINVAL, "rank 2 has 3 tasks, rank 0 has 4");
+    }
+    assert_int_equal(validation_runs, 0); /* nothing ran anywhere */
+
+    /* And the same table still runs afterwards. */
+    res = run(t, 4, NULL, NULL);
+    if (res) {
+        assert_int_equal(sp_results_ok(res), 4);
+        sp_results_free(res);
+    }
+}
+
+static void test_bad_communicator(void **state)
+{
+    (void)state;
+    sp_results *res;
+    assert_int_equal(sp_mpi_parallel(MPI_COMM_NULL, NULL, 0, NULL, &res),
+                     SP_EINVAL);
+    assert_string_equal(sp_last_error(),
+                        "SP_EINVAL: the communicator is MPI_COMM_NULL");
+}
+
+/* ---- crashes on a remote rank (local process backend) ------------------- */
+
+static int crash_task(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    const char *key = sp_ctx_key(ctx);
+    if (!strcmp(key, "k1")) {
+        /* Batches go out to ranks 1, 2, ... in order at the start, one
+         * task each with batch = 1: k1 goes to rank 2, which dies of it.
+         * Anywhere else it says so and the test fails. */
+        if (rank != 2)
+            return sp_fail(ctx, 1, "k1 ran on rank %d, not 2", rank);
+        raise(SIGSEGV);
+    }
+    if (!strcmp(key, "k7") || !strcmp(key, "k8") || !strcmp(key, "k9")) {
+        /* Any rank: an abort, an exit and a hang. */
+        if (key[1] == '7')
+            abort();
+        if (key[1] == '8')
+            _exit(3);
+        for (;;)
+            pause();
+    }
+    test_sleep_ms(test_ms(5));
+    return sp_set_resultf(ctx, "%s on rank %d", key, rank);
+}
+
+static void test_crash_on_rank_2(void **state)
+{
+    (void)state;
+    if (test_backend != SP_BACKEND_PROCESS || size < 3) {
+        skip(); /* a crash would take its rank, and the job, with it */
+        return;
+    }
+    enum { N = 40 };
+    char(*keys)[16];
+    sp_task *t = table(N, crash_task, &keys);
+    sp_options o = local_opts();
+    o.task_timeout = test_ms(500) / 1e3;
+    sp_mpi_options m = {.batch = 1, .inflight = 1};
+    sp_results *res = run(t, N, &o, &m);
+    if (res) {
+        const sp_entry *e = sp_results_get(res, "k1");
+        assert_int_equal(sp_entry_kind(e), SP_KIND_CRASHED);
+        assert_int_equal(sp_entry_signal(e), SIGSEGV);
+        assert_int_equal(sp_entry_code(e), SP_ECRASHED);
+        assert_int_equal(sp_entry_code_origin(e), SP_ORIGIN_LIBRARY);
+        assert_non_null(strstr(sp_entry_message(e), "SIGSEGV"));
+        /* k1 ran on rank 2's local workers, numbered after rank 1's. */
+        assert_true(sp_entry_worker(e) >= 2);
+        e = sp_results_get(res, "k7");
+        assert_int_equal(sp_entry_kind(e), SP_KIND_CRASHED);
+        assert_int_equal(sp_entry_signal(e), SIGABRT);
+        e = sp_results_get(res, "k8");
+        assert_int_equal(sp_entry_kind(e), SP_KIND_CRASHED);
+        assert_int_equal(sp_entry_exit_status(e), 3);
+        assert_int_equal(sp_entry_signal(e), 0);
+        e = sp_results_get(res, "k9");
+        assert_int_equal(sp_entry_kind(e), SP_KIND_TIMED_OUT);
+        assert_int_equal(sp_entry_code(e), SP_ETIMEDOUT);
+        /* Every other key is OK: the job went on. */
+        assert_int_equal(sp_results_ok(res), N - 4);
+        for (size_t i = 0; i < N; i++) {
+            e = sp_results_at(res, i);
+            if (i == 1 || (i >= 7 && i <= 9))
+                continue;
+            char want[32];
+            snprintf(want, sizeof want, "k%zu on rank ", i);
+            assert_int_equal(strncmp(sp_entry_str(e), want, strlen(want)), 0);
+        }
+        sp_results_free(res);
+    }
+    free(t);
+    free(keys);
+}
+
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test_teardown(test_every_result_comes_back, world_teardown),
+    cmocka_unit_test_teardown(test_small_batches, world_teardown),
+    cmocka_unit_test_teardown(test_map_everywhere, world_teardown),
+    cmocka_unit_test_teardown(test_empty_table, world_teardown),
+    cmocka_unit_test_teardown(test_64_mib_results, world_teardown),
+    cmocka_unit_test_teardown(test_deadline, world_teardown),
+    cmocka_unit_test_teardown(test_task_timeout, world_teardown),
+    cmocka_unit_test_teardown(test_fail_fast, world_teardown),
+    cmocka_unit_test_teardown(test_on_done, world_teardown),
+    cmocka_unit_test_teardown(test_validation_on_every_rank, world_teardown),
+    cmocka_unit_test_teardown(test_bad_communicator, world_teardown),
+    cmocka_unit_test_teardown(test_crash_on_rank_2, world_teardown),
+};
+
+int main(int argc, char **argv)
+{
+    int provided;
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    const char *group = test_init(argc, argv, "mpi");
+    int rc = 2;
+    if (group) {
+        char name[160];
+        snprintf(name, sizeof name, "%s/%d-ranks/rank-%d", group, size, rank);
+        /* One report: rank 0's. Failures on any rank still show (cmocka
+         * writes them to stderr) and fail the job. */
+        if (rank != 0 && !freopen("/dev/null", "w", stdout))
+            return 1;
+        rc = cmocka_run_group_tests_name(name, tests, NULL, NULL);
+    }
+    MPI_Finalize();
+    return rc;
+}
