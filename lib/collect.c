@@ -93,8 +93,9 @@ static void to_outcome(const sp__outcome *o, struct sp_outcome *c)
     double end = o->end > start ? o->end : start;
     *c = (struct sp_outcome){
         .r = {.code = o->code,
-              .t_start = (uint64_t)(start * 1e9),
-              .t_end = (uint64_t)(end * 1e9),
+              /* Rounded: seconds read back from an entry give its ns. */
+              .t_start = (uint64_t)(start * 1e9 + 0.5),
+              .t_end = (uint64_t)(end * 1e9 + 0.5),
               .worker = o->worker},
         .how = {.kind = (uint8_t)o->kind,
                 .flags = o->task_code ? SP_EF_TASK_CODE : 0,

@@ -50,7 +50,7 @@ static sp_task *table(size_t n, sp_task_fn fn, char (**keys)[16])
     assert_non_null(t);
     assert_non_null(*keys);
     for (size_t i = 0; i < n; i++) {
-        snprintf((*keys)[i], 16, "k%zu", i);
+        snprintf((*keys)[i], 16, "k%u", (unsigned)i);
         t[i] = (sp_task){.key = (*keys)[i], .fn = fn};
     }
     return t;
@@ -97,7 +97,7 @@ static int mixed_task(sp_ctx *ctx, void *arg)
     case 3: /* OK without bytes */
         return 0;
     case 4: /* the task's own code and message */
-        return sp_fail(ctx, 40 + (int)(i % 5), "no quote for k%zu", i);
+        return sp_fail(ctx, 40 + (int)(i % 5), "no quote for k%u", (unsigned)i);
     case 5: /* a plain non-zero return */
         return -1;
     case 6: /* sp_fail with 0: the library's SP_ETASK */
@@ -115,7 +115,7 @@ static void check_mixed(const sp_results *res, size_t n)
     for (size_t i = 0; i < n; i++) {
         const sp_entry *e = sp_results_at(res, i);
         char key[16];
-        snprintf(key, sizeof key, "k%zu", i);
+        snprintf(key, sizeof key, "k%u", (unsigned)i);
         assert_ptr_equal(sp_results_get(res, key), e);
         assert_true(sp_entry_worker(e) < workers);
         assert_true(sp_entry_start(e) >= 0);
@@ -152,7 +152,7 @@ static void check_mixed(const sp_results *res, size_t n)
             break;
         case 4: {
             char msg[32];
-            snprintf(msg, sizeof msg, "no quote for k%zu", i);
+            snprintf(msg, sizeof msg, "no quote for k%u", (unsigned)i);
             assert_int_equal(sp_entry_kind(e), SP_KIND_FAILED);
             assert_int_equal(sp_entry_code(e), 40 + (int)(i % 5));
             assert_int_equal(sp_entry_code_origin(e), SP_ORIGIN_TASK);
@@ -294,7 +294,7 @@ static int big_task(sp_ctx *ctx, void *arg)
     (void)arg;
     size_t i = sp_ctx_key(ctx)[1] - '0';
     if (i % 2)
-        return sp_set_resultf(ctx, "small %zu", i);
+        return sp_set_resultf(ctx, "small %u", (unsigned)i);
     unsigned char *b = malloc(BIG + 1);
     if (!b)
         return sp_fail(ctx, 1, "no memory");
@@ -319,7 +319,7 @@ static void test_64_mib_results(void **state)
             const unsigned char *d = sp_entry_data(sp_results_at(res, i), &len);
             if (i % 2) {
                 char want[16];
-                snprintf(want, sizeof want, "small %zu", i);
+                snprintf(want, sizeof want, "small %u", (unsigned)i);
                 assert_string_equal((const char *)d, want);
                 continue;
             }
@@ -679,7 +679,7 @@ static void test_crash_on_rank_2(void **state)
             if (i == 1 || (i >= 7 && i <= 9))
                 continue;
             char want[32];
-            snprintf(want, sizeof want, "k%zu on rank ", i);
+            snprintf(want, sizeof want, "k%u on rank ", (unsigned)i);
             assert_int_equal(strncmp(sp_entry_str(e), want, strlen(want)), 0);
         }
         sp_results_free(res);
