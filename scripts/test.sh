@@ -11,9 +11,11 @@ cd "$(dirname "$0")/.."
 # clang's sanitizer runtimes are a separate package on Debian 12; python3
 # runs tests/check-trace.py, which reads the trace and SVG exports back with
 # real JSON and XML parsers; cmake builds the install test's CMake consumers;
-# libglib2.0-dev lets the benchmark's smoke test run its GLib peer.
+# libglib2.0-dev lets the benchmark's smoke test run its GLib peer;
+# Open MPI (libopenmpi-dev, and openmpi-bin for mpiexec) builds
+# libsimplepar-mpi and runs its tests on 3 ranks.
 sp_ensure_deps clang libclang-rt-14-dev valgrind clang-format g++ python3 cmake \
-  libglib2.0-dev
+  libglib2.0-dev libopenmpi-dev openmpi-bin
 
 jobs=$(nproc 2>/dev/null || echo 2)
 
@@ -33,12 +35,21 @@ run() { # name, then meson setup arguments
   if [ ! -f "$dir/build.ninja" ]; then
     meson setup "$dir" --werror "$@" > "$dir.setup.log" 2>&1 \
       || { cat "$dir.setup.log"; return 1; }
+  elif ! grep -q libsimplepar-mpi "$dir/build.ninja"; then
+    # Configured before Open MPI was installed: look for MPI again.
+    meson setup --reconfigure "$dir" > "$dir.setup.log" 2>&1 \
+      || { cat "$dir.setup.log"; return 1; }
   fi
   ninja -C "$dir" --quiet
   local log=$dir.test.log status=0
   meson test -C "$dir" --print-errorlogs --num-processes "$jobs" \
     ${SP_TEST_SETUP:+--setup "$SP_TEST_SETUP"} 2>&1 | tee "$log" || status=1
-  passed=$((passed + $(awk '/^Ok:/ {print $2}' "$log")))
+  if [ $status -eq 0 ] && [ -n "${SP_TEST_MPI_SETUP:-}" ]; then
+    # The MPI tests under mpiexec, every rank wrapped (mpivalgrind).
+    meson test -C "$dir" --print-errorlogs --num-processes 1 \
+      --setup "$SP_TEST_MPI_SETUP" --suite mpi 2>&1 | tee -a "$log" || status=1
+  fi
+  passed=$((passed + $(awk '/^Ok:/ {s += $2} END {print s + 0}' "$log")))
   failed=$((failed + $(awk '/^(Fail|Timeout):/ {s += $2} END {print s + 0}' "$log")))
   if [ $status -ne 0 ]; then
     echo "$passed passed, $failed failed"
@@ -62,7 +73,7 @@ run asan-ubsan -Dbuildtype=debug -Db_sanitize=address,undefined \
   -Db_lundef=false -Dc_args=-fno-sanitize-recover=all \
   -Dcpp_args=-fno-sanitize-recover=all
 CC=clang CXX=clang++ run tsan -Dbuildtype=debugoptimized -Db_sanitize=thread -Db_lundef=false
-SP_TEST_SETUP=valgrind run valgrind -Dbuildtype=debug
+SP_TEST_SETUP=valgrind SP_TEST_MPI_SETUP=mpivalgrind run valgrind -Dbuildtype=debug
 
 # Fuzzing: each libFuzzer target for SP_FUZZ_SECONDS (default 60) from a
 # copy of its seed corpus, under ASan and UBSan.
