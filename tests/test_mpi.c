@@ -704,12 +704,47 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_teardown(test_crash_on_rank_2, world_teardown),
 };
 
+/* `test-mpi rank-death`: k1 crashes rank 2 itself (local thread backend,
+ * nothing isolates it). Not a cmocka test: what happens is Open MPI's
+ * (it ends the job), and tests/check-mpi-rank-death.sh checks it. */
+static int death_task(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    if (rank == 2 && !strcmp(sp_ctx_key(ctx), "k1")) {
+        /* A real fault: worker threads block asynchronous signals, so a
+         * raise() would only stay pending there. */
+        volatile uintptr_t addr = 64;
+        *(volatile int *)addr = 1;
+    }
+    test_sleep_ms(200);
+    return 0;
+}
+
+static int rank_death(void)
+{
+    enum { N = 8 };
+    char(*keys)[16];
+    sp_task *t = table(N, death_task, &keys);
+    sp_options o = {.backend = SP_BACKEND_THREAD, .max_workers = 1};
+    sp_mpi_options m = {.batch = 1, .inflight = 1};
+    sp_results *res = NULL;
+    int rc = sp_mpi_parallel_ex(MPI_COMM_WORLD, t, N, &o, &m, &res);
+    printf("rank %d: sp_mpi_parallel returned %d\n", rank, rc);
+    sp_results_free(res);
+    free(t);
+    free(keys);
+    MPI_Finalize();
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int provided;
     MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (argc > 1 && !strcmp(argv[1], "rank-death"))
+        return rank_death();
     const char *group = test_init(argc, argv, "mpi");
     int rc = 2;
     if (group) {
