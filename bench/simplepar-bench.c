@@ -1603,7 +1603,7 @@ static const struct workload_def workloads[] = {
      "the thread overhead for 10, 100, ..., 1,000,000 empty tasks with the "
      "peak RSS: the cost per task should stay flat.",
      bench_scale},
-    {"mpi", 1, 40,
+    {"mpi", 0, 40,
      "libsimplepar-mpi under mpiexec -n 3 (rank 0 schedules, 2 worker "
      "ranks with one local worker each): --tasks empty tasks and 200 tasks "
      "of 10 ms, against a hand-written MPI task farm and mpi4py.futures "

@@ -1,13 +1,16 @@
 #!/bin/sh
-# Docs check: every function the header exports (SP_API) is named in the
-# NAME section of a man page in docs/man/ and listed in docs/api.md, and
-# every page renders without warnings when groff is there.
+# Docs check: every function the headers export (SP_API in
+# include/simplepar.h, and in include/simplepar/mpi.h when it is there) is
+# named in the NAME section of a man page in docs/man/ and listed in
+# docs/api.md, and every page renders without warnings when groff is there.
 # Usage: check-docs.sh SOURCE_ROOT
 set -eu
 root=$1
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-grep -v '^[[:space:]]*#' "$root/include/simplepar.h" | tr '\n' ' ' \
+for h in "$root/include/simplepar.h" "$root/include/simplepar/mpi.h"; do
+  [ ! -f "$h" ] || cat "$h"
+done | grep -v '^[[:space:]]*#' | tr '\n' ' ' \
   | grep -oE 'SP_API [^;(]*\(' | grep -oE '[a-z_][a-z0-9_]*[[:space:]]*\($' \
   | tr -d ' (' | sort -u > "$tmp/declared"
 # NAME sections: from ".SH NAME" to the next ".SH".
