@@ -2,6 +2,7 @@
 # Install test: install a built tree into a temporary prefix (meson install
 # --destdir), then build and run out-of-tree consumers every way users will:
 #  - pkg-config against the shared library, and --static against the archive;
+#  - pkg-config simplepar-mpi with mpicc, when libsimplepar-mpi was built;
 #  - CMake find_package(simplepar): the project in docs/examples/cmake (C on
 #    the shared and the static library, C++17, the mock API shared and
 #    static), and the package's rules: versions, components, and paths that
@@ -88,6 +89,23 @@ if $cc -std=c11 -static "$src/docs/examples/quickstart.c" \
   pass "pkg-config static consumer"
 else
   fail "pkg-config static consumer"
+fi
+
+if [ -f "$lib/pkgconfig/simplepar-mpi.pc" ]; then
+  echo "--- pkg-config, MPI: mpicc mpi_logcount.c \$(pkg-config --cflags --libs simplepar-mpi simplepar-mockapi)"
+  # MPI programs build with their MPI's compiler wrapper, which brings
+  # MPI's own flags; run as an MPI singleton (no mpiexec).
+  . "$src/tests/mpi-env.sh"
+  if OMPI_CC=$cc mpicc -std=c11 "$src/docs/examples/mpi_logcount.c" \
+       $(pkg-config --cflags --libs simplepar-mpi simplepar-mockapi) \
+       -Wl,-rpath,"$lib" -o "$tmp/mpi_logcount" \
+     && "$tmp/mpi_logcount" --files 4 --lines 100 > "$tmp/mpi.out" \
+     && grep 'the same as counted on rank 0 alone' "$tmp/mpi.out" >/dev/null \
+     && loads "$tmp/mpi_logcount" libsimplepar-mpi.so; then
+    pass "pkg-config MPI consumer runs on the installed libsimplepar-mpi"
+  else
+    fail "pkg-config MPI consumer"
+  fi
 fi
 
 echo "--- man pages for every exported function"
