@@ -168,9 +168,13 @@ typedef struct sp_mpi_options {
  *         SP_ENOTSUP, SP_ETOOMANY, SP_ENOMEM  as simple_parallel(), on
  *                        every rank; nothing ran.
  * @retval SP_ESYSTEM     an MPI call failed (sp_last_error() names it and
- *                        gives MPI's error string). Before any task
- *                        started this is returned on every rank that
- *                        could still communicate; the errors MPI_COMM_NULL
+ *                        gives MPI's error string): during the handshake,
+ *                        on the ranks where it failed; during the run, on
+ *                        a rank other than 0 (rank 0 then returns 0 with
+ *                        the tasks out on other ranks CRASHED, "lost: ...",
+ *                        and the rest CANCELLED). With Open MPI 4.1 a
+ *                        failed peer ends the job instead (above). The
+ *                        errors for MPI_COMM_NULL, an intercommunicator
  *                        and "not initialised" are local to the rank.
  *
  * Not thread-safe on one communicator; see the requirements above for
