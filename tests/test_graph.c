@@ -342,8 +342,11 @@ static int reader(sp_ctx *ctx, void *arg)
     const char *dep = sp_dep_result(ctx, "sibling", NULL);
     if (!dep)
         return sp_fail(ctx, 1, "no sibling result: %s", sp_last_error());
+    /* The message as the library wrote it, also when a worker process
+     * got it from the caller. */
     if (sp_dep_result(ctx, "parent", NULL) ||
-        !strstr(sp_last_error(), "SP_ENODEP"))
+        strcmp(sp_last_error(), "SP_ENODEP: sp_dep_result: \"parent\" is "
+                                "not a dependency of task \"child\""))
         return sp_fail(ctx, 2, "a non-dependency answered");
     char out[128];
     static const char mid[] = " / ";
@@ -369,7 +372,9 @@ static int parent(sp_ctx *ctx, void *arg)
     if (rc)
         return sp_fail(ctx, 3, "spawn: %s", sp_last_error());
     rc = sp_spawn(ctx, &child);
-    if (rc != SP_EDUPKEY || !strstr(sp_last_error(), "already in the call"))
+    static const char dup[] =
+        "SP_EDUPKEY: sp_spawn: key \"child\" is already in the call";
+    if (rc != SP_EDUPKEY || strncmp(sp_last_error(), dup, sizeof dup - 1))
         return sp_fail(ctx, 4, "duplicate accepted: %d", rc);
     sp_task bad = {
         .key = "bad", .fn = reader, .after = (const char *[]){"nope", NULL}};

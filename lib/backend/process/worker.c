@@ -200,6 +200,18 @@ static void read_cmd(struct sp_wire_cmd *c, unsigned char **payload)
     (*payload)[c->len] = 0;
 }
 
+/* An error the parent answered with: its sp_last_error() text, which
+ * already starts with the code's name, becomes this thread's as it was. */
+static void parent_error(int code, const unsigned char *payload)
+{
+    const char *m = payload ? (const char *)payload : "";
+    size_t len = strlen(sp_err_name(code));
+    if (!strncmp(m, sp_err_name(code), len) && m[len] == ':' &&
+        m[len + 1] == ' ')
+        m += len + 2;
+    sp_set_error(code, "%s", m);
+}
+
 /* Send one request frame (over the channel, which must be intact). */
 static void send_request(int type, size_t index, const char *msg,
                          const void *data, size_t len)
@@ -243,7 +255,7 @@ static const void *remote_dep(struct sp_ctx *ctx, const char *key, size_t *len)
     if (c.type != SP_CMD_DEP)
         channel_broken(&ws.pr->sh->slots[ws.k], EPROTO);
     if (c.code) {
-        sp_set_error(c.code, "%s", payload ? (char *)payload : "");
+        parent_error(c.code, payload);
         free(payload);
         return NULL;
     }
@@ -317,7 +329,7 @@ static int remote_spawn(struct sp_ctx *ctx, const sp_task *t)
     if (c.type != SP_CMD_SPAWNED)
         channel_broken(&ws.pr->sh->slots[ws.k], EPROTO);
     if (c.code)
-        sp_set_error(c.code, "%s", payload ? (char *)payload : "");
+        parent_error(c.code, payload);
     free(payload);
     return c.code;
 }
