@@ -148,6 +148,21 @@ SP_PRIVATE_API void sp__run_put(sp__run *r, size_t i, const sp__outcome *o)
     sp_complete(&r->run, i, &c, &r->run.caller);
 }
 
+SP_PRIVATE_API const void *sp__run_dep_at(const sp__run *r, size_t i, size_t k,
+                                          size_t *len)
+{
+    return sp_graph_dep_at(&r->run, i, k, len);
+}
+
+SP_PRIVATE_API int sp__parallel(const sp_task *tasks, size_t n,
+                                const sp_options *opts, const sp__local *local,
+                                sp_results **out)
+{
+    SP_CHECK(local && local->dep && local->spawn, SP_EINVAL,
+             "sp__parallel: the hooks are missing");
+    return sp_call_local(tasks, n, opts, out, local);
+}
+
 SP_PRIVATE_API double sp__run_now(const sp__run *r)
 {
     uint64_t now = sp_now();

@@ -110,8 +110,9 @@ sp_results *sp_run_close(struct sp_run *run)
     return res;
 }
 
-int sp_call(const sp_task *tasks, size_t n, const sp_options *opts,
-            sp_results **out, const struct sp_call_pool *pool)
+static int call(const sp_task *tasks, size_t n, const sp_options *opts,
+                sp_results **out, const struct sp_call_pool *pool,
+                const struct sp__local *local)
 {
     uint64_t t0 = sp_now();
     SP_CHECK(out, SP_EINVAL, "the 'out' argument is NULL");
@@ -129,6 +130,7 @@ int sp_call(const sp_task *tasks, size_t n, const sp_options *opts,
     int err = sp_run_init(&run, tasks, n, opts, t0);
     if (err)
         return err;
+    run.local = local;
     const struct sp_backend_ops *ops = run.ops;
     if (n) {
         if (pool) {
@@ -161,6 +163,18 @@ int sp_call(const sp_task *tasks, size_t n, const sp_options *opts,
     return 0;
 }
 
+int sp_call(const sp_task *tasks, size_t n, const sp_options *opts,
+            sp_results **out, const struct sp_call_pool *pool)
+{
+    return call(tasks, n, opts, out, pool, NULL);
+}
+
+int sp_call_local(const sp_task *tasks, size_t n, const sp_options *opts,
+                  sp_results **out, const struct sp__local *local)
+{
+    return call(tasks, n, opts, out, NULL, local);
+}
+
 unsigned sp_online_cpus(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -172,5 +186,5 @@ unsigned sp_online_cpus(void)
 SP_API int simple_parallel(const sp_task *tasks, size_t n,
                            const sp_options *opts, sp_results **out)
 {
-    return sp_call(tasks, n, opts, out, NULL);
+    return call(tasks, n, opts, out, NULL, NULL);
 }

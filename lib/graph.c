@@ -14,7 +14,12 @@
  * publishes an entry's outcome with one atomic exchange, so exactly one of
  * the two sees the other: the spawner finds the dependency done and
  * releases the edge itself, or the completion finds the mark and releases
- * the waiting tasks under the lock. */
+ * the waiting tasks under the lock.
+ *
+ * A call made by a companion library (sp__parallel(), lib/sp-collect.h)
+ * runs tasks whose dependencies were met elsewhere: its dependency results
+ * and spawns go to the library's hooks (run->local) instead. */
+#include "sp-collect.h"
 #include "sp-private.h"
 
 #include <stdio.h>
@@ -348,10 +353,11 @@ oom:
 
 int sp_graph_spawn(struct sp_run *run, size_t spawner, const sp_task *t)
 {
-    (void)spawner;
     int err = sp_graph_check_row(t);
     if (err)
         return err;
+    if (run->local)
+        return run->local->spawn(run->local->user, spawner, t);
     size_t j = 0;
     pthread_mutex_lock(&run->graph.lock);
     err = spawn_locked(run, t, &j);
@@ -361,19 +367,30 @@ int sp_graph_spawn(struct sp_run *run, size_t spawner, const sp_task *t)
     return err;
 }
 
+const void *sp_graph_dep_at(const struct sp_run *run, size_t i, size_t k,
+                            size_t *len)
+{
+    const sp_entry *e = sp_entry_at(run->res, deps_of(run, i)[k]);
+    if (len)
+        *len = e->r.data ? e->r.len : 0;
+    return e->r.data ? (const void *)e->r.data : "";
+}
+
 const void *sp_graph_dep(struct sp_run *run, size_t i, const char *key,
                          size_t *len)
 {
+    if (run->local) {
+        size_t got = 0;
+        const void *d = run->local->dep(run->local->user, i, key, &got);
+        if (len)
+            *len = d ? got : 0;
+        return d;
+    }
     const sp_task *row = sp_graph_row(run, i);
     const uint32_t *deps = deps_of(run, i);
-    for (size_t k = 0; key && deps && row->after && row->after[k]; k++) {
-        if (strcmp(row->after[k], key))
-            continue;
-        const sp_entry *e = sp_entry_at(run->res, deps[k]);
-        if (len)
-            *len = e->r.data ? e->r.len : 0;
-        return e->r.data ? (const void *)e->r.data : "";
-    }
+    for (size_t k = 0; key && deps && row->after && row->after[k]; k++)
+        if (!strcmp(row->after[k], key))
+            return sp_graph_dep_at(run, i, k, len);
     if (len)
         *len = 0;
     sp_set_error(SP_ENODEP,

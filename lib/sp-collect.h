@@ -12,6 +12,10 @@
  * Everything happens on one thread: the one that called sp__run_begin().
  * The completion callback (sp_options.on_done) is called from
  * sp__run_record() on that thread.
+ *
+ * Also here: sp__parallel(), a simple_parallel() whose tasks read their
+ * dependency results from, and spawn through, the companion library (the
+ * MPI library's local calls, whose rows' dependencies ended on rank 0).
  */
 #ifndef SP_COLLECT_H
 #define SP_COLLECT_H
@@ -78,6 +82,13 @@ SP_PRIVATE_API void sp__run_record(sp__run *r, size_t i, const sp__outcome *o);
  * cancelled by sp__run_end(). */
 SP_PRIVATE_API void sp__run_put(sp__run *r, size_t i, const sp__outcome *o);
 
+/* The result bytes of task i's k-th dependency (in the order of its
+ * sp_task.after, k below their number), once task i was handed out (its
+ * dependencies ended OK): the bytes, followed by a NUL, or "" with *len 0
+ * when it stored none. Valid until sp__run_end(). */
+SP_PRIVATE_API const void *sp__run_dep_at(const sp__run *r, size_t i, size_t k,
+                                          size_t *len);
+
 /* Seconds since the run began (for sp__outcome.start/end). */
 SP_PRIVATE_API double sp__run_now(const sp__run *r);
 
@@ -94,6 +105,31 @@ SP_PRIVATE_API void sp__run_fail(sp__run *r, int code, const char *msg);
  * the stop reason), and the map is returned (free with
  * sp_results_free()). r is freed. */
 SP_PRIVATE_API sp_results *sp__run_end(sp__run *r);
+
+/* What sp_dep_result() and sp_spawn() do in a call of sp__parallel(). Both
+ * are called from whichever thread runs the task (a worker thread, or the
+ * calling thread for the serial and process backends), possibly at once;
+ * i is the task's index in that call's table. */
+typedef struct sp__local {
+    /* sp_dep_result(): the bytes, followed by a NUL not counted in *len
+     * (len is never NULL), valid until the call returns; or NULL with
+     * sp_last_error() set (SP_ENODEP: key is NULL or not a dependency). */
+    const void *(*dep)(void *user, size_t i, const char *key, size_t *len);
+    /* sp_spawn() of a row that passed the row checks: 0 when the hook took
+     * it (it is not added to this call), or a code with sp_last_error()
+     * set, which the spawning task gets. */
+    int (*spawn)(void *user, size_t i, const sp_task *task);
+    void *user;
+} sp__local;
+
+/* simple_parallel(), except that the table's dependencies (sp_task.after)
+ * must be NULL (they were met elsewhere) and its tasks' sp_dep_result()
+ * and sp_spawn() calls go to `local` (borrowed for the call), on every
+ * backend (a worker process asks the calling process, which asks the
+ * hook). */
+SP_PRIVATE_API int sp__parallel(const sp_task *tasks, size_t n,
+                                const sp_options *opts, const sp__local *local,
+                                sp_results **out);
 
 /* Set this thread's sp_last_error() message (as the library's own errors
  * do: "NAME: message") and return code. */

@@ -350,6 +350,10 @@ struct sp_remote {
     const void *(*dep)(struct sp_ctx *ctx, const char *key, size_t *len);
 };
 
+/* A companion library's answers to sp_dep_result() and sp_spawn() for the
+ * tasks of one call (sp__parallel(), lib/sp-collect.h). */
+struct sp__local;
+
 /* Everything one call of simple_parallel() shares between its workers. */
 struct sp_run {
     const sp_task *tasks;
@@ -375,6 +379,9 @@ struct sp_run {
     struct sp_sched sched;
     struct sp_graph graph;
     const struct sp_remote *remote; /* in a worker process; NULL = local */
+    /* Set by sp__parallel(): graph.c hands dependency results and spawns
+     * to the companion library that made the call; NULL = its own. */
+    const struct sp__local *local;
     struct sp_doneq done;
     struct sp_tally caller; /* outcomes recorded on the calling thread */
     void *backend;          /* the backend's own state */
@@ -473,6 +480,10 @@ unsigned sp_online_cpus(void);
 /* simple_parallel() and sp_pool_run(): validate, run, return the map. */
 int sp_call(const sp_task *tasks, size_t n, const sp_options *opts,
             sp_results **out, const struct sp_call_pool *pool);
+/* sp_call() without a pool whose run answers sp_dep_result() and
+ * sp_spawn() through `local` (sp__parallel()). */
+int sp_call_local(const sp_task *tasks, size_t n, const sp_options *opts,
+                  sp_results **out, const struct sp__local *local);
 
 /* Validate the table and options and set up run (map, key index, limits);
  * 0, or an error with sp_last_error() set and nothing left allocated. */
@@ -537,6 +548,11 @@ int sp_graph_spawn(struct sp_run *run, size_t spawner, const sp_task *t);
 /* sp_dep_result() for task i, in this process. */
 const void *sp_graph_dep(struct sp_run *run, size_t i, const char *key,
                          size_t *len);
+/* The result of task i's k-th dependency (in 'after' order, k below their
+ * number), which ended OK: its bytes, or "" with *len 0 when it stored
+ * none. */
+const void *sp_graph_dep_at(const struct sp_run *run, size_t i, size_t k,
+                            size_t *len);
 uint64_t sp_hash(const char *s, size_t len);
 
 /* ---- sched.c ------------------------------------------------------------ */

@@ -3,10 +3,15 @@
  * library's rank 0 is built on: the same validation as simple_parallel(),
  * tasks handed out in order, outcomes recorded as given (kinds, codes,
  * origins, signals, exit statuses, owned and copied bytes), fail-fast and
- * the completion callback applied, the rest cancelled with the reason. */
+ * the completion callback applied, the rest cancelled with the reason;
+ * dependencies released by recorded outcomes, with their results; and
+ * sp__parallel(), whose dependency results and spawns go to the caller's
+ * hooks on every backend. */
 #include "common.h"
 
 #include "sp-collect.h"
+
+#include <stdatomic.h>
 
 static int never(sp_ctx *ctx, void *arg)
 {
@@ -243,12 +248,154 @@ static void test_put_copies_a_map(void **state)
     sp_results_free(res);
 }
 
+/* A task waits for its dependencies: it is handed out once they are
+ * recorded OK, and sp__run_dep_at() gives their results in 'after' order;
+ * one whose dependency failed never is (SKIPPED). */
+static void test_dependencies(void **state)
+{
+    (void)state;
+    static const char *const after2[] = {"t0", "t1", NULL};
+    static const char *const after3[] = {"t2", NULL};
+    static const char *const after4[] = {"t5", NULL};
+    enum { N = 6 };
+    sp_task t[N];
+    char keys[N][16];
+    make_table(t, keys, N);
+    t[2].after = after2;
+    t[3].after = after3;
+    t[4].after = after4;
+    sp__run *r;
+    assert_int_equal(sp__run_begin(t, N, NULL, 2, &r), 0);
+    size_t i, got[N], k = 0;
+    while (sp__run_next(r, &i) == 1)
+        got[k++] = i;
+    assert_int_equal(k, 3); /* t0, t1, t5: the ones without dependencies */
+    assert_int_equal(got[0], 0);
+    assert_int_equal(got[1], 1);
+    assert_int_equal(got[2], 5);
+    sp__outcome ok = {.kind = SP_KIND_OK, .exit_status = -1};
+    sp__outcome bytes = ok;
+    bytes.data = (void *)"from t0";
+    bytes.len = 7;
+    sp__run_record(r, 0, &bytes);
+    assert_int_equal(sp__run_next(r, &i), 0); /* t2 still waits for t1 */
+    sp__run_record(r, 1, &ok);
+    sp__outcome failed = {.kind = SP_KIND_FAILED, .code = 2, .exit_status = -1};
+    sp__run_record(r, 5, &failed);
+    assert_int_equal(sp__run_next(r, &i), 1);
+    assert_int_equal(i, 2);
+    size_t len = 99;
+    const char *d = sp__run_dep_at(r, 2, 0, &len);
+    assert_int_equal(len, 7);
+    assert_string_equal(d, "from t0");
+    d = sp__run_dep_at(r, 2, 1, &len); /* stored none */
+    assert_int_equal(len, 0);
+    assert_string_equal(d, "");
+    bytes.data = (void *)"from t2";
+    sp__run_record(r, 2, &bytes);
+    assert_int_equal(sp__run_next(r, &i), 1);
+    assert_int_equal(i, 3);
+    assert_string_equal(sp__run_dep_at(r, 3, 0, NULL), "from t2");
+    sp__run_record(r, 3, &ok);
+    assert_int_equal(sp__run_next(r, &i), -1); /* t4 is doomed by t5 */
+    sp_results *res = sp__run_end(r);
+    assert_int_equal(sp_results_ok(res), 4);
+    assert_int_equal(sp_entry_kind(sp_results_get(res, "t4")), SP_KIND_SKIPPED);
+    sp_results_free(res);
+}
+
+/* ---- sp__parallel(): the caller answers sp_dep_result() and sp_spawn() */
+
+struct hooks_seen {
+    _Atomic int deps, spawns;
+};
+
+static const void *hook_dep(void *user, size_t i, const char *key, size_t *len)
+{
+    struct hooks_seen *s = user;
+    atomic_fetch_add(&s->deps, 1);
+    static const char *const answers[] = {"dep of 0", "dep of 1", "dep of 2"};
+    if (!key || strcmp(key, "up")) {
+        *len = 0;
+        sp__set_error(SP_ENODEP, "no dependency \"%s\" here",
+                      key ? key : "(null)");
+        return NULL;
+    }
+    *len = strlen(answers[i % 3]);
+    return answers[i % 3];
+}
+
+static int hook_spawn(void *user, size_t i, const sp_task *task)
+{
+    struct hooks_seen *s = user;
+    atomic_fetch_add(&s->spawns, 1);
+    return sp__set_error(SP_ENOTSUP, "task %zu may not spawn \"%s\"", i,
+                         task->key);
+}
+
+static int hooked_task(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    size_t len = 99;
+    const char *d = sp_dep_result(ctx, "up", &len);
+    if (!d || len != strlen(d))
+        return sp_fail(ctx, 1, "no dependency result");
+    if (strcmp(sp_dep_result(ctx, "up", NULL), d) ||
+        sp_dep_result(ctx, "down", &len) || len ||
+        !strstr(sp_last_error(), "SP_ENODEP: no dependency \"down\" here"))
+        return sp_fail(ctx, 2, "the hook's error did not arrive");
+    if (sp_spawn(ctx, &(sp_task){.key = "child"}) != SP_ENOFN)
+        return sp_fail(ctx, 4, "a bad row reached the hook");
+    sp_task row = {.key = "child", .fn = hooked_task};
+    if (sp_spawn(ctx, &row) != SP_ENOTSUP)
+        return sp_fail(ctx, 3, "the spawn was not refused");
+    return sp_set_resultf(ctx, "%s | %s", d, sp_last_error());
+}
+
+static void test_parallel_hooks(void **state)
+{
+    (void)state;
+    static const sp_backend backends[] = {SP_BACKEND_THREAD, SP_BACKEND_SERIAL,
+                                          SP_BACKEND_PROCESS};
+    sp_task t[3] = {{.key = "a", .fn = hooked_task},
+                    {.key = "b", .fn = hooked_task},
+                    {.key = "c", .fn = hooked_task}};
+    for (size_t b = 0; b < 3; b++) {
+        struct hooks_seen seen = {0};
+        sp__local local = {.dep = hook_dep, .spawn = hook_spawn, .user = &seen};
+        sp_options o = {.backend = backends[b], .max_workers = 2};
+        sp_results *res = NULL;
+        assert_int_equal(sp__parallel(t, 3, &o, &local, &res), 0);
+        for (size_t i = 0; i < 3; i++) {
+            const sp_entry *e = sp_results_at(res, i);
+            char want[96];
+            snprintf(want, sizeof want,
+                     "dep of %zu | SP_ENOTSUP: task %zu may not spawn "
+                     "\"child\"",
+                     i, i);
+            if (sp_entry_kind(e) != SP_KIND_OK)
+                fail_msg("backend %zu, task %zu: %s", b, i,
+                         sp_entry_message(e));
+            assert_string_equal(sp_entry_str(e), want);
+        }
+        assert_int_equal(sp_results_count(res), 3); /* nothing was added */
+        assert_int_equal(atomic_load(&seen.deps),
+                         backends[b] == SP_BACKEND_PROCESS ? 6 : 9);
+        assert_int_equal(atomic_load(&seen.spawns), 3);
+        sp_results_free(res);
+    }
+    sp_results *res = (sp_results *)&res;
+    assert_int_equal(sp__parallel(t, 3, NULL, NULL, &res), SP_EINVAL);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_validation_is_simple_parallels),
     cmocka_unit_test(test_outcomes_as_given),
     cmocka_unit_test(test_fail_fast_and_the_rest),
     cmocka_unit_test(test_deadline),
     cmocka_unit_test(test_put_copies_a_map),
+    cmocka_unit_test(test_dependencies),
+    cmocka_unit_test(test_parallel_hooks),
 };
 
 TEST_MAIN("collect", tests)
