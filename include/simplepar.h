@@ -372,6 +372,8 @@ SP_API const void *sp_dep_result(sp_ctx *ctx, const char *key, size_t *len);
  * @retval SP_EINVAL     @p ctx or @p task is NULL.
  * @retval SP_ENOKEY, SP_ENOFN, SP_ENOTSUP  the row is invalid, as in
  *                       simple_parallel().
+ * @retval SP_ENOTSUP    also: the call takes no spawned tasks (a task of
+ *                       sp_mpi_parallel(), <simplepar/mpi.h>).
  * @retval SP_EDUPKEY    the key is already in the call.
  * @retval SP_EDEPKEY    after names a key that is not in the call.
  * @retval SP_ECYCLE     after names the task's own key.

@@ -588,8 +588,17 @@ static void test_validation_on_every_rank(void **state)
         rc = sp_mpi_parallel(MPI_COMM_WORLD, t, 4, NULL, &res);
         expect_everywhere(rc, SP_EINVAL,
                           "the task table differs between ranks: rank 1's "
-                          "keys are not rank 0's");
+                          "keys or dependencies are not rank 0's");
         t[1].key = "b";
+        /* Same keys, other dependencies on rank 2. */
+        static const char *const after_a[] = {"a", NULL};
+        static const char *const after_b[] = {"b", NULL};
+        t[3].after = rank == 2 ? after_b : after_a;
+        rc = sp_mpi_parallel(MPI_COMM_WORLD, t, 4, NULL, &res);
+        expect_everywhere(rc, SP_EINVAL,
+                          "the task table differs between ranks: rank 2's "
+                          "keys or dependencies are not rank 0's");
+        t[3].after = NULL;
         rc = sp_mpi_parallel(MPI_COMM_WORLD, t, rank == 2 ? 3 : 4, NULL, &res);
         expect_everywhere(rc, SP_EINVAL, "rank 2 has 3 tasks, rank 0 has 4");
     }
@@ -611,6 +620,215 @@ static void test_bad_communicator(void **state)
                      SP_EINVAL);
     assert_string_equal(sp_last_error(),
                         "SP_EINVAL: the communicator is MPI_COMM_NULL");
+}
+
+/* ---- dependencies, argument bytes, spawning ----------------------------- */
+
+#define DEP_BIG ((size_t)5 << 20) /* a result above one message's size */
+#define ARG_BIG ((size_t)100000)  /* argument bytes above the inline limit */
+
+static unsigned char arg_big[ARG_BIG];
+
+/* Rank 0's argument bytes of srcK (K != 4): "argK", a NUL, "tail". */
+static void small_arg(size_t k, unsigned char out[9])
+{
+    memcpy(out, "argK\0tail", 9);
+    out[3] = (unsigned char)('0' + k);
+}
+
+static int src_task(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    size_t k = (size_t)(sp_ctx_key(ctx)[3] - '0'), len;
+    const unsigned char *d = sp_ctx_data(ctx, &len);
+    unsigned char want[9];
+    small_arg(k, want);
+    if (k == 4 ? len != ARG_BIG || !d || memcmp(d, arg_big, ARG_BIG)
+               : len != 9 || !d || memcmp(d, want, 9))
+        return sp_fail(ctx, 1, "src%zu: not rank 0's argument bytes (%zu)", k,
+                       len);
+    switch (k) {
+    case 0: {
+        unsigned char *b = malloc(DEP_BIG + 1);
+        if (!b)
+            return sp_fail(ctx, 2, "no memory");
+        for (size_t j = 0; j < DEP_BIG; j++)
+            b[j] = pattern(0, j);
+        return sp_set_result_owned(ctx, b, DEP_BIG, NULL);
+    }
+    case 1:
+        return 0; /* stores no result */
+    case 2:
+        return sp_set_result(ctx, "", 0); /* stores 0 bytes */
+    default:
+        return sp_set_resultf(ctx, "src%zu saw %zu bytes", k, len);
+    }
+}
+
+/* 0 when d/len is what srcK's result must be, as a dependency reads it. */
+static int src_result_differs(size_t k, const unsigned char *d, size_t len)
+{
+    if (!d || d[len])
+        return 1;
+    if (k == 0) {
+        if (len != DEP_BIG)
+            return 1;
+        for (size_t j = 0; j < DEP_BIG; j++)
+            if (d[j] != pattern(0, j))
+                return 1;
+        return 0;
+    }
+    if (k == 1 || k == 2)
+        return len != 0;
+    char want[64];
+    snprintf(want, sizeof want, "src%zu saw %zu bytes", k,
+             k == 4 ? ARG_BIG : (size_t)9);
+    return len != strlen(want) || strcmp((const char *)d, want);
+}
+
+static int mid_task(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    const char *key = sp_ctx_key(ctx);
+    size_t m = (size_t)(key[3] - '0'), lens[2];
+    for (size_t j = 0; j < 2; j++) {
+        char dep[8];
+        snprintf(dep, sizeof dep, "src%zu", 2 * m + j);
+        const unsigned char *d = sp_dep_result(ctx, dep, &lens[j]);
+        if (!d)
+            return sp_fail(ctx, 1, "%s: %s", dep, sp_last_error());
+        if (src_result_differs(2 * m + j, d, lens[j]))
+            return sp_fail(ctx, 2, "%s's result differs", dep);
+    }
+    char want[96];
+    snprintf(want, sizeof want,
+             "SP_ENODEP: sp_dep_result: \"top\" is not a dependency of task "
+             "\"%s\"",
+             key);
+    if (sp_dep_result(ctx, "top", NULL) || strcmp(sp_last_error(), want))
+        return sp_fail(ctx, 3, "a non-dependency answered: %s",
+                       sp_last_error());
+    return sp_set_resultf(ctx, "%s(%zu,%zu)", key, lens[0], lens[1]);
+}
+
+static int top_task(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    char out[128] = "top:";
+    for (int m = 0; m < 3; m++) {
+        char dep[8];
+        snprintf(dep, sizeof dep, "mid%d", m);
+        const char *d = sp_dep_result(ctx, dep, NULL);
+        if (!d)
+            return sp_fail(ctx, 1, "%s: %s", dep, sp_last_error());
+        size_t used = strlen(out);
+        snprintf(out + used, sizeof out - used, " %s", d);
+    }
+    return sp_set_result_str(ctx, out);
+}
+
+static int fail_task(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    return sp_fail(ctx, 7, "fails on purpose");
+}
+
+static int spawn_task(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    sp_task row = {.key = "spawned", .fn = spawn_task};
+    if (sp_spawn(ctx, &row) != SP_ENOTSUP)
+        return sp_fail(ctx, 1, "a spawn was accepted");
+    return sp_set_result_str(ctx, sp_last_error());
+}
+
+static void check_graph(const sp_results *res)
+{
+    assert_int_equal(sp_results_count(res), 14); /* nothing was spawned */
+    for (size_t i = 0; i < sp_results_count(res); i++) {
+        const sp_entry *e = sp_results_at(res, i);
+        const char *key = sp_entry_key(e);
+        if (!strcmp(key, "fail") || !strcmp(key, "skipped"))
+            continue;
+        if (sp_entry_kind(e) != SP_KIND_OK)
+            fail_msg("%s: %s", key, sp_entry_message(e));
+    }
+    assert_int_equal(sp_results_ok(res), 12);
+    const sp_entry *e = sp_results_get(res, "skipped");
+    assert_int_equal(sp_entry_kind(e), SP_KIND_SKIPPED);
+    assert_int_equal(sp_entry_code(e), SP_ESKIPPED);
+    assert_int_equal(sp_entry_worker(e), SP_NO_WORKER);
+    assert_string_equal(sp_entry_message(e),
+                        "dependency 'fail' FAILED: fails on purpose");
+    assert_string_equal(sp_entry_str(sp_results_get(res, "top")),
+                        "top: mid0(5242880,0) mid1(0,16) mid2(21,16)");
+    assert_string_equal(
+        sp_entry_str(sp_results_get(res, "spawner")),
+        "SP_ENOTSUP: sp_spawn: not supported in sp_mpi_parallel() (task "
+        "\"spawned\" was not added): a task cannot be sent to another rank "
+        "by its function; put every task in the table, ordered with 'after'");
+    /* A task starts after its dependencies ended, on rank 0's clock. */
+    static const char *const pairs[][2] = {
+        {"mid0", "src0"}, {"mid1", "src3"}, {"mid2", "src4"}, {"top", "mid1"}};
+    for (size_t k = 0; k < 4; k++)
+        assert_true(sp_entry_start(sp_results_get(res, pairs[k][0])) >=
+                    sp_entry_end(sp_results_get(res, pairs[k][1])) - 1e-6);
+}
+
+static void test_dependencies_and_arguments(void **state)
+{
+    (void)state;
+    static const char *const after_mid[3][3] = {
+        {"src0", "src1", NULL}, {"src2", "src3", NULL}, {"src4", "src5", NULL}};
+    static const char *const after_top[] = {"mid0", "mid2", "mid1", NULL};
+    static const char *const after_fail[] = {"src5", "fail", NULL};
+    static const char stale[] = "stale";
+    char keys[6][8];
+    unsigned char args[6][9];
+    sp_task t[14];
+    for (size_t j = 0; j < ARG_BIG; j++)
+        arg_big[j] = pattern(4, j);
+    for (size_t k = 0; k < 6; k++) {
+        snprintf(keys[k], sizeof keys[k], "src%zu", k);
+        small_arg(k, args[k]);
+        /* Argument bytes travel from rank 0: the other ranks' tables
+         * hold other bytes, which no task may see. */
+        sp_task *r = &t[1 + k];
+        *r = (sp_task){.key = keys[k], .fn = src_task};
+        if (rank != 0) {
+            r->data = stale;
+            r->len = sizeof stale - 1;
+        } else {
+            r->data = k == 4 ? (const void *)arg_big : args[k];
+            r->len = k == 4 ? ARG_BIG : 9;
+        }
+    }
+    /* The graph's last task comes first in the table: the order is the
+     * dependencies'. */
+    t[0] = (sp_task){.key = "top", .fn = top_task, .after = after_top};
+    static const char *const mids[] = {"mid0", "mid1", "mid2"};
+    for (size_t m = 0; m < 3; m++)
+        t[7 + m] =
+            (sp_task){.key = mids[m], .fn = mid_task, .after = after_mid[m]};
+    t[10] = (sp_task){.key = "fail", .fn = fail_task};
+    t[11] = (sp_task){.key = "skipped", .fn = src_task, .after = after_fail};
+    t[12] = (sp_task){.key = "spawner", .fn = spawn_task};
+    t[13] = (sp_task){.key = "plain", .fn = short_task};
+    /* Every collective call before any assertion. The second: one task
+     * per batch (so a graph's tasks spread over the ranks), and the map on
+     * every rank, SKIPPED entry included. */
+    sp_options o = local_opts();
+    sp_results *res = run(t, 14, &o, NULL);
+    sp_mpi_options m = {.batch = 1, .inflight = 1, .map_everywhere = 1};
+    sp_results *copy = run(t, 14, &o, &m);
+    uint64_t mine = map_digest(copy), root = mine;
+    MPI_Bcast(&root, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
+    if (res)
+        check_graph(res);
+    check_graph(copy);
+    assert_true(mine == root);
+    sp_results_free(res);
+    sp_results_free(copy);
 }
 
 /* ---- crashes on a remote rank (local process backend) ------------------- */
@@ -699,6 +917,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_teardown(test_task_timeout, world_teardown),
     cmocka_unit_test_teardown(test_fail_fast, world_teardown),
     cmocka_unit_test_teardown(test_on_done, world_teardown),
+    cmocka_unit_test_teardown(test_dependencies_and_arguments, world_teardown),
     cmocka_unit_test_teardown(test_validation_on_every_rank, world_teardown),
     cmocka_unit_test_teardown(test_bad_communicator, world_teardown),
     cmocka_unit_test_teardown(test_crash_on_rank_2, world_teardown),

@@ -9,13 +9,16 @@
  *
  * The model is SPMD: every rank of the communicator calls
  * sp_mpi_parallel() with the same task table, built by the same code.
- * Only task indices (never pointers) cross the wire. Rank 0 validates the
- * table, hands out batches of task indices to the other ranks as they ask
- * for work (several batches in flight per rank, so a rank never waits for
- * the next one), and builds the results map from what they send back:
- * every key, with the same kinds, codes, messages and result bytes as
- * simple_parallel() gives. Each other rank runs the tasks it receives with
- * simple_parallel() on its own ::sp_options.backend (the local backend):
+ * Task indices cross the wire, never pointers, with the bytes a task needs
+ * from elsewhere: its argument bytes (::sp_task.data) and the results of
+ * the tasks it depends on (::sp_task.after). Rank 0 validates the table,
+ * runs its dependency graph, hands out batches of ready task indices to
+ * the other ranks as they ask for work (several batches in flight per
+ * rank, so a rank never waits for the next one), and builds the results
+ * map from what they send back: every key, with the same kinds, codes,
+ * messages and result bytes as simple_parallel() gives. Each other rank
+ * runs the tasks it receives as one call per batch on its own
+ * ::sp_options.backend (the local backend):
  * threads or forked processes inside the rank, so a job is ranks x local
  * workers (one rank per machine, its cores used by the local backend).
  * With the local process backend, a task that segfaults, aborts, exits or
@@ -92,9 +95,10 @@ typedef struct sp_mpi_options {
  * results map on rank 0.
  *
  * Collective: every rank of @p comm calls it with the same table (same
- * keys in the same order, same callbacks by meaning; pointers may differ
- * between ranks, as they do between processes). Rank 0 compares a hash of
- * every rank's keys and task count with its own before anything runs.
+ * keys in the same order, the same dependencies, same callbacks by
+ * meaning; pointers may differ between ranks, as they do between
+ * processes). Rank 0 compares a hash of every rank's task count, keys and
+ * dependency lists with its own before anything runs.
  *
  * Which rank's arguments count:
  *  - rank 0's @p opts: ::sp_options.on_error, deadline, task_timeout,
@@ -107,6 +111,9 @@ typedef struct sp_mpi_options {
  *    tasks on), max_workers (local workers per rank; 0 = the local
  *    backend's default for each batch) and stack_size.
  *  - @p mopts: rank 0's.
+ *  - rank 0's @p tasks for ::sp_task.data / len: a task reads rank 0's
+ *    argument bytes with sp_ctx_data() on whichever rank it runs (they
+ *    travel with its index); the other ranks' bytes are not used.
  *
  * Every option is checked on every rank; an error found on any rank is
  * returned on every rank with the same code and the same sp_last_error()
@@ -135,12 +142,20 @@ typedef struct sp_mpi_options {
  * finishes keeps its result. The call returns when every rank has
  * reported every task it started.
  *
- * What is not supported: spawning tasks from a running task (a later
- * sp_spawn() fails with ::SP_ENOTSUP inside sp_mpi_parallel()); task
- * dependencies and retries are decided on rank 0 once the core has them.
- * Inside a task, sp_ctx_index() and sp_ctx_worker() are the task's
- * position in its rank's batch and its local worker; use sp_ctx_key() to
- * know which task runs.
+ * Dependencies (::sp_task.after) are rank 0's: a task is handed out once
+ * every task it names has ended OK, on any rank, and their result bytes
+ * travel with it, so sp_dep_result() answers on every rank and every local
+ * backend as it does in simple_parallel(); a task one of whose
+ * dependencies did not end OK never runs and comes back ::SP_KIND_SKIPPED.
+ *
+ * Spawning is not supported: sp_spawn() in a task of sp_mpi_parallel()
+ * adds nothing and returns ::SP_ENOTSUP ("sp_spawn: not supported in
+ * sp_mpi_parallel() ..."), on every rank and local backend, because a
+ * spawned task's callback is a function pointer of one process that no
+ * other rank could call. Put every task in the table and order them with
+ * ::sp_task.after. Inside a task, sp_ctx_index() and sp_ctx_worker() are
+ * the task's position in its rank's batch and its local worker; use
+ * sp_ctx_key() to know which task runs.
  *
  * When a whole rank dies (a task crashes a rank whose local backend is
  * threads or serial, or the machine is lost), Open MPI ends the whole job:
@@ -164,9 +179,10 @@ typedef struct sp_mpi_options {
  *                        initialised or already finalised, @p comm is
  *                        MPI_COMM_NULL or an intercommunicator, or the
  *                        table differs between ranks.
- * @retval SP_ENULLTABLE, SP_ENOKEY, SP_EDUPKEY, SP_ENOFN, SP_EOPTION,
- *         SP_ENOTSUP, SP_ETOOMANY, SP_ENOMEM  as simple_parallel(), on
- *                        every rank; nothing ran.
+ * @retval SP_ENULLTABLE, SP_ENOKEY, SP_EDUPKEY, SP_ENOFN, SP_EDEPKEY,
+ *         SP_ECYCLE, SP_EOPTION, SP_ENOTSUP, SP_ETOOMANY, SP_ENOMEM  as
+ *                        simple_parallel(), on every rank; nothing
+ *                        ran.
  * @retval SP_ESYSTEM     an MPI call failed (sp_last_error() names it and
  *                        gives MPI's error string): during the handshake,
  *                        on the ranks where it failed; during the run, on

@@ -67,7 +67,7 @@ size_t wire_entry_get(const unsigned char *p, const unsigned char *end,
         .msg_len = get_u32(p + 32),
         .data_len = get_u64(p + 40),
     };
-    if (e->kind > SP_KIND_CANCELLED || e->flags >= 32)
+    if (e->kind > SP_KIND_SKIPPED || e->flags >= 32) /* the last kind */
         return 0;
     size_t used = ENTRY_HEAD;
     if (e->msg_len) {

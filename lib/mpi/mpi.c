@@ -67,24 +67,38 @@ static void put_msg(unsigned char *p, size_t room, const char *msg)
     memset(p + len, 0, room - len);
 }
 
-/* FNV-1a over the count and every key with its terminating NUL: equal
+/* FNV-1a over the count and every key with its terminating NUL, each
+ * followed by its dependencies (their number, then their keys): equal
  * tables hash equal on every rank; a NULL key hashes as a marker
- * (validation on rank 0 reports it). */
+ * (validation on rank 0 reports it). Argument bytes are not in it: they
+ * travel from rank 0. */
+static uint64_t hash_bytes(uint64_t h, const void *p, size_t len)
+{
+    const unsigned char *s = p;
+    for (size_t k = 0; k < len; k++)
+        h = (h ^ s[k]) * 0x100000001b3u;
+    return h;
+}
+
+static uint64_t hash_key(uint64_t h, const char *key)
+{
+    return key ? hash_bytes(h, key, strlen(key) + 1) : hash_bytes(h, "\xff", 1);
+}
+
 static uint64_t table_hash(const sp_task *tasks, size_t n)
 {
-    uint64_t h = 0xcbf29ce484222325u;
-    const uint64_t prime = 0x100000001b3u;
-    for (int k = 0; k < 8; k++)
-        h = (h ^ (uint64_t)((n >> (8 * k)) & 0xff)) * prime;
+    unsigned char le[8];
+    put_u64(le, n);
+    uint64_t h = hash_bytes(0xcbf29ce484222325u, le, 8);
     for (size_t i = 0; tasks && i < n; i++) {
-        const unsigned char *s = (const unsigned char *)tasks[i].key;
-        if (!s) {
-            h = (h ^ 0xff) * prime;
-            continue;
-        }
-        do
-            h = (h ^ *s) * prime;
-        while (*s++);
+        h = hash_key(h, tasks[i].key);
+        size_t nafter = 0;
+        while (tasks[i].after && tasks[i].after[nafter])
+            nafter++;
+        put_u64(le, nafter);
+        h = hash_bytes(h, le, 8);
+        for (size_t k = 0; k < nafter; k++)
+            h = hash_key(h, tasks[i].after[k]);
     }
     return h;
 }
@@ -182,7 +196,8 @@ static int judge(struct mpi_call *c, const unsigned char *hellos, int own,
         if (get_u64(p + 8) != h0)
             return sp__set_error(SP_EINVAL,
                                  "the task table differs between ranks: "
-                                 "rank %d's keys are not rank 0's",
+                                 "rank %d's keys or dependencies are not "
+                                 "rank 0's",
                                  k);
     }
     /* Global worker numbers: rank 1's local workers first, then rank 2's;
@@ -221,16 +236,46 @@ static void verdict_put(unsigned char *p, int code, const struct mpi_call *c,
     put_u64(p + 32, bits);
 }
 
+int sp_mpi_no_spawn(void *user, size_t i, const sp_task *task)
+{
+    (void)user;
+    (void)i;
+    return sp__set_error(SP_ENOTSUP,
+                         "sp_spawn: not supported in sp_mpi_parallel() (task "
+                         "\"%.64s\" was not added): a task cannot be sent "
+                         "to another rank by its function; put every task "
+                         "in the table, ordered with 'after'",
+                         task->key);
+}
+
 /* ---- a communicator of one rank ----------------------------------------- */
 
 /* Every task runs on rank 0's local backend, and each outcome is recorded
  * in the run as the local call reports it (so on_done sees tasks in
- * completion order, and a stop takes effect at once). */
+ * completion order, and a stop takes effect at once). The run hands out
+ * only tasks whose dependencies ended OK, and the local call reads their
+ * results from the run's map. */
 struct single {
     sp__run *r;
+    const sp_task *tasks;
     const uint32_t *idx; /* local index -> task index */
     int64_t shift;       /* ns from the run's start to the local call's */
 };
+
+static const void *single_dep(void *user, size_t i, const char *key,
+                              size_t *len)
+{
+    const struct single *s = user;
+    const sp_task *row = &s->tasks[s->idx[i]];
+    for (size_t k = 0; key && row->after && row->after[k]; k++)
+        if (!strcmp(row->after[k], key))
+            return sp__run_dep_at(s->r, s->idx[i], k, len);
+    sp__set_error(SP_ENODEP,
+                  "sp_dep_result: \"%.64s\" is not a dependency of task "
+                  "\"%.64s\"",
+                  key ? key : "(null)", row->key);
+    return NULL;
+}
 
 static int single_done(const sp_entry *e, void *arg)
 {
@@ -275,12 +320,14 @@ static int run_single(struct mpi_call *c, sp__run *r)
         sp_options lo;
         if (sp_mpi_local_opts(c, left, &lo))
             break; /* the deadline passed: the run cancels the rest */
-        struct single s = {.r = r, .idx = idx};
+        struct single s = {.r = r, .tasks = c->tasks, .idx = idx};
         lo.on_done = single_done;
         lo.on_done_arg = &s;
         s.shift = (int64_t)(sp__run_now(r) * 1e9);
         sp_results *lres = NULL;
-        int rc = simple_parallel(rows, count, &lo, &lres);
+        sp__local hooks = {
+            .dep = single_dep, .spawn = sp_mpi_no_spawn, .user = &s};
+        int rc = sp__parallel(rows, count, &lo, &hooks, &lres);
         sp_results_free(lres);
         if (rc) {
             char msg[512];

@@ -45,6 +45,8 @@ struct root {
     MPI_Request *reqs; /* parallel to sends */
     struct send *sends;
     int *free_list, nfree, nsends;
+    uint32_t *idx; /* the batch being sent, for its argument stream */
+    size_t idx_cap;
     bool done;     /* sp__run_next() said nothing more will ever be */
     size_t handed; /* tasks handed out, for the size of the next batch */
     uint32_t next_id;
@@ -148,17 +150,103 @@ static unsigned depth(const struct root *o, int w, size_t b)
     return per * (double)b / cap < 2e-3 ? 2 : 1;
 }
 
+/* ---- the argument stream (args.c writes it) ------------------------------ */
+
+/* Into send slots of CHUNK bytes, each posted when full; large blobs are
+ * posted from where they lie (rank 0's table, the run's map: both outlive
+ * every send). */
+struct stream_out {
+    struct root *o;
+    int w;
+    int k; /* the slot being filled, -1 = none */
+    size_t pos, len;
+    uint64_t left;  /* stream bytes not yet written */
+    uint64_t total; /* the counting pass: the stream's length */
+};
+
+static int count_put(void *user, const void *p, size_t n)
+{
+    (void)p;
+    ((struct stream_out *)user)->total += n;
+    return 0;
+}
+
+static int count_big(void *user, const void *p, size_t n)
+{
+    (void)user;
+    (void)p;
+    (void)n;
+    return 0;
+}
+
+static int stream_put(void *user, const void *p, size_t n)
+{
+    struct stream_out *s = user;
+    const unsigned char *b = p;
+    while (n) {
+        if (s->k < 0) {
+            s->len = s->left < CHUNK ? (size_t)s->left : CHUNK;
+            s->pos = 0;
+            if ((s->k = take_slot(s->o, s->len)) < 0)
+                return sp__set_error(SP_ENOMEM, "out of memory for the "
+                                                "arguments of a batch");
+        }
+        size_t part = n < s->len - s->pos ? n : s->len - s->pos;
+        memcpy(s->o->sends[s->k].buf + s->pos, b, part);
+        s->pos += part;
+        s->left -= part;
+        b += part;
+        n -= part;
+        if (s->pos == s->len) {
+            int k = s->k;
+            s->k = -1;
+            int rc = post(s->o, k, s->len, s->w, TAG_ARGS);
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+static int stream_big(void *user, const void *p, size_t n)
+{
+    struct stream_out *s = user;
+    for (size_t off = 0; off < n;) {
+        size_t part = n - off > CHUNK ? CHUNK : n - off;
+        int k = take_slot(s->o, 0);
+        if (k < 0)
+            return sp__set_error(SP_ENOMEM, "out of memory for a message");
+        int err = MPI_Isend((const unsigned char *)p + off, (int)part, MPI_BYTE,
+                            s->w, TAG_ARGS, s->o->c->comm, &s->o->reqs[k]);
+        if (err)
+            return sp_mpi_error("MPI_Isend", err);
+        off += part;
+    }
+    return 0;
+}
+
 /* Hand rank w one batch: 1 when sent, 0 when no task is ready (or the run
  * is over), -1 on an error. */
 static int send_batch(struct root *o, int w, size_t b)
 {
-    int k = take_slot(o, BATCH_HEAD + 4 * b);
+    int k = take_slot(o, BATCH_HEAD + 4 * b + 8);
     if (k < 0) {
         sp__set_error(SP_ENOMEM, "out of memory for a batch");
         return -1;
     }
+    if (b > o->idx_cap) {
+        uint32_t *idx = realloc(o->idx, b * sizeof *idx);
+        if (!idx) {
+            o->free_list[o->nfree++] = k;
+            sp__set_error(SP_ENOMEM, "out of memory for a batch");
+            return -1;
+        }
+        o->idx = idx;
+        o->idx_cap = b;
+    }
     unsigned char *p = o->sends[k].buf;
     uint32_t count = 0;
+    bool args = false;
     while (count < b) {
         size_t i;
         int got = sp__run_next(o->r, &i);
@@ -166,14 +254,25 @@ static int send_batch(struct root *o, int w, size_t b)
             o->done = true;
         if (got != 1)
             break;
+        o->idx[count] = (uint32_t)i;
         put_u32(p + BATCH_HEAD + 4 * (size_t)count++, (uint32_t)i);
         o->owner[i] = (uint32_t)w;
+        args = args || args_needed(&o->c->tasks[i]);
     }
     if (!count) {
         o->free_list[o->nfree++] = k;
         return 0;
     }
     o->handed += count;
+    size_t len = BATCH_HEAD + 4 * (size_t)count;
+    struct stream_out so = {.o = o, .w = w, .k = -1};
+    if (args) { /* its length goes in the batch */
+        struct args_sink counting = {count_put, count_big, &so};
+        args_write(o->c->tasks, o->r, o->idx, count, &counting);
+        so.left = so.total;
+        put_u64(p + len, so.total);
+        len += 8;
+    }
     double now = sp__run_now(o->r), dl = sp__run_deadline(o->r);
     int64_t left = -1;
     if (dl > 0)
@@ -181,11 +280,17 @@ static int send_batch(struct root *o, int w, size_t b)
     put_u32(p, MSG_BATCH);
     put_u32(p + 4, o->next_id++);
     put_u32(p + 8, count);
-    put_u32(p + 12, 0); /* flags: no argument bytes (BATCH_ARGS) */
+    put_u32(p + 12, args ? BATCH_ARGS : 0);
     put_u64(p + 16, (uint64_t)(int64_t)(now * 1e9));
     put_u64(p + 24, (uint64_t)left);
     o->ranks[w].held++;
-    return post(o, k, BATCH_HEAD + 4 * (size_t)count, w, TAG_WORK) ? -1 : 1;
+    if (post(o, k, len, w, TAG_WORK))
+        return -1;
+    /* The stream after the batch: the rank reads them in this order. */
+    struct args_sink sending = {stream_put, stream_big, &so};
+    if (args && args_write(o->c->tasks, o->r, o->idx, count, &sending))
+        return -1;
+    return 1;
 }
 
 /* ---- receiving ---------------------------------------------------------- */
@@ -432,5 +537,6 @@ int sp_mpi_root(struct mpi_call *c, sp__run *r)
     free(o.free_list);
     free(o.owner);
     free(o.ranks);
+    free(o.idx);
     return rc;
 }

@@ -9,9 +9,11 @@
  *             the map for every rank
  *   root.c    rank 0: batches out, replies in, outcomes recorded through
  *             the core's caller-driven run (lib/sp-collect.h)
- *   worker.c  every other rank: batches in, simple_parallel() on the local
+ *   worker.c  every other rank: batches in, a local call on the local
  *             backend, replies out
- *   codec.c   the byte layout of batches, replies and entries
+ *   args.c    the argument stream of a batch: argument bytes and the
+ *             results of the tasks' dependencies
+ *   codec.c   the byte layout of replies and entries
  *
  * Messages (all on a duplicate of the caller's communicator, little-endian
  * fixed-width fields, never a pointer):
@@ -20,13 +22,18 @@
  *     BATCH  u32 type, u32 batch id, u32 count, u32 flags,
  *            i64 rank 0's clock at sending (ns since the call began),
  *            i64 time left until the deadline (ns; -1 = no deadline),
- *            count x u32 task index.
- *            flags & BATCH_ARGS (never set yet): the tasks' argument bytes
- *            follow, for each index u64 length + bytes, and bytes above
- *            the inline limit come as TAG_DATA chunks like result bytes.
- *            This is where sp_task's .data/.len will travel once the core
- *            has them; a rank that sees the flag today answers SP_EPROTO.
+ *            count x u32 task index,
+ *            with flags & BATCH_ARGS: u64 length of the argument stream.
  *     END    u32 type: nothing more for this rank in this call.
+ *   rank 0 -> rank w, TAG_ARGS, right after a batch with BATCH_ARGS (set
+ *     when one of its tasks has argument bytes or dependencies): the
+ *     argument stream, in messages of CHUNK bytes (the last one shorter),
+ *     then each of its large blobs (above INLINE_MAX bytes) in CHUNK
+ *     messages of its own, in stream order. The stream, for each task of
+ *     the batch in order: a blob (its sp_task.data bytes, rank 0's), u32
+ *     its number of dependencies (sp_task.after entries), and one blob per
+ *     dependency in 'after' order (the result bytes it ended OK with). A
+ *     blob: u64 length, then, up to INLINE_MAX, the bytes and a NUL.
  *   rank 0 -> rank w, TAG_STOP: u32 type. The run stopped: start nothing
  *     more (sent at most once, always before END).
  *   rank w -> rank 0, one reply per batch, in the order the batches came:
@@ -60,6 +67,7 @@ enum {
     TAG_STOP = 2,  /* rank 0 -> w: STOP */
     TAG_REPLY = 3, /* w -> rank 0: reply frames */
     TAG_DATA = 4,  /* w -> rank 0: result bytes above INLINE_MAX */
+    TAG_ARGS = 5,  /* rank 0 -> w: a batch's argument stream */
 };
 
 enum { MSG_BATCH = 0x53504231, MSG_END = 0x5350454e, MSG_STOP = 0x53505354 };
@@ -146,6 +154,55 @@ void wire_from_entry(const sp_entry *le, uint32_t index, int64_t shift_ns,
  * to a started entry's worker. */
 void wire_to_outcome(const struct wire_entry *w, uint32_t worker_base,
                      sp__outcome *o);
+
+/* args.c, rank 0: whether a row needs the argument stream. */
+bool args_needed(const sp_task *t);
+/* Where args_write() puts the stream: put() appends bytes to it, big()
+ * sends a large blob after it (from where it lies, which stays valid until
+ * the run ends). Both return 0 or an error code with the message set. */
+struct args_sink {
+    int (*put)(void *user, const void *p, size_t n);
+    int (*big)(void *user, const void *p, size_t n);
+    void *user;
+};
+/* Write the argument stream of the batch of count tasks idx, from rank
+ * 0's table and run, then its large blobs: 0, or the first error a sink
+ * function returned. */
+int args_write(const sp_task *tasks, sp__run *r, const uint32_t *idx,
+               uint32_t count, const struct args_sink *s);
+
+/* args.c, the other ranks: one batch's arguments as received. */
+struct args_blob {
+    const unsigned char *p; /* NUL-terminated */
+    size_t len;
+};
+struct args {
+    unsigned char *stream; /* the stream, len bytes (room for cap) */
+    size_t len, cap;
+    struct args_blob *blobs; /* per task: its data, then its dependencies */
+    size_t blobs_cap;
+    size_t *off; /* count + 1: task k's blobs start at off[k] */
+    size_t off_cap;
+    unsigned char **big; /* the large blobs' own buffers */
+    size_t nbig, big_cap;
+    uint32_t count; /* tasks; 0 until a stream was read whole */
+};
+/* Receive the argument stream of a batch of count tasks (len bytes) and
+ * its large blobs: 0, or an error with the message set (SP_ESYSTEM: MPI
+ * failed; SP_ENOMEM, SP_EPROTO: the messages were taken as far as they
+ * could be, the batch cannot run). scratch: CHUNK bytes. */
+int args_read(struct args *a, MPI_Comm comm, unsigned char *scratch,
+              uint32_t count, uint64_t len);
+/* Task k's argument bytes (NULL when none). */
+const void *args_data(const struct args *a, uint32_t k, size_t *len);
+/* sp_dep_result() for task k of the batch, whose row is row (this rank's
+ * copy, the same as rank 0's by the handshake's hash). */
+const void *args_dep(const struct args *a, const sp_task *row, uint32_t k,
+                     const char *key, size_t *len);
+void args_free(struct args *a);
+
+/* mpi.c: sp_spawn() in a task of sp_mpi_parallel(): refused. */
+int sp_mpi_no_spawn(void *user, size_t i, const sp_task *task);
 
 /* What the handshake settles, the same on every rank. */
 struct mpi_call {

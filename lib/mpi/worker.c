@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* A rank other than 0: it takes batches of task indices from rank 0 in the
- * order they were sent, runs each with simple_parallel() on its local
- * backend over a sub-table of the same rows, and sends back one reply per
- * batch. Only this rank's calling thread calls MPI; the local backend's
- * threads or processes never do.
+ * order they were sent, runs each as one local call (sp__parallel(), which
+ * is simple_parallel() with the dependency results rank 0 sent along) on
+ * its local backend over a sub-table of the same rows, and sends back one
+ * reply per batch. Only this rank's calling thread calls MPI; the local
+ * backend's threads or processes never do.
  *
  * While a batch runs, the rank learns of a stop (TAG_STOP) only when the
  * run can stop early (fail-fast, or an on_done on rank 0): then the local
@@ -25,9 +26,17 @@ struct worker {
     uint32_t *idx; /* the batch's task indices */
     sp_task *rows; /* its sub-table */
     size_t cap;
+    struct args args; /* its argument stream, when it came with one */
     bool stopped;
     int64_t last_poll;
 };
+
+/* sp_dep_result() in task i of the batch: what rank 0 sent along. */
+static const void *batch_dep(void *user, size_t i, const char *key, size_t *len)
+{
+    const struct worker *w = user;
+    return args_dep(&w->args, &w->c->tasks[w->idx[i]], (uint32_t)i, key, len);
+}
 
 int sp_mpi_local_opts(const struct mpi_call *c, int64_t left_ns, sp_options *o)
 {
@@ -170,7 +179,10 @@ static int run_batch(struct worker *w, size_t len, int64_t t_recv)
     int64_t left = (int64_t)get_u64(m + 24);
     struct writer f = {
         .comm = c->comm, .buf = c->buf, .id = id, .pos = FRAME_HEAD};
-    if (len != BATCH_HEAD + (size_t)count * 4 || !count || grow(w, count)) {
+    size_t head = BATCH_HEAD + (size_t)count * 4;
+    w->args.count = 0;
+    if (len != head + ((flags & BATCH_ARGS) ? 8 : 0) || !count ||
+        grow(w, count)) {
         /* Nothing can be said about its tasks: rank 0 finds them without
          * an outcome and fails them. */
         f.flags = REPLY_DROPPED;
@@ -179,25 +191,35 @@ static int run_batch(struct worker *w, size_t len, int64_t t_recv)
     bool bad = false;
     for (uint32_t k = 0; k < count; k++) {
         w->idx[k] = get_u32(m + BATCH_HEAD + 4 * (size_t)k);
-        if (w->idx[k] >= c->n)
+        if (w->idx[k] >= c->n) {
             bad = true;
-        else {
-            w->rows[k] = c->tasks[w->idx[k]];
-            w->rows[k].after = NULL; /* dependencies are rank 0's */
+            w->idx[k] = 0;
         }
+        w->rows[k] = c->tasks[w->idx[k]];
+        w->rows[k].after = NULL; /* dependencies are rank 0's */
+        w->rows[k].data = NULL;  /* argument bytes too: in the stream */
+        w->rows[k].len = 0;
     }
-    /* From here on c->buf holds the reply. */
-    if (bad || flags) {
-        char msg[160];
+    /* From here on c->buf is free: the stream's scratch, then the reply. */
+    char msg[600];
+    int code = 0;
+    if (flags & BATCH_ARGS) {
+        code = args_read(&w->args, c->comm, c->buf, count, get_u64(m + head));
+        if (code == SP_ESYSTEM)
+            return code; /* MPI failed */
+        snprintf(msg, sizeof msg, "%s", sp_last_error());
+    }
+    if (!code && (bad || (flags & ~(uint32_t)BATCH_ARGS))) {
+        code = SP_EPROTO;
         snprintf(msg, sizeof msg,
                  bad ? "a task index beyond this rank's table of %zu tasks"
                      : "a batch this rank's library cannot read (%zu)",
                  bad ? c->n : (size_t)flags);
-        for (uint32_t k = 0; k < count; k++)
-            if (w->idx[k] >= c->n)
-                w->idx[k] = 0;
-        return reply_unstarted(w, &f, count, SP_EPROTO, msg, t_send);
     }
+    if (code)
+        return reply_unstarted(w, &f, count, code, msg, t_send);
+    for (uint32_t k = 0; w->args.count && k < count; k++)
+        w->rows[k].data = args_data(&w->args, k, &w->rows[k].len);
     int64_t rem = -1; /* no deadline */
     if (left >= 0 && (rem = t_recv + left - sp_mpi_clock()) <= 0)
         rem = 0;
@@ -215,9 +237,9 @@ static int run_batch(struct worker *w, size_t len, int64_t t_recv)
     int64_t t_call = sp_mpi_clock();
     int64_t shift = t_send + (t_call - t_recv);
     sp_results *lres = NULL;
-    int rc = simple_parallel(w->rows, count, &lo, &lres);
+    sp__local hooks = {.dep = batch_dep, .spawn = sp_mpi_no_spawn, .user = w};
+    int rc = sp__parallel(w->rows, count, &lo, &hooks, &lres);
     if (rc) {
-        char msg[512];
         snprintf(msg, sizeof msg, "%s", sp_last_error());
         return reply_unstarted(w, &f, count, rc, msg,
                                shift + (sp_mpi_clock() - t_call));
@@ -265,6 +287,8 @@ int sp_mpi_worker(struct mpi_call *c)
             w.stopped = true;
             continue;
         }
+        if (st.MPI_TAG != TAG_WORK)
+            continue; /* left over from a batch that could not be read */
         if (type == MSG_END)
             break;
         if (type == MSG_BATCH && (rc = run_batch(&w, (size_t)len, t_recv)))
@@ -272,5 +296,6 @@ int sp_mpi_worker(struct mpi_call *c)
     }
     free(w.idx);
     free(w.rows);
+    args_free(&w.args);
     return rc;
 }
