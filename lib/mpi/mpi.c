@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* sp_mpi_parallel(): the handshake every rank goes through before any task
  * runs, then rank 0's scheduler (root.c), the other ranks' loop
- * (worker.c) or, on a communicator of one, a local run; and at the end the
- * copy of the map for every rank when it is asked for.
+ * (worker.c) or, on a communicator of one, a local run (single.c); and at
+ * the end the copy of the map for every rank when it is asked for (map.c).
  *
  * The handshake is two collectives on a duplicate of the caller's
  * communicator: a gather of what each rank found (its own argument
@@ -35,9 +35,7 @@ int sp_mpi_error(const char *call, int err)
     return sp__set_error(SP_ESYSTEM, "%s failed: %s", call, text);
 }
 
-/* The message of sp_last_error() without its "SP_NAME: " prefix, which
- * sp__set_error() adds again on the other ranks. */
-static const char *bare_error(int code)
+const char *sp_mpi_bare_error(int code)
 {
     const char *m = sp_last_error();
     size_t len = strlen(sp_err_name(code));
@@ -164,7 +162,7 @@ static void hello_put(unsigned char *p, size_t n, uint64_t hash, uint32_t cap,
     put_u64(p + 8, hash);
     put_u32(p + 16, cap);
     put_u32(p + 20, (uint32_t)code);
-    put_msg(p + 24, HELLO_MSG, code ? bare_error(code) : "");
+    put_msg(p + 24, HELLO_MSG, code ? sp_mpi_bare_error(code) : "");
 }
 
 /* Rank 0: the verdict from every rank's hello and its own validation,
@@ -221,7 +219,7 @@ static void verdict_put(unsigned char *p, int code, const struct mpi_call *c,
     memset(p, 0, VERDICT_SIZE);
     put_u32(p, (uint32_t)code);
     if (code) {
-        put_msg(p + 40, VERDICT_MSG, bare_error(code));
+        put_msg(p + 40, VERDICT_MSG, sp_mpi_bare_error(code));
         return;
     }
     put_u32(p + 4, c->stoppable ? VERDICT_STOPPABLE : 0);
@@ -246,253 +244,6 @@ int sp_mpi_no_spawn(void *user, size_t i, const sp_task *task)
                          "to another rank by its function; put every task "
                          "in the table, ordered with 'after'",
                          task->key);
-}
-
-/* ---- a communicator of one rank ----------------------------------------- */
-
-/* Every task runs on rank 0's local backend, and each outcome is recorded
- * in the run as the local call reports it (so on_done sees tasks in
- * completion order, and a stop takes effect at once). The run hands out
- * only tasks whose dependencies ended OK, and the local call reads their
- * results from the run's map. */
-struct single {
-    sp__run *r;
-    const sp_task *tasks;
-    const uint32_t *idx; /* local index -> task index */
-    int64_t shift;       /* ns from the run's start to the local call's */
-};
-
-static const void *single_dep(void *user, size_t i, const char *key,
-                              size_t *len)
-{
-    const struct single *s = user;
-    const sp_task *row = &s->tasks[s->idx[i]];
-    for (size_t k = 0; key && row->after && row->after[k]; k++)
-        if (!strcmp(row->after[k], key))
-            return sp__run_dep_at(s->r, s->idx[i], k, len);
-    sp__set_error(SP_ENODEP,
-                  "sp_dep_result: \"%.64s\" is not a dependency of task "
-                  "\"%.64s\"",
-                  key ? key : "(null)", row->key);
-    return NULL;
-}
-
-static int single_done(const sp_entry *e, void *arg)
-{
-    struct single *s = arg;
-    uint32_t idx = s->idx[sp_entry_index(e)];
-    struct wire_entry w;
-    wire_from_entry(e, idx, s->shift, &w);
-    if (!((w.flags & ENTRY_NOT_STARTED) && sp__run_stopped(s->r))) {
-        sp__outcome o;
-        wire_to_outcome(&w, 0, &o);
-        sp__run_record(s->r, idx, &o);
-    }
-    return sp__run_stopped(s->r);
-}
-
-static int run_single(struct mpi_call *c, sp__run *r)
-{
-    uint32_t *idx = malloc((c->n ? c->n : 1) * sizeof *idx);
-    sp_task *rows = malloc((c->n ? c->n : 1) * sizeof *rows);
-    if (!idx || !rows) {
-        free(idx);
-        free(rows);
-        sp__run_fail(r, SP_ENOMEM, "out of memory for the rank's batch");
-        return 0;
-    }
-    for (;;) {
-        size_t count = 0, i;
-        while ((!c->batch || count < c->batch) && count < c->n &&
-               sp__run_next(r, &i) == 1) {
-            idx[count] = (uint32_t)i;
-            rows[count] = c->tasks[i];
-            rows[count].after = NULL; /* dependencies are the run's */
-            count++;
-        }
-        if (!count)
-            break;
-        int64_t left = -1; /* no deadline */
-        if (sp__run_deadline(r) > 0) {
-            double s_left = sp__run_deadline(r) - sp__run_now(r);
-            left = s_left > 0 ? (int64_t)(s_left * 1e9) : 0;
-        }
-        sp_options lo;
-        if (sp_mpi_local_opts(c, left, &lo))
-            break; /* the deadline passed: the run cancels the rest */
-        struct single s = {.r = r, .tasks = c->tasks, .idx = idx};
-        lo.on_done = single_done;
-        lo.on_done_arg = &s;
-        s.shift = (int64_t)(sp__run_now(r) * 1e9);
-        sp_results *lres = NULL;
-        sp__local hooks = {
-            .dep = single_dep, .spawn = sp_mpi_no_spawn, .user = &s};
-        int rc = sp__parallel(rows, count, &lo, &hooks, &lres);
-        sp_results_free(lres);
-        if (rc) {
-            char msg[512];
-            snprintf(msg, sizeof msg, "rank 0: %s", bare_error(rc));
-            sp__run_fail(r, rc, msg);
-            break;
-        }
-    }
-    free(idx);
-    free(rows);
-    return 0;
-}
-
-/* ---- the map on every rank ---------------------------------------------- */
-
-/* Rank 0 broadcasts the finished map in frames (a u64 length, then the
- * frame), each entry's bytes above INLINE_MAX in CHUNK broadcasts right
- * after the frame that names them. */
-static int bcast_frame(MPI_Comm comm, unsigned char *buf, size_t len)
-{
-    unsigned char head[8];
-    put_u64(head, len);
-    int err = MPI_Bcast(head, 8, MPI_BYTE, 0, comm);
-    if (!err)
-        err = MPI_Bcast(buf, (int)len, MPI_BYTE, 0, comm);
-    return err ? sp_mpi_error("MPI_Bcast", err) : 0;
-}
-
-/* len bytes in CHUNK broadcasts into p; with p NULL (no memory for them)
- * each chunk lands in scratch (CHUNK bytes) and is dropped, so this rank
- * still takes part in every broadcast. */
-static int bcast_bytes(MPI_Comm comm, unsigned char *p, unsigned char *scratch,
-                       uint64_t len)
-{
-    for (uint64_t off = 0; off < len;) {
-        size_t part = len - off > CHUNK ? CHUNK : (size_t)(len - off);
-        int err =
-            MPI_Bcast(p ? p + off : scratch, (int)part, MPI_BYTE, 0, comm);
-        if (err)
-            return sp_mpi_error("MPI_Bcast", err);
-        off += part;
-    }
-    return 0;
-}
-
-static int send_map(MPI_Comm comm, unsigned char *buf, const sp_results *res)
-{
-    size_t n = sp_results_count(res), pos = FRAME_HEAD;
-    uint32_t count = 0;
-    int rc = 0;
-    for (size_t i = 0; i <= n && !rc; i++) {
-        struct wire_entry w = {0};
-        size_t need = 0;
-        if (i < n) {
-            wire_from_entry(sp_results_at(res, i), (uint32_t)i, 0, &w);
-            need = wire_entry_size(&w); /* at most FRAME_MAX - FRAME_HEAD */
-        }
-        if (i == n || (count && pos + need > FRAME_MAX)) {
-            wire_frame_head(buf, MSG_MAP, 0, count, i == n ? REPLY_LAST : 0);
-            rc = bcast_frame(comm, buf, pos);
-            pos = FRAME_HEAD;
-            count = 0;
-            if (i == n || rc)
-                break;
-        }
-        wire_entry_put(buf + pos, &w);
-        pos += need;
-        count++;
-        if (w.flags & ENTRY_OUT_OF_LINE) {
-            wire_frame_head(buf, MSG_MAP, 0, count, 0);
-            rc = bcast_frame(comm, buf, pos);
-            if (!rc)
-                rc = bcast_bytes(comm, (unsigned char *)w.data, NULL,
-                                 w.data_len);
-            pos = FRAME_HEAD;
-            count = 0;
-        }
-    }
-    return rc;
-}
-
-/* The other ranks: the same frames into a run of their own (begun when
- * the call's run began, so its elapsed time is this rank's time in the
- * call; NULL when that failed, with the error in rc), each entry put as
- * rank 0 recorded it. */
-static int recv_map(struct mpi_call *c, sp__run *r, int rc, sp_results **out)
-{
-    unsigned char *buf = c->buf; /* frames are at most FRAME_MAX */
-    for (bool last = false; !last;) {
-        unsigned char head[8];
-        int err = MPI_Bcast(head, 8, MPI_BYTE, 0, c->comm);
-        size_t len = err ? 0 : (size_t)get_u64(head);
-        if (!err && len > FRAME_MAX)
-            err = MPI_ERR_TRUNCATE;
-        if (!err)
-            err = MPI_Bcast(buf, (int)len, MPI_BYTE, 0, c->comm);
-        if (err) {
-            rc = sp_mpi_error("MPI_Bcast", err);
-            break;
-        }
-        if (len < FRAME_HEAD || get_u32(buf) != MSG_MAP) {
-            rc = sp__set_error(SP_EPROTO, "a malformed frame of the map");
-            break;
-        }
-        uint32_t count = get_u32(buf + 8);
-        last = get_u32(buf + 12) & REPLY_LAST;
-        const unsigned char *p = buf + FRAME_HEAD, *end = buf + len;
-        for (uint32_t k = 0; k < count; k++) {
-            struct wire_entry w;
-            size_t used = wire_entry_get(p, end, &w);
-            if (!used || w.index >= c->n) {
-                rc = sp__set_error(SP_EPROTO, "a malformed entry of the map");
-                last = true;
-                break;
-            }
-            p += used;
-            sp__outcome o;
-            wire_to_outcome(&w, 0, &o);
-            if (!(w.flags & ENTRY_OUT_OF_LINE)) {
-                if (r && !rc)
-                    sp__run_put(r, w.index, &o);
-                continue;
-            }
-            /* Its bytes follow; the entry is the frame's last. */
-            unsigned char *big = malloc((size_t)w.data_len + 1);
-            char msg[160];
-            if (!big) {
-                snprintf(msg, sizeof msg,
-                         "rank %d ran out of memory receiving this result "
-                         "(%llu bytes)",
-                         c->rank, (unsigned long long)w.data_len);
-                o = (sp__outcome){.kind = SP_KIND_FAILED,
-                                  .code = SP_ENOMEM,
-                                  .msg = msg,
-                                  .start = o.start,
-                                  .end = o.end,
-                                  .worker = o.worker,
-                                  .exit_status = -1};
-                if (r && !rc)
-                    sp__run_put(r, w.index, &o);
-            }
-            int e2 = bcast_bytes(c->comm, big, buf, w.data_len);
-            if (e2) {
-                free(big);
-                rc = e2;
-                last = true;
-                break;
-            }
-            if (big && r && !rc) {
-                o.data = big;
-                o.data_owned = 1;
-                sp__run_put(r, w.index, &o);
-            } else {
-                free(big);
-            }
-        }
-    }
-    if (r) {
-        sp_results *res = sp__run_end(r);
-        if (rc)
-            sp_results_free(res);
-        else
-            *out = res;
-    }
-    return rc;
 }
 
 /* ---- the entry point ---------------------------------------------------- */
@@ -610,7 +361,7 @@ SP_API int sp_mpi_parallel_ex(MPI_Comm comm, const sp_task *tasks, size_t n,
         copy_rc = sp__run_begin(tasks, n, NULL, c.workers, &copy);
     if (c.rank == 0) {
         if (c.size == 1)
-            rc = run_single(&c, r);
+            rc = sp_mpi_single(&c, r);
         else
             rc = sp_mpi_root(&c, r);
         size_t i;
@@ -623,9 +374,9 @@ SP_API int sp_mpi_parallel_ex(MPI_Comm comm, const sp_task *tasks, size_t n,
     }
     if (map_everywhere && c.size > 1 && !rc) {
         if (c.rank == 0)
-            rc = send_map(c.comm, c.buf, res);
+            rc = sp_mpi_send_map(c.comm, c.buf, res);
         else
-            rc = recv_map(&c, copy, copy_rc, &res);
+            rc = sp_mpi_recv_map(&c, copy, copy_rc, &res);
     } else if (copy) {
         sp_results_free(sp__run_end(copy));
     }

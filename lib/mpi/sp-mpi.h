@@ -5,8 +5,9 @@
  * ranks' loop (worker.c) share.
  *
  *   mpi.c     sp_mpi_parallel(): the handshake (every rank's checks,
- *             rank 0's validation broadcast), singleton runs, the copy of
- *             the map for every rank
+ *             rank 0's validation broadcast) and the call's course
+ *   single.c  a communicator of one rank: rank 0 runs every task itself
+ *   map.c     the copy of the map for every rank (map_everywhere)
  *   root.c    rank 0: batches out, replies in, outcomes recorded through
  *             the core's caller-driven run (lib/sp-collect.h)
  *   worker.c  every other rank: batches in, a local call on the local
@@ -203,6 +204,9 @@ void args_free(struct args *a);
 
 /* mpi.c: sp_spawn() in a task of sp_mpi_parallel(): refused. */
 int sp_mpi_no_spawn(void *user, size_t i, const sp_task *task);
+/* mpi.c: the message of sp_last_error() without its "SP_NAME: " prefix,
+ * which sp__set_error() adds again (on another rank, or with a prefix). */
+const char *sp_mpi_bare_error(int code);
 
 /* What the handshake settles, the same on every rank. */
 struct mpi_call {
@@ -229,6 +233,15 @@ int sp_mpi_worker(struct mpi_call *c);
 /* worker.c: the options of a local call whose deadline is `left_ns` away
  * (-1 = none): 0, or -1 when the deadline has passed (run nothing). */
 int sp_mpi_local_opts(const struct mpi_call *c, int64_t left_ns, sp_options *o);
+
+/* single.c: rank 0's part of a run on a communicator of one rank; r is
+ * the run sp__run_begin() started. Always 0: every key ends in r. */
+int sp_mpi_single(struct mpi_call *c, sp__run *r);
+/* map.c: rank 0 broadcasts its finished map (buf: FRAME_MAX bytes); every
+ * other rank receives it into the run r (begun for the copy; NULL when
+ * that failed with the error rc) and ends it into *out. 0 or an error. */
+int sp_mpi_send_map(MPI_Comm comm, unsigned char *buf, const sp_results *res);
+int sp_mpi_recv_map(struct mpi_call *c, sp__run *r, int rc, sp_results **out);
 
 /* mpi.c: set sp_last_error() for a failed MPI call; returns SP_ESYSTEM. */
 int sp_mpi_error(const char *call, int err);
