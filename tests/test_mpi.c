@@ -516,6 +516,37 @@ static void test_on_done(void **state)
     free(keys);
 }
 
+/* The local backend's default worker count (threads: one per CPU to start,
+ * numbered up to 256 per rank): batches are sized for the workers a rank
+ * starts with, so both worker ranks get tasks. */
+static void test_default_workers_share(void **state)
+{
+    (void)state;
+    if (size < 3) {
+        skip(); /* one worker rank, or none */
+        return;
+    }
+    enum { N = 40 };
+    char(*keys)[16];
+    sp_task *t = table(N, short_task, &keys);
+    sp_options o = test_opts(); /* max_workers 0 */
+    sp_results *res = run(t, N, &o, NULL);
+    if (res) {
+        assert_int_equal(sp_results_ok(res), N);
+        unsigned half = sp_results_workers(res) / 2, low = 0, high = 0;
+        for (size_t i = 0; i < N; i++) {
+            unsigned w = sp_entry_worker(sp_results_at(res, i));
+            low += w < half;
+            high += w >= half;
+        }
+        if (!low || !high)
+            fail_msg("rank 1 ran %u tasks, rank 2 ran %u", low, high);
+        sp_results_free(res);
+    }
+    free(t);
+    free(keys);
+}
+
 /* ---- validation: the same error on every rank --------------------------- */
 
 static size_t validation_runs;
@@ -910,6 +941,7 @@ static void test_crash_on_rank_2(void **state)
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test_teardown(test_every_result_comes_back, world_teardown),
     cmocka_unit_test_teardown(test_small_batches, world_teardown),
+    cmocka_unit_test_teardown(test_default_workers_share, world_teardown),
     cmocka_unit_test_teardown(test_map_everywhere, world_teardown),
     cmocka_unit_test_teardown(test_empty_table, world_teardown),
     cmocka_unit_test_teardown(test_64_mib_results, world_teardown),

@@ -67,10 +67,12 @@ extern "C" {
 typedef struct sp_mpi_options {
     /** Most tasks in one batch, the unit rank 0 hands to a rank; 0 =
      *  automatic: guided self-scheduling, each batch an eighth of the
-     *  rank's share (its local workers over all ranks' local workers) of
-     *  the tasks not yet handed out, at least the rank's local workers and
-     *  at most 4,096, so batches shrink to single tasks near the end and
-     *  no rank is left holding a long tail. Range 0 ..
+     *  rank's share (the local workers its calls start with over all
+     *  ranks': max_workers, or the local backend's default, which is one
+     *  per CPU for threads) of the tasks not yet handed out, at least the
+     *  rank's starting local workers and at most 4,096, so batches shrink
+     *  to single tasks near the end and no rank is left holding a long
+     *  tail. Range 0 ..
      *  ::SP_MPI_MAX_BATCH; larger gives ::SP_EOPTION. */
     unsigned batch;
     /** Batches a rank holds at once (running and queued), so the next batch

@@ -47,9 +47,10 @@ const char *sp_mpi_bare_error(int code)
 
 /* ---- the handshake ------------------------------------------------------ */
 
-/* What each rank tells rank 0: u64 task count, u64 hash of the keys, u32
- * local workers, i32 error code, then the error message. */
-enum { HELLO_MSG = 240, HELLO_SIZE = 24 + HELLO_MSG };
+/* What each rank tells rank 0: u64 task count, u64 hash of the table, u32
+ * most local workers, i32 error code, u32 local workers at the start of a
+ * call, then the error message. */
+enum { HELLO_MSG = 240, HELLO_SIZE = 28 + HELLO_MSG };
 /* What rank 0 answers: i32 code, u32 flags, u32 batch, u32 inflight, u32
  * policy, u32 map_everywhere, u32 workers, u32 (zero), u64 task_timeout
  * (the bits of the double), then the message. */
@@ -101,22 +102,34 @@ static uint64_t table_hash(const sp_task *tasks, size_t n)
     return h;
 }
 
-/* The local workers a batch of this rank may use: what the local backend
- * starts for opts->max_workers (include/simplepar.h), at most n. */
-static uint32_t local_capacity(const sp_options *opts, size_t n)
+/* The local workers a batch of this rank may use (*most: what numbers
+ * them) and those it starts with (*start: what sizes its batches), from
+ * opts->max_workers as include/simplepar.h gives them, at most n each. The
+ * thread backend's default starts one per CPU and grows while they block,
+ * up to SP_THREAD_DEFAULT_CAP. */
+static void local_workers(const sp_options *opts, size_t n, uint32_t *most,
+                          uint32_t *start)
 {
-    unsigned w = opts ? opts->max_workers : 0;
+    unsigned w = opts ? opts->max_workers : 0, s;
     sp_backend b = opts ? opts->backend : SP_BACKEND_THREAD;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned ncpu = cpus > 0 ? (unsigned)cpus : 1;
     if (b == SP_BACKEND_SERIAL)
-        w = 1;
-    else if (!w && b == SP_BACKEND_PROCESS) {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        w = cpus > 0 ? (unsigned)cpus : 1;
-    } else if (!w)
+        w = s = 1;
+    else if (w)
+        s = w;
+    else if (b == SP_BACKEND_PROCESS)
+        w = s = ncpu;
+    else {
         w = SP_THREAD_DEFAULT_CAP;
+        s = ncpu < w ? ncpu : w;
+    }
     if (n && w > n)
         w = (unsigned)n;
-    return w ? w : 1;
+    if (n && s > n)
+        s = (unsigned)n;
+    *most = w ? w : 1;
+    *start = s ? s : 1;
 }
 
 /* This rank's own checks: its arguments and its options. */
@@ -155,14 +168,17 @@ static int local_checks(const sp_options *opts, const sp_mpi_options *m,
     return rc;
 }
 
-static void hello_put(unsigned char *p, size_t n, uint64_t hash, uint32_t cap,
-                      int code)
+static void hello_put(unsigned char *p, size_t n, uint64_t hash,
+                      const sp_options *opts, int code)
 {
+    uint32_t most, start;
+    local_workers(opts, n, &most, &start);
     put_u64(p, n);
     put_u64(p + 8, hash);
-    put_u32(p + 16, cap);
+    put_u32(p + 16, most);
     put_u32(p + 20, (uint32_t)code);
-    put_msg(p + 24, HELLO_MSG, code ? sp_mpi_bare_error(code) : "");
+    put_u32(p + 24, start);
+    put_msg(p + 28, HELLO_MSG, code ? sp_mpi_bare_error(code) : "");
 }
 
 /* Rank 0: the verdict from every rank's hello and its own validation,
@@ -178,7 +194,7 @@ static int judge(struct mpi_call *c, const unsigned char *hellos, int own,
         int code = (int32_t)get_u32(p + 20);
         if (code) {
             char msg[HELLO_MSG];
-            memcpy(msg, p + 24, HELLO_MSG);
+            memcpy(msg, p + 28, HELLO_MSG);
             msg[HELLO_MSG - 1] = 0;
             return sp__set_error(code, "rank %d: %s", k, msg);
         }
@@ -201,11 +217,15 @@ static int judge(struct mpi_call *c, const unsigned char *hellos, int own,
     /* Global worker numbers: rank 1's local workers first, then rank 2's;
      * on a communicator of one, rank 0's own. */
     uint64_t total = 0;
+    c->wstart_total = 0;
     for (int k = 0; k < c->size; k++) {
-        uint32_t cap = get_u32(hellos + (size_t)k * HELLO_SIZE + 16);
-        c->wcap[k] = (k == 0) == (c->size == 1) ? cap : 0;
+        const unsigned char *p = hellos + (size_t)k * HELLO_SIZE;
+        bool runs = (k == 0) == (c->size == 1);
+        c->wcap[k] = runs ? get_u32(p + 16) : 0;
+        c->wstart[k] = runs ? get_u32(p + 24) : 0;
         c->wbase[k] = (uint32_t)total;
         total += c->wcap[k];
+        c->wstart_total += c->wstart[k];
     }
     if (total > SP_MAX_WORKERS * 4096ull)
         total = SP_MAX_WORKERS * 4096ull;
@@ -288,14 +308,15 @@ SP_API int sp_mpi_parallel_ex(MPI_Comm comm, const sp_task *tasks, size_t n,
         own = sp__set_error(SP_ENOMEM, "out of memory for the message "
                                        "buffer");
     unsigned char hello[HELLO_SIZE], verdict[VERDICT_SIZE];
-    hello_put(hello, n, table_hash(tasks, n), local_capacity(opts, n), own);
+    hello_put(hello, n, table_hash(tasks, n), opts, own);
     unsigned char *hellos = NULL;
     int rc = 0;
     if (c.rank == 0) {
         hellos = malloc((size_t)c.size * HELLO_SIZE);
         c.wbase = calloc((size_t)c.size, sizeof *c.wbase);
         c.wcap = calloc((size_t)c.size, sizeof *c.wcap);
-        if (!hellos || !c.wbase || !c.wcap)
+        c.wstart = calloc((size_t)c.size, sizeof *c.wstart);
+        if (!hellos || !c.wbase || !c.wcap || !c.wstart)
             /* Rank 0 cannot judge; the gather still has to happen. */
             own = own ? own
                       : sp__set_error(SP_ENOMEM, "out of memory for the "
@@ -391,6 +412,7 @@ out:
     free(hellos);
     free(c.wbase);
     free(c.wcap);
+    free(c.wstart);
     MPI_Comm_free(&c.comm);
     return rc;
 }

@@ -121,11 +121,11 @@ static size_t batch_size(const struct root *o, int w)
 {
     const struct mpi_call *c = o->c;
     size_t left = c->n > o->handed ? c->n - o->handed : 1;
-    size_t cap = c->wcap[w] ? c->wcap[w] : 1, b;
+    size_t cap = c->wstart[w] ? c->wstart[w] : 1, b;
     if (c->batch)
         b = c->batch;
     else {
-        double all = c->workers ? (double)c->workers : 1.0;
+        double all = c->wstart_total ? (double)c->wstart_total : 1.0;
         double share = (double)left * (double)cap / (8.0 * all);
         b = share > AUTO_BATCH_MAX ? AUTO_BATCH_MAX : (size_t)share + 1;
         if (b < cap)
@@ -145,7 +145,7 @@ static unsigned depth(const struct root *o, int w, size_t b)
         return o->c->inflight;
     if (!o->busy_n)
         return 2;
-    double cap = o->c->wcap[w] ? o->c->wcap[w] : 1;
+    double cap = o->c->wstart[w] ? o->c->wstart[w] : 1;
     double per = o->busy_s / (double)o->busy_n;
     return per * (double)b / cap < 2e-3 ? 2 : 1;
 }

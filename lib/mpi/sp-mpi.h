@@ -214,10 +214,14 @@ struct mpi_call {
     int rank, size;
     const sp_task *tasks;
     size_t n;
-    sp_options local;   /* this rank's options for its local calls */
-    uint32_t *wbase;    /* per rank: its first global worker index */
-    uint32_t *wcap;     /* per rank: its local workers (0 for rank 0) */
-    unsigned workers;   /* total */
+    sp_options local; /* this rank's options for its local calls */
+    uint32_t *wbase;  /* per rank: its first global worker index */
+    uint32_t *wcap;   /* per rank: its most local workers (0 for rank 0) */
+    unsigned workers; /* total */
+    /* Rank 0: per rank, the local workers it starts a call with (what its
+     * batches are sized for), and their total. */
+    uint32_t *wstart;
+    uint64_t wstart_total;
     unsigned batch;     /* rank 0's sp_mpi_options */
     unsigned inflight;  /* idem */
     bool stoppable;     /* fail-fast or on_done: ranks poll for STOP */
