@@ -185,6 +185,27 @@ typedef struct sp_ctx sp_ctx;
 typedef int (*sp_task_fn)(sp_ctx *ctx, void *arg);
 
 /**
+ * Per-task settings: what a row of the task table (::sp_task.policy) or a
+ * spawned task may set for itself. Every field's zero means "the call's
+ * setting" (the matching field of ::sp_options), so one policy can be
+ * shared by many rows and name only what differs.
+ *
+ * Initialise with designated initialisers so that fields added later stay
+ * zero: `static const sp_task_policy slow = {.time_limit = 30};`.
+ */
+typedef struct sp_task_policy {
+    /** Time limit of each attempt of this task, in seconds from its start;
+     *  0 = the call's ::sp_options.task_timeout. What it does per backend
+     *  is what task_timeout does. A task cannot remove the call's limit
+     *  (give it a longer one). Range: finite, >= 0 and below
+     *  ::SP_MAX_SECONDS (1e9); anything else gives ::SP_EOPTION. */
+    double time_limit;
+    /** Reserved for later settings. Must be zero: non-zero gives
+     *  ::SP_ENOTSUP. */
+    unsigned char reserved[56];
+} sp_task_policy;
+
+/**
  * One row of the task table.
  *
  * Initialise with designated initialisers so that fields added later stay
@@ -217,9 +238,14 @@ typedef struct sp_task {
     const void *data;
     /** Number of argument bytes at data. */
     size_t len;
-    /** Reserved for per-task settings (retries, time limits). Must be
-     *  NULL: non-NULL gives ::SP_ENOTSUP. */
-    void *reserved[2];
+    /** Per-task settings (a time limit, ...); NULL = the call's settings
+     *  for everything. Borrowed for the duration of the call (sp_spawn()
+     *  copies it), so many rows may point to one policy. Checked before
+     *  anything runs: a bad value gives ::SP_EOPTION naming the row. */
+    const sp_task_policy *policy;
+    /** Reserved for later fields. Must be NULL: non-NULL gives
+     *  ::SP_ENOTSUP. */
+    void *reserved[1];
 } sp_task;
 
 /**
@@ -304,15 +330,17 @@ SP_API int sp_vfail(sp_ctx *ctx, int code, const char *fmt, va_list ap)
  * @brief Whether the task has been asked to stop early.
  *
  * True once the overall deadline (::sp_options.deadline) or this task's
- * own limit (::sp_options.task_timeout) has passed, or, under
- * ::SP_POLICY_FAIL_FAST, once another task has failed, or once the completion
- * callback asked to stop. Long tasks on the thread and serial
- * backends should poll it and return; a thread cannot be killed.
- * A task that saw this return 1 and then returns non-zero is reported as
- * ::SP_KIND_TIMED_OUT (deadline, task_timeout) or ::SP_KIND_CANCELLED
- * (fail-fast / stop),
- * keeping its own code and message; one that returns 0 keeps its result as
- * ::SP_KIND_OK (a finished result is never thrown away).
+ * own limit (::sp_task_policy.time_limit, else ::sp_options.task_timeout)
+ * has passed, or, under ::SP_POLICY_FAIL_FAST, once another task has
+ * failed, or once the completion callback asked to stop. Long tasks on the
+ * thread and serial backends should poll it and return; a thread cannot be
+ * killed. A task that saw this return 1 and then returns non-zero is
+ * reported as ::SP_KIND_TIMED_OUT (deadline, time limit) or
+ * ::SP_KIND_CANCELLED (fail-fast / stop), keeping its own code and
+ * message. One that returns 0 keeps its result: as ::SP_KIND_OK after the
+ * deadline or a stop (a finished result is never thrown away), as
+ * ::SP_KIND_TIMED_OUT with the result bytes kept after its own time limit
+ * (see ::sp_options.task_timeout).
  * @return 1 or 0.
  */
 SP_API int sp_cancelled(sp_ctx *ctx);
@@ -780,12 +808,15 @@ typedef struct sp_options {
      *  stack lets more threads fit; too small a stack crashes a task that
      *  needs more. */
     size_t stack_size;
-    /** Time limit of each task in seconds from its start; 0 = none.
+    /** Time limit of each task in seconds from its start; 0 = none. A
+     *  row's ::sp_task_policy.time_limit replaces it for that task.
      *  Range: finite, >= 0 and below ::SP_MAX_SECONDS (1e9); anything else
      *  gives ::SP_EOPTION. Process backend: a task over it is killed and
      *  comes back ::SP_KIND_TIMED_OUT. Thread and serial backends (a thread
-     *  cannot be killed): sp_cancelled() turns true for that task, and if
-     *  it then fails it comes back ::SP_KIND_TIMED_OUT. */
+     *  cannot be killed): sp_cancelled() turns true for that task, and a
+     *  task that returns after its limit comes back ::SP_KIND_TIMED_OUT
+     *  whatever it returned: with its own code and message if it failed,
+     *  else with ::SP_ETIMEDOUT and its result bytes kept in the entry. */
     double task_timeout;
     /** Reserved for later options (retries, a persistent pool, ...). Must
      *  be zero: non-zero gives ::SP_ENOTSUP. */

@@ -256,12 +256,12 @@ struct sp_doneq {
     pthread_cond_t cond;
     uint32_t *q; /* capacity: every task of the run */
     size_t cap;
-    size_t head;    /* next to deliver; only the calling thread moves it */
-    size_t tail;    /* next free */
-    bool waiting;   /* the calling thread sleeps on cond */
-    bool producers; /* workers may still append */
+    size_t head;     /* next to deliver; only the calling thread moves it */
+    size_t tail;     /* next free */
+    bool waiting;    /* the calling thread sleeps on cond */
+    bool producers;  /* workers may still append */
     bool poke_sched; /* the calling thread waits in the scheduler: wake it */
-    bool ready;     /* lock and cond were initialised */
+    bool ready;      /* lock and cond were initialised */
 };
 
 /* One claim slot of a worker in the scheduler, on its own cache lines. A
@@ -285,8 +285,8 @@ struct sp_claim {
  * first. See the invariants at the top of sched.c. */
 struct sp_sched {
     struct sp_run *run;
-    size_t n_static;       /* positions in the static list */
-    const uint32_t *order; /* position -> task index; NULL = identity */
+    size_t n_static;         /* positions in the static list */
+    const uint32_t *order;   /* position -> task index; NULL = identity */
     struct sp_claim *claims; /* room for nclaims; the first nslots open */
     unsigned nclaims;
     _Atomic unsigned nslots;
@@ -395,9 +395,11 @@ struct sp_ctx {
     const sp_task *task; /* its row (a table row, a spawned task's copy) */
     size_t index;
     uint64_t start; /* absolute ns */
+    uint64_t limit; /* this attempt's time limit in ns, 0 = none */
     unsigned worker;
-    int fail_code;  /* set by sp_fail() */
-    int saw_cancel; /* enum sp_stop seen by sp_cancelled(), 0 = none */
+    unsigned attempt; /* 1 for the first */
+    int fail_code;    /* set by sp_fail() */
+    int saw_cancel;   /* enum sp_stop seen by sp_cancelled(), 0 = none */
     bool failed;
     bool fail_own; /* sp_fail() was given a non-zero code */
     bool oom;
@@ -502,9 +504,11 @@ const char *sp_errno_text(int err, char *buf, size_t len);
 /* Validate rows, build the key index and copy the keys into res.
  * Returns 0 or an error code with sp_last_error() set. */
 int sp_table_index(const sp_task *tasks, size_t n, sp_results *res);
-/* A row's own faults (key, callback, data, reserved fields): 0 or an
- * error with the message set. Shared with sp_spawn(). */
+/* A row's own faults (key, callback, data, reserved fields, policy): 0 or
+ * an error with the message set. Shared with sp_spawn(). */
 int sp_table_row_error(const sp_task *t, size_t i);
+/* A policy's faults; `who` names the row in the message. */
+int sp_table_policy_error(const sp_task_policy *p, const char *who);
 /* After the index: check every row's 'after' (keys in the table, no
  * cycle) and build the table's edges into run->graph; 0 or SP_EDEPKEY /
  * SP_ECYCLE / SP_ENOMEM with the message naming the row (and the keys
@@ -589,11 +593,19 @@ void sp_sched_cancel_rest(struct sp_sched *s);
  * absolute time it starts; returns the absolute end time. */
 uint64_t sp_task_exec(struct sp_run *run, size_t i, unsigned worker,
                       uint64_t start, struct sp_outcome *out);
-/* The same, for a row the caller supplies (a spawned task a worker process
- * received with its RUN command). */
+/* The same, for a row and an attempt number the caller supplies (a worker
+ * process runs what its RUN command names). */
 uint64_t sp_task_exec_row(struct sp_run *run, size_t i, const sp_task *t,
-                          unsigned worker, uint64_t start,
+                          unsigned attempt, unsigned worker, uint64_t start,
                           struct sp_outcome *out);
+/* The time limit of an attempt of row t in ns (its policy's, else the
+ * call's task_timeout); 0 = none. */
+static inline uint64_t sp_task_limit(const struct sp_run *run, const sp_task *t)
+{
+    if (t->policy && t->policy->time_limit > 0)
+        return (uint64_t)(t->policy->time_limit * 1e9);
+    return run->task_timeout;
+}
 /* Free what an outcome owns (one that was not handed to sp_complete()). */
 void sp_outcome_free(struct sp_outcome *o);
 

@@ -3,7 +3,9 @@
  * probing) and the map's own copy of every key. */
 #include "sp-private.h"
 
+#include <math.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,14 +67,36 @@ uint64_t sp_hash(const char *s, size_t len)
 
 /* The 0.1 ABI holds (docs/guide.md, "Room to grow"): sp_task and
  * sp_options keep their sizes and the offsets of 0.1's fields; data and
- * len took the place of sp_task's first two reserved pointers. */
+ * len took the place of sp_task's first two reserved pointers, policy the
+ * third. */
 _Static_assert(sizeof(sp_task) == 8 * sizeof(void *), "sp_task changed size");
 _Static_assert(offsetof(sp_task, after) == 3 * sizeof(void *) &&
                    offsetof(sp_task, data) == 4 * sizeof(void *) &&
-                   offsetof(sp_task, reserved) == 6 * sizeof(void *),
+                   offsetof(sp_task, policy) == 6 * sizeof(void *) &&
+                   offsetof(sp_task, reserved) == 7 * sizeof(void *),
                "sp_task fields moved");
+_Static_assert(sizeof(sp_task_policy) == 64, "sp_task_policy changed size");
 _Static_assert(offsetof(sp_options, reserved) + 56 == sizeof(sp_options),
                "sp_options changed");
+
+static int check_seconds(double v, const char *who, const char *name)
+{
+    SP_CHECK(isfinite(v) && v >= 0 && v < SP_MAX_SECONDS, SP_EOPTION,
+             "%s: %s %g must be finite, >= 0 and below %g seconds", who, name,
+             v, SP_MAX_SECONDS);
+    return 0;
+}
+
+int sp_table_policy_error(const sp_task_policy *p, const char *who)
+{
+    int err = check_seconds(p->time_limit, who, "time_limit");
+    if (err)
+        return err;
+    for (size_t k = 0; k < sizeof p->reserved; k++)
+        SP_CHECK(!p->reserved[k], SP_ENOTSUP,
+                 "%s: policy reserved[%zu] is not zero; it must be", who, k);
+    return 0;
+}
 
 /* What is wrong with one row on its own (dependencies are checked once
  * every key is known: sp_table_graph()). Shared with sp_spawn(). */
@@ -96,6 +120,12 @@ int sp_table_row_error(const sp_task *t, size_t i)
                                 "task \"%.*s\" at index %zu sets reserved "
                                 "field %zu; it must be zero",
                                 KEY_SHOWN, t->key, i, r);
+    if (t->policy) {
+        char who[128];
+        snprintf(who, sizeof who, "task \"%.*s\" at index %zu", KEY_SHOWN,
+                 t->key, i);
+        return sp_table_policy_error(t->policy, who);
+    }
     return 0;
 }
 

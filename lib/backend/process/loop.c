@@ -80,6 +80,7 @@ static void on_spawn(struct prun *pr, size_t i, const char *key,
     sp_task t = {.key = key};
     uint64_t dlen;
     uint32_t nafter;
+    sp_task_policy policy;
     int err = 0;
     memcpy(&t.fn, p, 8);
     memcpy(&t.arg, p + 8, 8);
@@ -108,6 +109,14 @@ static void on_spawn(struct prun *pr, size_t i, const char *key,
         if (after && !err) {
             after[nafter] = NULL;
             t.after = after;
+        }
+        /* Then the task's policy, when it has one. */
+        size_t rest = (size_t)(end - a);
+        if (!err && rest == sizeof policy) {
+            memcpy(&policy, end - rest, sizeof policy);
+            t.policy = &policy;
+        } else if (!err && rest) {
+            err = sp_set_error(SP_EPROTO, "sp_spawn: a malformed request");
         }
     }
     if (!err)
@@ -443,7 +452,8 @@ static void dispatch(struct prun *pr)
                 const sp_task *t = sp_graph_row(run, i);
                 uint32_t klen = (uint32_t)strlen(t->key) + 1;
                 uint64_t dlen = t->len;
-                size_t len = SP_WIRE_RUN_FIXED + klen + t->len;
+                size_t pol = t->policy ? sizeof *t->policy : 0;
+                size_t len = SP_WIRE_RUN_FIXED + klen + t->len + pol;
                 unsigned char *p = sp_malloc(len);
                 if (!p) { /* give it back; try again later */
                     sp_sched_push(&run->sched, i, false);
@@ -456,6 +466,9 @@ static void dispatch(struct prun *pr)
                 memcpy(p + SP_WIRE_RUN_FIXED, t->key, klen);
                 if (t->len)
                     memcpy(p + SP_WIRE_RUN_FIXED + klen, t->data, t->len);
+                if (pol)
+                    memcpy(p + SP_WIRE_RUN_FIXED + klen + t->len, t->policy,
+                           pol);
                 c.len = len;
                 payload = owned = p;
             }
@@ -494,6 +507,20 @@ static int want_worker(const struct prun *pr)
     return 1;
 }
 
+/* The time limit of the task in worker k's slot (its row's policy, else
+ * the call's task_timeout), in ns; 0 = none. *own: it is the row's. */
+static uint64_t slot_limit(struct prun *pr, unsigned k, bool *own)
+{
+    struct sp_run *run = pr->run;
+    uint32_t cur = atomic_load(&pr->sh->slots[k].current);
+    *own = false;
+    if (!cur || cur - 1 >= sp_results_total(run->res))
+        return run->task_timeout;
+    const sp_task *t = sp_graph_row(run, cur - 1);
+    *own = t->policy && t->policy->time_limit > 0;
+    return sp_task_limit(run, t);
+}
+
 /* Milliseconds poll() may sleep before a deadline, a time limit or a ring
  * scan is due. */
 static int poll_timeout(struct prun *pr, uint64_t now)
@@ -503,18 +530,20 @@ static int poll_timeout(struct prun *pr, uint64_t now)
     if (run->deadline && atomic_load(run->stop) != SP_STOP_DEADLINE &&
         run->deadline < due)
         due = run->deadline; /* once enforced, only exits are awaited */
-    if (run->task_timeout) {
-        for (unsigned k = 0; k < pr->used; k++) {
-            if (!pr->pw[k].pid || pr->pw[k].kill_why)
-                continue;
-            struct slot *s = &pr->sh->slots[k];
-            /* An idle worker may start a task right now. */
-            uint64_t start = atomic_load(&s->phase) == SLOT_RUNNING
-                                 ? atomic_load(&s->started)
-                                 : now;
-            if (start + run->task_timeout < due)
-                due = start + run->task_timeout;
-        }
+    for (unsigned k = 0; k < pr->used; k++) {
+        if (!pr->pw[k].pid || pr->pw[k].kill_why)
+            continue;
+        struct slot *s = &pr->sh->slots[k];
+        bool own;
+        uint64_t limit = slot_limit(pr, k, &own);
+        if (!limit)
+            continue;
+        /* An idle worker may start a task right now. */
+        uint64_t start = atomic_load(&s->phase) == SLOT_RUNNING
+                             ? atomic_load(&s->started)
+                             : now;
+        if (start + limit < due)
+            due = start + limit;
     }
     return due <= now ? 0 : (int)((due - now + 999999) / 1000000);
 }
@@ -527,16 +556,21 @@ static void enforce_limits(struct prun *pr, uint64_t now)
     bool deadline = run->deadline && now >= run->deadline;
     if (deadline)
         sp_run_stop(run, SP_STOP_DEADLINE);
-    if (!deadline && !run->task_timeout)
-        return;
     for (unsigned k = 0; k < pr->used; k++) {
         struct slot *s = &pr->sh->slots[k];
         if (!pr->pw[k].pid || atomic_load(&s->phase) != SLOT_RUNNING)
             continue;
-        if (deadline)
+        if (deadline) {
             sp_proc_kill(&pr->pw[k], KILL_DEADLINE);
-        else if (now >= atomic_load(&s->started) + run->task_timeout)
+            continue;
+        }
+        bool own;
+        uint64_t limit = slot_limit(pr, k, &own);
+        if (limit && now >= atomic_load(&s->started) + limit) {
+            pr->pw[k].limit = limit;
+            pr->pw[k].own_limit = own;
             sp_proc_kill(&pr->pw[k], KILL_TIMEOUT);
+        }
     }
 }
 

@@ -83,11 +83,13 @@ struct pout {
 };
 
 struct pworker {
-    pid_t pid;    /* 0 = no worker in this slot */
-    int fd;       /* parent's end of the channel; -1 once closed */
-    int pidfd;    /* readable when the worker exits; -1 = none */
-    int kill_why; /* KILL_* */
-    bool idle;    /* asked for work; waits for a command */
+    pid_t pid;      /* 0 = no worker in this slot */
+    int fd;         /* parent's end of the channel; -1 once closed */
+    int pidfd;      /* readable when the worker exits; -1 = none */
+    int kill_why;   /* KILL_* */
+    uint64_t limit; /* KILL_TIMEOUT: the limit it ran past, ns */
+    bool own_limit; /* KILL_TIMEOUT: the limit is its row's time_limit */
+    bool idle;      /* asked for work; waits for a command */
     struct pout *out, *out_tail; /* commands not yet written */
     char proto_err[160];
     struct sp_wire_dec dec;  /* the channel's byte stream */

@@ -217,9 +217,9 @@ void sp_proc_describe_end(struct prun *pr, unsigned k, int have_status,
 
     switch (w->kill_why) {
     case KILL_TIMEOUT:
-        snprintf(out, outlen,
-                 "killed after running longer than the task_timeout of %g s",
-                 pr->run->opts.task_timeout);
+        snprintf(out, outlen, "killed after running longer than %s of %g s",
+                 w->own_limit ? "its time_limit" : "the task_timeout",
+                 (double)w->limit / 1e9);
         return;
     case KILL_DEADLINE:
         snprintf(out, outlen, "killed: still running at the deadline of %g s",

@@ -165,6 +165,7 @@ static struct {
     unsigned k;
     struct channel ch;
     struct dep_cache *deps; /* answers for the running task */
+    sp_task_policy policy;  /* the spawned task's, from its RUN command */
 } ws;
 
 static bool read_full(int fd, void *buf, size_t len)
@@ -291,7 +292,8 @@ static int remote_spawn(struct sp_ctx *ctx, const sp_task *t)
         alen += strlen(t->after[nafter]) + 1;
     if (strlen(t->key) > SP_WIRE_MAX_MSG || nafter > UINT32_MAX)
         return sp_set_error(SP_EINVAL, "sp_spawn: the row is too large");
-    size_t len = SP_WIRE_SPAWN_FIXED + t->len + alen;
+    size_t pol = t->policy ? sizeof *t->policy : 0;
+    size_t len = SP_WIRE_SPAWN_FIXED + t->len + alen + pol;
     unsigned char *p = malloc(len);
     if (!p)
         return sp_set_error(SP_ENOMEM, "sp_spawn: out of memory");
@@ -309,6 +311,8 @@ static int remote_spawn(struct sp_ctx *ctx, const sp_task *t)
         memcpy(q, t->after[k], l);
         q += l;
     }
+    if (pol)
+        memcpy(q, t->policy, pol);
     send_request(SP_WIRE_SPAWN, ctx->index, t->key, p, len);
     free(p);
     struct sp_wire_cmd c;
@@ -357,13 +361,20 @@ static uint32_t ask(size_t *i, sp_task *row, unsigned char **payload)
         memcpy(&row->arg, p + 8, 8);
         memcpy(&klen, p + 16, 4);
         memcpy(&dlen, p + 20, 8);
-        if (klen < 2 || SP_WIRE_RUN_FIXED + klen + dlen != c.len ||
+        uint64_t row_len = SP_WIRE_RUN_FIXED + (uint64_t)klen + dlen;
+        bool pol = row_len + sizeof ws.policy == c.len;
+        if (klen < 2 || dlen > c.len || (row_len != c.len && !pol) ||
             p[SP_WIRE_RUN_FIXED + klen - 1])
             channel_broken(s, EPROTO);
         row->key = (char *)p + SP_WIRE_RUN_FIXED;
         row->data = dlen ? p + SP_WIRE_RUN_FIXED + klen : NULL;
         row->len = (size_t)dlen;
         row->after = NULL;
+        row->policy = NULL;
+        if (pol) { /* copied out: the payload is not aligned for it */
+            memcpy(&ws.policy, p + row_len, sizeof ws.policy);
+            row->policy = &ws.policy;
+        }
     }
     return SP_CMD_RUN;
 }
@@ -386,7 +397,7 @@ static bool run_task(size_t i, const sp_task *row)
     atomic_store(&s->phase, SLOT_RUNNING);
     struct sp_outcome o;
     if (row)
-        sp_task_exec_row(run, i, row, ws.k, now, &o);
+        sp_task_exec_row(run, i, row, 1, ws.k, now, &o);
     else
         sp_task_exec(run, i, ws.k, now, &o);
     free_deps();
