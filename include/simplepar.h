@@ -184,6 +184,35 @@ typedef struct sp_ctx sp_ctx;
  */
 typedef int (*sp_task_fn)(sp_ctx *ctx, void *arg);
 
+/** @name Retry outcomes
+ * Bits of ::sp_options.retry_on and ::sp_task_policy.retry_on: which
+ * outcomes of an attempt are tried again (bit 1 << the ::sp_kind).
+ * ::SP_KIND_CANCELLED and ::SP_KIND_SKIPPED are never retried.
+ * @{ */
+#define SP_RETRY_FAILED 0x2u    /**< ::SP_KIND_FAILED: it returned an error */
+#define SP_RETRY_CRASHED 0x4u   /**< ::SP_KIND_CRASHED: its worker died */
+#define SP_RETRY_TIMED_OUT 0x8u /**< ::SP_KIND_TIMED_OUT: over its limit */
+/** @} */
+
+/** Most further attempts a task may have (::sp_options.retries,
+ *  ::sp_task_policy.retries); more gives ::SP_EOPTION. */
+#define SP_MAX_RETRIES 100u
+/** ::sp_task_policy.retries: this task is never tried again, whatever
+ *  ::sp_options.retries says (for work that must not happen twice). */
+#define SP_NO_RETRIES 0xffffffffu
+
+/** How the delay between attempts grows (::sp_options.retry_backoff,
+ *  ::sp_task_policy.retry_backoff). */
+typedef enum sp_backoff {
+    /** In ::sp_options: fixed. In ::sp_task_policy: the call's. */
+    SP_BACKOFF_DEFAULT = 0,
+    /** Every delay is retry_delay. */
+    SP_BACKOFF_FIXED = 1,
+    /** retry_delay before the second attempt, then twice the last delay,
+     *  at most retry_delay_max (when not 0). */
+    SP_BACKOFF_DOUBLING = 2,
+} sp_backoff;
+
 /**
  * Per-task settings: what a row of the task table (::sp_task.policy) or a
  * spawned task may set for itself. Every field's zero means "the call's
@@ -200,9 +229,28 @@ typedef struct sp_task_policy {
      *  (give it a longer one). Range: finite, >= 0 and below
      *  ::SP_MAX_SECONDS (1e9); anything else gives ::SP_EOPTION. */
     double time_limit;
+    /** Seconds from the end of a failed attempt to the earliest start of
+     *  the next; 0 = the call's ::sp_options.retry_delay. Range as
+     *  time_limit. */
+    double retry_delay;
+    /** With ::SP_BACKOFF_DOUBLING, the longest delay; 0 = the call's
+     *  ::sp_options.retry_delay_max. Range as time_limit. */
+    double retry_delay_max;
+    /** Further attempts after a failed one, 1 .. ::SP_MAX_RETRIES (100);
+     *  0 = the call's ::sp_options.retries; ::SP_NO_RETRIES = none for
+     *  this task, whatever the call says. Anything else gives
+     *  ::SP_EOPTION. */
+    unsigned retries;
+    /** Which outcomes are tried again: ::SP_RETRY_FAILED,
+     *  ::SP_RETRY_CRASHED, ::SP_RETRY_TIMED_OUT, or-ed; 0 = the call's
+     *  ::sp_options.retry_on. Other bits give ::SP_EOPTION. */
+    unsigned retry_on;
+    /** ::SP_BACKOFF_FIXED or ::SP_BACKOFF_DOUBLING; ::SP_BACKOFF_DEFAULT
+     *  (0) = the call's ::sp_options.retry_backoff. */
+    sp_backoff retry_backoff;
     /** Reserved for later settings. Must be zero: non-zero gives
      *  ::SP_ENOTSUP. */
-    unsigned char reserved[56];
+    unsigned char reserved[28];
 } sp_task_policy;
 
 /**
@@ -412,6 +460,11 @@ SP_API int sp_spawn(sp_ctx *ctx, const sp_task *task);
 /** @brief The running task's index in the task table. */
 SP_API size_t sp_ctx_index(const sp_ctx *ctx);
 
+/** @brief Which attempt of its task is running: 1 for the first, 2 for the
+ *  first retry, ... (::sp_options.retries); 0 for a NULL @p ctx. On every
+ *  backend, also in a worker process. */
+SP_API unsigned sp_ctx_attempt(const sp_ctx *ctx);
+
 /** @brief Index of the worker running the task: 0 .. workers-1 (always 0 on
  *  the serial backend). Useful for per-worker scratch storage. */
 SP_API unsigned sp_ctx_worker(const sp_ctx *ctx);
@@ -577,6 +630,31 @@ SP_API int sp_entry_exit_status(const sp_entry *e);
 
 /** @brief Index of the worker that ran the task, or ::SP_NO_WORKER. */
 SP_API unsigned sp_entry_worker(const sp_entry *e);
+
+/**
+ * @brief How many times the task's callback was started.
+ *
+ * 1 for a task that ran once, more for one that was tried again
+ * (::sp_options.retries), 0 for one that never started (CANCELLED "not
+ * started", SKIPPED) and for NULL. The entry's kind, code, message,
+ * result, times and worker are those of the last attempt;
+ * sp_entry_first_kind() and its siblings give the first.
+ */
+SP_API unsigned sp_entry_attempts(const sp_entry *e);
+
+/** @brief How the task's first attempt ended: for a task tried more than
+ *  once, its first failure (so one that crashed and then timed out shows
+ *  both); otherwise the same as sp_entry_kind(). */
+SP_API sp_kind sp_entry_first_kind(const sp_entry *e);
+
+/** @brief The first attempt's code (see sp_entry_first_kind()); the same
+ *  as sp_entry_code() for a task tried once. */
+SP_API int sp_entry_first_code(const sp_entry *e);
+
+/** @brief The first attempt's message (see sp_entry_first_kind()); the
+ *  same as sp_entry_message() for a task tried once. Never NULL; owned by
+ *  the map. */
+SP_API const char *sp_entry_first_message(const sp_entry *e);
 
 /** @} */
 
@@ -818,9 +896,35 @@ typedef struct sp_options {
      *  whatever it returned: with its own code and message if it failed,
      *  else with ::SP_ETIMEDOUT and its result bytes kept in the entry. */
     double task_timeout;
-    /** Reserved for later options (retries, a persistent pool, ...). Must
-     *  be zero: non-zero gives ::SP_ENOTSUP. */
-    unsigned char reserved[56];
+    /** Seconds from the end of a failed attempt to the earliest start of
+     *  the next (retries); 0 = at once. Other tasks run meanwhile: the
+     *  delay holds up only the task that waits. Range as deadline. */
+    double retry_delay;
+    /** With ::SP_BACKOFF_DOUBLING, the longest delay in seconds; 0 = no
+     *  cap (below ::SP_MAX_SECONDS). Range as deadline. */
+    double retry_delay_max;
+    /** How many further attempts a task that ended with one of the
+     *  outcomes in retry_on gets, 0 .. ::SP_MAX_RETRIES (100); 0 = none
+     *  (default). Each attempt is a new call of the task's callback, on
+     *  any worker (on the process backend, a retry after a crash runs in
+     *  a fresh worker); sp_ctx_attempt() tells the task which it is. Rows
+     *  may set their own (::sp_task_policy). No attempt starts after the
+     *  deadline, a fail-fast stop or a stop from on_done: a task waiting
+     *  for its next attempt then keeps its last outcome, and a retry that
+     *  could start only after the deadline is not made. on_done, the
+     *  counts, fail-fast and the tasks that depend on it see only a
+     *  task's last attempt. */
+    unsigned retries;
+    /** Which outcomes are tried again: ::SP_RETRY_FAILED,
+     *  ::SP_RETRY_CRASHED, ::SP_RETRY_TIMED_OUT, or-ed; 0 = all three.
+     *  Other bits give ::SP_EOPTION. */
+    unsigned retry_on;
+    /** How the delay grows: ::SP_BACKOFF_FIXED (the default, also for
+     *  ::SP_BACKOFF_DEFAULT) or ::SP_BACKOFF_DOUBLING. */
+    sp_backoff retry_backoff;
+    /** Reserved for later options. Must be zero: non-zero gives
+     *  ::SP_ENOTSUP. */
+    unsigned char reserved[28];
 } sp_options;
 
 /**
@@ -835,13 +939,15 @@ typedef struct sp_options {
  * result bytes, or FAILED / CRASHED / TIMED_OUT / CANCELLED with a code and
  * message. A failing task never hides another's result.
  *
- * Each callback runs at most once: no backend runs a task again behind the
+ * Each callback runs once per attempt, and a task has one attempt unless
+ * the caller asked for retries (::sp_options.retries,
+ * ::sp_task_policy.retries): no backend runs a task again behind the
  * caller's back (a task's side effects, a payment or a write, do not
  * happen twice). A task whose callback began never comes back CANCELLED
  * "not started": if its worker died, it is CRASHED or TIMED_OUT, also when
  * it had returned and only its result was lost. On the process backend a
  * task whose worker died after claiming it but before calling it is run by
- * another worker; its callback still runs once.
+ * another worker; that is not a new attempt.
  *
  * Time limits (::sp_options.task_timeout, the deadline) bound the
  * callback, not the transfer of its result: a result that was completely

@@ -42,6 +42,13 @@ static int check_options(const sp_options *o)
     int err = check_seconds(o->deadline, "deadline");
     if (!err)
         err = check_seconds(o->task_timeout, "task_timeout");
+    if (!err)
+        err = check_seconds(o->retry_delay, "retry_delay");
+    if (!err)
+        err = check_seconds(o->retry_delay_max, "retry_delay_max");
+    if (!err)
+        err = sp_table_retry_error(o->retries, o->retry_on,
+                                   (int)o->retry_backoff, "sp_options");
     if (err)
         return err;
     SP_CHECK(o->stack_size == 0 ||
@@ -75,14 +82,24 @@ int sp_run_init(struct sp_run *run, const sp_task *tasks, size_t n,
     run->t0 = t0;
     run->ops = backends[opts->backend];
     run->stop = &run->stop_local;
+    atomic_init(&run->failfast_cause, UINT32_MAX);
     run->res = sp_results_alloc(n);
     SP_CHECK(run->res, SP_ENOMEM, "cannot allocate a results map of %zu", n);
-    err = sp_table_index(tasks, n, run->res);
+    bool retries = opts->retries && opts->retries != SP_NO_RETRIES;
+    err = sp_table_index(tasks, n, run->res, &retries);
+    if (!err && retries && n &&
+        !(run->tries = sp_calloc(n, sizeof *run->tries)))
+        err = sp_set_error(SP_ENOMEM,
+                           "cannot allocate the retry records of "
+                           "%zu tasks",
+                           n);
     if (!err)
         err = sp_table_graph(run);
     if (!err && (err = sp_graph_init(run)) != 0)
         sp_graph_free(&run->graph);
     if (err) {
+        free(run->tries);
+        run->tries = NULL;
         sp_results_free(run->res);
         run->res = NULL;
         return err;
@@ -103,6 +120,8 @@ sp_results *sp_run_close(struct sp_run *run)
     sp_complete_free(run);
     sp_sched_free(&run->sched);
     sp_graph_free(&run->graph);
+    free(run->tries); /* every record ended with its task's last attempt */
+    run->tries = NULL;
     sp_results *res = run->res;
     res->elapsed_ns = sp_now() - run->t0;
     run->res = NULL;
@@ -148,6 +167,7 @@ int sp_call(const sp_task *tasks, size_t n, const sp_options *opts,
         }
         if (err) {
             sp_graph_free(&run.graph);
+            free(run.tries);
             sp_results_free(run.res);
             return err;
         }

@@ -23,6 +23,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/types.h>
@@ -63,6 +64,7 @@ enum {
     SP_EF_TASK_CODE = 4, /* code is the task's own number, not an sp_error */
     SP_EF_RELEASE = 8,   /* data is freed by a function in sp_results.owned */
     SP_EF_WAITED = 16,   /* a spawned task waits for it (graph.c's edges) */
+    SP_EF_STORY = 32,    /* msg is the text of a struct sp_story (retries) */
 };
 
 /* What one attempt of a task came to, in the form the map keeps it. */
@@ -82,6 +84,18 @@ struct sp_how {
     uint8_t flags;
     uint8_t signo;       /* CRASHED: the signal that killed the worker */
     uint8_t exit_status; /* CRASHED: exit status, valid when SP_EXITED */
+};
+
+/* What the map keeps of a task that had more than one attempt, in one
+ * allocation behind its entry's message (SP_EF_STORY): the entry is the
+ * last attempt, the story adds the count and the first attempt. Freed with
+ * the entry. */
+struct sp_story {
+    uint32_t attempts;
+    int first_code;
+    struct sp_how first_how; /* kind, SP_EF_TASK_CODE, signo, exit status */
+    const char *first_msg;   /* into text, after the entry's message */
+    char text[];             /* the entry's message, NUL, the first's, NUL */
 };
 
 /* One entry of the results map: its key and index, written by validation,
@@ -130,8 +144,9 @@ struct sp_keys {
  * segments that never move, so its entry's address stays valid. */
 struct sp_xtask {
     sp_entry e;
-    sp_task row;    /* key, data, after point into `copy` */
-    uint32_t *deps; /* its dependencies, in after order */
+    struct sp_try *tries; /* between attempts (complete.c); else NULL */
+    sp_task row;          /* key, data, after point into `copy` */
+    uint32_t *deps;       /* its dependencies, in after order */
     uint32_t ndeps;
     _Atomic uint32_t pending; /* unmet dependencies | SP_DEP_DOOMED */
     uint32_t cause;           /* the dependency that doomed it */
@@ -185,6 +200,14 @@ static inline sp_entry *sp_entry_at(const sp_results *res, size_t i)
     if (i < res->n)
         return &res->entries[i];
     return &sp_xtask_at(res, i - res->n)->e;
+}
+
+/* The story behind an entry flagged SP_EF_STORY. */
+static inline const struct sp_story *sp_entry_story(const sp_entry *e)
+{
+    return (
+        const struct sp_story *)(const void *)(e->r.msg -
+                                               offsetof(struct sp_story, text));
 }
 
 /* Tasks in the call so far: rows plus spawned. */
@@ -241,6 +264,19 @@ struct sp_outcome {
     void (*release)(void *data);
 };
 
+/* A task whose attempt failed and is to be tried again (complete.c): what
+ * the run keeps of it until its last attempt ends. Written by whoever
+ * completes an attempt, read by whoever starts the next (the scheduler's
+ * lock orders them). */
+struct sp_try {
+    uint32_t attempts; /* attempts that ended */
+    bool waiting;      /* its next attempt is not handed out yet */
+    int first_code;    /* the first attempt: code, how, message */
+    struct sp_how first_how;
+    char *first_msg;        /* owned, or NULL */
+    struct sp_outcome last; /* the last attempt's outcome, owned */
+};
+
 /* A result buffer the map frees with the task's own function. */
 struct sp_owned {
     struct sp_owned *next;
@@ -261,6 +297,7 @@ struct sp_doneq {
     bool waiting;    /* the calling thread sleeps on cond */
     bool producers;  /* workers may still append */
     bool poke_sched; /* the calling thread waits in the scheduler: wake it */
+    bool kick;       /* the calling thread must look at the run again */
     bool ready;      /* lock and cond were initialised */
 };
 
@@ -277,12 +314,20 @@ struct sp_claim {
     struct sp_tally own; /* merged by the backend when its workers are gone */
 };
 
+/* A task to be tried again once its delay has passed (sched.c). */
+struct sp_later {
+    uint64_t due; /* absolute ns */
+    uint32_t i;
+};
+
 /* The ready queue (sched.c). Tasks ready at the start form the static list
  * (today: every row, in table order), handed out in chunks from one counter
  * and stolen back from busy workers, so a claim costs one uncontended CAS.
  * Tasks that become ready later go into a min-heap by index under the lock;
  * among ready tasks the lowest index (table order, then spawn order) starts
- * first. See the invariants at the top of sched.c. */
+ * first. Tasks to be tried again after a delay wait in a second min-heap,
+ * by due time, until it passes. See the invariants at the top of
+ * sched.c. */
 struct sp_sched {
     struct sp_run *run;
     size_t n_static;         /* positions in the static list */
@@ -299,10 +344,15 @@ struct sp_sched {
     /* Smallest index in the heap, UINT32_MAX when it is empty: read by
      * every claim, written only when the heap changes. */
     _Alignas(64) _Atomic uint32_t heap_min;
+    /* Earliest due time in `later`, UINT64_MAX when it is empty: read by
+     * every claim, written only when `later` changes. */
+    _Atomic uint64_t later_min;
     pthread_mutex_t lock;
     pthread_cond_t wake;
     uint32_t *heap;
     size_t heap_len, heap_cap;
+    struct sp_later *later; /* waiting out a retry delay, by due time */
+    size_t later_len, later_cap;
     unsigned sleepers;
     uint64_t gen;      /* bumped by every push and by stop */
     _Atomic bool over; /* nothing will start any more */
@@ -374,6 +424,13 @@ struct sp_run {
     _Atomic(const char *) oom_note;
     struct sp_sched sched;
     struct sp_graph graph;
+    /* Per table row, its retry record (struct sp_try) between attempts;
+     * NULL when no row may be tried again. Spawned tasks keep theirs in
+     * their sp_xtask. */
+    struct sp_try **tries;
+    /* The task whose failure stopped the run under fail-fast (its index),
+     * or UINT32_MAX. */
+    _Atomic uint32_t failfast_cause;
     const struct sp_remote *remote; /* in a worker process; NULL = local */
     struct sp_doneq done;
     struct sp_tally caller; /* outcomes recorded on the calling thread */
@@ -502,13 +559,20 @@ const char *sp_errno_text(int err, char *buf, size_t len);
 /* ---- table.c ------------------------------------------------------------ */
 
 /* Validate rows, build the key index and copy the keys into res.
- * Returns 0 or an error code with sp_last_error() set. */
-int sp_table_index(const sp_task *tasks, size_t n, sp_results *res);
+ * Returns 0 or an error code with sp_last_error() set. *retries: some
+ * row's policy asks for retries. */
+int sp_table_index(const sp_task *tasks, size_t n, sp_results *res,
+                   bool *retries);
 /* A row's own faults (key, callback, data, reserved fields, policy): 0 or
  * an error with the message set. Shared with sp_spawn(). */
 int sp_table_row_error(const sp_task *t, size_t i);
 /* A policy's faults; `who` names the row in the message. */
 int sp_table_policy_error(const sp_task_policy *p, const char *who);
+/* The retry fields' faults (options and policies alike). */
+int sp_table_retry_error(unsigned retries, unsigned retry_on, int backoff,
+                         const char *who);
+/* Every outcome a retry may repeat. */
+#define SP_RETRY_ALL (SP_RETRY_FAILED | SP_RETRY_CRASHED | SP_RETRY_TIMED_OUT)
 /* After the index: check every row's 'after' (keys in the table, no
  * cycle) and build the table's edges into run->graph; 0 or SP_EDEPKEY /
  * SP_ECYCLE / SP_ENOMEM with the message naming the row (and the keys
@@ -581,6 +645,28 @@ void sp_sched_push(struct sp_sched *s, size_t i, bool claims_next);
 /* Make room in the heap for cap tasks (every task can be in it at most
  * once). 0 or SP_ENOMEM. */
 int sp_sched_reserve(struct sp_sched *s, size_t cap);
+/* Task i is to be tried again at the absolute time due (ns): it waits in
+ * the scheduler, holding up nothing else, then becomes ready. Room must
+ * have been made (sp_sched_reserve_later()). */
+void sp_sched_push_later(struct sp_sched *s, size_t i, uint64_t due);
+/* Make room for cap tasks waiting for their retry; false out of memory. */
+bool sp_sched_reserve_later(struct sp_sched *s, size_t cap);
+/* Make room in the heap for cap tasks without setting sp_last_error();
+ * false out of memory. */
+bool sp_sched_reserve_quiet(struct sp_sched *s, size_t cap);
+/* Whether a task waits for its retry delay. */
+static inline bool sp_sched_later_pending(const struct sp_sched *s)
+{
+    return atomic_load_explicit((_Atomic uint64_t *)&s->later_min,
+                                memory_order_relaxed) != UINT64_MAX;
+}
+/* When a thread that waits for the run (the caller) must look at it
+ * again: the next retry due, the deadline; absolute ns, 0 = only when
+ * woken. */
+uint64_t sp_sched_wake_at(struct sp_sched *s);
+/* That thread's look at the run at time now: stop at the deadline, and
+ * make the tasks whose retry delay has passed ready. */
+void sp_sched_tick(struct sp_sched *s, uint64_t now);
 /* A stop was requested: wake every sleeping worker. */
 void sp_sched_wake(struct sp_sched *s);
 /* After every worker is gone: every task without an outcome never started;
@@ -611,11 +697,39 @@ void sp_outcome_free(struct sp_outcome *o);
 
 /* ---- complete.c --------------------------------------------------------- */
 
-/* Record how task i ended: the ONLY writer of an entry's outcome. Takes
- * ownership of what *o holds. Counts it in t, applies fail-fast, queues or
- * calls the completion callback. Any thread; never twice for one task. */
+/* Record how an attempt of task i ended: the ONLY writer of an entry's
+ * outcome. Takes ownership of what *o holds. Decides whether the task is
+ * tried again (then hands it back to the scheduler and records nothing
+ * yet); otherwise counts it in t, applies fail-fast, queues or calls the
+ * completion callback. Any thread; once per attempt. */
 void sp_complete(struct sp_run *run, size_t i, struct sp_outcome *o,
                  struct sp_tally *t);
+/* Task i waits for a retry that will never start (the run is over): record
+ * its last attempt's outcome, kept since. Calling thread. */
+void sp_complete_pending(struct sp_run *run, size_t i, struct sp_tally *t);
+/* Whether row t's policy has attempt `attempt` (1-based) that ended with
+ * kind tried again, the run's state aside. Workers in other processes ask
+ * it too (fail-fast applies only to a task's last attempt). */
+bool sp_complete_retries(const struct sp_run *run, const sp_task *t,
+                         unsigned attempt, int kind);
+/* Task i's retry record's place: a table row's in run->tries (NULL when no
+ * row may be tried again), a spawned task's in its sp_xtask. */
+static inline struct sp_try **sp_complete_tries(struct sp_run *run, size_t i)
+{
+    if (i < run->n)
+        return run->tries ? &run->tries[i] : NULL;
+    return &sp_xtask_at(run->res, i - run->n)->tries;
+}
+/* The number of task i's next attempt (1 for the first). */
+unsigned sp_complete_attempt(struct sp_run *run, size_t i);
+/* Task i is handed out for its next attempt (the process parent); returns
+ * that attempt's number. */
+unsigned sp_complete_handout(struct sp_run *run, size_t i);
+/* Whether task i waits for a retry (an outcome for it now is bogus). */
+bool sp_complete_waiting(struct sp_run *run, size_t i);
+/* Wake the calling thread waiting in sp_complete_drain_until() so it looks
+ * at the run again (a retry delay began). */
+void sp_complete_kick(struct sp_run *run);
 /* Whether recording an outcome of this kind stops the run (fail-fast): the
  * policy sp_complete() applies. Workers in other processes ask it too, so
  * the stop takes effect before the parent records the outcome. */
@@ -644,7 +758,8 @@ int sp_complete_queue(struct sp_run *run);
 void sp_complete_free(struct sp_run *run);
 /* On the calling thread: deliver queued completions until the producers
  * are done (sp_complete_producers_done()) and the queue is empty (true),
- * or until the absolute time `until` (ns; 0 = no limit) passes (false). */
+ * or until the absolute time `until` (ns; 0 = no limit) passes or
+ * sp_complete_kick() is called (false). */
 bool sp_complete_drain_until(struct sp_run *run, uint64_t until);
 /* On the calling thread: deliver what is queued now, without waiting. */
 void sp_complete_deliver_queued(struct sp_run *run);

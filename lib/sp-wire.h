@@ -67,7 +67,8 @@ struct sp_wire_cmd {
     uint32_t magic;
     uint32_t type;  /* SP_CMD_* */
     uint32_t index; /* RUN: the task */
-    int32_t code;   /* DEP, SPAWNED: 0 or an sp_error */
+    int32_t code;   /* DEP, SPAWNED: 0 or an sp_error; RUN: the attempts
+                       made before this one (retries), 0 .. SP_MAX_RETRIES */
     uint64_t len;   /* payload bytes that follow */
 };
 void sp_wire_cmd_encode(unsigned char *out, const struct sp_wire_cmd *c);

@@ -76,8 +76,15 @@ _Static_assert(offsetof(sp_task, after) == 3 * sizeof(void *) &&
                    offsetof(sp_task, reserved) == 7 * sizeof(void *),
                "sp_task fields moved");
 _Static_assert(sizeof(sp_task_policy) == 64, "sp_task_policy changed size");
-_Static_assert(offsetof(sp_options, reserved) + 56 == sizeof(sp_options),
+/* The retry fields took 28 of the 56 reserved bytes of 0.1. */
+_Static_assert(offsetof(sp_options, task_timeout) + sizeof(double) + 56 ==
+                       sizeof(sp_options) &&
+                   offsetof(sp_options, reserved) + 28 == sizeof(sp_options),
                "sp_options changed");
+_Static_assert(SP_RETRY_FAILED == 1u << SP_KIND_FAILED &&
+                   SP_RETRY_CRASHED == 1u << SP_KIND_CRASHED &&
+                   SP_RETRY_TIMED_OUT == 1u << SP_KIND_TIMED_OUT,
+               "retry bits are 1 << kind");
 
 static int check_seconds(double v, const char *who, const char *name)
 {
@@ -87,9 +94,33 @@ static int check_seconds(double v, const char *who, const char *name)
     return 0;
 }
 
+int sp_table_retry_error(unsigned retries, unsigned retry_on, int backoff,
+                         const char *who)
+{
+    SP_CHECK(retries <= SP_MAX_RETRIES || retries == SP_NO_RETRIES, SP_EOPTION,
+             "%s: retries %u is above the limit %u", who, retries,
+             SP_MAX_RETRIES);
+    SP_CHECK(!(retry_on & ~SP_RETRY_ALL), SP_EOPTION,
+             "%s: retry_on 0x%x has bits other than SP_RETRY_FAILED, "
+             "SP_RETRY_CRASHED and SP_RETRY_TIMED_OUT",
+             who, retry_on);
+    SP_CHECK(backoff == SP_BACKOFF_DEFAULT || backoff == SP_BACKOFF_FIXED ||
+                 backoff == SP_BACKOFF_DOUBLING,
+             SP_EOPTION, "%s: retry_backoff %d is not a valid sp_backoff", who,
+             backoff);
+    return 0;
+}
+
 int sp_table_policy_error(const sp_task_policy *p, const char *who)
 {
     int err = check_seconds(p->time_limit, who, "time_limit");
+    if (!err)
+        err = check_seconds(p->retry_delay, who, "retry_delay");
+    if (!err)
+        err = check_seconds(p->retry_delay_max, who, "retry_delay_max");
+    if (!err)
+        err = sp_table_retry_error(p->retries, p->retry_on,
+                                   (int)p->retry_backoff, who);
     if (err)
         return err;
     for (size_t k = 0; k < sizeof p->reserved; k++)
@@ -176,7 +207,8 @@ static int insert_block(const sp_task *tasks, sp_results *res, size_t lo,
     return 0;
 }
 
-int sp_table_index(const sp_task *tasks, size_t n, sp_results *res)
+int sp_table_index(const sp_task *tasks, size_t n, sp_results *res,
+                   bool *retries)
 {
     uint64_t hs[BLOCK];
     size_t ls[BLOCK];
@@ -194,6 +226,9 @@ int sp_table_index(const sp_task *tasks, size_t n, sp_results *res)
                 hi = i;
                 break;
             }
+            if (SP_UNLIKELY(t->policy != NULL) && t->policy->retries &&
+                t->policy->retries != SP_NO_RETRIES)
+                *retries = true;
             ls[i - lo] = strlen(t->key);
             hs[i - lo] = sp_hash(t->key, ls[i - lo]);
             total += ls[i - lo] + 1;

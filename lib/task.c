@@ -225,6 +225,11 @@ SP_API unsigned sp_ctx_worker(const sp_ctx *ctx)
     return ctx ? ctx->worker : 0;
 }
 
+SP_API unsigned sp_ctx_attempt(const sp_ctx *ctx)
+{
+    return ctx ? ctx->attempt : 0;
+}
+
 _Thread_local void *sp_worker_state;
 
 SP_API void *sp_ctx_worker_state(const sp_ctx *ctx)
@@ -328,7 +333,10 @@ uint64_t sp_task_exec(struct sp_run *run, size_t i, unsigned worker,
                       uint64_t start, struct sp_outcome *out)
 {
     const sp_task *t = i < run->n ? &run->tasks[i] : sp_graph_row(run, i);
-    return sp_task_exec_row(run, i, t, 1, worker, start, out);
+    unsigned attempt = SP_UNLIKELY(run->tries || i >= run->n)
+                           ? sp_complete_attempt(run, i)
+                           : 1;
+    return sp_task_exec_row(run, i, t, attempt, worker, start, out);
 }
 
 void sp_outcome_free(struct sp_outcome *o)

@@ -16,6 +16,9 @@ struct shared {
     atomic_int calls[16];     /* per task index: callbacks started */
     atomic_int first_pid[16]; /* per task index: pid of its first attempt */
     atomic_int started;       /* tasks that began (cancel tests) */
+    /* per task index and attempt: when it began and ended (CLOCK_MONOTONIC
+     * ns, the same clock in every process) */
+    _Atomic uint64_t began[16][16], ended[16][16];
 };
 static struct shared *sh;
 
@@ -190,6 +193,501 @@ static void test_spawned_task_limit(void **state)
     sp_results_free(res);
 }
 
+/* ---- retries ------------------------------------------------------------ */
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Fails until its attempt reaches (uintptr_t)arg, then succeeds; counts
+ * its calls and notes when each attempt began and ended (in the shared
+ * mapping: the monotonic clock is the same in worker processes). */
+static int flaky(sp_ctx *ctx, void *arg)
+{
+    size_t i = sp_ctx_index(ctx) % 16;
+    unsigned a = sp_ctx_attempt(ctx);
+    atomic_fetch_add(&sh->calls[i], 1);
+    if (a < 16)
+        atomic_store(&sh->began[i][a], now_ns());
+    int rc;
+    if (a < (unsigned)(uintptr_t)arg)
+        rc = sp_fail(ctx, 40 + (int)a, "attempt %u failed", a);
+    else
+        rc = sp_set_resultf(ctx, "ok on attempt %u", a);
+    if (a < 16)
+        atomic_store(&sh->ended[i][a], now_ns());
+    return rc;
+}
+
+struct done_count {
+    size_t calls;
+    size_t per_index[16];
+};
+
+static int count_done(const sp_entry *e, void *user)
+{
+    struct done_count *d = user;
+    d->calls++;
+    d->per_index[sp_entry_index(e) % 16]++;
+    return 0;
+}
+
+static void test_fails_twice_then_ok(void **state)
+{
+    (void)state;
+    reset();
+    sp_task t[] = {{.key = "flaky", .fn = flaky, .arg = (void *)3},
+                   {.key = "plain", .fn = quick}};
+    struct done_count d = {0};
+    sp_options o = test_opts();
+    o.retries = 2;
+    o.on_done = count_done;
+    o.on_done_arg = &d;
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, 2, &o, &res), 0);
+    const sp_entry *e = sp_results_get(res, "flaky");
+    assert_int_equal(sp_entry_kind(e), SP_KIND_OK);
+    assert_string_equal(sp_entry_str(e), "ok on attempt 3");
+    assert_string_equal(sp_entry_message(e), "");
+    assert_int_equal(sp_entry_attempts(e), 3);
+    assert_int_equal(atomic_load(&sh->calls[0]), 3);
+    /* The first failure is kept beside the final outcome. */
+    assert_int_equal(sp_entry_first_kind(e), SP_KIND_FAILED);
+    assert_int_equal(sp_entry_first_code(e), 41);
+    assert_string_equal(sp_entry_first_message(e), "attempt 1 failed");
+    /* A task tried once: its first attempt is its last. */
+    e = sp_results_get(res, "plain");
+    assert_int_equal(sp_entry_attempts(e), 1);
+    assert_int_equal(sp_entry_first_kind(e), SP_KIND_OK);
+    assert_string_equal(sp_entry_first_message(e), "");
+    /* Only last attempts are counted and reported. */
+    assert_int_equal(sp_results_ok(res), 2);
+    assert_int_equal(d.calls, 2);
+    assert_int_equal(d.per_index[0], 1);
+    sp_results_free(res);
+}
+
+static void test_always_fails(void **state)
+{
+    (void)state;
+    reset();
+    sp_task t[] = {{.key = "bad", .fn = flaky, .arg = (void *)99}};
+    sp_options o = test_opts();
+    o.retries = 2;
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, 1, &o, &res), 0);
+    const sp_entry *e = sp_results_at(res, 0);
+    assert_int_equal(sp_entry_kind(e), SP_KIND_FAILED);
+    assert_int_equal(sp_entry_attempts(e), 3);
+    assert_int_equal(sp_entry_code(e), 43);
+    assert_int_equal(sp_entry_code_origin(e), SP_ORIGIN_TASK);
+    assert_string_equal(sp_entry_message(e), "attempt 3 failed");
+    assert_int_equal(sp_entry_first_kind(e), SP_KIND_FAILED);
+    assert_int_equal(sp_entry_first_code(e), 41);
+    assert_string_equal(sp_entry_first_message(e), "attempt 1 failed");
+    assert_int_equal(atomic_load(&sh->calls[0]), 3);
+    assert_int_equal(sp_results_failed(res), 1);
+    sp_results_free(res);
+}
+
+/* Rows choose: their own count over the call's, or none at all. */
+static void test_policy_overrides_the_call(void **state)
+{
+    (void)state;
+    reset();
+    sp_task_policy twice = {.retries = 2}, never = {.retries = SP_NO_RETRIES};
+    sp_task t[] = {
+        {.key = "own", .fn = flaky, .arg = (void *)3, .policy = &twice},
+        {.key = "never", .fn = flaky, .arg = (void *)2, .policy = &never},
+        {.key = "call", .fn = flaky, .arg = (void *)2},
+    };
+    sp_options o = test_opts();
+    o.retries = 1;
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, 3, &o, &res), 0);
+    assert_int_equal(sp_entry_kind(sp_results_get(res, "own")), SP_KIND_OK);
+    assert_int_equal(sp_entry_attempts(sp_results_get(res, "own")), 3);
+    assert_int_equal(sp_entry_kind(sp_results_get(res, "never")),
+                     SP_KIND_FAILED);
+    assert_int_equal(sp_entry_attempts(sp_results_get(res, "never")), 1);
+    assert_int_equal(atomic_load(&sh->calls[1]), 1);
+    assert_int_equal(sp_entry_kind(sp_results_get(res, "call")), SP_KIND_OK);
+    assert_int_equal(sp_entry_attempts(sp_results_get(res, "call")), 2);
+    sp_results_free(res);
+
+    /* A row's policy alone, in a call without retries. */
+    reset();
+    o.retries = 0;
+    assert_int_equal(simple_parallel(t, 3, &o, &res), 0);
+    assert_int_equal(sp_entry_attempts(sp_results_get(res, "own")), 3);
+    assert_int_equal(sp_entry_kind(sp_results_get(res, "call")),
+                     SP_KIND_FAILED);
+    assert_int_equal(sp_entry_attempts(sp_results_get(res, "call")), 1);
+    sp_results_free(res);
+}
+
+/* Segfaults on its first attempt (after noting its pid), then returns the
+ * pid of the process that runs it. */
+static int crashes_once(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    size_t i = sp_ctx_index(ctx);
+    atomic_fetch_add(&sh->calls[i], 1);
+    if (sp_ctx_attempt(ctx) == 1) {
+        atomic_store(&sh->first_pid[i], (int)getpid());
+        raise(SIGSEGV);
+    }
+    return sp_set_resultf(ctx, "%d", (int)getpid());
+}
+
+static void test_crash_retried_in_a_fresh_worker(void **state)
+{
+    (void)state;
+    if (test_backend != SP_BACKEND_PROCESS)
+        skip(); /* a crash is only survivable in a worker process */
+    reset();
+    sp_task t[] = {{.key = "crashy", .fn = crashes_once},
+                   {.key = "plain", .fn = quick}};
+    sp_options o = test_opts();
+    o.retries = 1;
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, 2, &o, &res), 0);
+    const sp_entry *e = sp_results_get(res, "crashy");
+    assert_int_equal(sp_entry_kind(e), SP_KIND_OK);
+    assert_int_equal(sp_entry_attempts(e), 2);
+    assert_int_equal(sp_entry_first_kind(e), SP_KIND_CRASHED);
+    assert_int_equal(sp_entry_first_code(e), SP_ECRASHED);
+    assert_non_null(strstr(sp_entry_first_message(e), "SIGSEGV"));
+    int first = atomic_load(&sh->first_pid[0]), second = atoi(sp_entry_str(e));
+    assert_true(first > 0 && second > 0);
+    assert_int_not_equal(first, second);
+    assert_int_not_equal(second, (int)getpid());
+    assert_int_equal(atomic_load(&sh->calls[0]), 2);
+    assert_int_equal(sp_results_ok(res), 2);
+    sp_results_free(res);
+}
+
+/* retry_on = CRASHED only: a FAILED task is not tried again (and, on the
+ * process backend, a crashing one is). */
+static void test_retry_only_on_crashed(void **state)
+{
+    (void)state;
+    reset();
+    sp_task t[] = {{.key = "fails", .fn = flaky, .arg = (void *)2},
+                   {.key = "crashy", .fn = crashes_once}};
+    size_t n = test_backend == SP_BACKEND_PROCESS ? 2 : 1;
+    sp_options o = test_opts();
+    o.retries = 3;
+    o.retry_on = SP_RETRY_CRASHED;
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, n, &o, &res), 0);
+    const sp_entry *e = sp_results_get(res, "fails");
+    assert_int_equal(sp_entry_kind(e), SP_KIND_FAILED);
+    assert_int_equal(sp_entry_attempts(e), 1);
+    assert_string_equal(sp_entry_message(e), "attempt 1 failed");
+    assert_int_equal(atomic_load(&sh->calls[0]), 1);
+    if (n == 2) {
+        e = sp_results_get(res, "crashy");
+        assert_int_equal(sp_entry_kind(e), SP_KIND_OK);
+        assert_int_equal(sp_entry_attempts(e), 2);
+    }
+    sp_results_free(res);
+}
+
+/* Times out on its first attempt (gives up when stopped, or is killed),
+ * succeeds on the next. */
+static int slow_once(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    if (sp_ctx_attempt(ctx) == 1) {
+        test_wait_cancel(ctx, 5000);
+        return sp_fail(ctx, 9, "gave up: cancelled");
+    }
+    return sp_set_result_str(ctx, "fast this time");
+}
+
+static void test_timed_out_retried(void **state)
+{
+    (void)state;
+    sp_task_policy p = {.time_limit = 0.03 * test_scale(),
+                        .retries = 1,
+                        .retry_on = SP_RETRY_TIMED_OUT};
+    sp_task t[] = {{.key = "slow", .fn = slow_once, .policy = &p}};
+    sp_options o = test_opts();
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, 1, &o, &res), 0);
+    const sp_entry *e = sp_results_at(res, 0);
+    assert_int_equal(sp_entry_kind(e), SP_KIND_OK);
+    assert_string_equal(sp_entry_str(e), "fast this time");
+    assert_int_equal(sp_entry_attempts(e), 2);
+    assert_int_equal(sp_entry_first_kind(e), SP_KIND_TIMED_OUT);
+    sp_results_free(res);
+}
+
+/* Process: crashed, then timed out (killed at its limit): both show. */
+static int crashes_then_hangs(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    if (sp_ctx_attempt(ctx) == 1)
+        raise(SIGSEGV);
+    test_sleep_ms(5000);
+    return 0;
+}
+
+static void test_crashed_then_timed_out(void **state)
+{
+    (void)state;
+    if (test_backend != SP_BACKEND_PROCESS)
+        skip(); /* a crash is only survivable in a worker process */
+    sp_task_policy p = {.time_limit = 0.05 * test_scale()};
+    sp_task t[] = {{.key = "x", .fn = crashes_then_hangs, .policy = &p}};
+    sp_options o = test_opts();
+    o.retries = 1;
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, 1, &o, &res), 0);
+    const sp_entry *e = sp_results_at(res, 0);
+    assert_int_equal(sp_entry_kind(e), SP_KIND_TIMED_OUT);
+    assert_non_null(strstr(sp_entry_message(e), "its time_limit"));
+    assert_int_equal(sp_entry_attempts(e), 2);
+    assert_int_equal(sp_entry_first_kind(e), SP_KIND_CRASHED);
+    assert_non_null(strstr(sp_entry_first_message(e), "SIGSEGV"));
+    sp_results_free(res);
+}
+
+static void make_quick(sp_task *t, char (*keys)[8], size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        snprintf(keys[i], sizeof keys[i], "k%zu", i);
+        t[i] = (sp_task){.key = keys[i], .fn = quick};
+    }
+}
+
+/* The delay: the next attempt starts at least retry_delay after the last
+ * one ended, and the other tasks run meanwhile (one worker: they all end
+ * before the retry starts). */
+static void test_backoff_delay(void **state)
+{
+    (void)state;
+    reset();
+    enum { N = 6 };
+    sp_task t[N];
+    char keys[N][8];
+    make_quick(t, keys, N);
+    t[0].fn = flaky;
+    t[0].arg = (void *)2;
+    sp_options o = test_opts();
+    o.max_workers = 1;
+    o.retries = 1;
+    o.retry_delay = 0.08 * test_scale();
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, N, &o, &res), 0);
+    assert_int_equal(sp_results_ok(res), N);
+    const sp_entry *e = sp_results_at(res, 0);
+    assert_int_equal(sp_entry_attempts(e), 2);
+    uint64_t gap =
+        atomic_load(&sh->began[0][2]) - atomic_load(&sh->ended[0][1]);
+    assert_true((double)gap / 1e9 >= o.retry_delay);
+    for (size_t i = 1; i < N; i++)
+        assert_true(sp_entry_end(sp_results_at(res, i)) <= sp_entry_start(e));
+    sp_results_free(res);
+}
+
+/* Doubling delays with a cap: at least 1, 2, 2, ... times the base
+ * between attempts; and the capped series ends (uncapped, its eight
+ * delays would add up to 255 times the base). */
+static void test_backoff_doubling(void **state)
+{
+    (void)state;
+    reset();
+    double base = 0.02 * test_scale();
+    sp_task_policy p = {.retries = 8,
+                        .retry_delay = base,
+                        .retry_delay_max = 2 * base,
+                        .retry_backoff = SP_BACKOFF_DOUBLING};
+    sp_task t[] = {
+        {.key = "bad", .fn = flaky, .arg = (void *)99, .policy = &p}};
+    sp_options o = test_opts();
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, 1, &o, &res), 0);
+    const sp_entry *e = sp_results_at(res, 0);
+    assert_int_equal(sp_entry_kind(e), SP_KIND_FAILED);
+    assert_int_equal(sp_entry_attempts(e), 9);
+    for (unsigned a = 2; a <= 9; a++) {
+        uint64_t gap =
+            atomic_load(&sh->began[0][a]) - atomic_load(&sh->ended[0][a - 1]);
+        assert_true((double)gap / 1e9 >= (a == 2 ? 1 : 2) * base);
+    }
+    assert_true(sp_results_elapsed(res) < 100 * base);
+    sp_results_free(res);
+}
+
+/* The deadline passes while a retry waits (its delay passed, the only
+ * worker busy): no attempt starts after it, the task keeps its failure. */
+static void test_deadline_while_a_retry_waits(void **state)
+{
+    (void)state;
+    reset();
+    sp_task t[] = {{.key = "flaky", .fn = flaky, .arg = (void *)2},
+                   {.key = "busy", .fn = waits_for_cancel}};
+    sp_options o = test_opts();
+    o.max_workers = 1;
+    o.retries = 3;
+    o.retry_delay = 0.03 * test_scale();
+    o.deadline = 0.15 * test_scale();
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, 2, &o, &res), 0);
+    const sp_entry *e = sp_results_get(res, "flaky");
+    assert_int_equal(sp_entry_kind(e), SP_KIND_FAILED);
+    assert_int_equal(sp_entry_attempts(e), 1);
+    assert_string_equal(sp_entry_message(e), "attempt 1 failed");
+    assert_int_equal(atomic_load(&sh->calls[0]), 1);
+    assert_int_equal(sp_entry_kind(sp_results_get(res, "busy")),
+                     SP_KIND_TIMED_OUT);
+    sp_results_free(res);
+}
+
+/* A delay that would end after the deadline: the retry is not made, and
+ * the call does not wait for the deadline to say so. */
+static void test_retry_past_the_deadline_is_not_made(void **state)
+{
+    (void)state;
+    reset();
+    sp_task t[] = {{.key = "flaky", .fn = flaky, .arg = (void *)2}};
+    sp_options o = test_opts();
+    o.retries = 1;
+    o.retry_delay = 30.0 * test_scale();
+    o.deadline = 20.0 * test_scale();
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, 1, &o, &res), 0);
+    const sp_entry *e = sp_results_at(res, 0);
+    assert_int_equal(sp_entry_kind(e), SP_KIND_FAILED);
+    assert_int_equal(sp_entry_attempts(e), 1);
+    assert_true(sp_results_elapsed(res) < 10.0 * test_scale());
+    sp_results_free(res);
+}
+
+/* Under fail-fast only a task's last attempt counts: a task that fails and
+ * then succeeds stops nothing. */
+static void test_fail_fast_counts_the_last_attempt(void **state)
+{
+    (void)state;
+    reset();
+    enum { N = 5 };
+    sp_task t[N];
+    char keys[N][8];
+    make_quick(t, keys, N);
+    t[0].fn = flaky;
+    t[0].arg = (void *)2;
+    sp_options o = test_opts();
+    o.max_workers = 1;
+    o.on_error = SP_POLICY_FAIL_FAST;
+    o.retries = 1;
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, N, &o, &res), 0);
+    assert_int_equal(sp_results_ok(res), N);
+    sp_results_free(res);
+
+    /* Its last attempt failing does stop the run: the task beside it gives
+     * up when asked to stop (or never started), and so on. */
+    reset();
+    t[0].arg = (void *)99;
+    t[1].fn = waits_for_cancel;
+    o.max_workers = 2;
+    assert_int_equal(simple_parallel(t, N, &o, &res), 0);
+    assert_int_equal(sp_entry_kind(sp_results_at(res, 0)), SP_KIND_FAILED);
+    assert_int_equal(sp_entry_attempts(sp_results_at(res, 0)), 2);
+    const sp_entry *e = sp_results_at(res, 1);
+    assert_int_equal(sp_entry_kind(e), SP_KIND_CANCELLED);
+    if (sp_entry_attempts(e))
+        assert_string_equal(sp_entry_message(e), "gave up: cancelled");
+    else
+        assert_non_null(strstr(sp_entry_message(e), "fail-fast"));
+    for (size_t i = 2; i < N; i++) {
+        e = sp_results_at(res, i);
+        if (sp_entry_kind(e) != SP_KIND_OK) {
+            assert_int_equal(sp_entry_kind(e), SP_KIND_CANCELLED);
+            assert_int_equal(sp_entry_attempts(e), 0);
+        }
+    }
+    sp_results_free(res);
+}
+
+/* A dependent waits for the last attempt of what it depends on. */
+static void test_dependent_waits_for_the_last_attempt(void **state)
+{
+    (void)state;
+    reset();
+    static const char *const on_flaky[] = {"flaky", NULL};
+    sp_task t[] = {{.key = "flaky", .fn = flaky, .arg = (void *)2},
+                   {.key = "after", .fn = quick, .after = on_flaky}};
+    sp_options o = test_opts();
+    o.retries = 1;
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, 2, &o, &res), 0);
+    assert_int_equal(sp_results_ok(res), 2);
+    assert_true(sp_entry_start(sp_results_get(res, "after")) >=
+                sp_entry_end(sp_results_get(res, "flaky")));
+    sp_results_free(res);
+}
+
+/* A spawned task's retry policy travels with it (every backend). */
+static int spawns_flaky(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    sp_task_policy p = {.retries = 2};
+    int err = sp_spawn(
+        ctx, &(sp_task){
+                 .key = "child", .fn = flaky, .arg = (void *)3, .policy = &p});
+    return err ? sp_fail(ctx, err, "%s", sp_last_error()) : 0;
+}
+
+static void test_spawned_task_retries(void **state)
+{
+    (void)state;
+    reset();
+    sp_task t[] = {{.key = "parent", .fn = spawns_flaky}};
+    sp_options o = test_opts();
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, 1, &o, &res), 0);
+    const sp_entry *e = sp_results_get(res, "child");
+    assert_int_equal(sp_entry_kind(e), SP_KIND_OK);
+    assert_int_equal(sp_entry_attempts(e), 3);
+    assert_string_equal(sp_entry_first_message(e), "attempt 1 failed");
+    sp_results_free(res);
+}
+
+/* Many tasks retried at once, on several workers: each comes back once,
+ * with its own count of attempts. */
+static void test_many_retries(void **state)
+{
+    (void)state;
+    enum { N = 200 };
+    static sp_task t[N];
+    static char keys[N][8];
+    for (size_t i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof keys[i], "k%zu", i);
+        t[i] = (sp_task){
+            .key = keys[i], .fn = flaky, .arg = (void *)(uintptr_t)(1 + i % 3)};
+    }
+    struct done_count d = {0};
+    sp_options o = test_opts();
+    o.max_workers = 4;
+    o.retries = 2;
+    o.retry_delay = 0.001;
+    o.on_done = count_done;
+    o.on_done_arg = &d;
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, N, &o, &res), 0);
+    assert_int_equal(sp_results_ok(res), N);
+    assert_int_equal(d.calls, N);
+    for (size_t i = 0; i < N; i++)
+        assert_int_equal(sp_entry_attempts(sp_results_at(res, i)), 1 + i % 3);
+    sp_results_free(res);
+}
+
 /* ---- validation --------------------------------------------------------- */
 
 static _Atomic int ran;
@@ -233,9 +731,72 @@ static void test_bad_policies(void **state)
         expect_error(t, 2, &o, SP_EOPTION, "task \"b\" at index 1",
                      "time_limit");
     }
-    sp_task_policy p = {.reserved = {[5] = 1}};
+    for (size_t k = 0; k < sizeof bad_seconds / sizeof *bad_seconds; k++) {
+        sp_task_policy p = {.retry_delay = bad_seconds[k]};
+        sp_task_policy q = {.retry_delay_max = bad_seconds[k]};
+        sp_task t[] = {{.key = "a", .fn = bump, .policy = &p}};
+        expect_error(t, 1, &o, SP_EOPTION, "task \"a\" at index 0",
+                     "retry_delay ");
+        t[0].policy = &q;
+        expect_error(t, 1, &o, SP_EOPTION, "task \"a\" at index 0",
+                     "retry_delay_max");
+    }
+    const unsigned bad_counts[] = {SP_MAX_RETRIES + 1, 1000000, 0xfffffffeu};
+    for (size_t k = 0; k < sizeof bad_counts / sizeof *bad_counts; k++) {
+        sp_task_policy p = {.retries = bad_counts[k]};
+        sp_task t[] = {{.key = "a", .fn = bump},
+                       {.key = "c", .fn = bump},
+                       {.key = "d", .fn = bump, .policy = &p}};
+        expect_error(t, 3, &o, SP_EOPTION, "task \"d\" at index 2", "retries");
+    }
+    sp_task_policy p = {.retry_on = 0x1};
     sp_task t[] = {{.key = "a", .fn = bump, .policy = &p}};
+    expect_error(t, 1, &o, SP_EOPTION, "index 0", "retry_on 0x1");
+    p = (sp_task_policy){.retry_on = SP_RETRY_FAILED | 0x20};
+    expect_error(t, 1, &o, SP_EOPTION, "index 0", "retry_on 0x22");
+    p = (sp_task_policy){.retry_backoff = (sp_backoff)7};
+    expect_error(t, 1, &o, SP_EOPTION, "index 0", "retry_backoff 7");
+    p = (sp_task_policy){.reserved = {[5] = 1}};
     expect_error(t, 1, &o, SP_ENOTSUP, "task \"a\" at index 0", "reserved[5]");
+    /* The largest values are fine. */
+    p = (sp_task_policy){.retries = SP_MAX_RETRIES,
+                         .retry_on = SP_RETRY_FAILED | SP_RETRY_CRASHED |
+                                     SP_RETRY_TIMED_OUT,
+                         .retry_backoff = SP_BACKOFF_DOUBLING,
+                         .retry_delay_max = SP_MAX_SECONDS / 2};
+    t[0].fn = quick;
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, 1, &o, &res), 0);
+    assert_int_equal(sp_results_ok(res), 1);
+    sp_results_free(res);
+}
+
+static void test_bad_retry_options(void **state)
+{
+    (void)state;
+    sp_task t[] = {{.key = "a", .fn = bump}};
+    sp_options o;
+    for (size_t k = 0; k < sizeof bad_seconds / sizeof *bad_seconds; k++) {
+        o = test_opts();
+        o.retry_delay = bad_seconds[k];
+        expect_error(t, 1, &o, SP_EOPTION, "retry_delay ", NULL);
+        o = test_opts();
+        o.retry_delay_max = bad_seconds[k];
+        expect_error(t, 1, &o, SP_EOPTION, "retry_delay_max", NULL);
+    }
+    o = test_opts();
+    o.retries = SP_MAX_RETRIES + 1;
+    expect_error(t, 1, &o, SP_EOPTION, "retries 101 is above the limit 100",
+                 NULL);
+    o = test_opts();
+    o.retry_on = 0x40;
+    expect_error(t, 1, &o, SP_EOPTION, "retry_on 0x40", NULL);
+    o = test_opts();
+    o.retry_backoff = (sp_backoff)3;
+    expect_error(t, 1, &o, SP_EOPTION, "retry_backoff 3", NULL);
+    o = test_opts();
+    o.reserved[19] = 1;
+    expect_error(t, 1, &o, SP_ENOTSUP, "reserved[19]", NULL);
 }
 
 static int spawns_bad(sp_ctx *ctx, void *arg)
@@ -267,7 +828,23 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_limit_longer_than_the_calls),
     cmocka_unit_test(test_late_failure_is_timed_out),
     cmocka_unit_test(test_spawned_task_limit),
+    cmocka_unit_test(test_fails_twice_then_ok),
+    cmocka_unit_test(test_always_fails),
+    cmocka_unit_test(test_policy_overrides_the_call),
+    cmocka_unit_test(test_crash_retried_in_a_fresh_worker),
+    cmocka_unit_test(test_retry_only_on_crashed),
+    cmocka_unit_test(test_timed_out_retried),
+    cmocka_unit_test(test_crashed_then_timed_out),
+    cmocka_unit_test(test_backoff_delay),
+    cmocka_unit_test(test_backoff_doubling),
+    cmocka_unit_test(test_deadline_while_a_retry_waits),
+    cmocka_unit_test(test_retry_past_the_deadline_is_not_made),
+    cmocka_unit_test(test_fail_fast_counts_the_last_attempt),
+    cmocka_unit_test(test_dependent_waits_for_the_last_attempt),
+    cmocka_unit_test(test_spawned_task_retries),
+    cmocka_unit_test(test_many_retries),
     cmocka_unit_test(test_bad_policies),
+    cmocka_unit_test(test_bad_retry_options),
     cmocka_unit_test(test_bad_spawned_policy),
 };
 

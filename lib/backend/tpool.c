@@ -579,10 +579,12 @@ void sp_tpool_wait(struct sp_trun *r)
         help(r);
     else if (!run->opts.on_done)
         spin_until(&r->finished, SPIN_NS); /* a short run ends meanwhile */
-    /* Deliver completions until the run is done; at the deadline, stop
-     * it (the workers may all be busy with other runs and never see it). */
-    while (!sp_complete_drain_until(run, run->deadline))
-        sp_run_stop(run, SP_STOP_DEADLINE);
+    /* Deliver completions until the run is done; meanwhile look at it
+     * whenever something is due: at the deadline, stop it (the workers
+     * may all be busy with other runs and never see it); when a retry's
+     * delay has passed, make it ready (no worker may be in the run). */
+    while (!sp_complete_drain_until(run, sp_sched_wake_at(&run->sched)))
+        sp_sched_tick(&run->sched, sp_now());
     pthread_mutex_lock(&r->pool->lock);
     unqueue(r->pool, r);
     pthread_mutex_unlock(&r->pool->lock);

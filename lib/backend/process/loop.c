@@ -11,7 +11,9 @@
  * the worker's death means for its task depends on the task's phase:
  * claimed but not started, the task goes back to the scheduler and runs in
  * another worker; running, it CRASHED or TIMED_OUT; sending, its result
- * arrived or is reported lost. A task never runs twice. */
+ * arrived or is reported lost. A task never runs twice, unless its retry
+ * policy asks for another attempt (sp_complete() decides): the attempt's
+ * number travels with its RUN command. */
 #define _DEFAULT_SOURCE /* MSG_DONTWAIT */
 #include "proc.h"
 
@@ -170,7 +172,8 @@ static int on_frame(struct sp_wire_frame *f, void *arg)
         break;
     }
     size_t i = f->h.index;
-    if (sp_complete_has(pr->run, i)) { /* a second outcome for one task */
+    if (sp_complete_has(pr->run, i) || sp_complete_waiting(pr->run, i)) {
+        /* a second outcome for one attempt */
         free(f->msg);
         free(f->data);
         return SP_EPROTO;
@@ -376,7 +379,12 @@ static void worker_ended(struct prun *pr, unsigned k)
 
     uint32_t cur = atomic_load(&s->current);
     uint32_t phase = atomic_load(&s->phase);
-    if (cur && !sp_complete_has(pr->run, cur - 1)) {
+    /* Its slot may still name an attempt whose outcome arrived (a retry of
+     * it waits, or runs elsewhere): that one is accounted for. */
+    if (cur && cur - 1 < sp_results_total(pr->run->res) &&
+        !sp_complete_has(pr->run, cur - 1) &&
+        !sp_complete_waiting(pr->run, cur - 1) &&
+        atomic_load(&s->attempt) == sp_complete_attempt(pr->run, cur - 1)) {
         size_t i = cur - 1;
         if (phase == SLOT_CLAIMED) {
             /* Claimed, never started: another worker runs it (unless the
@@ -408,6 +416,7 @@ static void worker_ended(struct prun *pr, unsigned k)
     }
     w->pid = 0;
     w->idle = false;
+    atomic_store(&s->attempt, 0);
     atomic_store(&s->current, 0);
     atomic_store(&s->phase, SLOT_IDLE);
     pr->alive--;
@@ -448,6 +457,8 @@ static void dispatch(struct prun *pr)
         } else if (sp_sched_take(&run->sched, &i)) {
             c.type = SP_CMD_RUN;
             c.index = (uint32_t)i;
+            /* Which attempt: the attempts before it. */
+            c.code = (int32_t)(sp_complete_handout(run, i) - 1);
             if (i >= run->n) { /* spawned: the worker needs its row */
                 const sp_task *t = sp_graph_row(run, i);
                 uint32_t klen = (uint32_t)strlen(t->key) + 1;
@@ -476,8 +487,8 @@ static void dispatch(struct prun *pr)
         } else if (atomic_load(&pr->sh->next) < run->sched.n_static) {
             c.type = SP_CMD_CLAIM;
             busy = true;
-        } else if (busy) {
-            continue; /* another worker may still make a task ready */
+        } else if (busy || sp_sched_later_pending(&run->sched)) {
+            continue; /* a task may still become ready */
         } else {
             c.type = SP_CMD_EXIT;
         }
@@ -530,6 +541,9 @@ static int poll_timeout(struct prun *pr, uint64_t now)
     if (run->deadline && atomic_load(run->stop) != SP_STOP_DEADLINE &&
         run->deadline < due)
         due = run->deadline; /* once enforced, only exits are awaited */
+    uint64_t wake = sp_sched_wake_at(&run->sched); /* a retry due */
+    if (wake && wake < due)
+        due = wake;
     for (unsigned k = 0; k < pr->used; k++) {
         if (!pr->pw[k].pid || pr->pw[k].kill_why)
             continue;
@@ -612,7 +626,9 @@ void sp_proc_event_loop(struct prun *pr)
 {
     struct pollfd *pfd = pr->pfd;
     unsigned *who = pr->who;
+    struct sp_run *run = pr->run;
     for (;;) {
+        sp_sched_tick(&run->sched, sp_now()); /* retries whose delay passed */
         dispatch(pr);
         /* Fork on demand, one at a time, into the lowest empty slot. */
         int more = 0;
@@ -624,7 +640,10 @@ void sp_proc_event_loop(struct prun *pr)
                 }
             }
         }
-        if (!pr->alive)
+        /* No worker left: done, unless a retry waits for its delay (a
+         * worker is forked for it then). */
+        if (!pr->alive &&
+            (atomic_load(run->stop) || !sp_sched_later_pending(&run->sched)))
             break;
         nfds_t nfds = 0;
         for (unsigned k = 0; k < pr->used; k++) {

@@ -37,6 +37,7 @@ enum {
 struct slot {
     _Alignas(64) _Atomic uint32_t current; /* task index + 1, 0 = none */
     _Atomic uint32_t phase;                /* SLOT_* */
+    _Atomic uint32_t attempt;              /* of the task in current */
     _Atomic uint64_t started; /* CLOCK_MONOTONIC ns: claim, then start */
     _Atomic int signo;        /* fatal signal the worker caught, 0 = none */
     _Atomic int send_err;     /* errno of a send the task's doings broke */

@@ -80,6 +80,7 @@ int sp_proc_spawn(struct prun *pr, unsigned k)
     struct pworker *w = &pr->pw[k];
     struct slot *s = &pr->sh->slots[k];
     atomic_store(&s->current, 0);
+    atomic_store(&s->attempt, 0);
     atomic_store(&s->phase, SLOT_IDLE);
     atomic_store(&s->signo, 0);
     atomic_store(&s->send_err, 0);
