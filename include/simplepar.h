@@ -499,7 +499,8 @@ typedef struct sp_entry sp_entry;
  *    exit); process backend only.
  *  - ::SP_KIND_TIMED_OUT: ran past the deadline or its time limit.
  *  - ::SP_KIND_CANCELLED: never started (deadline, fail-fast, stop), or saw
- *    fail-fast / stop through sp_cancelled() and then failed.
+ *    fail-fast / stop through sp_cancelled() and then failed;
+ *    sp_entry_cancel_reason() says which.
  *  - ::SP_KIND_SKIPPED: never started because a task it depends on
  *    (::sp_task.after) did not end OK; code ::SP_ESKIPPED, and a message
  *    naming that dependency and how it ended.
@@ -518,6 +519,45 @@ typedef enum sp_kind {
     SP_KIND_MAP(SP_X_KIND_)
 #undef SP_X_KIND_
 } sp_kind;
+
+/**
+ * X-macro table of the reasons a task was cancelled or skipped: name,
+ * value, printed name. It generates ::sp_cancel_reason and
+ * sp_cancel_reason_name(). Values are stable; new reasons are only
+ * appended.
+ *
+ *  - ::SP_CANCEL_NONE: the entry is neither CANCELLED nor SKIPPED.
+ *  - ::SP_CANCEL_DEADLINE: the deadline (::sp_options.deadline) passed
+ *    before it started.
+ *  - ::SP_CANCEL_FAIL_FAST: another task failed under
+ *    ::SP_POLICY_FAIL_FAST; the message of a task that never started names
+ *    it ("not started: task "fetch" failed (fail-fast)").
+ *  - ::SP_CANCEL_ON_DONE: the completion callback asked to stop.
+ *  - ::SP_CANCEL_DEPENDENCY: a task it depends on did not end OK (every
+ *    ::SP_KIND_SKIPPED entry; the message names it).
+ *  - ::SP_CANCEL_BACKEND: the backend could not go on (no worker could be
+ *    started, or the caller could no longer watch its workers); the code
+ *    says why (::SP_EFORK, ::SP_EPIPE, ::SP_ESETUP, ::SP_ESYSTEM).
+ */
+#define SP_CANCEL_MAP(X)                                                       \
+    X(SP_CANCEL_NONE, 0, "NONE")                                               \
+    X(SP_CANCEL_DEADLINE, 1, "DEADLINE")                                       \
+    X(SP_CANCEL_FAIL_FAST, 2, "FAIL_FAST")                                     \
+    X(SP_CANCEL_ON_DONE, 3, "ON_DONE")                                         \
+    X(SP_CANCEL_DEPENDENCY, 4, "DEPENDENCY")                                   \
+    X(SP_CANCEL_BACKEND, 5, "BACKEND")
+
+/** Why a task was cancelled or skipped (see ::SP_CANCEL_MAP). */
+typedef enum sp_cancel_reason {
+#define SP_X_CANCEL_(name, value, text) name = value,
+    SP_CANCEL_MAP(SP_X_CANCEL_)
+#undef SP_X_CANCEL_
+} sp_cancel_reason;
+
+/** @brief Name of a reason as ::SP_CANCEL_MAP spells it: "DEADLINE",
+ *  "FAIL_FAST", ...; "UNKNOWN" for any other value. Static string.
+ *  Thread-safe. */
+SP_API const char *sp_cancel_reason_name(sp_cancel_reason reason);
 
 /** @brief Name of a kind as ::SP_KIND_MAP spells it: "OK", "FAILED",
  *  "CRASHED", "TIMED_OUT", "CANCELLED", "SKIPPED"; "UNKNOWN" for any other
@@ -616,6 +656,18 @@ SP_API double sp_entry_start(const sp_entry *e);
 /** @brief When the task ended, in seconds since the call started. For a
  *  task that never started: equal to sp_entry_start(). */
 SP_API double sp_entry_end(const sp_entry *e);
+
+/**
+ * @brief Why a ::SP_KIND_CANCELLED or ::SP_KIND_SKIPPED entry did not run
+ * (or, having seen a stop through sp_cancelled(), gave up).
+ *
+ * Every such entry has a reason other than ::SP_CANCEL_NONE, and its
+ * message says it in words ("not started: the deadline passed").
+ * SKIPPED entries have ::SP_CANCEL_DEPENDENCY.
+ * @return the reason; ::SP_CANCEL_NONE for entries of any other kind and
+ *         for NULL. Thread-safe.
+ */
+SP_API sp_cancel_reason sp_entry_cancel_reason(const sp_entry *e);
 
 /** @brief For a ::SP_KIND_CRASHED entry: the signal that killed the worker
  *  while it ran the task (e.g. SIGSEGV), else 0. */

@@ -101,7 +101,9 @@ SP_PRIVATE_API void sp__run_record(sp__run *r, size_t i, const sp__outcome *o)
               .worker = o->worker},
         .how = {.kind = (uint8_t)o->kind,
                 .flags = o->task_code ? SP_EF_TASK_CODE : 0,
-                .signo = (uint8_t)(o->signo > 0 ? o->signo : 0)},
+                .signo = (uint8_t)(o->kind == SP_KIND_CRASHED && o->signo > 0
+                                       ? o->signo
+                                       : 0)},
     };
     if (o->kind == SP_KIND_CRASHED && o->exit_status >= 0 && !o->signo) {
         c.how.signo = SP_EXITED;

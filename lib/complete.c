@@ -274,6 +274,10 @@ static void record(struct sp_run *run, size_t i, struct sp_outcome *o,
     if (SP_UNLIKELY(o->release))
         keep_release(run, i, o);
     unsigned kind = o->how.kind;
+    if (SP_UNLIKELY(kind == SP_KIND_CANCELLED) && !o->how.signo) {
+        /* A task that saw the stop in another process: the run's reason. */
+        o->how.signo = sp_stop_reason(atomic_load(run->stop));
+    }
     e->r = o->r;
     if (SP_UNLIKELY(o->r.data ||
                     (o->how.flags & (SP_EF_MSG_OWNED | SP_EF_STORY)))) {
@@ -354,7 +358,7 @@ void sp_complete_skip(struct sp_run *run, size_t i, uint32_t cause,
               .t_start = at,
               .t_end = at,
               .worker = SP_NO_WORKER},
-        .how = {.kind = SP_KIND_SKIPPED},
+        .how = {.kind = SP_KIND_SKIPPED, .signo = SP_CANCEL_DEPENDENCY},
     };
     size_t len = strlen(msg) + 1;
     char *m = sp_malloc(len);

@@ -231,7 +231,8 @@ SP_API int sp_entry_signal(const sp_entry *e)
     if (!e)
         return 0;
     struct sp_how how = sp_entry_how(e);
-    return how.signo != SP_EXITED ? how.signo : 0;
+    return how.kind == SP_KIND_CRASHED && how.signo != SP_EXITED ? how.signo
+                                                                 : 0;
 }
 
 SP_API int sp_entry_exit_status(const sp_entry *e)
@@ -239,7 +240,20 @@ SP_API int sp_entry_exit_status(const sp_entry *e)
     if (!e)
         return -1;
     struct sp_how how = sp_entry_how(e);
-    return how.signo == SP_EXITED ? how.exit_status : -1;
+    return how.kind == SP_KIND_CRASHED && how.signo == SP_EXITED
+               ? how.exit_status
+               : -1;
+}
+
+SP_API sp_cancel_reason sp_entry_cancel_reason(const sp_entry *e)
+{
+    if (!e)
+        return SP_CANCEL_NONE;
+    struct sp_how how = sp_entry_how(e);
+    if (how.kind == SP_KIND_SKIPPED)
+        return SP_CANCEL_DEPENDENCY;
+    return how.kind == SP_KIND_CANCELLED ? (sp_cancel_reason)how.signo
+                                         : SP_CANCEL_NONE;
 }
 
 SP_API sp_code_origin sp_entry_code_origin(const sp_entry *e)

@@ -652,7 +652,7 @@ void sp_sched_wake(struct sp_sched *s)
 static const char *stop_message(int why)
 {
     switch (why) {
-    case SP_STOP_FAILFAST:
+    case SP_STOP_FAILFAST: /* when the failure is not known */
         return "not started: another task failed (fail-fast)";
     case SP_STOP_DEADLINE:
         return "not started: the deadline passed";
@@ -683,8 +683,22 @@ void sp_sched_cancel_rest(struct sp_sched *s)
               .t_start = at,
               .t_end = at,
               .worker = SP_NO_WORKER},
-        .how = {.kind = SP_KIND_CANCELLED},
+        .how = {.kind = SP_KIND_CANCELLED, .signo = sp_stop_reason(why)},
     };
+    uint32_t failed = atomic_load(&run->failfast_cause);
+    if (why == SP_STOP_FAILFAST && failed != UINT32_MAX && !run->res->note) {
+        /* Name the task whose failure stopped the run; the map keeps the
+         * message, every entry points to it. */
+        char msg[128];
+        snprintf(msg, sizeof msg,
+                 "not started: task \"%.64s\" failed (fail-fast)",
+                 sp_entry_at(run->res, failed)->key);
+        size_t len = strlen(msg) + 1;
+        if ((run->res->note = sp_malloc(len)) != NULL) {
+            memcpy(run->res->note, msg, len);
+            o.r.msg = run->res->note;
+        }
+    }
     if (why == SP_STOP_ERROR) {
         o.r.code = run->stop_code;
         o.r.msg = run->res->note ? run->res->note

@@ -82,7 +82,9 @@ struct sp_rec {
 struct sp_how {
     uint8_t kind; /* sp_kind */
     uint8_t flags;
-    uint8_t signo;       /* CRASHED: the signal that killed the worker */
+    /* CRASHED: the signal that killed the worker (or SP_EXITED);
+     * CANCELLED, SKIPPED: the sp_cancel_reason. */
+    uint8_t signo;
     uint8_t exit_status; /* CRASHED: exit status, valid when SP_EXITED */
 };
 
@@ -767,6 +769,23 @@ void sp_complete_deliver_queued(struct sp_run *run);
 void sp_complete_producers_done(struct sp_run *run);
 /* Add a worker's counts to the map's (after the worker is gone). */
 void sp_tally_merge(struct sp_run *run, const struct sp_tally *t);
+
+/* The reason a task cancelled by a stop for `why` gives. */
+static inline uint8_t sp_stop_reason(int why)
+{
+    switch (why) {
+    case SP_STOP_FAILFAST:
+        return SP_CANCEL_FAIL_FAST;
+    case SP_STOP_DEADLINE:
+        return SP_CANCEL_DEADLINE;
+    case SP_STOP_CALLBACK:
+        return SP_CANCEL_ON_DONE;
+    case SP_STOP_ERROR:
+        return SP_CANCEL_BACKEND;
+    default:
+        return SP_CANCEL_NONE;
+    }
+}
 
 /* Ask the run to stop starting tasks; the first reason wins, and the
  * backend is woken. Any thread. */

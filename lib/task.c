@@ -301,11 +301,13 @@ static void classify(struct sp_ctx *ctx, int rc, uint64_t ran)
     }
     if (late)
         o->how.kind = SP_KIND_TIMED_OUT;
-    else if (ctx->saw_cancel)
-        o->how.kind = ctx->saw_cancel == SP_STOP_DEADLINE ||
-                              ctx->saw_cancel == SP_STOP_TIMEOUT
-                          ? SP_KIND_TIMED_OUT
-                          : SP_KIND_CANCELLED;
+    else if (ctx->saw_cancel == SP_STOP_DEADLINE ||
+             ctx->saw_cancel == SP_STOP_TIMEOUT)
+        o->how.kind = SP_KIND_TIMED_OUT;
+    else if (ctx->saw_cancel) {
+        o->how.kind = SP_KIND_CANCELLED;
+        o->how.signo = sp_stop_reason(ctx->saw_cancel);
+    }
 }
 
 uint64_t sp_task_exec_row(struct sp_run *run, size_t i, const sp_task *t,

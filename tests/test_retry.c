@@ -457,10 +457,10 @@ static void test_crashed_then_timed_out(void **state)
     sp_results_free(res);
 }
 
-static void make_quick(sp_task *t, char (*keys)[8], size_t n)
+static void make_quick(sp_task *t, char (*keys)[16], size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        snprintf(keys[i], sizeof keys[i], "k%zu", i);
+        snprintf(keys[i], sizeof keys[i], "k%u", (unsigned)i);
         t[i] = (sp_task){.key = keys[i], .fn = quick};
     }
 }
@@ -474,7 +474,7 @@ static void test_backoff_delay(void **state)
     reset();
     enum { N = 6 };
     sp_task t[N];
-    char keys[N][8];
+    char keys[N][16];
     make_quick(t, keys, N);
     t[0].fn = flaky;
     t[0].arg = (void *)2;
@@ -577,7 +577,7 @@ static void test_fail_fast_counts_the_last_attempt(void **state)
     reset();
     enum { N = 5 };
     sp_task t[N];
-    char keys[N][8];
+    char keys[N][16];
     make_quick(t, keys, N);
     t[0].fn = flaky;
     t[0].arg = (void *)2;
@@ -666,9 +666,9 @@ static void test_many_retries(void **state)
     (void)state;
     enum { N = 200 };
     static sp_task t[N];
-    static char keys[N][8];
+    static char keys[N][16];
     for (size_t i = 0; i < N; i++) {
-        snprintf(keys[i], sizeof keys[i], "k%zu", i);
+        snprintf(keys[i], sizeof keys[i], "k%u", (unsigned)i);
         t[i] = (sp_task){
             .key = keys[i], .fn = flaky, .arg = (void *)(uintptr_t)(1 + i % 3)};
     }
@@ -686,6 +686,162 @@ static void test_many_retries(void **state)
     for (size_t i = 0; i < N; i++)
         assert_int_equal(sp_entry_attempts(sp_results_at(res, i)), 1 + i % 3);
     sp_results_free(res);
+}
+
+/* ---- why a task was cancelled -------------------------------------------- */
+
+static int fails_now(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    return sp_fail(ctx, 5, "boom");
+}
+
+/* Every CANCELLED or SKIPPED entry of res has a reason, and only those. */
+static void check_reasons_present(const sp_results *res)
+{
+    for (size_t i = 0; i < sp_results_count(res); i++) {
+        const sp_entry *e = sp_results_at(res, i);
+        sp_kind k = sp_entry_kind(e);
+        if (k == SP_KIND_CANCELLED || k == SP_KIND_SKIPPED)
+            assert_int_not_equal(sp_entry_cancel_reason(e), SP_CANCEL_NONE);
+        else
+            assert_int_equal(sp_entry_cancel_reason(e), SP_CANCEL_NONE);
+        assert_int_equal(sp_entry_signal(e) != 0, k == SP_KIND_CRASHED);
+    }
+}
+
+static void test_reason_deadline(void **state)
+{
+    (void)state;
+    reset();
+    sp_task t[] = {{.key = "busy", .fn = waits_for_cancel},
+                   {.key = "late", .fn = quick}};
+    sp_options o = test_opts();
+    o.max_workers = 1;
+    o.deadline = 0.05 * test_scale();
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, 2, &o, &res), 0);
+    const sp_entry *e = sp_results_get(res, "late");
+    assert_int_equal(sp_entry_kind(e), SP_KIND_CANCELLED);
+    assert_int_equal(sp_entry_cancel_reason(e), SP_CANCEL_DEADLINE);
+    assert_string_equal(sp_entry_message(e),
+                        "not started: the deadline passed");
+    assert_int_equal(sp_entry_attempts(e), 0);
+    check_reasons_present(res);
+    sp_results_free(res);
+}
+
+static void test_reason_fail_fast(void **state)
+{
+    (void)state;
+    reset();
+    sp_task t[] = {{.key = "boom", .fn = fails_now},
+                   {.key = "waits", .fn = waits_for_cancel},
+                   {.key = "never", .fn = quick},
+                   {.key = "never2", .fn = quick}};
+    sp_options o = test_opts();
+    o.max_workers = 2;
+    o.on_error = SP_POLICY_FAIL_FAST;
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, 4, &o, &res), 0);
+    assert_int_equal(sp_entry_cancel_reason(sp_results_get(res, "boom")),
+                     SP_CANCEL_NONE);
+    /* It gave up when it saw the stop, or never started. */
+    const sp_entry *e = sp_results_get(res, "waits");
+    assert_int_equal(sp_entry_kind(e), SP_KIND_CANCELLED);
+    assert_int_equal(sp_entry_cancel_reason(e), SP_CANCEL_FAIL_FAST);
+    /* What never started names the failure that stopped the run. */
+    for (size_t i = 1; i < 4; i++) {
+        e = sp_results_at(res, i);
+        if (sp_entry_kind(e) != SP_KIND_CANCELLED || sp_entry_attempts(e))
+            continue;
+        assert_int_equal(sp_entry_cancel_reason(e), SP_CANCEL_FAIL_FAST);
+        assert_string_equal(sp_entry_message(e),
+                            "not started: task \"boom\" failed (fail-fast)");
+    }
+    e = sp_results_get(res, "never2");
+    if (test_backend == SP_BACKEND_SERIAL) /* one worker, in order */
+        assert_int_equal(sp_entry_kind(e), SP_KIND_CANCELLED);
+    check_reasons_present(res);
+    sp_results_free(res);
+}
+
+static int stop_at_once(const sp_entry *e, void *user)
+{
+    (void)e;
+    (void)user;
+    return 1;
+}
+
+static void test_reason_on_done(void **state)
+{
+    (void)state;
+    reset();
+    sp_task t[] = {{.key = "first", .fn = quick},
+                   {.key = "second", .fn = quick},
+                   {.key = "third", .fn = quick}};
+    sp_options o = test_opts();
+    o.max_workers = 1;
+    o.on_done = stop_at_once;
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, 3, &o, &res), 0);
+    assert_int_equal(sp_entry_kind(sp_results_get(res, "first")), SP_KIND_OK);
+    /* The others either ran before the stop was seen (threads: the worker
+     * does not wait for the callback) or never started. */
+    size_t stopped = 0;
+    for (size_t i = 1; i < 3; i++) {
+        const sp_entry *e = sp_results_at(res, i);
+        if (sp_entry_kind(e) == SP_KIND_OK)
+            continue;
+        stopped++;
+        assert_int_equal(sp_entry_kind(e), SP_KIND_CANCELLED);
+        assert_int_equal(sp_entry_cancel_reason(e), SP_CANCEL_ON_DONE);
+        assert_string_equal(
+            sp_entry_message(e),
+            "not started: the completion callback asked to stop");
+    }
+    if (test_backend == SP_BACKEND_SERIAL)
+        assert_int_equal(stopped, 2);
+    check_reasons_present(res);
+    sp_results_free(res);
+}
+
+static void test_reason_dependency(void **state)
+{
+    (void)state;
+    static const char *const on_boom[] = {"boom", NULL};
+    sp_task t[] = {{.key = "boom", .fn = fails_now},
+                   {.key = "after", .fn = quick, .after = on_boom}};
+    sp_options o = test_opts();
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, 2, &o, &res), 0);
+    const sp_entry *e = sp_results_get(res, "after");
+    assert_int_equal(sp_entry_kind(e), SP_KIND_SKIPPED);
+    assert_int_equal(sp_entry_cancel_reason(e), SP_CANCEL_DEPENDENCY);
+    assert_string_equal(sp_entry_message(e), "dependency 'boom' FAILED: boom");
+    check_reasons_present(res);
+    sp_results_free(res);
+}
+
+static void test_reason_names(void **state)
+{
+    (void)state;
+    static const struct {
+        sp_cancel_reason r;
+        const char *name;
+    } all[] = {
+#define X(name, value, text) {name, text},
+        SP_CANCEL_MAP(X)
+#undef X
+    };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        assert_int_equal((int)all[i].r, (int)i);
+        assert_string_equal(sp_cancel_reason_name(all[i].r), all[i].name);
+    }
+    assert_string_equal(sp_cancel_reason_name(SP_CANCEL_FAIL_FAST),
+                        "FAIL_FAST");
+    assert_string_equal(sp_cancel_reason_name((sp_cancel_reason)99), "UNKNOWN");
+    assert_int_equal(sp_entry_cancel_reason(NULL), SP_CANCEL_NONE);
 }
 
 /* ---- validation --------------------------------------------------------- */
@@ -843,6 +999,11 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_dependent_waits_for_the_last_attempt),
     cmocka_unit_test(test_spawned_task_retries),
     cmocka_unit_test(test_many_retries),
+    cmocka_unit_test(test_reason_deadline),
+    cmocka_unit_test(test_reason_fail_fast),
+    cmocka_unit_test(test_reason_on_done),
+    cmocka_unit_test(test_reason_dependency),
+    cmocka_unit_test(test_reason_names),
     cmocka_unit_test(test_bad_policies),
     cmocka_unit_test(test_bad_retry_options),
     cmocka_unit_test(test_bad_spawned_policy),
