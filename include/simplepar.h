@@ -380,13 +380,14 @@ SP_API int sp_vfail(sp_ctx *ctx, int code, const char *fmt, va_list ap)
  * True once the overall deadline (::sp_options.deadline) or this task's
  * own limit (::sp_task_policy.time_limit, else ::sp_options.task_timeout)
  * has passed, or, under ::SP_POLICY_FAIL_FAST, once another task has
- * failed, or once the completion callback asked to stop. Long tasks on the
+ * failed, or once the completion callback asked to stop, or once a cancel
+ * handle of the call fired (sp_cancel_fire()). Long tasks on the
  * thread and serial backends should poll it and return; a thread cannot be
  * killed. A task that saw this return 1 and then returns non-zero is
  * reported as ::SP_KIND_TIMED_OUT (deadline, time limit) or
- * ::SP_KIND_CANCELLED (fail-fast / stop), keeping its own code and
- * message. One that returns 0 keeps its result: as ::SP_KIND_OK after the
- * deadline or a stop (a finished result is never thrown away), as
+ * ::SP_KIND_CANCELLED (fail-fast, stop, cancel handle), keeping its own
+ * code and message. One that returns 0 keeps its result: as ::SP_KIND_OK after
+ * the deadline or a stop (a finished result is never thrown away), as
  * ::SP_KIND_TIMED_OUT with the result bytes kept after its own time limit
  * (see ::sp_options.task_timeout).
  * @return 1 or 0.
@@ -538,6 +539,9 @@ typedef enum sp_kind {
  *  - ::SP_CANCEL_BACKEND: the backend could not go on (no worker could be
  *    started, or the caller could no longer watch its workers); the code
  *    says why (::SP_EFORK, ::SP_EPIPE, ::SP_ESETUP, ::SP_ESYSTEM).
+ *  - ::SP_CANCEL_CALLER: a cancel handle of the call or its pool fired
+ *    (sp_cancel_fire()); a task on the process backend still running
+ *    ::SP_CANCEL_GRACE_MS later was killed.
  */
 #define SP_CANCEL_MAP(X)                                                       \
     X(SP_CANCEL_NONE, 0, "NONE")                                               \
@@ -545,7 +549,8 @@ typedef enum sp_kind {
     X(SP_CANCEL_FAIL_FAST, 2, "FAIL_FAST")                                     \
     X(SP_CANCEL_ON_DONE, 3, "ON_DONE")                                         \
     X(SP_CANCEL_DEPENDENCY, 4, "DEPENDENCY")                                   \
-    X(SP_CANCEL_BACKEND, 5, "BACKEND")
+    X(SP_CANCEL_BACKEND, 5, "BACKEND")                                         \
+    X(SP_CANCEL_CALLER, 6, "CALLER")
 
 /** Why a task was cancelled or skipped (see ::SP_CANCEL_MAP). */
 typedef enum sp_cancel_reason {
@@ -874,6 +879,9 @@ typedef enum sp_policy {
  */
 typedef int (*sp_done_fn)(const sp_entry *e, void *user);
 
+/** A cancel handle (see sp_cancel_create()). Opaque. */
+typedef struct sp_cancel sp_cancel;
+
 /** Default cap on thread workers when ::sp_options.max_workers is 0. */
 #define SP_THREAD_DEFAULT_CAP 256u
 /** Largest accepted ::sp_options.max_workers. */
@@ -955,6 +963,10 @@ typedef struct sp_options {
     /** With ::SP_BACKOFF_DOUBLING, the longest delay in seconds; 0 = no
      *  cap (below ::SP_MAX_SECONDS). Range as deadline. */
     double retry_delay_max;
+    /** A cancel handle that stops this call when fired (sp_cancel_fire(),
+     *  from any thread or a signal handler); NULL = none. Borrowed: it
+     *  must outlive the call. */
+    sp_cancel *cancel;
     /** How many further attempts a task that ended with one of the
      *  outcomes in retry_on gets, 0 .. ::SP_MAX_RETRIES (100); 0 = none
      *  (default). Each attempt is a new call of the task's callback, on
@@ -975,8 +987,9 @@ typedef struct sp_options {
      *  ::SP_BACKOFF_DEFAULT) or ::SP_BACKOFF_DOUBLING. */
     sp_backoff retry_backoff;
     /** Reserved for later options. Must be zero: non-zero gives
-     *  ::SP_ENOTSUP. */
-    unsigned char reserved[28];
+     *  ::SP_ENOTSUP. (Its size keeps sp_options as large as in 0.1 on
+     *  every ABI: 20 bytes on LP64.) */
+    unsigned char reserved[28 - sizeof(void *)];
 } sp_options;
 
 /**
@@ -1047,6 +1060,65 @@ SP_API int simple_parallel(const sp_task *tasks, size_t n,
 /** @} */
 
 /* ------------------------------------------------------------------------ */
+/** @name Cancelling from outside
+ * A cancel handle stops a running call (::sp_options.cancel) or every
+ * call of a pool (::sp_pool_options.cancel) from another thread, or from
+ * a signal handler: a SIGINT handler can end a long call. Once fired,
+ * nothing new starts; running tasks see sp_cancelled(); on the process
+ * backend a task still running ::SP_CANCEL_GRACE_MS after the call
+ * noticed is killed with its worker. Every key still comes back: tasks
+ * that had not ended are ::SP_KIND_CANCELLED with the reason
+ * ::SP_CANCEL_CALLER ("not started: cancelled by the caller"); a task that
+ * returns 0 in the meantime keeps its result. A thread cannot be killed,
+ * so on the thread and serial backends the call returns once its running
+ * tasks have returned. The call notices a fired handle within a few
+ * milliseconds (it looks at least every ::SP_CANCEL_POLL_MS).
+ * @{ */
+
+/** How long a task on the process backend may still run after its call
+ *  noticed a fired cancel handle before its worker is killed (ms). */
+#define SP_CANCEL_GRACE_MS 250u
+/** The longest a waiting call takes to notice a fired cancel handle when
+ *  nothing else wakes it (ms). */
+#define SP_CANCEL_POLL_MS 5u
+
+/**
+ * @brief Create a cancel handle, not fired.
+ * @param out receives the handle, to be freed with sp_cancel_free().
+ * @retval 0          created.
+ * @retval SP_EINVAL  @p out is NULL.
+ * @retval SP_ENOMEM  out of memory.
+ * Thread-safe.
+ */
+SP_API int sp_cancel_create(sp_cancel **out);
+
+/**
+ * @brief Fire the handle: every call that has it (in its options, or
+ * through its pool) stops, now and until sp_cancel_reset().
+ *
+ * Async-signal-safe (one lock-free atomic store): it may be called from a
+ * signal handler, and from any thread. A call given a handle that has
+ * already fired runs nothing: every task comes back CANCELLED. NULL is a
+ * no-op.
+ */
+SP_API void sp_cancel_fire(sp_cancel *c);
+
+/** @brief Whether the handle has fired (and not been reset since): 1 or 0;
+ *  0 for NULL. Async-signal-safe. */
+SP_API int sp_cancel_fired(const sp_cancel *c);
+
+/** @brief Make a fired handle usable again: calls that start afterwards
+ *  run normally (calls that saw it fired stay stopped). NULL is a no-op.
+ *  Async-signal-safe. */
+SP_API void sp_cancel_reset(sp_cancel *c);
+
+/** @brief Free the handle. NULL is a no-op. No call or pool may still be
+ *  using it. */
+SP_API void sp_cancel_free(sp_cancel *c);
+
+/** @} */
+
+/* ------------------------------------------------------------------------ */
 /** @name Pools: workers that outlive a call
  * @{ */
 
@@ -1099,9 +1171,15 @@ typedef struct sp_pool_options {
     /** Stack size of each worker thread, as ::sp_options.stack_size
      *  (thread pools; checked for every backend). */
     size_t stack_size;
+    /** A cancel handle that stops every call of the pool when fired,
+     *  those in flight and those that start until it is reset (as
+     *  ::sp_options.cancel does for one call); NULL = none. Borrowed for
+     *  the pool's life. */
+    sp_cancel *cancel;
     /** Reserved for later options. Must be zero: non-zero gives
-     *  ::SP_ENOTSUP. */
-    unsigned char reserved[48];
+     *  ::SP_ENOTSUP. (Its size keeps sp_pool_options as large as in 0.2's
+     *  first pools on every ABI.) */
+    unsigned char reserved[48 - sizeof(void *)];
 } sp_pool_options;
 
 /**

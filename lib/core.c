@@ -79,6 +79,8 @@ int sp_run_init(struct sp_run *run, const sp_task *tasks, size_t n,
     run->tasks = tasks;
     run->n = n;
     run->opts = *opts;
+    run->cancel[0] = opts->cancel;
+    run->watched = opts->cancel != NULL;
     run->t0 = t0;
     run->ops = backends[opts->backend];
     run->stop = &run->stop_local;
@@ -147,6 +149,10 @@ int sp_call(const sp_task *tasks, size_t n, const sp_options *opts,
     int err = sp_run_init(&run, tasks, n, opts, t0);
     if (err)
         return err;
+    if (pool && pool->cancel) {
+        run.cancel[1] = pool->cancel;
+        run.watched = true;
+    }
     const struct sp_backend_ops *ops = run.ops;
     if (n) {
         if (pool) {
@@ -157,9 +163,12 @@ int sp_call(const sp_task *tasks, size_t n, const sp_options *opts,
             run.workers = ops->workers(&run.opts, n);
         }
         err = sp_sched_init(&run.sched, &run, run.workers);
+        /* A cancel handle that fired already: nothing starts, not even a
+         * worker; every task comes back CANCELLED. */
+        bool cancelled = !err && run.watched && sp_run_cancel_fired(&run);
         if (!err) {
             sp_complete_init(&run);
-            err = ops->start(&run);
+            err = cancelled ? 0 : ops->start(&run);
             if (err) {
                 sp_complete_free(&run);
                 sp_sched_free(&run.sched);
@@ -171,8 +180,10 @@ int sp_call(const sp_task *tasks, size_t n, const sp_options *opts,
             sp_results_free(run.res);
             return err;
         }
-        ops->wait(&run);
-        ops->finish(&run);
+        if (!cancelled) {
+            ops->wait(&run);
+            ops->finish(&run);
+        }
     } else {
         sp_complete_init(&run);
     }

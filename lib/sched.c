@@ -332,6 +332,11 @@ uint64_t sp_sched_wake_at(struct sp_sched *s)
     uint64_t at = atomic_load_explicit(&s->later_min, memory_order_relaxed);
     if (run->deadline && run->deadline < at)
         at = run->deadline;
+    if (run->watched) { /* a cancel handle fires without waking anyone */
+        uint64_t poll = sp_now() + (uint64_t)SP_CANCEL_POLL_MS * 1000000u;
+        if (poll < at)
+            at = poll;
+    }
     return at == UINT64_MAX ? 0 : at;
 }
 
@@ -658,6 +663,8 @@ static const char *stop_message(int why)
         return "not started: the deadline passed";
     case SP_STOP_CALLBACK:
         return "not started: the completion callback asked to stop";
+    case SP_STOP_CALLER:
+        return "not started: cancelled by the caller";
     default:
         return "not started";
     }

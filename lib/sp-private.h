@@ -237,6 +237,12 @@ enum sp_stop {
     SP_STOP_CALLBACK = 3,
     SP_STOP_TIMEOUT = 4, /* per task only: its own time limit passed */
     SP_STOP_ERROR = 5,   /* the backend cannot go on: run->stop_code/msg */
+    SP_STOP_CALLER = 6,  /* a cancel handle fired (cancel.c) */
+};
+
+/* A cancel handle: one flag, fired by a single atomic store. */
+struct sp_cancel {
+    _Atomic int fired;
 };
 
 /* Per-kind counts of the outcomes one thread recorded. Each completing
@@ -419,7 +425,12 @@ struct sp_run {
     _Atomic int *stop;
     _Atomic int stop_local;
     _Atomic uint64_t stop_ns; /* when the stop was requested (since t0) */
-    int stop_code;            /* SP_STOP_ERROR: the sp_error to report */
+    /* Cancel handles that stop the run when fired: the call's and its
+     * pool's; `watched` when there is one (and the run is in the process
+     * that holds them, not a forked worker). */
+    const struct sp_cancel *cancel[2];
+    bool watched;
+    int stop_code; /* SP_STOP_ERROR: the sp_error to report */
     /* Why memory may run out in this run (e.g. fewer threads could be
      * created than planned), for entries whose result could not be stored;
      * points into the map (sp_results.thread_note). */
@@ -526,6 +537,7 @@ struct sp_call_pool {
     sp_backend backend; /* replaces the options' */
     unsigned workers;   /* the pool's; the options' max_workers may lower */
     void *engine;       /* run->engine */
+    const struct sp_cancel *cancel; /* the pool's cancel handle, or NULL */
 };
 
 /* simple_parallel() and sp_pool_run(): validate, run, return the map. */
@@ -782,6 +794,8 @@ static inline uint8_t sp_stop_reason(int why)
         return SP_CANCEL_ON_DONE;
     case SP_STOP_ERROR:
         return SP_CANCEL_BACKEND;
+    case SP_STOP_CALLER:
+        return SP_CANCEL_CALLER;
     default:
         return SP_CANCEL_NONE;
     }
@@ -795,11 +809,28 @@ void sp_run_stop(struct sp_run *run, int why);
  * map). Calling thread only. */
 void sp_run_fail(struct sp_run *run, int code, const char *msg);
 
+/* Whether a cancel handle of the run fired; then the run is stopped
+ * (SP_STOP_CALLER). cancel.c has the handles. */
+static inline bool sp_run_cancel_fired(struct sp_run *run)
+{
+    for (int k = 0; k < 2; k++) {
+        if (run->cancel[k] &&
+            atomic_load_explicit((_Atomic int *)&run->cancel[k]->fired,
+                                 memory_order_acquire)) {
+            sp_run_stop(run, SP_STOP_CALLER);
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Whether a task may still start at time now; sets the stop reason when
- * the deadline has passed. */
+ * the deadline has passed or a cancel handle fired. */
 static inline bool sp_run_may_start(struct sp_run *run, uint64_t now)
 {
     if (atomic_load_explicit(run->stop, memory_order_relaxed))
+        return false;
+    if (SP_UNLIKELY(run->watched) && sp_run_cancel_fired(run))
         return false;
     if (run->deadline && now >= run->deadline) {
         sp_run_stop(run, SP_STOP_DEADLINE);

@@ -76,10 +76,12 @@ _Static_assert(offsetof(sp_task, after) == 3 * sizeof(void *) &&
                    offsetof(sp_task, reserved) == 7 * sizeof(void *),
                "sp_task fields moved");
 _Static_assert(sizeof(sp_task_policy) == 64, "sp_task_policy changed size");
-/* The retry fields took 28 of the 56 reserved bytes of 0.1. */
+/* The retry fields and the cancel handle took 28 + sizeof(void *) of the
+ * 56 reserved bytes of 0.1. */
 _Static_assert(offsetof(sp_options, task_timeout) + sizeof(double) + 56 ==
                        sizeof(sp_options) &&
-                   offsetof(sp_options, reserved) + 28 == sizeof(sp_options),
+                   offsetof(sp_options, reserved) + 28 - sizeof(void *) ==
+                       sizeof(sp_options),
                "sp_options changed");
 _Static_assert(SP_RETRY_FAILED == 1u << SP_KIND_FAILED &&
                    SP_RETRY_CRASHED == 1u << SP_KIND_CRASHED &&

@@ -168,6 +168,8 @@ SP_API int sp_cancelled(sp_ctx *ctx)
         return 0;
     struct sp_run *run = ctx->run;
     int why = atomic_load_explicit(run->stop, memory_order_relaxed);
+    if (!why && run->watched && sp_run_cancel_fired(run))
+        why = atomic_load_explicit(run->stop, memory_order_relaxed);
     if (!why && (run->deadline || ctx->limit)) {
         uint64_t now = sp_now();
         if (!sp_run_may_start(run, now))

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* Shared with worker processes: what tasks saw, across attempts. */
@@ -844,6 +845,304 @@ static void test_reason_names(void **state)
     assert_int_equal(sp_entry_cancel_reason(NULL), SP_CANCEL_NONE);
 }
 
+/* ---- the cancel handle --------------------------------------------------- */
+
+/* Sleeps without looking at sp_cancelled(): on the process backend only
+ * the kill after the grace period ends it. */
+static int stubborn(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&sh->started, 1);
+    test_sleep_ms(20000);
+    return sp_set_result_str(ctx, "finished anyway");
+}
+
+struct firer {
+    pthread_t th;
+    sp_cancel *c;
+    int signal; /* send SIGINT to the process instead of firing */
+};
+
+/* Once a task has started (at most 5 s), fire the handle or raise SIGINT.
+ */
+static void *fire_later(void *arg)
+{
+    struct firer *f = arg;
+    for (int k = 0; k < 5000 && !atomic_load(&sh->started); k++)
+        test_sleep_ms(1);
+    test_sleep_ms(test_ms(20));
+    if (f->signal)
+        kill(getpid(), SIGINT); /* this thread blocks it: another gets it */
+    else
+        sp_cancel_fire(f->c);
+    return NULL;
+}
+
+static void start_firer(struct firer *f)
+{
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &block, &old); /* inherited by the thread */
+    assert_int_equal(pthread_create(&f->th, NULL, fire_later, f), 0);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* Every key is back, CANCELLED by the caller unless it finished; what ran
+ * has one attempt, what never started none. */
+static void check_cancelled(const sp_results *res, size_t n)
+{
+    assert_int_equal(sp_results_count(res), n);
+    for (size_t i = 0; i < n; i++) {
+        const sp_entry *e = sp_results_at(res, i);
+        assert_int_equal(sp_entry_kind(e), SP_KIND_CANCELLED);
+        assert_int_equal(sp_entry_cancel_reason(e), SP_CANCEL_CALLER);
+        if (sp_entry_attempts(e) == 0)
+            assert_string_equal(sp_entry_message(e),
+                                "not started: cancelled by the caller");
+        else if (sp_entry_code(e) == SP_ECANCELED)
+            assert_non_null(
+                strstr(sp_entry_message(e), "killed: cancelled by the caller"));
+        else
+            assert_string_equal(sp_entry_message(e), "gave up: cancelled");
+    }
+}
+
+/* Fired from another thread: tasks that look at sp_cancelled() give up,
+ * the others never start. */
+static void test_cancel_from_another_thread(void **state)
+{
+    (void)state;
+    reset();
+    enum { N = 8 };
+    sp_task t[N];
+    char keys[N][16];
+    make_quick(t, keys, N);
+    for (size_t i = 0; i < N; i++)
+        t[i].fn = waits_for_cancel;
+    sp_cancel *c = NULL;
+    assert_int_equal(sp_cancel_create(&c), 0);
+    struct firer f = {.c = c};
+    start_firer(&f);
+    sp_options o = test_opts();
+    o.max_workers = 2;
+    o.cancel = c;
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, N, &o, &res), 0);
+    pthread_join(f.th, NULL);
+    assert_true(sp_cancel_fired(c));
+    check_cancelled(res, N);
+    assert_true(atomic_load(&sh->started) >= 1);
+    sp_results_free(res);
+    sp_cancel_free(c);
+}
+
+/* A long process-backend call of tasks that ignore sp_cancelled(): the
+ * handle ends it promptly (the workers are killed after the grace
+ * period), every key present. */
+static void test_cancel_kills_process_workers(void **state)
+{
+    (void)state;
+    if (test_backend != SP_BACKEND_PROCESS)
+        skip(); /* a thread cannot be killed: the call waits for it */
+    reset();
+    enum { N = 6 };
+    sp_task t[N];
+    char keys[N][16];
+    make_quick(t, keys, N);
+    for (size_t i = 0; i < N; i++)
+        t[i].fn = stubborn;
+    sp_cancel *c = NULL;
+    assert_int_equal(sp_cancel_create(&c), 0);
+    struct firer f = {.c = c};
+    start_firer(&f);
+    sp_options o = test_opts();
+    o.max_workers = 2;
+    o.cancel = c;
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, N, &o, &res), 0);
+    pthread_join(f.th, NULL);
+    check_cancelled(res, N);
+    assert_true(sp_results_elapsed(res) < 10.0 * test_scale());
+    size_t killed = 0;
+    for (size_t i = 0; i < N; i++)
+        killed += sp_entry_attempts(sp_results_at(res, i));
+    assert_true(killed >= 1 && killed <= 2);
+    assert_int_equal(waitpid(-1, NULL, WNOHANG), -1); /* no child left */
+    sp_results_free(res);
+    sp_cancel_free(c);
+}
+
+static sp_cancel *sigint_handle;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    sp_cancel_fire(sigint_handle); /* async-signal-safe */
+}
+
+/* Ctrl-C: a SIGINT handler fires the handle during a long call. */
+static void test_cancel_from_a_signal_handler(void **state)
+{
+    (void)state;
+    reset();
+    enum { N = 6 };
+    sp_task t[N];
+    char keys[N][16];
+    make_quick(t, keys, N);
+    for (size_t i = 0; i < N; i++) /* the process backend kills them */
+        t[i].fn =
+            test_backend == SP_BACKEND_PROCESS ? stubborn : waits_for_cancel;
+    assert_int_equal(sp_cancel_create(&sigint_handle), 0);
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(SIGINT, &sa, &old), 0);
+    struct firer f = {.signal = 1};
+    start_firer(&f);
+    sp_options o = test_opts();
+    o.max_workers = 2;
+    o.cancel = sigint_handle;
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, N, &o, &res), 0);
+    pthread_join(f.th, NULL);
+    sigaction(SIGINT, &old, NULL);
+    assert_true(sp_cancel_fired(sigint_handle));
+    check_cancelled(res, N);
+    assert_true(sp_results_elapsed(res) < 10.0 * test_scale());
+    sp_results_free(res);
+    sp_cancel_free(sigint_handle);
+    sigint_handle = NULL;
+}
+
+/* A handle that fired already: nothing runs, not even a worker; after a
+ * reset the same options run normally. */
+static void test_cancel_before_the_call(void **state)
+{
+    (void)state;
+    reset();
+    sp_task t[] = {{.key = "a", .fn = flaky, .arg = (void *)1},
+                   {.key = "b", .fn = flaky, .arg = (void *)1}};
+    sp_cancel *c = NULL;
+    assert_int_equal(sp_cancel_create(&c), 0);
+    assert_false(sp_cancel_fired(c));
+    sp_cancel_fire(c);
+    sp_options o = test_opts();
+    o.cancel = c;
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, 2, &o, &res), 0);
+    check_cancelled(res, 2);
+    assert_int_equal(atomic_load(&sh->calls[0]) + atomic_load(&sh->calls[1]),
+                     0);
+    assert_int_equal(sp_results_workers(res), 0);
+    sp_results_free(res);
+
+    sp_cancel_reset(c);
+    assert_false(sp_cancel_fired(c));
+    assert_int_equal(simple_parallel(t, 2, &o, &res), 0);
+    assert_int_equal(sp_results_ok(res), 2);
+    sp_results_free(res);
+    sp_cancel_free(c);
+
+    assert_int_equal(sp_cancel_create(NULL), SP_EINVAL);
+    assert_non_null(strstr(sp_last_error(), "SP_EINVAL"));
+    sp_cancel_fire(NULL);
+    sp_cancel_reset(NULL);
+    assert_false(sp_cancel_fired(NULL));
+    sp_cancel_free(NULL);
+}
+
+/* Cancelled while a task waits out its retry delay: no further attempt,
+ * it keeps its failure, and the call does not wait for the delay. */
+static void test_cancel_during_a_backoff(void **state)
+{
+    (void)state;
+    reset();
+    sp_task t[] = {{.key = "flaky", .fn = flaky, .arg = (void *)2}};
+    sp_cancel *c = NULL;
+    assert_int_equal(sp_cancel_create(&c), 0);
+    atomic_store(&sh->started, 1); /* fire 20 ms in */
+    struct firer f = {.c = c};
+    start_firer(&f);
+    sp_options o = test_opts();
+    o.retries = 1;
+    o.retry_delay = 30.0 * test_scale();
+    o.cancel = c;
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, 1, &o, &res), 0);
+    pthread_join(f.th, NULL);
+    const sp_entry *e = sp_results_at(res, 0);
+    assert_int_equal(sp_entry_kind(e), SP_KIND_FAILED);
+    assert_int_equal(sp_entry_attempts(e), 1);
+    assert_int_equal(atomic_load(&sh->calls[0]), 1);
+    assert_true(sp_results_elapsed(res) < 10.0 * test_scale());
+    sp_results_free(res);
+    sp_cancel_free(c);
+}
+
+/* A pool's handle stops every call of the pool, in flight and new, until
+ * it is reset. */
+struct pool_call {
+    pthread_t th;
+    sp_pool *pool;
+    sp_results *res;
+    int err;
+};
+
+static void *pool_call_main(void *arg)
+{
+    struct pool_call *pc = arg;
+    static sp_task t[4];
+    static char keys[4][16];
+    make_quick(t, keys, 4);
+    for (size_t i = 0; i < 4; i++)
+        t[i].fn = waits_for_cancel;
+    pc->err = sp_pool_run(pc->pool, t, 4, NULL, &pc->res);
+    return NULL;
+}
+
+static void test_cancel_every_call_of_a_pool(void **state)
+{
+    (void)state;
+    if (test_backend == SP_BACKEND_PROCESS)
+        skip(); /* process pools are not built yet */
+    reset();
+    sp_cancel *c = NULL;
+    assert_int_equal(sp_cancel_create(&c), 0);
+    sp_pool_options po = {
+        .backend = test_backend, .max_workers = 4, .cancel = c};
+    sp_pool *pool = NULL;
+    assert_int_equal(sp_pool_create(&po, &pool), 0);
+    /* Serial pools run one call at a time. */
+    int callers = test_backend == SP_BACKEND_SERIAL ? 1 : 2;
+    struct pool_call pc[2] = {{.pool = pool}, {.pool = pool}};
+    for (int k = 0; k < callers; k++)
+        assert_int_equal(
+            pthread_create(&pc[k].th, NULL, pool_call_main, &pc[k]), 0);
+    struct firer f = {.c = c};
+    start_firer(&f);
+    for (int k = 0; k < callers; k++) {
+        pthread_join(pc[k].th, NULL);
+        assert_int_equal(pc[k].err, 0);
+        check_cancelled(pc[k].res, 4);
+        sp_results_free(pc[k].res);
+    }
+    pthread_join(f.th, NULL);
+    /* Still fired: a new call runs nothing. */
+    sp_task q[] = {{.key = "q", .fn = quick}};
+    sp_results *res = NULL;
+    assert_int_equal(sp_pool_run(pool, q, 1, NULL, &res), 0);
+    check_cancelled(res, 1);
+    sp_results_free(res);
+    sp_cancel_reset(c);
+    assert_int_equal(sp_pool_run(pool, q, 1, NULL, &res), 0);
+    assert_int_equal(sp_results_ok(res), 1);
+    sp_results_free(res);
+    sp_pool_free(pool);
+    sp_cancel_free(c);
+}
+
 /* ---- validation --------------------------------------------------------- */
 
 static _Atomic int ran;
@@ -1004,6 +1303,12 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_reason_on_done),
     cmocka_unit_test(test_reason_dependency),
     cmocka_unit_test(test_reason_names),
+    cmocka_unit_test(test_cancel_from_another_thread),
+    cmocka_unit_test(test_cancel_kills_process_workers),
+    cmocka_unit_test(test_cancel_from_a_signal_handler),
+    cmocka_unit_test(test_cancel_before_the_call),
+    cmocka_unit_test(test_cancel_during_a_backoff),
+    cmocka_unit_test(test_cancel_every_call_of_a_pool),
     cmocka_unit_test(test_bad_policies),
     cmocka_unit_test(test_bad_retry_options),
     cmocka_unit_test(test_bad_spawned_policy),

@@ -405,12 +405,15 @@ static void worker_ended(struct prun *pr, unsigned k)
                          "; its last result frame was truncated");
             int timed =
                 w->kill_why == KILL_TIMEOUT || w->kill_why == KILL_DEADLINE;
-            int code = timed                       ? SP_ETIMEDOUT
-                       : w->kill_why == KILL_PROTO ? SP_EPROTO
-                       : w->kill_why == KILL_ERROR ? SP_ESYSTEM
-                                                   : SP_ECRASHED;
-            sp_proc_outcome(pr, i, timed ? SP_KIND_TIMED_OUT : SP_KIND_CRASHED,
-                            code, atomic_load(&s->started), k, msg,
+            int code = timed                        ? SP_ETIMEDOUT
+                       : w->kill_why == KILL_PROTO  ? SP_EPROTO
+                       : w->kill_why == KILL_ERROR  ? SP_ESYSTEM
+                       : w->kill_why == KILL_CANCEL ? SP_ECANCELED
+                                                    : SP_ECRASHED;
+            sp_kind kind = timed                        ? SP_KIND_TIMED_OUT
+                           : w->kill_why == KILL_CANCEL ? SP_KIND_CANCELLED
+                                                        : SP_KIND_CRASHED;
+            sp_proc_outcome(pr, i, kind, code, atomic_load(&s->started), k, msg,
                             how.how.signo, how.how.exit_status);
         }
     }
@@ -532,6 +535,16 @@ static uint64_t slot_limit(struct prun *pr, unsigned k, bool *own)
     return sp_task_limit(run, t);
 }
 
+/* After a cancel handle fired: when tasks still running are killed
+ * (absolute ns); 0 when the run was not cancelled. */
+static uint64_t cancel_grace_end(struct sp_run *run)
+{
+    if (atomic_load(run->stop) != SP_STOP_CALLER)
+        return 0;
+    return run->t0 + atomic_load(&run->stop_ns) +
+           (uint64_t)SP_CANCEL_GRACE_MS * 1000000u;
+}
+
 /* Milliseconds poll() may sleep before a deadline, a time limit or a ring
  * scan is due. */
 static int poll_timeout(struct prun *pr, uint64_t now)
@@ -544,6 +557,9 @@ static int poll_timeout(struct prun *pr, uint64_t now)
     uint64_t wake = sp_sched_wake_at(&run->sched); /* a retry due */
     if (wake && wake < due)
         due = wake;
+    uint64_t grace = cancel_grace_end(run); /* a kill after a cancel */
+    if (grace && grace < due)
+        due = grace;
     for (unsigned k = 0; k < pr->used; k++) {
         if (!pr->pw[k].pid || pr->pw[k].kill_why)
             continue;
@@ -570,12 +586,14 @@ static void enforce_limits(struct prun *pr, uint64_t now)
     bool deadline = run->deadline && now >= run->deadline;
     if (deadline)
         sp_run_stop(run, SP_STOP_DEADLINE);
+    uint64_t grace = cancel_grace_end(run);
+    bool cancel = grace && now >= grace;
     for (unsigned k = 0; k < pr->used; k++) {
         struct slot *s = &pr->sh->slots[k];
         if (!pr->pw[k].pid || atomic_load(&s->phase) != SLOT_RUNNING)
             continue;
-        if (deadline) {
-            sp_proc_kill(&pr->pw[k], KILL_DEADLINE);
+        if (deadline || cancel) {
+            sp_proc_kill(&pr->pw[k], deadline ? KILL_DEADLINE : KILL_CANCEL);
             continue;
         }
         bool own;

@@ -71,7 +71,14 @@ struct shared {
 #define EXIT_CHANNEL 121
 
 /* Why the parent killed a worker. */
-enum { KILL_NONE, KILL_TIMEOUT, KILL_DEADLINE, KILL_PROTO, KILL_ERROR };
+enum {
+    KILL_NONE,
+    KILL_TIMEOUT,
+    KILL_DEADLINE,
+    KILL_PROTO,
+    KILL_ERROR,
+    KILL_CANCEL, /* still running SP_CANCEL_GRACE_MS after a cancel */
+};
 
 /* A command waiting to be written to a worker: its header, then `len`
  * payload bytes from `data` (borrowed from the map, or owned). */

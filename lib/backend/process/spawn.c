@@ -231,6 +231,11 @@ void sp_proc_describe_end(struct prun *pr, unsigned k, int have_status,
                  "killed: the caller could no longer watch its workers (%s)",
                  pr->error_msg);
         return;
+    case KILL_CANCEL:
+        snprintf(out, outlen,
+                 "killed: cancelled by the caller, still running %u ms later",
+                 SP_CANCEL_GRACE_MS);
+        return;
     case KILL_PROTO:
         snprintf(out, outlen,
                  "worker killed after a malformed result frame: %s",

@@ -430,6 +430,8 @@ _Noreturn void sp_proc_worker_main(struct prun *pr, unsigned k, int fd)
     }
     install_crash_handlers(s);
     run->stop = &pr->sh->stop;
+    /* The parent watches the cancel handles and stops the shared flag. */
+    run->watched = false;
     run->remote = &remote;
 
     for (;;) {
