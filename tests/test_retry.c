@@ -94,7 +94,7 @@ static void test_limit_shorter_than_the_calls(void **state)
     if (test_backend != SP_BACKEND_PROCESS || sp_entry_code(e) == 9)
         assert_string_equal(sp_entry_message(e), "gave up: cancelled");
     else
-        assert_non_null(strstr(sp_entry_message(e), "its time_limit of 0.03"));
+        assert_non_null(strstr(sp_entry_message(e), "its time_limit of"));
     sp_results_free(res);
 }
 
@@ -1088,17 +1088,17 @@ struct pool_call {
     sp_pool *pool;
     sp_results *res;
     int err;
+    sp_task t[4];
+    char keys[4][16];
 };
 
 static void *pool_call_main(void *arg)
 {
     struct pool_call *pc = arg;
-    static sp_task t[4];
-    static char keys[4][16];
-    make_quick(t, keys, 4);
+    make_quick(pc->t, pc->keys, 4);
     for (size_t i = 0; i < 4; i++)
-        t[i].fn = waits_for_cancel;
-    pc->err = sp_pool_run(pc->pool, t, 4, NULL, &pc->res);
+        pc->t[i].fn = waits_for_cancel;
+    pc->err = sp_pool_run(pc->pool, pc->t, 4, NULL, &pc->res);
     return NULL;
 }
 
