@@ -1072,7 +1072,8 @@ SP_API int simple_parallel(const sp_task *tasks, size_t n,
  * returns 0 in the meantime keeps its result. A thread cannot be killed,
  * so on the thread and serial backends the call returns once its running
  * tasks have returned. The call notices a fired handle within a few
- * milliseconds (it looks at least every ::SP_CANCEL_POLL_MS).
+ * milliseconds (it looks at least every ::SP_CANCEL_POLL_MS). Calls that
+ * its tasks make are stopped only if they are given the handle too.
  * @{ */
 
 /** How long a task on the process backend may still run after its call
