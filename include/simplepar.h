@@ -185,6 +185,75 @@ typedef struct sp_ctx sp_ctx;
  */
 typedef int (*sp_task_fn)(sp_ctx *ctx, void *arg);
 
+/** @name Retry outcomes
+ * Bits of ::sp_options.retry_on and ::sp_task_policy.retry_on: which
+ * outcomes of an attempt are tried again (bit 1 << the ::sp_kind).
+ * ::SP_KIND_CANCELLED and ::SP_KIND_SKIPPED are never retried.
+ * @{ */
+#define SP_RETRY_FAILED 0x2u    /**< ::SP_KIND_FAILED: it returned an error */
+#define SP_RETRY_CRASHED 0x4u   /**< ::SP_KIND_CRASHED: its worker died */
+#define SP_RETRY_TIMED_OUT 0x8u /**< ::SP_KIND_TIMED_OUT: over its limit */
+/** @} */
+
+/** Most further attempts a task may have (::sp_options.retries,
+ *  ::sp_task_policy.retries); more gives ::SP_EOPTION. */
+#define SP_MAX_RETRIES 100u
+/** ::sp_task_policy.retries: this task is never tried again, whatever
+ *  ::sp_options.retries says (for work that must not happen twice). */
+#define SP_NO_RETRIES 0xffffffffu
+
+/** How the delay between attempts grows (::sp_options.retry_backoff,
+ *  ::sp_task_policy.retry_backoff). */
+typedef enum sp_backoff {
+    /** In ::sp_options: fixed. In ::sp_task_policy: the call's. */
+    SP_BACKOFF_DEFAULT = 0,
+    /** Every delay is retry_delay. */
+    SP_BACKOFF_FIXED = 1,
+    /** retry_delay before the second attempt, then twice the last delay,
+     *  at most retry_delay_max (when not 0). */
+    SP_BACKOFF_DOUBLING = 2,
+} sp_backoff;
+
+/**
+ * Per-task settings: what a row of the task table (::sp_task.policy) or a
+ * spawned task may set for itself. Every field's zero means "the call's
+ * setting" (the matching field of ::sp_options), so one policy can be
+ * shared by many rows and name only what differs.
+ *
+ * Initialise with designated initialisers so that fields added later stay
+ * zero: `static const sp_task_policy slow = {.time_limit = 30};`.
+ */
+typedef struct sp_task_policy {
+    /** Time limit of each attempt of this task, in seconds from its start;
+     *  0 = the call's ::sp_options.task_timeout. What it does per backend
+     *  is what task_timeout does. A task cannot remove the call's limit
+     *  (give it a longer one). Range: finite, >= 0 and below
+     *  ::SP_MAX_SECONDS (1e9); anything else gives ::SP_EOPTION. */
+    double time_limit;
+    /** Seconds from the end of a failed attempt to the earliest start of
+     *  the next; 0 = the call's ::sp_options.retry_delay. Range as
+     *  time_limit. */
+    double retry_delay;
+    /** With ::SP_BACKOFF_DOUBLING, the longest delay; 0 = the call's
+     *  ::sp_options.retry_delay_max. Range as time_limit. */
+    double retry_delay_max;
+    /** Further attempts after a failed one, 1 .. ::SP_MAX_RETRIES (100);
+     *  0 = the call's ::sp_options.retries; ::SP_NO_RETRIES = none for
+     *  this task, whatever the call says. Anything else gives
+     *  ::SP_EOPTION. */
+    unsigned retries;
+    /** Which outcomes are tried again: ::SP_RETRY_FAILED,
+     *  ::SP_RETRY_CRASHED, ::SP_RETRY_TIMED_OUT, or-ed; 0 = the call's
+     *  ::sp_options.retry_on. Other bits give ::SP_EOPTION. */
+    unsigned retry_on;
+    /** ::SP_BACKOFF_FIXED or ::SP_BACKOFF_DOUBLING; ::SP_BACKOFF_DEFAULT
+     *  (0) = the call's ::sp_options.retry_backoff. */
+    sp_backoff retry_backoff;
+    /** Reserved for later settings. Must be zero: non-zero gives
+     *  ::SP_ENOTSUP. */
+    unsigned char reserved[28];
+} sp_task_policy;
+
 /**
  * One row of the task table.
  *
@@ -218,9 +287,14 @@ typedef struct sp_task {
     const void *data;
     /** Number of argument bytes at data. */
     size_t len;
-    /** Reserved for per-task settings (retries, time limits). Must be
-     *  NULL: non-NULL gives ::SP_ENOTSUP. */
-    void *reserved[2];
+    /** Per-task settings (a time limit, ...); NULL = the call's settings
+     *  for everything. Borrowed for the duration of the call (sp_spawn()
+     *  copies it), so many rows may point to one policy. Checked before
+     *  anything runs: a bad value gives ::SP_EOPTION naming the row. */
+    const sp_task_policy *policy;
+    /** Reserved for later fields. Must be NULL: non-NULL gives
+     *  ::SP_ENOTSUP. */
+    void *reserved[1];
 } sp_task;
 
 /**
@@ -305,15 +379,18 @@ SP_API int sp_vfail(sp_ctx *ctx, int code, const char *fmt, va_list ap)
  * @brief Whether the task has been asked to stop early.
  *
  * True once the overall deadline (::sp_options.deadline) or this task's
- * own limit (::sp_options.task_timeout) has passed, or, under
- * ::SP_POLICY_FAIL_FAST, once another task has failed, or once the completion
- * callback asked to stop. Long tasks on the thread and serial
- * backends should poll it and return; a thread cannot be killed.
- * A task that saw this return 1 and then returns non-zero is reported as
- * ::SP_KIND_TIMED_OUT (deadline, task_timeout) or ::SP_KIND_CANCELLED
- * (fail-fast / stop),
- * keeping its own code and message; one that returns 0 keeps its result as
- * ::SP_KIND_OK (a finished result is never thrown away).
+ * own limit (::sp_task_policy.time_limit, else ::sp_options.task_timeout)
+ * has passed, or, under ::SP_POLICY_FAIL_FAST, once another task has
+ * failed, or once the completion callback asked to stop, or once a cancel
+ * handle of the call fired (sp_cancel_fire()). Long tasks on the
+ * thread and serial backends should poll it and return; a thread cannot be
+ * killed. A task that saw this return 1 and then returns non-zero is
+ * reported as ::SP_KIND_TIMED_OUT (deadline, time limit) or
+ * ::SP_KIND_CANCELLED (fail-fast, stop, cancel handle), keeping its own
+ * code and message. One that returns 0 keeps its result: as ::SP_KIND_OK after
+ * the deadline or a stop (a finished result is never thrown away), as
+ * ::SP_KIND_TIMED_OUT with the result bytes kept after its own time limit
+ * (see ::sp_options.task_timeout).
  * @return 1 or 0.
  */
 SP_API int sp_cancelled(sp_ctx *ctx);
@@ -387,6 +464,11 @@ SP_API int sp_spawn(sp_ctx *ctx, const sp_task *task);
 /** @brief The running task's index in the task table. */
 SP_API size_t sp_ctx_index(const sp_ctx *ctx);
 
+/** @brief Which attempt of its task is running: 1 for the first, 2 for the
+ *  first retry, ... (::sp_options.retries); 0 for a NULL @p ctx. On every
+ *  backend, also in a worker process. */
+SP_API unsigned sp_ctx_attempt(const sp_ctx *ctx);
+
 /** @brief Index of the worker running the task: 0 .. workers-1 (always 0 on
  *  the serial backend). Useful for per-worker scratch storage. */
 SP_API unsigned sp_ctx_worker(const sp_ctx *ctx);
@@ -421,7 +503,8 @@ typedef struct sp_entry sp_entry;
  *    exit); process backend only.
  *  - ::SP_KIND_TIMED_OUT: ran past the deadline or its time limit.
  *  - ::SP_KIND_CANCELLED: never started (deadline, fail-fast, stop), or saw
- *    fail-fast / stop through sp_cancelled() and then failed.
+ *    fail-fast / stop through sp_cancelled() and then failed;
+ *    sp_entry_cancel_reason() says which.
  *  - ::SP_KIND_SKIPPED: never started because a task it depends on
  *    (::sp_task.after) did not end OK; code ::SP_ESKIPPED, and a message
  *    naming that dependency and how it ended.
@@ -440,6 +523,49 @@ typedef enum sp_kind {
     SP_KIND_MAP(SP_X_KIND_)
 #undef SP_X_KIND_
 } sp_kind;
+
+/**
+ * X-macro table of the reasons a task was cancelled or skipped: name,
+ * value, printed name. It generates ::sp_cancel_reason and
+ * sp_cancel_reason_name(). Values are stable; new reasons are only
+ * appended.
+ *
+ *  - ::SP_CANCEL_NONE: the entry is neither CANCELLED nor SKIPPED.
+ *  - ::SP_CANCEL_DEADLINE: the deadline (::sp_options.deadline) passed
+ *    before it started.
+ *  - ::SP_CANCEL_FAIL_FAST: another task failed under
+ *    ::SP_POLICY_FAIL_FAST; the message of a task that never started names
+ *    it ("not started: task "fetch" failed (fail-fast)").
+ *  - ::SP_CANCEL_ON_DONE: the completion callback asked to stop.
+ *  - ::SP_CANCEL_DEPENDENCY: a task it depends on did not end OK (every
+ *    ::SP_KIND_SKIPPED entry; the message names it).
+ *  - ::SP_CANCEL_BACKEND: the backend could not go on (no worker could be
+ *    started, or the caller could no longer watch its workers); the code
+ *    says why (::SP_EFORK, ::SP_EPIPE, ::SP_ESETUP, ::SP_ESYSTEM).
+ *  - ::SP_CANCEL_CALLER: a cancel handle of the call or its pool fired
+ *    (sp_cancel_fire()); a task on the process backend still running
+ *    ::SP_CANCEL_GRACE_MS later was killed.
+ */
+#define SP_CANCEL_MAP(X)                                                       \
+    X(SP_CANCEL_NONE, 0, "NONE")                                               \
+    X(SP_CANCEL_DEADLINE, 1, "DEADLINE")                                       \
+    X(SP_CANCEL_FAIL_FAST, 2, "FAIL_FAST")                                     \
+    X(SP_CANCEL_ON_DONE, 3, "ON_DONE")                                         \
+    X(SP_CANCEL_DEPENDENCY, 4, "DEPENDENCY")                                   \
+    X(SP_CANCEL_BACKEND, 5, "BACKEND")                                         \
+    X(SP_CANCEL_CALLER, 6, "CALLER")
+
+/** Why a task was cancelled or skipped (see ::SP_CANCEL_MAP). */
+typedef enum sp_cancel_reason {
+#define SP_X_CANCEL_(name, value, text) name = value,
+    SP_CANCEL_MAP(SP_X_CANCEL_)
+#undef SP_X_CANCEL_
+} sp_cancel_reason;
+
+/** @brief Name of a reason as ::SP_CANCEL_MAP spells it: "DEADLINE",
+ *  "FAIL_FAST", ...; "UNKNOWN" for any other value. Static string.
+ *  Thread-safe. */
+SP_API const char *sp_cancel_reason_name(sp_cancel_reason reason);
 
 /** @brief Name of a kind as ::SP_KIND_MAP spells it: "OK", "FAILED",
  *  "CRASHED", "TIMED_OUT", "CANCELLED", "SKIPPED"; "UNKNOWN" for any other
@@ -539,6 +665,18 @@ SP_API double sp_entry_start(const sp_entry *e);
  *  task that never started: equal to sp_entry_start(). */
 SP_API double sp_entry_end(const sp_entry *e);
 
+/**
+ * @brief Why a ::SP_KIND_CANCELLED or ::SP_KIND_SKIPPED entry did not run
+ * (or, having seen a stop through sp_cancelled(), gave up).
+ *
+ * Every such entry has a reason other than ::SP_CANCEL_NONE, and its
+ * message says it in words ("not started: the deadline passed").
+ * SKIPPED entries have ::SP_CANCEL_DEPENDENCY.
+ * @return the reason; ::SP_CANCEL_NONE for entries of any other kind and
+ *         for NULL. Thread-safe.
+ */
+SP_API sp_cancel_reason sp_entry_cancel_reason(const sp_entry *e);
+
 /** @brief For a ::SP_KIND_CRASHED entry: the signal that killed the worker
  *  while it ran the task (e.g. SIGSEGV), else 0. */
 SP_API int sp_entry_signal(const sp_entry *e);
@@ -552,6 +690,31 @@ SP_API int sp_entry_exit_status(const sp_entry *e);
 
 /** @brief Index of the worker that ran the task, or ::SP_NO_WORKER. */
 SP_API unsigned sp_entry_worker(const sp_entry *e);
+
+/**
+ * @brief How many times the task's callback was started.
+ *
+ * 1 for a task that ran once, more for one that was tried again
+ * (::sp_options.retries), 0 for one that never started (CANCELLED "not
+ * started", SKIPPED) and for NULL. The entry's kind, code, message,
+ * result, times and worker are those of the last attempt;
+ * sp_entry_first_kind() and its siblings give the first.
+ */
+SP_API unsigned sp_entry_attempts(const sp_entry *e);
+
+/** @brief How the task's first attempt ended: for a task tried more than
+ *  once, its first failure (so one that crashed and then timed out shows
+ *  both); otherwise the same as sp_entry_kind(). */
+SP_API sp_kind sp_entry_first_kind(const sp_entry *e);
+
+/** @brief The first attempt's code (see sp_entry_first_kind()); the same
+ *  as sp_entry_code() for a task tried once. */
+SP_API int sp_entry_first_code(const sp_entry *e);
+
+/** @brief The first attempt's message (see sp_entry_first_kind()); the
+ *  same as sp_entry_message() for a task tried once. Never NULL; owned by
+ *  the map. */
+SP_API const char *sp_entry_first_message(const sp_entry *e);
 
 /** @} */
 
@@ -721,6 +884,9 @@ typedef enum sp_policy {
  */
 typedef int (*sp_done_fn)(const sp_entry *e, void *user);
 
+/** A cancel handle (see sp_cancel_create()). Opaque. */
+typedef struct sp_cancel sp_cancel;
+
 /** Most thread workers a call with ::sp_options.max_workers 0 grows to
  *  while its workers block. */
 #define SP_THREAD_DEFAULT_CAP 256u
@@ -789,16 +955,50 @@ typedef struct sp_options {
      *  stack lets more threads fit; too small a stack crashes a task that
      *  needs more. */
     size_t stack_size;
-    /** Time limit of each task in seconds from its start; 0 = none.
+    /** Time limit of each task in seconds from its start; 0 = none. A
+     *  row's ::sp_task_policy.time_limit replaces it for that task.
      *  Range: finite, >= 0 and below ::SP_MAX_SECONDS (1e9); anything else
      *  gives ::SP_EOPTION. Process backend: a task over it is killed and
      *  comes back ::SP_KIND_TIMED_OUT. Thread and serial backends (a thread
-     *  cannot be killed): sp_cancelled() turns true for that task, and if
-     *  it then fails it comes back ::SP_KIND_TIMED_OUT. */
+     *  cannot be killed): sp_cancelled() turns true for that task, and a
+     *  task that returns after its limit comes back ::SP_KIND_TIMED_OUT
+     *  whatever it returned: with its own code and message if it failed,
+     *  else with ::SP_ETIMEDOUT and its result bytes kept in the entry. */
     double task_timeout;
-    /** Reserved for later options (retries, a persistent pool, ...). Must
-     *  be zero: non-zero gives ::SP_ENOTSUP. */
-    unsigned char reserved[56];
+    /** Seconds from the end of a failed attempt to the earliest start of
+     *  the next (retries); 0 = at once. Other tasks run meanwhile: the
+     *  delay holds up only the task that waits. Range as deadline. */
+    double retry_delay;
+    /** With ::SP_BACKOFF_DOUBLING, the longest delay in seconds; 0 = no
+     *  cap (below ::SP_MAX_SECONDS). Range as deadline. */
+    double retry_delay_max;
+    /** A cancel handle that stops this call when fired (sp_cancel_fire(),
+     *  from any thread or a signal handler); NULL = none. Borrowed: it
+     *  must outlive the call. */
+    sp_cancel *cancel;
+    /** How many further attempts a task that ended with one of the
+     *  outcomes in retry_on gets, 0 .. ::SP_MAX_RETRIES (100); 0 = none
+     *  (default). Each attempt is a new call of the task's callback, on
+     *  any worker (on the process backend, a retry after a crash runs in
+     *  a fresh worker); sp_ctx_attempt() tells the task which it is. Rows
+     *  may set their own (::sp_task_policy). No attempt starts after the
+     *  deadline, a fail-fast stop or a stop from on_done: a task waiting
+     *  for its next attempt then keeps its last outcome, and a retry that
+     *  could start only after the deadline is not made. on_done, the
+     *  counts, fail-fast and the tasks that depend on it see only a
+     *  task's last attempt. */
+    unsigned retries;
+    /** Which outcomes are tried again: ::SP_RETRY_FAILED,
+     *  ::SP_RETRY_CRASHED, ::SP_RETRY_TIMED_OUT, or-ed; 0 = all three.
+     *  Other bits give ::SP_EOPTION. */
+    unsigned retry_on;
+    /** How the delay grows: ::SP_BACKOFF_FIXED (the default, also for
+     *  ::SP_BACKOFF_DEFAULT) or ::SP_BACKOFF_DOUBLING. */
+    sp_backoff retry_backoff;
+    /** Reserved for later options. Must be zero: non-zero gives
+     *  ::SP_ENOTSUP. (Its size keeps sp_options as large as in 0.1 on
+     *  every ABI: 20 bytes on LP64.) */
+    unsigned char reserved[28 - sizeof(void *)];
 } sp_options;
 
 /**
@@ -813,13 +1013,15 @@ typedef struct sp_options {
  * result bytes, or FAILED / CRASHED / TIMED_OUT / CANCELLED with a code and
  * message. A failing task never hides another's result.
  *
- * Each callback runs at most once: no backend runs a task again behind the
+ * Each callback runs once per attempt, and a task has one attempt unless
+ * the caller asked for retries (::sp_options.retries,
+ * ::sp_task_policy.retries): no backend runs a task again behind the
  * caller's back (a task's side effects, a payment or a write, do not
  * happen twice). A task whose callback began never comes back CANCELLED
  * "not started": if its worker died, it is CRASHED or TIMED_OUT, also when
  * it had returned and only its result was lost. On the process backend a
  * task whose worker died after claiming it but before calling it is run by
- * another worker; its callback still runs once.
+ * another worker; that is not a new attempt.
  *
  * Time limits (::sp_options.task_timeout, the deadline) bound the
  * callback, not the transfer of its result: a result that was completely
@@ -863,6 +1065,66 @@ typedef struct sp_options {
  */
 SP_API int simple_parallel(const sp_task *tasks, size_t n,
                            const sp_options *opts, sp_results **out);
+
+/** @} */
+
+/* ------------------------------------------------------------------------ */
+/** @name Cancelling from outside
+ * A cancel handle stops a running call (::sp_options.cancel) or every
+ * call of a pool (::sp_pool_options.cancel) from another thread, or from
+ * a signal handler: a SIGINT handler can end a long call. Once fired,
+ * nothing new starts; running tasks see sp_cancelled(); on the process
+ * backend a task still running ::SP_CANCEL_GRACE_MS after the call
+ * noticed is killed with its worker. Every key still comes back: tasks
+ * that had not ended are ::SP_KIND_CANCELLED with the reason
+ * ::SP_CANCEL_CALLER ("not started: cancelled by the caller"); a task that
+ * returns 0 in the meantime keeps its result. A thread cannot be killed,
+ * so on the thread and serial backends the call returns once its running
+ * tasks have returned. The call notices a fired handle within a few
+ * milliseconds (it looks at least every ::SP_CANCEL_POLL_MS). Calls that
+ * its tasks make are stopped only if they are given the handle too.
+ * @{ */
+
+/** How long a task on the process backend may still run after its call
+ *  noticed a fired cancel handle before its worker is killed (ms). */
+#define SP_CANCEL_GRACE_MS 250u
+/** The longest a waiting call takes to notice a fired cancel handle when
+ *  nothing else wakes it (ms). */
+#define SP_CANCEL_POLL_MS 5u
+
+/**
+ * @brief Create a cancel handle, not fired.
+ * @param out receives the handle, to be freed with sp_cancel_free().
+ * @retval 0          created.
+ * @retval SP_EINVAL  @p out is NULL.
+ * @retval SP_ENOMEM  out of memory.
+ * Thread-safe.
+ */
+SP_API int sp_cancel_create(sp_cancel **out);
+
+/**
+ * @brief Fire the handle: every call that has it (in its options, or
+ * through its pool) stops, now and until sp_cancel_reset().
+ *
+ * Async-signal-safe (one lock-free atomic store): it may be called from a
+ * signal handler, and from any thread. A call given a handle that has
+ * already fired runs nothing: every task comes back CANCELLED. NULL is a
+ * no-op.
+ */
+SP_API void sp_cancel_fire(sp_cancel *c);
+
+/** @brief Whether the handle has fired (and not been reset since): 1 or 0;
+ *  0 for NULL. Async-signal-safe. */
+SP_API int sp_cancel_fired(const sp_cancel *c);
+
+/** @brief Make a fired handle usable again: calls that start afterwards
+ *  run normally (calls that saw it fired stay stopped). NULL is a no-op.
+ *  Async-signal-safe. */
+SP_API void sp_cancel_reset(sp_cancel *c);
+
+/** @brief Free the handle. NULL is a no-op. No call or pool may still be
+ *  using it. */
+SP_API void sp_cancel_free(sp_cancel *c);
 
 /** @} */
 
@@ -919,9 +1181,15 @@ typedef struct sp_pool_options {
     /** Stack size of each worker thread, as ::sp_options.stack_size
      *  (thread pools; checked for every backend). */
     size_t stack_size;
+    /** A cancel handle that stops every call of the pool when fired,
+     *  those in flight and those that start until it is reset (as
+     *  ::sp_options.cancel does for one call); NULL = none. Borrowed for
+     *  the pool's life. */
+    sp_cancel *cancel;
     /** Reserved for later options. Must be zero: non-zero gives
-     *  ::SP_ENOTSUP. */
-    unsigned char reserved[48];
+     *  ::SP_ENOTSUP. (Its size keeps sp_pool_options as large as in 0.2's
+     *  first pools on every ABI.) */
+    unsigned char reserved[48 - sizeof(void *)];
 } sp_pool_options;
 
 /**

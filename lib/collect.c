@@ -65,6 +65,7 @@ SP_PRIVATE_API int sp__run_begin(const sp_task *tasks, size_t n,
     err = sp_sched_init(&r->run.sched, &r->run, 0);
     if (err) {
         sp_graph_free(&r->run.graph);
+        free(r->run.tries);
         sp_results_free(r->run.res);
         free(r);
         return err;
@@ -76,14 +77,16 @@ SP_PRIVATE_API int sp__run_begin(const sp_task *tasks, size_t n,
 
 SP_PRIVATE_API int sp__run_next(sp__run *r, size_t *i)
 {
-    if (!sp_run_may_start(&r->run, sp_now()))
+    uint64_t now = sp_now();
+    if (!sp_run_may_start(&r->run, now))
         return -1;
+    sp_sched_tick(&r->run.sched, now); /* retries whose delay passed */
     if (sp_sched_claim_one(&r->run.sched, i) ||
         sp_sched_take(&r->run.sched, i)) {
         r->out++;
         return 1;
     }
-    return r->out ? 0 : -1;
+    return r->out || sp_sched_later_pending(&r->run.sched) ? 0 : -1;
 }
 
 /* An outcome as the caller gave it, in the form sp_complete() takes. */
@@ -99,7 +102,9 @@ static void to_outcome(const sp__outcome *o, struct sp_outcome *c)
               .worker = o->worker},
         .how = {.kind = (uint8_t)o->kind,
                 .flags = o->task_code ? SP_EF_TASK_CODE : 0,
-                .signo = (uint8_t)(o->signo > 0 ? o->signo : 0)},
+                .signo = (uint8_t)(o->kind == SP_KIND_CRASHED && o->signo > 0
+                                       ? o->signo
+                                       : 0)},
     };
     if (o->kind == SP_KIND_CRASHED && o->exit_status >= 0 && !o->signo) {
         c->how.signo = SP_EXITED;

@@ -11,6 +11,14 @@
  * outcomes recorded by worker threads are queued and delivered by
  * sp_complete_drain_until(), which the thread backend runs on the calling
  * thread.
+ *
+ * Retries are decided here too, before anything is recorded: an attempt
+ * that failed in a way its policy retries, while the run may still start
+ * tasks, goes back to the scheduler (at once, or after its delay), and its
+ * outcome is kept in the task's retry record instead. Only a task's last
+ * attempt reaches the entry, the counts, fail-fast, on_done and the tasks
+ * that depend on it; the entry's story (struct sp_story) adds how many
+ * attempts there were and how the first ended.
  */
 #include "sp-private.h"
 
@@ -48,8 +56,14 @@ static SP_NOINLINE void after_complete(struct sp_run *run, size_t i,
                                        unsigned kind, struct sp_tally *t,
                                        unsigned old_flags)
 {
-    if (kind != SP_KIND_OK && sp_complete_stops(run, (int)kind))
+    if (kind != SP_KIND_OK && sp_complete_stops(run, (int)kind)) {
+        /* The first failure recorded names the cause (a worker process
+         * may have stopped the run already, before its frame arrived). */
+        uint32_t none = UINT32_MAX;
+        atomic_compare_exchange_strong(&run->failfast_cause, &none,
+                                       (uint32_t)i);
         sp_run_stop(run, SP_STOP_FAILFAST);
+    }
     if (run->opts.on_done) {
         if (t->on_caller)
             deliver(run, sp_entry_at(run->res, i));
@@ -92,15 +106,181 @@ static SP_NOINLINE bool keep_release(struct sp_run *run, size_t i,
     return true;
 }
 
-void sp_complete(struct sp_run *run, size_t i, struct sp_outcome *o,
-                 struct sp_tally *t)
+/* ---- retries ------------------------------------------------------------ */
+
+/* A row's retry rule: its policy's fields, the call's where they are 0. */
+struct rule {
+    unsigned retries, on;
+    int backoff;
+    double delay, delay_max;
+};
+
+static void rule_of(const struct sp_run *run, const sp_task *t, struct rule *r)
+{
+    const sp_options *o = &run->opts;
+    const sp_task_policy *p = t->policy;
+    r->retries = p && p->retries ? p->retries : o->retries;
+    if (r->retries == SP_NO_RETRIES)
+        r->retries = 0;
+    r->on = p && p->retry_on ? p->retry_on
+            : o->retry_on    ? o->retry_on
+                             : SP_RETRY_ALL;
+    r->backoff =
+        p && p->retry_backoff ? (int)p->retry_backoff : (int)o->retry_backoff;
+    r->delay = p && p->retry_delay > 0 ? p->retry_delay : o->retry_delay;
+    r->delay_max =
+        p && p->retry_delay_max > 0 ? p->retry_delay_max : o->retry_delay_max;
+}
+
+bool sp_complete_retries(const struct sp_run *run, const sp_task *t,
+                         unsigned attempt, int kind)
+{
+    if (kind != SP_KIND_FAILED && kind != SP_KIND_CRASHED &&
+        kind != SP_KIND_TIMED_OUT)
+        return false; /* OK, CANCELLED and SKIPPED are never retried */
+    struct rule r;
+    rule_of(run, t, &r);
+    return attempt <= r.retries && ((r.on >> kind) & 1u);
+}
+
+/* The delay before the attempt after `attempt`, in ns. */
+static uint64_t delay_after(const struct rule *r, unsigned attempt)
+{
+    double d = r->delay;
+    if (r->backoff == SP_BACKOFF_DOUBLING)
+        for (unsigned k = 1; k < attempt && d < SP_MAX_SECONDS; k++)
+            d *= 2;
+    if (r->delay_max > 0 && d > r->delay_max)
+        d = r->delay_max;
+    if (d > SP_MAX_SECONDS)
+        d = SP_MAX_SECONDS;
+    return (uint64_t)(d * 1e9);
+}
+
+unsigned sp_complete_attempt(struct sp_run *run, size_t i)
+{
+    struct sp_try **slot = sp_complete_tries(run, i);
+    return slot && *slot ? (*slot)->attempts + 1 : 1;
+}
+
+unsigned sp_complete_handout(struct sp_run *run, size_t i)
+{
+    struct sp_try **slot = sp_complete_tries(run, i);
+    if (!slot || !*slot)
+        return 1;
+    (*slot)->waiting = false;
+    return (*slot)->attempts + 1;
+}
+
+bool sp_complete_waiting(struct sp_run *run, size_t i)
+{
+    struct sp_try **slot = sp_complete_tries(run, i);
+    return slot && *slot && (*slot)->waiting;
+}
+
+/* Attempt `attempt` of task i failed with *o: try it again if its policy
+ * says so and the run may still start it in time. Then the outcome is
+ * kept in the task's record (true); otherwise nothing is touched (false). */
+static SP_NOINLINE bool retry(struct sp_run *run, size_t i,
+                              struct sp_outcome *o, struct sp_tally *t)
+{
+    struct sp_try **slot = sp_complete_tries(run, i);
+    if (!slot)
+        return false;
+    const sp_task *row = sp_graph_row(run, i);
+    struct sp_try *rec = *slot;
+    unsigned attempt = rec ? rec->attempts + 1 : 1;
+    if (!sp_complete_retries(run, row, attempt, o->how.kind))
+        return false;
+    struct rule r;
+    rule_of(run, row, &r);
+    uint64_t now = sp_now(), delay = delay_after(&r, attempt);
+    /* No attempt starts after a stop or the deadline. */
+    if (!sp_run_may_start(run, now) ||
+        (run->deadline && now + delay >= run->deadline))
+        return false;
+    /* Room for it in the heap, and in `later` to wait there first. */
+    size_t total = sp_results_total(run->res);
+    if (!sp_sched_reserve_quiet(&run->sched, total) ||
+        (delay && !sp_sched_reserve_later(&run->sched, total)))
+        return false; /* out of memory: this attempt is the last */
+    if (!rec) {
+        if (!(rec = sp_calloc(1, sizeof *rec)))
+            return false;
+        *slot = rec;
+    }
+    if (attempt == 1) { /* the first failure is kept for the story */
+        rec->first_code = o->r.code;
+        rec->first_how = o->how;
+        rec->first_how.flags &= SP_EF_TASK_CODE;
+        if (o->r.msg) {
+            size_t len = strlen(o->r.msg) + 1;
+            if ((rec->first_msg = sp_malloc(len)) != NULL)
+                memcpy(rec->first_msg, o->r.msg, len);
+        }
+    } else {
+        sp_outcome_free(&rec->last);
+    }
+    rec->last = *o;
+    *o = (struct sp_outcome){0};
+    rec->attempts = attempt;
+    rec->waiting = true;
+    if (delay)
+        sp_sched_push_later(&run->sched, i, now + delay);
+    else
+        sp_sched_push(&run->sched, i, t->claims);
+    return true;
+}
+
+/* The last attempt of a task that had a retry record: the entry gets the
+ * story of all its attempts (when there was more than one), and the record
+ * is freed. attempts: how many there were. */
+static SP_NOINLINE void tell_story(struct sp_try **slot, struct sp_outcome *o,
+                                   unsigned attempts)
+{
+    struct sp_try *rec = *slot;
+    *slot = NULL;
+    sp_outcome_free(&rec->last);
+    if (attempts > 1) {
+        const char *msg = o->r.msg ? o->r.msg : "";
+        const char *first = rec->first_msg ? rec->first_msg : "";
+        size_t ml = strlen(msg) + 1, fl = strlen(first) + 1;
+        struct sp_story *st = sp_malloc(sizeof *st + ml + fl);
+        if (st) { /* out of memory, the entry is the last attempt alone */
+            st->attempts = attempts;
+            st->first_code = rec->first_code;
+            st->first_how = rec->first_how;
+            memcpy(st->text, msg, ml);
+            memcpy(st->text + ml, first, fl);
+            st->first_msg = st->text + ml;
+            sp_outcome_set_msg(o, NULL, NULL);
+            o->r.msg = st->text;
+            o->how.flags |= SP_EF_STORY;
+        }
+    }
+    free(rec->first_msg);
+    free(rec);
+}
+
+/* ---- recording ------------------------------------------------------------
+ */
+
+/* Move the outcome of task i's last attempt into its entry and set off
+ * what it sets off. */
+static void record(struct sp_run *run, size_t i, struct sp_outcome *o,
+                   struct sp_tally *t)
 {
     sp_entry *e = sp_entry_at(run->res, i);
     if (SP_UNLIKELY(o->release))
         keep_release(run, i, o);
     unsigned kind = o->how.kind;
+    if (SP_UNLIKELY(kind == SP_KIND_CANCELLED) && !o->how.signo) {
+        /* A task that saw the stop in another process: the run's reason. */
+        o->how.signo = sp_stop_reason(atomic_load(run->stop));
+    }
     e->r = o->r;
-    if (SP_UNLIKELY(o->r.data || (o->how.flags & SP_EF_MSG_OWNED))) {
+    if (SP_UNLIKELY(o->r.data ||
+                    (o->how.flags & (SP_EF_MSG_OWNED | SP_EF_STORY)))) {
         sp_results_note_owned(run->res);
         if (!o->r.data)
             e->r.len = 0;
@@ -121,6 +301,32 @@ void sp_complete(struct sp_run *run, size_t i, struct sp_outcome *o,
     if (SP_UNLIKELY(kind != SP_KIND_OK || run->opts.on_done ||
                     run->graph.succ_off || (old_flags & SP_EF_WAITED)))
         after_complete(run, i, kind, t, old_flags);
+}
+
+void sp_complete(struct sp_run *run, size_t i, struct sp_outcome *o,
+                 struct sp_tally *t)
+{
+    unsigned kind = o->how.kind;
+    if (SP_UNLIKELY(kind == SP_KIND_FAILED || kind == SP_KIND_CRASHED ||
+                    kind == SP_KIND_TIMED_OUT) &&
+        retry(run, i, o, t))
+        return;
+    struct sp_try **slot = i < run->n
+                               ? (run->tries ? &run->tries[i] : NULL)
+                               : &sp_xtask_at(run->res, i - run->n)->tries;
+    if (SP_UNLIKELY(slot && *slot))
+        tell_story(slot, o, (*slot)->attempts + 1);
+    record(run, i, o, t);
+}
+
+void sp_complete_pending(struct sp_run *run, size_t i, struct sp_tally *t)
+{
+    struct sp_try **slot = sp_complete_tries(run, i);
+    struct sp_try *rec = *slot;
+    struct sp_outcome o = rec->last;
+    rec->last = (struct sp_outcome){0};
+    tell_story(slot, &o, rec->attempts);
+    record(run, i, &o, t);
 }
 
 /* s, cut in the middle to at most max bytes (the end names the root of a
@@ -152,7 +358,7 @@ void sp_complete_skip(struct sp_run *run, size_t i, uint32_t cause,
               .t_start = at,
               .t_end = at,
               .worker = SP_NO_WORKER},
-        .how = {.kind = SP_KIND_SKIPPED},
+        .how = {.kind = SP_KIND_SKIPPED, .signo = SP_CANCEL_DEPENDENCY},
     };
     size_t len = strlen(msg) + 1;
     char *m = sp_malloc(len);
@@ -248,7 +454,8 @@ static bool drain(struct sp_run *run, bool wait, uint64_t until)
     for (;;) {
         pthread_mutex_lock(&d->lock);
         bool late = false;
-        while (wait && !late && d->head == d->tail && d->producers) {
+        while (wait && !late && !d->kick && d->head == d->tail &&
+               d->producers) {
             d->waiting = true;
             if (until)
                 late = pthread_cond_timedwait(&d->cond, &d->lock, &ts) ==
@@ -257,6 +464,8 @@ static bool drain(struct sp_run *run, bool wait, uint64_t until)
                 pthread_cond_wait(&d->cond, &d->lock);
         }
         d->waiting = false;
+        bool kicked = d->kick;
+        d->kick = false;
         size_t k = 0;
         while (d->head < d->tail && k < sizeof batch / sizeof batch[0])
             batch[k++] = d->q[d->head++];
@@ -266,8 +475,8 @@ static bool drain(struct sp_run *run, bool wait, uint64_t until)
             deliver(run, sp_entry_at(run->res, batch[j]));
         if (done)
             return true;
-        if (!k && (late || !wait))
-            return false;
+        if (kicked || (!k && (late || !wait)))
+            return false; /* kicked: the caller looks at the run again */
     }
 }
 
@@ -280,6 +489,20 @@ void sp_complete_deliver_queued(struct sp_run *run)
 {
     if (run->opts.on_done)
         drain(run, false, 0);
+}
+
+void sp_complete_kick(struct sp_run *run)
+{
+    struct sp_doneq *d = &run->done;
+    if (!d->ready)
+        return;
+    pthread_mutex_lock(&d->lock);
+    d->kick = true;
+    if (d->waiting) {
+        d->waiting = false;
+        pthread_cond_signal(&d->cond);
+    }
+    pthread_mutex_unlock(&d->lock);
 }
 
 void sp_complete_producers_done(struct sp_run *run)

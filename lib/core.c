@@ -43,6 +43,13 @@ static int check_options(const sp_options *o)
     int err = check_seconds(o->deadline, "deadline");
     if (!err)
         err = check_seconds(o->task_timeout, "task_timeout");
+    if (!err)
+        err = check_seconds(o->retry_delay, "retry_delay");
+    if (!err)
+        err = check_seconds(o->retry_delay_max, "retry_delay_max");
+    if (!err)
+        err = sp_table_retry_error(o->retries, o->retry_on,
+                                   (int)o->retry_backoff, "sp_options");
     if (err)
         return err;
     SP_CHECK(o->stack_size == 0 ||
@@ -73,17 +80,29 @@ int sp_run_init(struct sp_run *run, const sp_task *tasks, size_t n,
     run->tasks = tasks;
     run->n = n;
     run->opts = *opts;
+    run->cancel[0] = opts->cancel;
+    run->watched = opts->cancel != NULL;
     run->t0 = t0;
     run->ops = backends[opts->backend];
     run->stop = &run->stop_local;
+    atomic_init(&run->failfast_cause, UINT32_MAX);
     run->res = sp_results_alloc(n);
     SP_CHECK(run->res, SP_ENOMEM, "cannot allocate a results map of %zu", n);
-    err = sp_table_index(tasks, n, run->res);
+    bool retries = opts->retries && opts->retries != SP_NO_RETRIES;
+    err = sp_table_index(tasks, n, run->res, &retries);
+    if (!err && retries && n &&
+        !(run->tries = sp_calloc(n, sizeof *run->tries)))
+        err = sp_set_error(SP_ENOMEM,
+                           "cannot allocate the retry records of "
+                           "%zu tasks",
+                           n);
     if (!err)
         err = sp_table_graph(run);
     if (!err && (err = sp_graph_init(run)) != 0)
         sp_graph_free(&run->graph);
     if (err) {
+        free(run->tries);
+        run->tries = NULL;
         sp_results_free(run->res);
         run->res = NULL;
         return err;
@@ -104,6 +123,8 @@ sp_results *sp_run_close(struct sp_run *run)
     sp_complete_free(run);
     sp_sched_free(&run->sched);
     sp_graph_free(&run->graph);
+    free(run->tries); /* every record ended with its task's last attempt */
+    run->tries = NULL;
     sp_results *res = run->res;
     res->elapsed_ns = sp_now() - run->t0;
     run->res = NULL;
@@ -131,6 +152,10 @@ static int call(const sp_task *tasks, size_t n, const sp_options *opts,
     if (err)
         return err;
     run.local = local;
+    if (pool && pool->cancel) {
+        run.cancel[1] = pool->cancel;
+        run.watched = true;
+    }
     const struct sp_backend_ops *ops = run.ops;
     if (n) {
         if (pool) {
@@ -141,9 +166,12 @@ static int call(const sp_task *tasks, size_t n, const sp_options *opts,
             run.workers = ops->workers(&run.opts, n);
         }
         err = sp_sched_init(&run.sched, &run, run.workers);
+        /* A cancel handle that fired already: nothing starts, not even a
+         * worker; every task comes back CANCELLED. */
+        bool cancelled = !err && run.watched && sp_run_cancel_fired(&run);
         if (!err) {
             sp_complete_init(&run);
-            err = ops->start(&run);
+            err = cancelled ? 0 : ops->start(&run);
             if (err) {
                 sp_complete_free(&run);
                 sp_sched_free(&run.sched);
@@ -151,11 +179,14 @@ static int call(const sp_task *tasks, size_t n, const sp_options *opts,
         }
         if (err) {
             sp_graph_free(&run.graph);
+            free(run.tries);
             sp_results_free(run.res);
             return err;
         }
-        ops->wait(&run);
-        ops->finish(&run);
+        if (!cancelled) {
+            ops->wait(&run);
+            ops->finish(&run);
+        }
     } else {
         sp_complete_init(&run);
     }

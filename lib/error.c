@@ -126,3 +126,16 @@ SP_API const char *sp_kind_name(sp_kind kind)
         return "UNKNOWN";
     }
 }
+
+SP_API const char *sp_cancel_reason_name(sp_cancel_reason reason)
+{
+    switch (reason) {
+#define SP_X_NAME_(name, value, text)                                          \
+    case name:                                                                 \
+        return text;
+        SP_CANCEL_MAP(SP_X_NAME_)
+#undef SP_X_NAME_
+    default:
+        return "UNKNOWN";
+    }
+}

@@ -218,21 +218,34 @@ int sp_graph_check_row(const sp_task *t)
                                 "sp_spawn: task \"%.*s\" sets reserved field "
                                 "%zu; it must be zero",
                                 KEY_SHOWN, t->key, r);
+    if (t->policy) {
+        char who[128];
+        snprintf(who, sizeof who, "sp_spawn: task \"%.*s\"", KEY_SHOWN, t->key);
+        return sp_table_policy_error(t->policy, who);
+    }
     return 0;
 }
 
-/* Copy the row's key, data and after list into one allocation. */
+/* Copy the row's policy, key, data and after list into one allocation
+ * (the policy first: it and the pointers after it stay aligned). */
 static int copy_row(struct sp_xtask *x, const sp_task *t, size_t nafter)
 {
     size_t klen = strlen(t->key) + 1, alen = 0;
     for (size_t k = 0; k < nafter; k++)
         alen += strlen(t->after[k]) + 1;
     size_t ptrs = t->after ? (nafter + 1) * sizeof(char *) : 0;
-    unsigned char *p = sp_malloc(ptrs + klen + t->len + alen + 1);
+    size_t pol = t->policy ? sizeof *t->policy : 0;
+    unsigned char *p = sp_malloc(pol + ptrs + klen + t->len + alen + 1);
     if (!p)
         return SP_ENOMEM;
     x->copy = p;
-    const char **after = (const char **)p;
+    sp_task_policy *policy = NULL;
+    if (pol) {
+        policy = (sp_task_policy *)(void *)p;
+        memcpy(policy, t->policy, sizeof *policy);
+        p += pol;
+    }
+    const char **after = (const char **)(void *)p;
     char *key = (char *)p + ptrs;
     memcpy(key, t->key, klen);
     unsigned char *data = (unsigned char *)key + klen;
@@ -252,7 +265,8 @@ static int copy_row(struct sp_xtask *x, const sp_task *t, size_t nafter)
                        .arg = t->arg,
                        .after = t->after ? after : NULL,
                        .data = t->len ? data : NULL,
-                       .len = t->len};
+                       .len = t->len,
+                       .policy = policy};
     x->e.key = key;
     return 0;
 }

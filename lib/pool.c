@@ -31,6 +31,7 @@ struct sp_pool {
     void *serial_state;
     sp_teardown_fn teardown;
     void *user;
+    sp_cancel *cancel; /* stops every call of the pool when fired */
 };
 
 /* The serial pool whose task the calling thread runs (nested calls). */
@@ -87,6 +88,7 @@ SP_API int sp_pool_create(const sp_pool_options *po, sp_pool **out)
     if (!p)
         return sp_set_error(SP_ENOMEM, "cannot allocate a pool");
     p->backend = po->backend;
+    p->cancel = po->cancel;
     p->owner = getpid();
     p->workers = po->backend == SP_BACKEND_SERIAL ? 1
                  : po->max_workers                ? po->max_workers
@@ -153,7 +155,8 @@ static int run_here(const struct sp_pool *pool, const sp_task *tasks, size_t n,
 static int run_serial(struct sp_pool *pool, const sp_task *tasks, size_t n,
                       const sp_options *opts, sp_results **out)
 {
-    struct sp_call_pool cp = {.backend = SP_BACKEND_SERIAL, .workers = 1};
+    struct sp_call_pool cp = {
+        .backend = SP_BACKEND_SERIAL, .workers = 1, .cancel = pool->cancel};
     if (serial_in == pool) /* a nested call: the turn is ours already */
         return sp_call(tasks, n, opts, out, &cp);
     pthread_mutex_lock(&pool->turn);
@@ -201,7 +204,8 @@ SP_API int sp_pool_run(sp_pool *pool, const sp_task *tasks, size_t n,
     case SP_BACKEND_THREAD: {
         struct sp_call_pool cp = {.backend = SP_BACKEND_THREAD,
                                   .workers = pool->workers,
-                                  .engine = pool->tp};
+                                  .engine = pool->tp,
+                                  .cancel = pool->cancel};
         err = sp_call(tasks, n, opts, out, &cp);
         break;
     }

@@ -34,6 +34,8 @@ static void free_entry(sp_entry *e)
         free(e->r.data);
     if (how.flags & SP_EF_MSG_OWNED)
         free((void *)e->r.msg);
+    else if (how.flags & SP_EF_STORY)
+        free((void *)sp_entry_story(e));
 }
 
 SP_API void sp_results_free(sp_results *res)
@@ -229,7 +231,8 @@ SP_API int sp_entry_signal(const sp_entry *e)
     if (!e)
         return 0;
     struct sp_how how = sp_entry_how(e);
-    return how.signo != SP_EXITED ? how.signo : 0;
+    return how.kind == SP_KIND_CRASHED && how.signo != SP_EXITED ? how.signo
+                                                                 : 0;
 }
 
 SP_API int sp_entry_exit_status(const sp_entry *e)
@@ -237,7 +240,20 @@ SP_API int sp_entry_exit_status(const sp_entry *e)
     if (!e)
         return -1;
     struct sp_how how = sp_entry_how(e);
-    return how.signo == SP_EXITED ? how.exit_status : -1;
+    return how.kind == SP_KIND_CRASHED && how.signo == SP_EXITED
+               ? how.exit_status
+               : -1;
+}
+
+SP_API sp_cancel_reason sp_entry_cancel_reason(const sp_entry *e)
+{
+    if (!e)
+        return SP_CANCEL_NONE;
+    struct sp_how how = sp_entry_how(e);
+    if (how.kind == SP_KIND_SKIPPED)
+        return SP_CANCEL_DEPENDENCY;
+    return how.kind == SP_KIND_CANCELLED ? (sp_cancel_reason)how.signo
+                                         : SP_CANCEL_NONE;
 }
 
 SP_API sp_code_origin sp_entry_code_origin(const sp_entry *e)
@@ -253,4 +269,37 @@ SP_API sp_code_origin sp_entry_code_origin(const sp_entry *e)
 SP_API unsigned sp_entry_worker(const sp_entry *e)
 {
     return e ? e->r.worker : SP_NO_WORKER;
+}
+
+/* The story of an entry tried more than once, else NULL. */
+static const struct sp_story *story(const sp_entry *e)
+{
+    return e && (sp_entry_how(e).flags & SP_EF_STORY) ? sp_entry_story(e)
+                                                      : NULL;
+}
+
+SP_API unsigned sp_entry_attempts(const sp_entry *e)
+{
+    const struct sp_story *st = story(e);
+    if (st)
+        return st->attempts;
+    return e && e->r.worker != SP_NO_WORKER ? 1 : 0;
+}
+
+SP_API sp_kind sp_entry_first_kind(const sp_entry *e)
+{
+    const struct sp_story *st = story(e);
+    return st ? (sp_kind)st->first_how.kind : sp_entry_kind(e);
+}
+
+SP_API int sp_entry_first_code(const sp_entry *e)
+{
+    const struct sp_story *st = story(e);
+    return st ? st->first_code : sp_entry_code(e);
+}
+
+SP_API const char *sp_entry_first_message(const sp_entry *e)
+{
+    const struct sp_story *st = story(e);
+    return st ? st->first_msg : sp_entry_message(e);
 }

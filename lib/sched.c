@@ -13,6 +13,11 @@
  *    finished dependency, spawned, retried), a min-heap by index under the
  *    lock. Among ready tasks the lowest index starts first, so table order
  *    and then spawn order decide.
+ * A task to be tried again after a delay waits in a third place, `later`,
+ * a min-heap by due time under the lock, and moves into the heap once its
+ * time has come: a claim that sees it due moves it, and so does the thread
+ * that waits for the run (sp_sched_tick(): the caller, or a worker asleep
+ * in sp_sched_idle()), which wakes at the earliest due time.
  *
  * Invariants:
  *  1. Every position of the static list is handed out at most once: it is
@@ -30,10 +35,16 @@
  *  5. A worker's `busy` flag is set before it looks for work and cleared,
  *     under the lock, only when it found none. The run is `over` (nothing
  *     will start any more) when, under the lock, no worker is busy and
- *     nothing is ready: then no task is running, so none can make another
- *     ready. A stop request ends the run for idle workers at once.
- *  6. When every worker is gone, a task without an outcome never started;
- *     sp_sched_cancel_rest() has it recorded CANCELLED with the reason.
+ *     nothing is ready or waiting in `later`: then no task is running, so
+ *     none can make another ready. A stop request ends the run for idle
+ *     workers at once; what waits in `later` then never starts.
+ *  6. When every worker is gone, a task without an outcome never started
+ *     or waits for a retry; sp_sched_cancel_rest() has the first recorded
+ *     CANCELLED with the reason, the second with its last attempt's
+ *     outcome.
+ *  7. `later_min` is the earliest due time in `later` or UINT64_MAX; it
+ *     changes only under the lock. Every task is in at most one of the
+ *     static list, the heap and `later`, so each has room for all tasks.
  */
 #include "sp-private.h"
 
@@ -72,6 +83,7 @@ int sp_sched_init(struct sp_sched *s, struct sp_run *run, unsigned workers)
     s->cursor = &s->next_local;
     atomic_init(&s->stealable, 0);
     atomic_init(&s->heap_min, UINT32_MAX);
+    atomic_init(&s->later_min, UINT64_MAX);
     atomic_init(&s->over, false);
     atomic_init(&s->nslots, 0);
     if (workers) {
@@ -82,11 +94,15 @@ int sp_sched_init(struct sp_sched *s, struct sp_run *run, unsigned workers)
             return sp_set_error(SP_ENOMEM, "cannot allocate %u claim slots",
                                 workers);
     }
-    int rc = pthread_mutex_init(&s->lock, NULL);
+    /* Sleepers wait until a retry is due: on the monotonic clock. */
+    pthread_condattr_t ca;
+    int rc = pthread_condattr_init(&ca);
     if (rc == 0) {
-        rc = pthread_cond_init(&s->wake, NULL);
-        if (rc)
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        if ((rc = pthread_mutex_init(&s->lock, NULL)) == 0 &&
+            (rc = pthread_cond_init(&s->wake, &ca)) != 0)
             pthread_mutex_destroy(&s->lock);
+        pthread_condattr_destroy(&ca);
     }
     if (rc) {
         free(s->claims);
@@ -111,8 +127,10 @@ void sp_sched_free(struct sp_sched *s)
     }
     free(s->claims);
     free(s->heap);
+    free(s->later);
     s->claims = NULL;
     s->heap = NULL;
+    s->later = NULL;
 }
 
 void sp_sched_open(struct sp_sched *s, unsigned k)
@@ -158,38 +176,65 @@ static uint32_t heap_pop(struct sp_sched *s)
     return top;
 }
 
+/* Grow an array of *cap elements of `size` bytes to hold at least want
+ * (under the lock); false out of memory. */
+static bool grow_array(void **p, size_t *cap, size_t size, size_t want)
+{
+    if (want <= *cap)
+        return true;
+    size_t c = *cap ? *cap : 64;
+    while (c < want)
+        c *= 2;
+    void *q = sp_realloc(*p, c * size);
+    if (!q)
+        return false;
+    *p = q;
+    *cap = c;
+    return true;
+}
+
+bool sp_sched_reserve_quiet(struct sp_sched *s, size_t cap)
+{
+    pthread_mutex_lock(&s->lock);
+    bool ok = grow_array((void **)&s->heap, &s->heap_cap, sizeof *s->heap, cap);
+    pthread_mutex_unlock(&s->lock);
+    return ok;
+}
+
 int sp_sched_reserve(struct sp_sched *s, size_t cap)
 {
-    int err = 0;
+    if (sp_sched_reserve_quiet(s, cap))
+        return 0;
+    return sp_set_error(SP_ENOMEM, "cannot make room for %zu ready tasks", cap);
+}
+
+bool sp_sched_reserve_later(struct sp_sched *s, size_t cap)
+{
     pthread_mutex_lock(&s->lock);
-    if (cap > s->heap_cap) {
-        size_t c = s->heap_cap ? s->heap_cap : 64;
-        while (c < cap)
-            c *= 2;
-        uint32_t *h = sp_realloc(s->heap, c * sizeof *h);
-        if (h) {
-            s->heap = h;
-            s->heap_cap = c;
-        } else {
-            err = sp_set_error(SP_ENOMEM,
-                               "cannot make room for %zu ready tasks", cap);
-        }
-    }
+    bool ok =
+        grow_array((void **)&s->later, &s->later_cap, sizeof *s->later, cap);
     pthread_mutex_unlock(&s->lock);
-    return err;
+    return ok;
+}
+
+/* Put i into the heap (under the lock; room was reserved: every task fits
+ * once). */
+static void heap_insert(struct sp_sched *s, uint32_t i)
+{
+    size_t k = s->heap_len++;
+    while (k && s->heap[(k - 1) / 2] > i) {
+        s->heap[k] = s->heap[(k - 1) / 2];
+        k = (k - 1) / 2;
+    }
+    s->heap[k] = i;
+    heap_publish_min(s);
+    s->gen++;
 }
 
 void sp_sched_push(struct sp_sched *s, size_t i, bool claims_next)
 {
     pthread_mutex_lock(&s->lock);
-    size_t k = s->heap_len++; /* room was reserved: every task fits once */
-    while (k && s->heap[(k - 1) / 2] > (uint32_t)i) {
-        s->heap[k] = s->heap[(k - 1) / 2];
-        k = (k - 1) / 2;
-    }
-    s->heap[k] = (uint32_t)i;
-    heap_publish_min(s);
-    s->gen++;
+    heap_insert(s, (uint32_t)i);
     /* A worker that pushes as it completes a task claims again at once:
      * wake another only when there is more than that one to take; with
      * none asleep, the backend may start one more. */
@@ -203,6 +248,104 @@ void sp_sched_push(struct sp_sched *s, size_t i, bool claims_next)
     if (grow && s->run->ops->grow &&
         !atomic_load_explicit(s->run->stop, memory_order_relaxed))
         s->run->ops->grow(s->run);
+}
+
+/* ---- tasks waiting for a retry (under the lock) ------------------------- */
+
+static bool later_before(const struct sp_later *a, const struct sp_later *b)
+{
+    return a->due < b->due || (a->due == b->due && a->i < b->i);
+}
+
+static void later_publish_min(struct sp_sched *s)
+{
+    atomic_store_explicit(&s->later_min,
+                          s->later_len ? s->later[0].due : UINT64_MAX,
+                          memory_order_relaxed);
+}
+
+static struct sp_later later_pop(struct sp_sched *s)
+{
+    struct sp_later top = s->later[0], v = s->later[--s->later_len];
+    size_t k = 0, n = s->later_len;
+    for (;;) {
+        size_t c = 2 * k + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && later_before(&s->later[c + 1], &s->later[c]))
+            c++;
+        if (!later_before(&s->later[c], &v))
+            break;
+        s->later[k] = s->later[c];
+        k = c;
+    }
+    if (n)
+        s->later[k] = v;
+    later_publish_min(s);
+    return top;
+}
+
+void sp_sched_push_later(struct sp_sched *s, size_t i, uint64_t due)
+{
+    struct sp_later v = {.due = due, .i = (uint32_t)i};
+    pthread_mutex_lock(&s->lock);
+    size_t k = s->later_len++; /* room was reserved */
+    while (k && later_before(&v, &s->later[(k - 1) / 2])) {
+        s->later[k] = s->later[(k - 1) / 2];
+        k = (k - 1) / 2;
+    }
+    s->later[k] = v;
+    later_publish_min(s);
+    s->gen++;
+    /* Sleepers wait until the earliest due time: let them look again. */
+    if (s->sleepers)
+        pthread_cond_broadcast(&s->wake);
+    pthread_mutex_unlock(&s->lock);
+    /* So does the caller waiting for the run. */
+    sp_complete_kick(s->run);
+}
+
+/* Make the tasks whose retry is due at `now` ready. */
+static void promote(struct sp_sched *s, uint64_t now)
+{
+    struct sp_run *run = s->run;
+    unsigned moved = 0;
+    pthread_mutex_lock(&s->lock);
+    while (s->later_len && s->later[0].due <= now &&
+           !atomic_load_explicit(run->stop, memory_order_relaxed)) {
+        heap_insert(s, later_pop(s).i);
+        moved++;
+    }
+    bool grow = moved && !s->sleepers;
+    if (moved && s->sleepers)
+        pthread_cond_broadcast(&s->wake);
+    pthread_mutex_unlock(&s->lock);
+    for (; grow && moved && run->ops->grow; moved--)
+        run->ops->grow(run);
+}
+
+uint64_t sp_sched_wake_at(struct sp_sched *s)
+{
+    struct sp_run *run = s->run;
+    if (atomic_load_explicit(run->stop, memory_order_relaxed))
+        return 0; /* nothing is due any more */
+    uint64_t at = atomic_load_explicit(&s->later_min, memory_order_relaxed);
+    if (run->deadline && run->deadline < at)
+        at = run->deadline;
+    if (run->watched) { /* a cancel handle fires without waking anyone */
+        uint64_t poll = sp_now() + (uint64_t)SP_CANCEL_POLL_MS * 1000000u;
+        if (poll < at)
+            at = poll;
+    }
+    return at == UINT64_MAX ? 0 : at;
+}
+
+void sp_sched_tick(struct sp_sched *s, uint64_t now)
+{
+    if (!sp_run_may_start(s->run, now))
+        return;
+    if (atomic_load_explicit(&s->later_min, memory_order_relaxed) <= now)
+        promote(s, now);
 }
 
 /* Pop the heap's smallest index if it is below `below`. A doomed task (a
@@ -370,6 +513,9 @@ bool sp_sched_claim(struct sp_sched *s, unsigned w, uint64_t *now, size_t *i)
      * empty and only this worker claims (serial) or the CAS wins. */
     uint64_t r = atomic_load_explicit(&c->range, memory_order_relaxed);
     uint32_t lo = (uint32_t)r, hi = (uint32_t)(r >> 32);
+    if (SP_UNLIKELY(atomic_load_explicit(&s->later_min, memory_order_relaxed) <=
+                    *now))
+        promote(s, *now); /* a retry is due: it competes by its index */
     if (hi - lo >= 2 && atomic_load_explicit(
                             &s->heap_min, memory_order_relaxed) == UINT32_MAX) {
         uint64_t next = r + 1; /* lo + 1, hi unchanged: lo < hi - 1 */
@@ -418,7 +564,7 @@ bool sp_sched_claim_one(struct sp_sched *s, size_t *i)
  * ready, or any task is ready. */
 static bool work_may_appear(struct sp_sched *s, unsigned w)
 {
-    if (s->heap_len || atomic_load(s->cursor) < s->n_static ||
+    if (s->heap_len || s->later_len || atomic_load(s->cursor) < s->n_static ||
         atomic_load(&s->stealable) > 0)
         return true;
     unsigned open = atomic_load_explicit(&s->nslots, memory_order_acquire);
@@ -432,6 +578,8 @@ bool sp_sched_idle_leave(struct sp_sched *s, unsigned w)
 {
     struct sp_claim *c = &s->claims[w];
     bool again = false;
+    if (sp_sched_later_pending(s)) /* due ones first; the others wait */
+        sp_sched_tick(s, sp_now());
     pthread_mutex_lock(&s->lock);
     atomic_store(&c->busy, 0);
     if (!atomic_load(&s->over) &&
@@ -471,9 +619,25 @@ bool sp_sched_idle(struct sp_sched *s, unsigned w)
             pthread_cond_broadcast(&s->wake);
             break;
         }
+        /* Wake when a retry is due or the deadline passes, whatever the
+         * other workers do. */
+        uint64_t until = sp_sched_wake_at(s);
         s->sleepers++;
-        pthread_cond_wait(&s->wake, &s->lock);
+        if (until) {
+            struct timespec ts = {.tv_sec = (time_t)(until / 1000000000u),
+                                  .tv_nsec = (long)(until % 1000000000u)};
+            pthread_cond_timedwait(&s->wake, &s->lock, &ts);
+        } else {
+            pthread_cond_wait(&s->wake, &s->lock);
+        }
         s->sleepers--;
+        uint64_t now = until ? sp_now() : 0;
+        if (until && now >= until) {
+            /* Stopping may wake the backend, which takes this lock. */
+            pthread_mutex_unlock(&s->lock);
+            sp_sched_tick(s, now);
+            pthread_mutex_lock(&s->lock);
+        }
     }
     pthread_mutex_unlock(&s->lock);
     return again;
@@ -493,12 +657,14 @@ void sp_sched_wake(struct sp_sched *s)
 static const char *stop_message(int why)
 {
     switch (why) {
-    case SP_STOP_FAILFAST:
+    case SP_STOP_FAILFAST: /* when the failure is not known */
         return "not started: another task failed (fail-fast)";
     case SP_STOP_DEADLINE:
         return "not started: the deadline passed";
     case SP_STOP_CALLBACK:
         return "not started: the completion callback asked to stop";
+    case SP_STOP_CALLER:
+        return "not started: cancelled by the caller";
     default:
         return "not started";
     }
@@ -524,8 +690,22 @@ void sp_sched_cancel_rest(struct sp_sched *s)
               .t_start = at,
               .t_end = at,
               .worker = SP_NO_WORKER},
-        .how = {.kind = SP_KIND_CANCELLED},
+        .how = {.kind = SP_KIND_CANCELLED, .signo = sp_stop_reason(why)},
     };
+    uint32_t failed = atomic_load(&run->failfast_cause);
+    if (why == SP_STOP_FAILFAST && failed != UINT32_MAX && !run->res->note) {
+        /* Name the task whose failure stopped the run; the map keeps the
+         * message, every entry points to it. */
+        char msg[128];
+        snprintf(msg, sizeof msg,
+                 "not started: task \"%.64s\" failed (fail-fast)",
+                 sp_entry_at(run->res, failed)->key);
+        size_t len = strlen(msg) + 1;
+        if ((run->res->note = sp_malloc(len)) != NULL) {
+            memcpy(run->res->note, msg, len);
+            o.r.msg = run->res->note;
+        }
+    }
     if (why == SP_STOP_ERROR) {
         o.r.code = run->stop_code;
         o.r.msg = run->res->note ? run->res->note
@@ -535,7 +715,10 @@ void sp_sched_cancel_rest(struct sp_sched *s)
         if (sp_complete_has(run, i))
             continue;
         uint32_t cause;
-        if (sp_graph_doomed(run, i, &cause)) {
+        struct sp_try **tries = sp_complete_tries(run, i);
+        if (tries && *tries) {
+            sp_complete_pending(run, i, &run->caller); /* its last attempt */
+        } else if (sp_graph_doomed(run, i, &cause)) {
             sp_complete_skip(run, i, cause, &run->caller);
         } else {
             struct sp_outcome c = o;

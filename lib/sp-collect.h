@@ -65,13 +65,14 @@ SP_PRIVATE_API int sp__run_begin(const sp_task *tasks, size_t n,
                                  sp__run **out);
 
 /* The next task to start: 1 with *i set, 0 when none is ready now (tasks
- * are running whose outcomes may make more ready), -1 when none will ever
- * be (all handed out, or the run stopped: deadline, fail-fast, the
- * callback). Checks the deadline. */
+ * are running whose outcomes may make more ready, or a task waits for its
+ * retry delay), -1 when none will ever be (all handed out, or the run
+ * stopped: deadline, fail-fast, the callback). Checks the deadline. A task
+ * whose attempt failed may be handed out again (sp_options.retries). */
 SP_PRIVATE_API int sp__run_next(sp__run *r, size_t *i);
 
-/* Record how task i (handed out by sp__run_next()) ended, once. Applies
- * fail-fast and calls on_done. */
+/* Record how task i (handed out by sp__run_next()) ended, once per hand-out.
+ * Decides retries, applies fail-fast and calls on_done. */
 SP_PRIVATE_API void sp__run_record(sp__run *r, size_t i, const sp__outcome *o);
 
 /* Write the final outcome of task i without handing it out: for a copy of

@@ -23,6 +23,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/types.h>
@@ -63,6 +64,7 @@ enum {
     SP_EF_TASK_CODE = 4, /* code is the task's own number, not an sp_error */
     SP_EF_RELEASE = 8,   /* data is freed by a function in sp_results.owned */
     SP_EF_WAITED = 16,   /* a spawned task waits for it (graph.c's edges) */
+    SP_EF_STORY = 32,    /* msg is the text of a struct sp_story (retries) */
 };
 
 /* What one attempt of a task came to, in the form the map keeps it. */
@@ -80,8 +82,22 @@ struct sp_rec {
 struct sp_how {
     uint8_t kind; /* sp_kind */
     uint8_t flags;
-    uint8_t signo;       /* CRASHED: the signal that killed the worker */
+    /* CRASHED: the signal that killed the worker (or SP_EXITED);
+     * CANCELLED, SKIPPED: the sp_cancel_reason. */
+    uint8_t signo;
     uint8_t exit_status; /* CRASHED: exit status, valid when SP_EXITED */
+};
+
+/* What the map keeps of a task that had more than one attempt, in one
+ * allocation behind its entry's message (SP_EF_STORY): the entry is the
+ * last attempt, the story adds the count and the first attempt. Freed with
+ * the entry. */
+struct sp_story {
+    uint32_t attempts;
+    int first_code;
+    struct sp_how first_how; /* kind, SP_EF_TASK_CODE, signo, exit status */
+    const char *first_msg;   /* into text, after the entry's message */
+    char text[];             /* the entry's message, NUL, the first's, NUL */
 };
 
 /* One entry of the results map: its key and index, written by validation,
@@ -130,8 +146,9 @@ struct sp_keys {
  * segments that never move, so its entry's address stays valid. */
 struct sp_xtask {
     sp_entry e;
-    sp_task row;    /* key, data, after point into `copy` */
-    uint32_t *deps; /* its dependencies, in after order */
+    struct sp_try *tries; /* between attempts (complete.c); else NULL */
+    sp_task row;          /* key, data, after point into `copy` */
+    uint32_t *deps;       /* its dependencies, in after order */
     uint32_t ndeps;
     _Atomic uint32_t pending; /* unmet dependencies | SP_DEP_DOOMED */
     uint32_t cause;           /* the dependency that doomed it */
@@ -187,6 +204,14 @@ static inline sp_entry *sp_entry_at(const sp_results *res, size_t i)
     return &sp_xtask_at(res, i - res->n)->e;
 }
 
+/* The story behind an entry flagged SP_EF_STORY. */
+static inline const struct sp_story *sp_entry_story(const sp_entry *e)
+{
+    return (
+        const struct sp_story *)(const void *)(e->r.msg -
+                                               offsetof(struct sp_story, text));
+}
+
 /* Tasks in the call so far: rows plus spawned. */
 static inline size_t sp_results_total(const sp_results *res)
 {
@@ -212,6 +237,12 @@ enum sp_stop {
     SP_STOP_CALLBACK = 3,
     SP_STOP_TIMEOUT = 4, /* per task only: its own time limit passed */
     SP_STOP_ERROR = 5,   /* the backend cannot go on: run->stop_code/msg */
+    SP_STOP_CALLER = 6,  /* a cancel handle fired (cancel.c) */
+};
+
+/* A cancel handle: one flag, fired by a single atomic store. */
+struct sp_cancel {
+    _Atomic int fired;
 };
 
 /* Per-kind counts of the outcomes one thread recorded. Each completing
@@ -241,6 +272,19 @@ struct sp_outcome {
     void (*release)(void *data);
 };
 
+/* A task whose attempt failed and is to be tried again (complete.c): what
+ * the run keeps of it until its last attempt ends. Written by whoever
+ * completes an attempt, read by whoever starts the next (the scheduler's
+ * lock orders them). */
+struct sp_try {
+    uint32_t attempts; /* attempts that ended */
+    bool waiting;      /* its next attempt is not handed out yet */
+    int first_code;    /* the first attempt: code, how, message */
+    struct sp_how first_how;
+    char *first_msg;        /* owned, or NULL */
+    struct sp_outcome last; /* the last attempt's outcome, owned */
+};
+
 /* A result buffer the map frees with the task's own function. */
 struct sp_owned {
     struct sp_owned *next;
@@ -261,6 +305,7 @@ struct sp_doneq {
     bool waiting;    /* the calling thread sleeps on cond */
     bool producers;  /* workers may still append */
     bool poke_sched; /* the calling thread waits in the scheduler: wake it */
+    bool kick;       /* the calling thread must look at the run again */
     bool ready;      /* lock and cond were initialised */
 };
 
@@ -277,12 +322,20 @@ struct sp_claim {
     struct sp_tally own; /* merged by the backend when its workers are gone */
 };
 
+/* A task to be tried again once its delay has passed (sched.c). */
+struct sp_later {
+    uint64_t due; /* absolute ns */
+    uint32_t i;
+};
+
 /* The ready queue (sched.c). Tasks ready at the start form the static list
  * (today: every row, in table order), handed out in chunks from one counter
  * and stolen back from busy workers, so a claim costs one uncontended CAS.
  * Tasks that become ready later go into a min-heap by index under the lock;
  * among ready tasks the lowest index (table order, then spawn order) starts
- * first. See the invariants at the top of sched.c. */
+ * first. Tasks to be tried again after a delay wait in a second min-heap,
+ * by due time, until it passes. See the invariants at the top of
+ * sched.c. */
 struct sp_sched {
     struct sp_run *run;
     size_t n_static;         /* positions in the static list */
@@ -299,10 +352,15 @@ struct sp_sched {
     /* Smallest index in the heap, UINT32_MAX when it is empty: read by
      * every claim, written only when the heap changes. */
     _Alignas(64) _Atomic uint32_t heap_min;
+    /* Earliest due time in `later`, UINT64_MAX when it is empty: read by
+     * every claim, written only when `later` changes. */
+    _Atomic uint64_t later_min;
     pthread_mutex_t lock;
     pthread_cond_t wake;
     uint32_t *heap;
     size_t heap_len, heap_cap;
+    struct sp_later *later; /* waiting out a retry delay, by due time */
+    size_t later_len, later_cap;
     unsigned sleepers;
     uint64_t gen;      /* bumped by every push and by stop */
     _Atomic bool over; /* nothing will start any more */
@@ -371,13 +429,25 @@ struct sp_run {
     _Atomic int *stop;
     _Atomic int stop_local;
     _Atomic uint64_t stop_ns; /* when the stop was requested (since t0) */
-    int stop_code;            /* SP_STOP_ERROR: the sp_error to report */
+    /* Cancel handles that stop the run when fired: the call's and its
+     * pool's; `watched` when there is one (and the run is in the process
+     * that holds them, not a forked worker). */
+    const struct sp_cancel *cancel[2];
+    bool watched;
+    int stop_code; /* SP_STOP_ERROR: the sp_error to report */
     /* Why memory may run out in this run (e.g. fewer threads could be
      * created than planned), for entries whose result could not be stored;
      * points into the map (sp_results.thread_note). */
     _Atomic(const char *) oom_note;
     struct sp_sched sched;
     struct sp_graph graph;
+    /* Per table row, its retry record (struct sp_try) between attempts;
+     * NULL when no row may be tried again. Spawned tasks keep theirs in
+     * their sp_xtask. */
+    struct sp_try **tries;
+    /* The task whose failure stopped the run under fail-fast (its index),
+     * or UINT32_MAX. */
+    _Atomic uint32_t failfast_cause;
     const struct sp_remote *remote; /* in a worker process; NULL = local */
     /* Set by sp__parallel(): graph.c hands dependency results and spawns
      * to the companion library that made the call; NULL = its own. */
@@ -402,9 +472,11 @@ struct sp_ctx {
     const sp_task *task; /* its row (a table row, a spawned task's copy) */
     size_t index;
     uint64_t start; /* absolute ns */
+    uint64_t limit; /* this attempt's time limit in ns, 0 = none */
     unsigned worker;
-    int fail_code;  /* set by sp_fail() */
-    int saw_cancel; /* enum sp_stop seen by sp_cancelled(), 0 = none */
+    unsigned attempt; /* 1 for the first */
+    int fail_code;    /* set by sp_fail() */
+    int saw_cancel;   /* enum sp_stop seen by sp_cancelled(), 0 = none */
     bool failed;
     bool fail_own; /* sp_fail() was given a non-zero code */
     bool oom;
@@ -472,6 +544,7 @@ struct sp_call_pool {
     sp_backend backend; /* replaces the options' */
     unsigned workers;   /* the pool's; the options' max_workers may lower */
     void *engine;       /* run->engine */
+    const struct sp_cancel *cancel; /* the pool's cancel handle, or NULL */
 };
 
 /* Online CPUs, 1 .. SP_MAX_WORKERS. */
@@ -514,11 +587,20 @@ const char *sp_errno_text(int err, char *buf, size_t len);
 /* ---- table.c ------------------------------------------------------------ */
 
 /* Validate rows, build the key index and copy the keys into res.
- * Returns 0 or an error code with sp_last_error() set. */
-int sp_table_index(const sp_task *tasks, size_t n, sp_results *res);
-/* A row's own faults (key, callback, data, reserved fields): 0 or an
- * error with the message set. Shared with sp_spawn(). */
+ * Returns 0 or an error code with sp_last_error() set. *retries: some
+ * row's policy asks for retries. */
+int sp_table_index(const sp_task *tasks, size_t n, sp_results *res,
+                   bool *retries);
+/* A row's own faults (key, callback, data, reserved fields, policy): 0 or
+ * an error with the message set. Shared with sp_spawn(). */
 int sp_table_row_error(const sp_task *t, size_t i);
+/* A policy's faults; `who` names the row in the message. */
+int sp_table_policy_error(const sp_task_policy *p, const char *who);
+/* The retry fields' faults (options and policies alike). */
+int sp_table_retry_error(unsigned retries, unsigned retry_on, int backoff,
+                         const char *who);
+/* Every outcome a retry may repeat. */
+#define SP_RETRY_ALL (SP_RETRY_FAILED | SP_RETRY_CRASHED | SP_RETRY_TIMED_OUT)
 /* After the index: check every row's 'after' (keys in the table, no
  * cycle) and build the table's edges into run->graph; 0 or SP_EDEPKEY /
  * SP_ECYCLE / SP_ENOMEM with the message naming the row (and the keys
@@ -596,6 +678,28 @@ void sp_sched_push(struct sp_sched *s, size_t i, bool claims_next);
 /* Make room in the heap for cap tasks (every task can be in it at most
  * once). 0 or SP_ENOMEM. */
 int sp_sched_reserve(struct sp_sched *s, size_t cap);
+/* Task i is to be tried again at the absolute time due (ns): it waits in
+ * the scheduler, holding up nothing else, then becomes ready. Room must
+ * have been made (sp_sched_reserve_later()). */
+void sp_sched_push_later(struct sp_sched *s, size_t i, uint64_t due);
+/* Make room for cap tasks waiting for their retry; false out of memory. */
+bool sp_sched_reserve_later(struct sp_sched *s, size_t cap);
+/* Make room in the heap for cap tasks without setting sp_last_error();
+ * false out of memory. */
+bool sp_sched_reserve_quiet(struct sp_sched *s, size_t cap);
+/* Whether a task waits for its retry delay. */
+static inline bool sp_sched_later_pending(const struct sp_sched *s)
+{
+    return atomic_load_explicit((_Atomic uint64_t *)&s->later_min,
+                                memory_order_relaxed) != UINT64_MAX;
+}
+/* When a thread that waits for the run (the caller) must look at it
+ * again: the next retry due, the deadline; absolute ns, 0 = only when
+ * woken. */
+uint64_t sp_sched_wake_at(struct sp_sched *s);
+/* That thread's look at the run at time now: stop at the deadline, and
+ * make the tasks whose retry delay has passed ready. */
+void sp_sched_tick(struct sp_sched *s, uint64_t now);
 /* A stop was requested: wake every sleeping worker. */
 void sp_sched_wake(struct sp_sched *s);
 /* After every worker is gone: every task without an outcome never started;
@@ -608,21 +712,57 @@ void sp_sched_cancel_rest(struct sp_sched *s);
  * absolute time it starts; returns the absolute end time. */
 uint64_t sp_task_exec(struct sp_run *run, size_t i, unsigned worker,
                       uint64_t start, struct sp_outcome *out);
-/* The same, for a row the caller supplies (a spawned task a worker process
- * received with its RUN command). */
+/* The same, for a row and an attempt number the caller supplies (a worker
+ * process runs what its RUN command names). */
 uint64_t sp_task_exec_row(struct sp_run *run, size_t i, const sp_task *t,
-                          unsigned worker, uint64_t start,
+                          unsigned attempt, unsigned worker, uint64_t start,
                           struct sp_outcome *out);
+/* The time limit of an attempt of row t in ns (its policy's, else the
+ * call's task_timeout); 0 = none. */
+static inline uint64_t sp_task_limit(const struct sp_run *run, const sp_task *t)
+{
+    if (t->policy && t->policy->time_limit > 0)
+        return (uint64_t)(t->policy->time_limit * 1e9);
+    return run->task_timeout;
+}
 /* Free what an outcome owns (one that was not handed to sp_complete()). */
 void sp_outcome_free(struct sp_outcome *o);
 
 /* ---- complete.c --------------------------------------------------------- */
 
-/* Record how task i ended: the ONLY writer of an entry's outcome. Takes
- * ownership of what *o holds. Counts it in t, applies fail-fast, queues or
- * calls the completion callback. Any thread; never twice for one task. */
+/* Record how an attempt of task i ended: the ONLY writer of an entry's
+ * outcome. Takes ownership of what *o holds. Decides whether the task is
+ * tried again (then hands it back to the scheduler and records nothing
+ * yet); otherwise counts it in t, applies fail-fast, queues or calls the
+ * completion callback. Any thread; once per attempt. */
 void sp_complete(struct sp_run *run, size_t i, struct sp_outcome *o,
                  struct sp_tally *t);
+/* Task i waits for a retry that will never start (the run is over): record
+ * its last attempt's outcome, kept since. Calling thread. */
+void sp_complete_pending(struct sp_run *run, size_t i, struct sp_tally *t);
+/* Whether row t's policy has attempt `attempt` (1-based) that ended with
+ * kind tried again, the run's state aside. Workers in other processes ask
+ * it too (fail-fast applies only to a task's last attempt). */
+bool sp_complete_retries(const struct sp_run *run, const sp_task *t,
+                         unsigned attempt, int kind);
+/* Task i's retry record's place: a table row's in run->tries (NULL when no
+ * row may be tried again), a spawned task's in its sp_xtask. */
+static inline struct sp_try **sp_complete_tries(struct sp_run *run, size_t i)
+{
+    if (i < run->n)
+        return run->tries ? &run->tries[i] : NULL;
+    return &sp_xtask_at(run->res, i - run->n)->tries;
+}
+/* The number of task i's next attempt (1 for the first). */
+unsigned sp_complete_attempt(struct sp_run *run, size_t i);
+/* Task i is handed out for its next attempt (the process parent); returns
+ * that attempt's number. */
+unsigned sp_complete_handout(struct sp_run *run, size_t i);
+/* Whether task i waits for a retry (an outcome for it now is bogus). */
+bool sp_complete_waiting(struct sp_run *run, size_t i);
+/* Wake the calling thread waiting in sp_complete_drain_until() so it looks
+ * at the run again (a retry delay began). */
+void sp_complete_kick(struct sp_run *run);
 /* Whether recording an outcome of this kind stops the run (fail-fast): the
  * policy sp_complete() applies. Workers in other processes ask it too, so
  * the stop takes effect before the parent records the outcome. */
@@ -651,7 +791,8 @@ int sp_complete_queue(struct sp_run *run);
 void sp_complete_free(struct sp_run *run);
 /* On the calling thread: deliver queued completions until the producers
  * are done (sp_complete_producers_done()) and the queue is empty (true),
- * or until the absolute time `until` (ns; 0 = no limit) passes (false). */
+ * or until the absolute time `until` (ns; 0 = no limit) passes or
+ * sp_complete_kick() is called (false). */
 bool sp_complete_drain_until(struct sp_run *run, uint64_t until);
 /* On the calling thread: deliver what is queued now, without waiting. */
 void sp_complete_deliver_queued(struct sp_run *run);
@@ -659,6 +800,25 @@ void sp_complete_deliver_queued(struct sp_run *run);
 void sp_complete_producers_done(struct sp_run *run);
 /* Add a worker's counts to the map's (after the worker is gone). */
 void sp_tally_merge(struct sp_run *run, const struct sp_tally *t);
+
+/* The reason a task cancelled by a stop for `why` gives. */
+static inline uint8_t sp_stop_reason(int why)
+{
+    switch (why) {
+    case SP_STOP_FAILFAST:
+        return SP_CANCEL_FAIL_FAST;
+    case SP_STOP_DEADLINE:
+        return SP_CANCEL_DEADLINE;
+    case SP_STOP_CALLBACK:
+        return SP_CANCEL_ON_DONE;
+    case SP_STOP_ERROR:
+        return SP_CANCEL_BACKEND;
+    case SP_STOP_CALLER:
+        return SP_CANCEL_CALLER;
+    default:
+        return SP_CANCEL_NONE;
+    }
+}
 
 /* Ask the run to stop starting tasks; the first reason wins, and the
  * backend is woken. Any thread. */
@@ -668,11 +828,28 @@ void sp_run_stop(struct sp_run *run, int why);
  * map). Calling thread only. */
 void sp_run_fail(struct sp_run *run, int code, const char *msg);
 
+/* Whether a cancel handle of the run fired; then the run is stopped
+ * (SP_STOP_CALLER). cancel.c has the handles. */
+static inline bool sp_run_cancel_fired(struct sp_run *run)
+{
+    for (int k = 0; k < 2; k++) {
+        if (run->cancel[k] &&
+            atomic_load_explicit((_Atomic int *)&run->cancel[k]->fired,
+                                 memory_order_acquire)) {
+            sp_run_stop(run, SP_STOP_CALLER);
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Whether a task may still start at time now; sets the stop reason when
- * the deadline has passed. */
+ * the deadline has passed or a cancel handle fired. */
 static inline bool sp_run_may_start(struct sp_run *run, uint64_t now)
 {
     if (atomic_load_explicit(run->stop, memory_order_relaxed))
+        return false;
+    if (SP_UNLIKELY(run->watched) && sp_run_cancel_fired(run))
         return false;
     if (run->deadline && now >= run->deadline) {
         sp_run_stop(run, SP_STOP_DEADLINE);

@@ -45,7 +45,8 @@ enum {
 };
 
 /* A SPAWN frame's data: this fixed part, then the argument bytes, then the
- * after keys, each NUL-terminated. */
+ * after keys, each NUL-terminated, then the row's sp_task_policy when it
+ * has one. */
 #define SP_WIRE_SPAWN_FIXED 28 /* fn 8, arg 8, data_len 8, after count 4 */
 
 /* Commands, parent to worker. */
@@ -59,13 +60,15 @@ enum {
     SP_CMD_SPAWNED = 5, /* code 0, or an error code with its message */
 };
 /* A RUN command's payload for a spawned task: this fixed part, then the
- * key (NUL-terminated), then the argument bytes. */
+ * key (NUL-terminated), then the argument bytes, then its sp_task_policy
+ * when it has one. */
 #define SP_WIRE_RUN_FIXED 28 /* fn 8, arg 8, key_len 4, data_len 8 */
 struct sp_wire_cmd {
     uint32_t magic;
     uint32_t type;  /* SP_CMD_* */
     uint32_t index; /* RUN: the task */
-    int32_t code;   /* DEP, SPAWNED: 0 or an sp_error */
+    int32_t code;   /* DEP, SPAWNED: 0 or an sp_error; RUN: the attempts
+                       made before this one (retries), 0 .. SP_MAX_RETRIES */
     uint64_t len;   /* payload bytes that follow */
 };
 void sp_wire_cmd_encode(unsigned char *out, const struct sp_wire_cmd *c);

@@ -3,7 +3,9 @@
  * probing) and the map's own copy of every key. */
 #include "sp-private.h"
 
+#include <math.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,14 +67,69 @@ uint64_t sp_hash(const char *s, size_t len)
 
 /* The 0.1 ABI holds (docs/guide.md, "Room to grow"): sp_task and
  * sp_options keep their sizes and the offsets of 0.1's fields; data and
- * len took the place of sp_task's first two reserved pointers. */
+ * len took the place of sp_task's first two reserved pointers, policy the
+ * third. */
 _Static_assert(sizeof(sp_task) == 8 * sizeof(void *), "sp_task changed size");
 _Static_assert(offsetof(sp_task, after) == 3 * sizeof(void *) &&
                    offsetof(sp_task, data) == 4 * sizeof(void *) &&
-                   offsetof(sp_task, reserved) == 6 * sizeof(void *),
+                   offsetof(sp_task, policy) == 6 * sizeof(void *) &&
+                   offsetof(sp_task, reserved) == 7 * sizeof(void *),
                "sp_task fields moved");
-_Static_assert(offsetof(sp_options, reserved) + 56 == sizeof(sp_options),
+_Static_assert(sizeof(sp_task_policy) == 64, "sp_task_policy changed size");
+/* The retry fields and the cancel handle took 28 + sizeof(void *) of the
+ * 56 reserved bytes of 0.1. */
+_Static_assert(offsetof(sp_options, task_timeout) + sizeof(double) + 56 ==
+                       sizeof(sp_options) &&
+                   offsetof(sp_options, reserved) + 28 - sizeof(void *) ==
+                       sizeof(sp_options),
                "sp_options changed");
+_Static_assert(SP_RETRY_FAILED == 1u << SP_KIND_FAILED &&
+                   SP_RETRY_CRASHED == 1u << SP_KIND_CRASHED &&
+                   SP_RETRY_TIMED_OUT == 1u << SP_KIND_TIMED_OUT,
+               "retry bits are 1 << kind");
+
+static int check_seconds(double v, const char *who, const char *name)
+{
+    SP_CHECK(isfinite(v) && v >= 0 && v < SP_MAX_SECONDS, SP_EOPTION,
+             "%s: %s %g must be finite, >= 0 and below %g seconds", who, name,
+             v, SP_MAX_SECONDS);
+    return 0;
+}
+
+int sp_table_retry_error(unsigned retries, unsigned retry_on, int backoff,
+                         const char *who)
+{
+    SP_CHECK(retries <= SP_MAX_RETRIES || retries == SP_NO_RETRIES, SP_EOPTION,
+             "%s: retries %u is above the limit %u", who, retries,
+             SP_MAX_RETRIES);
+    SP_CHECK(!(retry_on & ~SP_RETRY_ALL), SP_EOPTION,
+             "%s: retry_on 0x%x has bits other than SP_RETRY_FAILED, "
+             "SP_RETRY_CRASHED and SP_RETRY_TIMED_OUT",
+             who, retry_on);
+    SP_CHECK(backoff == SP_BACKOFF_DEFAULT || backoff == SP_BACKOFF_FIXED ||
+                 backoff == SP_BACKOFF_DOUBLING,
+             SP_EOPTION, "%s: retry_backoff %d is not a valid sp_backoff", who,
+             backoff);
+    return 0;
+}
+
+int sp_table_policy_error(const sp_task_policy *p, const char *who)
+{
+    int err = check_seconds(p->time_limit, who, "time_limit");
+    if (!err)
+        err = check_seconds(p->retry_delay, who, "retry_delay");
+    if (!err)
+        err = check_seconds(p->retry_delay_max, who, "retry_delay_max");
+    if (!err)
+        err = sp_table_retry_error(p->retries, p->retry_on,
+                                   (int)p->retry_backoff, who);
+    if (err)
+        return err;
+    for (size_t k = 0; k < sizeof p->reserved; k++)
+        SP_CHECK(!p->reserved[k], SP_ENOTSUP,
+                 "%s: policy reserved[%zu] is not zero; it must be", who, k);
+    return 0;
+}
 
 /* What is wrong with one row on its own (dependencies are checked once
  * every key is known: sp_table_graph()). Shared with sp_spawn(). */
@@ -96,6 +153,12 @@ int sp_table_row_error(const sp_task *t, size_t i)
                                 "task \"%.*s\" at index %zu sets reserved "
                                 "field %zu; it must be zero",
                                 KEY_SHOWN, t->key, i, r);
+    if (t->policy) {
+        char who[128];
+        snprintf(who, sizeof who, "task \"%.*s\" at index %zu", KEY_SHOWN,
+                 t->key, i);
+        return sp_table_policy_error(t->policy, who);
+    }
     return 0;
 }
 
@@ -146,7 +209,8 @@ static int insert_block(const sp_task *tasks, sp_results *res, size_t lo,
     return 0;
 }
 
-int sp_table_index(const sp_task *tasks, size_t n, sp_results *res)
+int sp_table_index(const sp_task *tasks, size_t n, sp_results *res,
+                   bool *retries)
 {
     uint64_t hs[BLOCK];
     size_t ls[BLOCK];
@@ -164,6 +228,9 @@ int sp_table_index(const sp_task *tasks, size_t n, sp_results *res)
                 hi = i;
                 break;
             }
+            if (SP_UNLIKELY(t->policy != NULL) && t->policy->retries &&
+                t->policy->retries != SP_NO_RETRIES)
+                *retries = true;
             ls[i - lo] = strlen(t->key);
             hs[i - lo] = sp_hash(t->key, ls[i - lo]);
             total += ls[i - lo] + 1;

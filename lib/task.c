@@ -168,11 +168,13 @@ SP_API int sp_cancelled(sp_ctx *ctx)
         return 0;
     struct sp_run *run = ctx->run;
     int why = atomic_load_explicit(run->stop, memory_order_relaxed);
-    if (!why && (run->deadline || run->task_timeout)) {
+    if (!why && run->watched && sp_run_cancel_fired(run))
+        why = atomic_load_explicit(run->stop, memory_order_relaxed);
+    if (!why && (run->deadline || ctx->limit)) {
         uint64_t now = sp_now();
         if (!sp_run_may_start(run, now))
             why = atomic_load_explicit(run->stop, memory_order_relaxed);
-        else if (run->task_timeout && now - ctx->start >= run->task_timeout)
+        else if (ctx->limit && now - ctx->start >= ctx->limit)
             why = SP_STOP_TIMEOUT;
     }
     if (why)
@@ -225,6 +227,11 @@ SP_API unsigned sp_ctx_worker(const sp_ctx *ctx)
     return ctx ? ctx->worker : 0;
 }
 
+SP_API unsigned sp_ctx_attempt(const sp_ctx *ctx)
+{
+    return ctx ? ctx->attempt : 0;
+}
+
 _Thread_local void *sp_worker_state;
 
 SP_API void *sp_ctx_worker_state(const sp_ctx *ctx)
@@ -232,12 +239,38 @@ SP_API void *sp_ctx_worker_state(const sp_ctx *ctx)
     return ctx ? sp_worker_state : NULL;
 }
 
-/* Turn what the callback did into the outcome's kind, code and message. */
-static void classify(struct sp_ctx *ctx, int rc)
+/* A task that returned 0 after its time limit: TIMED_OUT, its result
+ * kept. A thread cannot be stopped, so this is how the limit shows on the
+ * thread and serial backends (and on the process backend when the task
+ * returned before the parent's kill). */
+static SP_NOINLINE void returned_late(struct sp_ctx *ctx, uint64_t ran)
 {
     struct sp_outcome *o = ctx->out;
-    if (rc == 0 && !ctx->failed && !ctx->oom)
+    char buf[160];
+    snprintf(buf, sizeof buf,
+             "returned after %.3f s, past its time limit of %g s; its result "
+             "is kept",
+             (double)ran / 1e9, (double)ctx->limit / 1e9);
+    size_t len = strlen(buf) + 1;
+    char *msg = sp_malloc(len);
+    if (msg)
+        memcpy(msg, buf, len);
+    sp_outcome_set_msg(o, msg, "returned after its time limit");
+    o->r.code = SP_ETIMEDOUT;
+    o->how.kind = SP_KIND_TIMED_OUT;
+}
+
+/* Turn what the callback did into the outcome's kind, code and message.
+ * ran: how long the callback ran, in ns. */
+static void classify(struct sp_ctx *ctx, int rc, uint64_t ran)
+{
+    struct sp_outcome *o = ctx->out;
+    bool late = ctx->limit && ran >= ctx->limit;
+    if (rc == 0 && !ctx->failed && !ctx->oom) {
+        if (SP_UNLIKELY(late))
+            returned_late(ctx, ran);
         return; /* OK: the zeroed outcome says so already */
+    }
     int code = ctx->failed ? ctx->fail_code : rc;
     bool own = ctx->failed ? ctx->fail_own : rc != 0;
 
@@ -268,15 +301,19 @@ static void classify(struct sp_ctx *ctx, int rc)
         sp_outcome_set_msg(o, msg,
                            "task failed (out of memory for its message)");
     }
-    if (ctx->saw_cancel)
-        o->how.kind = ctx->saw_cancel == SP_STOP_DEADLINE ||
-                              ctx->saw_cancel == SP_STOP_TIMEOUT
-                          ? SP_KIND_TIMED_OUT
-                          : SP_KIND_CANCELLED;
+    if (late)
+        o->how.kind = SP_KIND_TIMED_OUT;
+    else if (ctx->saw_cancel == SP_STOP_DEADLINE ||
+             ctx->saw_cancel == SP_STOP_TIMEOUT)
+        o->how.kind = SP_KIND_TIMED_OUT;
+    else if (ctx->saw_cancel) {
+        o->how.kind = SP_KIND_CANCELLED;
+        o->how.signo = sp_stop_reason(ctx->saw_cancel);
+    }
 }
 
 uint64_t sp_task_exec_row(struct sp_run *run, size_t i, const sp_task *t,
-                          unsigned worker, uint64_t start,
+                          unsigned attempt, unsigned worker, uint64_t start,
                           struct sp_outcome *out)
 {
     *out = (struct sp_outcome){.r.worker = worker};
@@ -285,10 +322,12 @@ uint64_t sp_task_exec_row(struct sp_run *run, size_t i, const sp_task *t,
                          .task = t,
                          .index = i,
                          .worker = worker,
+                         .attempt = attempt,
+                         .limit = sp_task_limit(run, t),
                          .start = start};
     int rc = t->fn(&ctx, t->arg);
     uint64_t end = sp_now();
-    classify(&ctx, rc);
+    classify(&ctx, rc, end - start);
     out->r.t_start = start - run->t0;
     out->r.t_end = end - run->t0;
     return end;
@@ -298,7 +337,10 @@ uint64_t sp_task_exec(struct sp_run *run, size_t i, unsigned worker,
                       uint64_t start, struct sp_outcome *out)
 {
     const sp_task *t = i < run->n ? &run->tasks[i] : sp_graph_row(run, i);
-    return sp_task_exec_row(run, i, t, worker, start, out);
+    unsigned attempt = SP_UNLIKELY(run->tries || i >= run->n)
+                           ? sp_complete_attempt(run, i)
+                           : 1;
+    return sp_task_exec_row(run, i, t, attempt, worker, start, out);
 }
 
 void sp_outcome_free(struct sp_outcome *o)

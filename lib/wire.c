@@ -265,8 +265,11 @@ int sp_wire_cmd_decode(struct sp_wire_cmd *c, const unsigned char *in,
     if (c->magic != SP_WIRE_CMD_MAGIC || c->len > SP_WIRE_MAX_DATA)
         return SP_EPROTO;
     switch (c->type) {
-    case SP_CMD_RUN:
-        return c->index < max_index && !c->code ? 0 : SP_EPROTO;
+    case SP_CMD_RUN: /* code: the attempts made before this one */
+        return c->index < max_index && c->code >= 0 &&
+                       c->code <= (int32_t)SP_MAX_RETRIES
+                   ? 0
+                   : SP_EPROTO;
     case SP_CMD_EXIT:
     case SP_CMD_CLAIM:
         return c->index || c->code || c->len ? SP_EPROTO : 0;

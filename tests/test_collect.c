@@ -164,6 +164,7 @@ static void test_fail_fast_and_the_rest(void **state)
     assert_int_equal(sp_entry_kind(e), SP_KIND_CANCELLED);
     assert_int_equal(sp_entry_code(e), SP_ESYSTEM);
     assert_string_equal(sp_entry_message(e), "not started: rank 2 died");
+    assert_int_equal(sp_entry_cancel_reason(e), SP_CANCEL_BACKEND);
     sp_results_free(res);
 }
 

@@ -102,8 +102,11 @@ static int run_checked(unsigned workers)
             if (k == SP_KIND_FAILED && code == SP_ENOMEM)
                 continue; /* the task's own allocation failed: reported */
             if (k == SP_KIND_CANCELLED &&
-                (code == SP_EFORK || code == SP_EPIPE))
-                continue; /* no worker could be started for it */
+                (code == SP_EFORK || code == SP_EPIPE)) {
+                /* no worker could be started for it */
+                assert_int_equal(sp_entry_cancel_reason(e), SP_CANCEL_BACKEND);
+                continue;
+            }
             if (k != (i % 3 ? SP_KIND_OK : SP_KIND_FAILED))
                 fail_msg("%s: %s (%s) %s", keys[i], sp_kind_name(k),
                          sp_err_name(code), sp_entry_message(e));

@@ -448,9 +448,9 @@ static void test_fail_fast(void **state)
         for (size_t i = 0; i < N; i++) {
             const sp_entry *e = sp_results_at(res, i);
             if (sp_entry_kind(e) == SP_KIND_CANCELLED)
-                assert_string_equal(
-                    sp_entry_message(e),
-                    "not started: another task failed (fail-fast)");
+                assert_string_equal(sp_entry_message(e),
+                                    "not started: task \"k2\" failed "
+                                    "(fail-fast)");
         }
         sp_results_free(res);
     }

@@ -115,8 +115,8 @@ static void test_reserved_task_fields(void **state)
     (void)state;
     sp_options o = test_opts();
     int x;
-    sp_task u[] = {{.key = "a", .fn = bump, .reserved = {NULL, &x}}};
-    expect_error(u, 1, &o, SP_ENOTSUP, "reserved field 1");
+    sp_task u[] = {{.key = "a", .fn = bump, .reserved = {&x}}};
+    expect_error(u, 1, &o, SP_ENOTSUP, "reserved field 0");
     char bytes[] = "x";
     sp_task v[] = {{.key = "a", .fn = bump, .data = NULL, .len = 3},
                    {.key = "b", .fn = bump, .data = bytes, .len = 1}};

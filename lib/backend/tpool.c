@@ -669,13 +669,15 @@ void sp_tpool_wait(struct sp_trun *r)
         help(r);
     else if (!run->opts.on_done)
         spin_until(&r->finished, SPIN_NS); /* a short run ends meanwhile */
-    /* Deliver completions until the run is done; at the deadline, stop
-     * it (the workers may all be busy with other runs and never see it).
-     * An adaptive run is looked at every ADAPT_NS meanwhile. */
+    /* Deliver completions until the run is done; meanwhile look at it
+     * whenever something is due: at the deadline, stop it (the workers
+     * may all be busy with other runs and never see it); when a retry's
+     * delay has passed, make it ready (no worker may be in the run). An
+     * adaptive run is also looked at every ADAPT_NS. */
     long waits = 0;
-    bool adaptive = r->adaptive && !r->helper, late = false;
+    bool adaptive = r->adaptive && !r->helper;
     for (;;) {
-        uint64_t until = late ? 0 : run->deadline;
+        uint64_t until = sp_sched_wake_at(&run->sched);
         if (adaptive && r->target < r->cap) {
             uint64_t next = sp_now() + ADAPT_NS;
             if (!until || next < until)
@@ -684,12 +686,9 @@ void sp_tpool_wait(struct sp_trun *r)
         if (sp_complete_drain_until(run, until))
             break;
         waits++;
-        if (!late && run->deadline && sp_now() >= run->deadline) {
-            sp_run_stop(run, SP_STOP_DEADLINE);
-            late = true; /* then wait for the workers to leave */
-        } else if (adaptive && adapt(r, waits)) {
+        sp_sched_tick(&run->sched, sp_now());
+        if (adaptive && adapt(r, waits))
             waits = 0;
-        }
     }
     pthread_mutex_lock(&r->pool->lock);
     unqueue(r->pool, r);

@@ -11,7 +11,9 @@
  * the worker's death means for its task depends on the task's phase:
  * claimed but not started, the task goes back to the scheduler and runs in
  * another worker; running, it CRASHED or TIMED_OUT; sending, its result
- * arrived or is reported lost. A task never runs twice. */
+ * arrived or is reported lost. A task never runs twice, unless its retry
+ * policy asks for another attempt (sp_complete() decides): the attempt's
+ * number travels with its RUN command. */
 #define _DEFAULT_SOURCE /* MSG_DONTWAIT */
 #include "proc.h"
 
@@ -80,6 +82,7 @@ static void on_spawn(struct prun *pr, size_t i, const char *key,
     sp_task t = {.key = key};
     uint64_t dlen;
     uint32_t nafter;
+    sp_task_policy policy;
     int err = 0;
     memcpy(&t.fn, p, 8);
     memcpy(&t.arg, p + 8, 8);
@@ -108,6 +111,14 @@ static void on_spawn(struct prun *pr, size_t i, const char *key,
         if (after && !err) {
             after[nafter] = NULL;
             t.after = after;
+        }
+        /* Then the task's policy, when it has one. */
+        size_t rest = (size_t)(end - a);
+        if (!err && rest == sizeof policy) {
+            memcpy(&policy, end - rest, sizeof policy);
+            t.policy = &policy;
+        } else if (!err && rest) {
+            err = sp_set_error(SP_EPROTO, "sp_spawn: a malformed request");
         }
     }
     if (!err)
@@ -161,7 +172,8 @@ static int on_frame(struct sp_wire_frame *f, void *arg)
         break;
     }
     size_t i = f->h.index;
-    if (sp_complete_has(pr->run, i)) { /* a second outcome for one task */
+    if (sp_complete_has(pr->run, i) || sp_complete_waiting(pr->run, i)) {
+        /* a second outcome for one attempt */
         free(f->msg);
         free(f->data);
         return SP_EPROTO;
@@ -367,7 +379,12 @@ static void worker_ended(struct prun *pr, unsigned k)
 
     uint32_t cur = atomic_load(&s->current);
     uint32_t phase = atomic_load(&s->phase);
-    if (cur && !sp_complete_has(pr->run, cur - 1)) {
+    /* Its slot may still name an attempt whose outcome arrived (a retry of
+     * it waits, or runs elsewhere): that one is accounted for. */
+    if (cur && cur - 1 < sp_results_total(pr->run->res) &&
+        !sp_complete_has(pr->run, cur - 1) &&
+        !sp_complete_waiting(pr->run, cur - 1) &&
+        atomic_load(&s->attempt) == sp_complete_attempt(pr->run, cur - 1)) {
         size_t i = cur - 1;
         if (phase == SLOT_CLAIMED) {
             /* Claimed, never started: another worker runs it (unless the
@@ -388,17 +405,21 @@ static void worker_ended(struct prun *pr, unsigned k)
                          "; its last result frame was truncated");
             int timed =
                 w->kill_why == KILL_TIMEOUT || w->kill_why == KILL_DEADLINE;
-            int code = timed                       ? SP_ETIMEDOUT
-                       : w->kill_why == KILL_PROTO ? SP_EPROTO
-                       : w->kill_why == KILL_ERROR ? SP_ESYSTEM
-                                                   : SP_ECRASHED;
-            sp_proc_outcome(pr, i, timed ? SP_KIND_TIMED_OUT : SP_KIND_CRASHED,
-                            code, atomic_load(&s->started), k, msg,
+            int code = timed                        ? SP_ETIMEDOUT
+                       : w->kill_why == KILL_PROTO  ? SP_EPROTO
+                       : w->kill_why == KILL_ERROR  ? SP_ESYSTEM
+                       : w->kill_why == KILL_CANCEL ? SP_ECANCELED
+                                                    : SP_ECRASHED;
+            sp_kind kind = timed                        ? SP_KIND_TIMED_OUT
+                           : w->kill_why == KILL_CANCEL ? SP_KIND_CANCELLED
+                                                        : SP_KIND_CRASHED;
+            sp_proc_outcome(pr, i, kind, code, atomic_load(&s->started), k, msg,
                             how.how.signo, how.how.exit_status);
         }
     }
     w->pid = 0;
     w->idle = false;
+    atomic_store(&s->attempt, 0);
     atomic_store(&s->current, 0);
     atomic_store(&s->phase, SLOT_IDLE);
     pr->alive--;
@@ -439,11 +460,14 @@ static void dispatch(struct prun *pr)
         } else if (sp_sched_take(&run->sched, &i)) {
             c.type = SP_CMD_RUN;
             c.index = (uint32_t)i;
+            /* Which attempt: the attempts before it. */
+            c.code = (int32_t)(sp_complete_handout(run, i) - 1);
             if (i >= run->n) { /* spawned: the worker needs its row */
                 const sp_task *t = sp_graph_row(run, i);
                 uint32_t klen = (uint32_t)strlen(t->key) + 1;
                 uint64_t dlen = t->len;
-                size_t len = SP_WIRE_RUN_FIXED + klen + t->len;
+                size_t pol = t->policy ? sizeof *t->policy : 0;
+                size_t len = SP_WIRE_RUN_FIXED + klen + t->len + pol;
                 unsigned char *p = sp_malloc(len);
                 if (!p) { /* give it back; try again later */
                     sp_sched_push(&run->sched, i, false);
@@ -456,6 +480,9 @@ static void dispatch(struct prun *pr)
                 memcpy(p + SP_WIRE_RUN_FIXED, t->key, klen);
                 if (t->len)
                     memcpy(p + SP_WIRE_RUN_FIXED + klen, t->data, t->len);
+                if (pol)
+                    memcpy(p + SP_WIRE_RUN_FIXED + klen + t->len, t->policy,
+                           pol);
                 c.len = len;
                 payload = owned = p;
             }
@@ -463,8 +490,8 @@ static void dispatch(struct prun *pr)
         } else if (atomic_load(&pr->sh->next) < run->sched.n_static) {
             c.type = SP_CMD_CLAIM;
             busy = true;
-        } else if (busy) {
-            continue; /* another worker may still make a task ready */
+        } else if (busy || sp_sched_later_pending(&run->sched)) {
+            continue; /* a task may still become ready */
         } else {
             c.type = SP_CMD_EXIT;
         }
@@ -494,6 +521,30 @@ static int want_worker(const struct prun *pr)
     return 1;
 }
 
+/* The time limit of the task in worker k's slot (its row's policy, else
+ * the call's task_timeout), in ns; 0 = none. *own: it is the row's. */
+static uint64_t slot_limit(struct prun *pr, unsigned k, bool *own)
+{
+    struct sp_run *run = pr->run;
+    uint32_t cur = atomic_load(&pr->sh->slots[k].current);
+    *own = false;
+    if (!cur || cur - 1 >= sp_results_total(run->res))
+        return run->task_timeout;
+    const sp_task *t = sp_graph_row(run, cur - 1);
+    *own = t->policy && t->policy->time_limit > 0;
+    return sp_task_limit(run, t);
+}
+
+/* After a cancel handle fired: when tasks still running are killed
+ * (absolute ns); 0 when the run was not cancelled. */
+static uint64_t cancel_grace_end(struct sp_run *run)
+{
+    if (atomic_load(run->stop) != SP_STOP_CALLER)
+        return 0;
+    return run->t0 + atomic_load(&run->stop_ns) +
+           (uint64_t)SP_CANCEL_GRACE_MS * 1000000u;
+}
+
 /* Milliseconds poll() may sleep before a deadline, a time limit or a ring
  * scan is due. */
 static int poll_timeout(struct prun *pr, uint64_t now)
@@ -503,18 +554,26 @@ static int poll_timeout(struct prun *pr, uint64_t now)
     if (run->deadline && atomic_load(run->stop) != SP_STOP_DEADLINE &&
         run->deadline < due)
         due = run->deadline; /* once enforced, only exits are awaited */
-    if (run->task_timeout) {
-        for (unsigned k = 0; k < pr->used; k++) {
-            if (!pr->pw[k].pid || pr->pw[k].kill_why)
-                continue;
-            struct slot *s = &pr->sh->slots[k];
-            /* An idle worker may start a task right now. */
-            uint64_t start = atomic_load(&s->phase) == SLOT_RUNNING
-                                 ? atomic_load(&s->started)
-                                 : now;
-            if (start + run->task_timeout < due)
-                due = start + run->task_timeout;
-        }
+    uint64_t wake = sp_sched_wake_at(&run->sched); /* a retry due */
+    if (wake && wake < due)
+        due = wake;
+    uint64_t grace = cancel_grace_end(run); /* a kill after a cancel */
+    if (grace && grace < due)
+        due = grace;
+    for (unsigned k = 0; k < pr->used; k++) {
+        if (!pr->pw[k].pid || pr->pw[k].kill_why)
+            continue;
+        struct slot *s = &pr->sh->slots[k];
+        bool own;
+        uint64_t limit = slot_limit(pr, k, &own);
+        if (!limit)
+            continue;
+        /* An idle worker may start a task right now. */
+        uint64_t start = atomic_load(&s->phase) == SLOT_RUNNING
+                             ? atomic_load(&s->started)
+                             : now;
+        if (start + limit < due)
+            due = start + limit;
     }
     return due <= now ? 0 : (int)((due - now + 999999) / 1000000);
 }
@@ -527,16 +586,23 @@ static void enforce_limits(struct prun *pr, uint64_t now)
     bool deadline = run->deadline && now >= run->deadline;
     if (deadline)
         sp_run_stop(run, SP_STOP_DEADLINE);
-    if (!deadline && !run->task_timeout)
-        return;
+    uint64_t grace = cancel_grace_end(run);
+    bool cancel = grace && now >= grace;
     for (unsigned k = 0; k < pr->used; k++) {
         struct slot *s = &pr->sh->slots[k];
         if (!pr->pw[k].pid || atomic_load(&s->phase) != SLOT_RUNNING)
             continue;
-        if (deadline)
-            sp_proc_kill(&pr->pw[k], KILL_DEADLINE);
-        else if (now >= atomic_load(&s->started) + run->task_timeout)
+        if (deadline || cancel) {
+            sp_proc_kill(&pr->pw[k], deadline ? KILL_DEADLINE : KILL_CANCEL);
+            continue;
+        }
+        bool own;
+        uint64_t limit = slot_limit(pr, k, &own);
+        if (limit && now >= atomic_load(&s->started) + limit) {
+            pr->pw[k].limit = limit;
+            pr->pw[k].own_limit = own;
             sp_proc_kill(&pr->pw[k], KILL_TIMEOUT);
+        }
     }
 }
 
@@ -578,7 +644,9 @@ void sp_proc_event_loop(struct prun *pr)
 {
     struct pollfd *pfd = pr->pfd;
     unsigned *who = pr->who;
+    struct sp_run *run = pr->run;
     for (;;) {
+        sp_sched_tick(&run->sched, sp_now()); /* retries whose delay passed */
         dispatch(pr);
         /* Fork on demand, one at a time, into the lowest empty slot. */
         int more = 0;
@@ -590,7 +658,10 @@ void sp_proc_event_loop(struct prun *pr)
                 }
             }
         }
-        if (!pr->alive)
+        /* No worker left: done, unless a retry waits for its delay (a
+         * worker is forked for it then). */
+        if (!pr->alive &&
+            (atomic_load(run->stop) || !sp_sched_later_pending(&run->sched)))
             break;
         nfds_t nfds = 0;
         for (unsigned k = 0; k < pr->used; k++) {

@@ -37,6 +37,7 @@ enum {
 struct slot {
     _Alignas(64) _Atomic uint32_t current; /* task index + 1, 0 = none */
     _Atomic uint32_t phase;                /* SLOT_* */
+    _Atomic uint32_t attempt;              /* of the task in current */
     _Atomic uint64_t started; /* CLOCK_MONOTONIC ns: claim, then start */
     _Atomic int signo;        /* fatal signal the worker caught, 0 = none */
     _Atomic int send_err;     /* errno of a send the task's doings broke */
@@ -70,7 +71,14 @@ struct shared {
 #define EXIT_CHANNEL 121
 
 /* Why the parent killed a worker. */
-enum { KILL_NONE, KILL_TIMEOUT, KILL_DEADLINE, KILL_PROTO, KILL_ERROR };
+enum {
+    KILL_NONE,
+    KILL_TIMEOUT,
+    KILL_DEADLINE,
+    KILL_PROTO,
+    KILL_ERROR,
+    KILL_CANCEL, /* still running SP_CANCEL_GRACE_MS after a cancel */
+};
 
 /* A command waiting to be written to a worker: its header, then `len`
  * payload bytes from `data` (borrowed from the map, or owned). */
@@ -83,11 +91,13 @@ struct pout {
 };
 
 struct pworker {
-    pid_t pid;    /* 0 = no worker in this slot */
-    int fd;       /* parent's end of the channel; -1 once closed */
-    int pidfd;    /* readable when the worker exits; -1 = none */
-    int kill_why; /* KILL_* */
-    bool idle;    /* asked for work; waits for a command */
+    pid_t pid;      /* 0 = no worker in this slot */
+    int fd;         /* parent's end of the channel; -1 once closed */
+    int pidfd;      /* readable when the worker exits; -1 = none */
+    int kill_why;   /* KILL_* */
+    uint64_t limit; /* KILL_TIMEOUT: the limit it ran past, ns */
+    bool own_limit; /* KILL_TIMEOUT: the limit is its row's time_limit */
+    bool idle;      /* asked for work; waits for a command */
     struct pout *out, *out_tail; /* commands not yet written */
     char proto_err[160];
     struct sp_wire_dec dec;  /* the channel's byte stream */

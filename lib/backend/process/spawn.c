@@ -80,6 +80,7 @@ int sp_proc_spawn(struct prun *pr, unsigned k)
     struct pworker *w = &pr->pw[k];
     struct slot *s = &pr->sh->slots[k];
     atomic_store(&s->current, 0);
+    atomic_store(&s->attempt, 0);
     atomic_store(&s->phase, SLOT_IDLE);
     atomic_store(&s->signo, 0);
     atomic_store(&s->send_err, 0);
@@ -217,9 +218,9 @@ void sp_proc_describe_end(struct prun *pr, unsigned k, int have_status,
 
     switch (w->kill_why) {
     case KILL_TIMEOUT:
-        snprintf(out, outlen,
-                 "killed after running longer than the task_timeout of %g s",
-                 pr->run->opts.task_timeout);
+        snprintf(out, outlen, "killed after running longer than %s of %g s",
+                 w->own_limit ? "its time_limit" : "the task_timeout",
+                 (double)w->limit / 1e9);
         return;
     case KILL_DEADLINE:
         snprintf(out, outlen, "killed: still running at the deadline of %g s",
@@ -229,6 +230,11 @@ void sp_proc_describe_end(struct prun *pr, unsigned k, int have_status,
         snprintf(out, outlen,
                  "killed: the caller could no longer watch its workers (%s)",
                  pr->error_msg);
+        return;
+    case KILL_CANCEL:
+        snprintf(out, outlen,
+                 "killed: cancelled by the caller, still running %u ms later",
+                 SP_CANCEL_GRACE_MS);
         return;
     case KILL_PROTO:
         snprintf(out, outlen,

@@ -165,6 +165,7 @@ static struct {
     unsigned k;
     struct channel ch;
     struct dep_cache *deps; /* answers for the running task */
+    sp_task_policy policy;  /* the spawned task's, from its RUN command */
 } ws;
 
 static bool read_full(int fd, void *buf, size_t len)
@@ -303,7 +304,8 @@ static int remote_spawn(struct sp_ctx *ctx, const sp_task *t)
         alen += strlen(t->after[nafter]) + 1;
     if (strlen(t->key) > SP_WIRE_MAX_MSG || nafter > UINT32_MAX)
         return sp_set_error(SP_EINVAL, "sp_spawn: the row is too large");
-    size_t len = SP_WIRE_SPAWN_FIXED + t->len + alen;
+    size_t pol = t->policy ? sizeof *t->policy : 0;
+    size_t len = SP_WIRE_SPAWN_FIXED + t->len + alen + pol;
     unsigned char *p = malloc(len);
     if (!p)
         return sp_set_error(SP_ENOMEM, "sp_spawn: out of memory");
@@ -321,6 +323,8 @@ static int remote_spawn(struct sp_ctx *ctx, const sp_task *t)
         memcpy(q, t->after[k], l);
         q += l;
     }
+    if (pol)
+        memcpy(q, t->policy, pol);
     send_request(SP_WIRE_SPAWN, ctx->index, t->key, p, len);
     free(p);
     struct sp_wire_cmd c;
@@ -339,9 +343,10 @@ static const struct sp_remote remote = {.spawn = remote_spawn,
 
 /* ---- the loop ----------------------------------------------------------- */
 
-/* Ask the parent for work: SP_CMD_RUN (*i, and *row for a spawned task,
- * its payload in *payload), SP_CMD_CLAIM or SP_CMD_EXIT. */
-static uint32_t ask(size_t *i, sp_task *row, unsigned char **payload)
+/* Ask the parent for work: SP_CMD_RUN (*i and its *attempt, and *row for
+ * a spawned task, its payload in *payload), SP_CMD_CLAIM or SP_CMD_EXIT. */
+static uint32_t ask(size_t *i, unsigned *attempt, sp_task *row,
+                    unsigned char **payload)
 {
     struct slot *s = &ws.pr->sh->slots[ws.k];
     if (!channel_intact(&ws.ch))
@@ -358,6 +363,7 @@ static uint32_t ask(size_t *i, sp_task *row, unsigned char **payload)
     if (c.type != SP_CMD_RUN)
         return c.type == SP_CMD_CLAIM ? SP_CMD_CLAIM : SP_CMD_EXIT;
     *i = c.index;
+    *attempt = (unsigned)c.code + 1;
     row->key = NULL;
     if (*payload) { /* a spawned task: its row */
         unsigned char *p = *payload;
@@ -369,25 +375,33 @@ static uint32_t ask(size_t *i, sp_task *row, unsigned char **payload)
         memcpy(&row->arg, p + 8, 8);
         memcpy(&klen, p + 16, 4);
         memcpy(&dlen, p + 20, 8);
-        if (klen < 2 || SP_WIRE_RUN_FIXED + klen + dlen != c.len ||
+        uint64_t row_len = SP_WIRE_RUN_FIXED + (uint64_t)klen + dlen;
+        bool pol = row_len + sizeof ws.policy == c.len;
+        if (klen < 2 || dlen > c.len || (row_len != c.len && !pol) ||
             p[SP_WIRE_RUN_FIXED + klen - 1])
             channel_broken(s, EPROTO);
         row->key = (char *)p + SP_WIRE_RUN_FIXED;
         row->data = dlen ? p + SP_WIRE_RUN_FIXED + klen : NULL;
         row->len = (size_t)dlen;
         row->after = NULL;
+        row->policy = NULL;
+        if (pol) { /* copied out: the payload is not aligned for it */
+            memcpy(&ws.policy, p + row_len, sizeof ws.policy);
+            row->policy = &ws.policy;
+        }
     }
     return SP_CMD_RUN;
 }
 
-/* Run task i (row: its definition when it was spawned, else NULL). false
- * when the run stopped before it could start. */
-static bool run_task(size_t i, const sp_task *row)
+/* Run attempt `attempt` of task i (row: its definition when it was
+ * spawned, else NULL). false when the run stopped before it could start. */
+static bool run_task(size_t i, unsigned attempt, const sp_task *row)
 {
     struct sp_run *run = ws.pr->run;
     struct slot *s = &ws.pr->sh->slots[ws.k];
     uint64_t now = sp_now();
     atomic_store(&s->started, now);
+    atomic_store(&s->attempt, attempt);
     atomic_store(&s->current, (uint32_t)i + 1);
     atomic_store(&s->phase, SLOT_CLAIMED);
     if (!sp_run_may_start(run, now)) {
@@ -397,15 +411,15 @@ static bool run_task(size_t i, const sp_task *row)
     }
     atomic_store(&s->phase, SLOT_RUNNING);
     struct sp_outcome o;
-    if (row)
-        sp_task_exec_row(run, i, row, ws.k, now, &o);
-    else
-        sp_task_exec(run, i, ws.k, now, &o);
+    if (!row)
+        row = &run->tasks[i];
+    sp_task_exec_row(run, i, row, attempt, ws.k, now, &o);
     free_deps();
     atomic_store(&s->phase, SLOT_SENDING);
-    /* Fail-fast takes effect here at once; the parent records the outcome
-     * when the frame arrives. */
-    if (sp_complete_stops(run, o.how.kind))
+    /* Fail-fast takes effect here at once, unless the task is to be tried
+     * again; the parent records the outcome when the frame arrives. */
+    if (sp_complete_stops(run, o.how.kind) &&
+        !sp_complete_retries(run, row, attempt, o.how.kind))
         sp_run_stop(run, SP_STOP_FAILFAST);
     send_result(ws.pr, ws.k, &ws.ch, &o, i);
     sp_outcome_free(&o);
@@ -428,6 +442,8 @@ _Noreturn void sp_proc_worker_main(struct prun *pr, unsigned k, int fd)
     }
     install_crash_handlers(s);
     run->stop = &pr->sh->stop;
+    /* The parent watches the cancel handles and stops the shared flag. */
+    run->watched = false;
     run->remote = &remote;
 
     for (;;) {
@@ -437,16 +453,18 @@ _Noreturn void sp_proc_worker_main(struct prun *pr, unsigned k, int fd)
         size_t i;
         if ((hmin == UINT32_MAX || hmin >= sp_sched_peek(&run->sched)) &&
             sp_sched_claim_one(&run->sched, &i)) {
-            if (!run_task(i, NULL))
+            if (!run_task(i, 1, NULL)) /* the static list: first attempts */
                 break;
             continue;
         }
         sp_task row;
+        unsigned attempt = 1;
         unsigned char *payload = NULL;
-        uint32_t what = ask(&i, &row, &payload);
+        uint32_t what = ask(&i, &attempt, &row, &payload);
         if (what == SP_CMD_EXIT)
             break;
-        bool go_on = what == SP_CMD_CLAIM || run_task(i, row.key ? &row : NULL);
+        bool go_on =
+            what == SP_CMD_CLAIM || run_task(i, attempt, row.key ? &row : NULL);
         free(payload);
         if (!go_on)
             break;
