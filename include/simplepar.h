@@ -39,7 +39,7 @@ extern "C" {
  * actually loaded at run time.
  * @{ */
 #define SP_VERSION_MAJOR 0
-#define SP_VERSION_MINOR 1
+#define SP_VERSION_MINOR 2
 #define SP_VERSION_PATCH 0
 /** The version as one comparable number: major * 10000 + minor * 100 + patch.
  */
@@ -740,7 +740,7 @@ SP_API const char *sp_entry_first_message(const sp_entry *e);
  * {"traceEvents":[ EVENT, ... ],
  *  "displayTimeUnit":"ms",
  *  "otherData":{"schema":"simplepar-trace","schema_version":1,
- *               "library":"simplepar 0.1.0","tasks":N,"workers":W,
+ *               "library":"simplepar 0.2.0","tasks":N,"workers":W,
  *               "ok":N_OK,"failed":N_NOT_OK,"elapsed_us":T}}
  * @endcode
  *
