@@ -136,7 +136,7 @@ static void send_result(struct prun *pr, unsigned k, const struct channel *ch,
     if (o->r.t_end - o->r.t_start < SLOW_NS && total <= RING / 4 &&
         sp_ring_put(&ring, iov, 3, total, RING / 2) == 0)
         return;
-    struct slot *s = &pr->sh->slots[k];
+    struct slot *s = sp_proc_slot(pr, k);
     if (!channel_intact(ch)) {
         /* The task broke the channel. A frame that fits the ring still gets
          * through (the parent reads a dead worker's ring to the end); the
@@ -162,7 +162,8 @@ struct dep_cache {
 
 static struct {
     struct prun *pr;
-    unsigned k;
+    unsigned k;   /* its slot */
+    unsigned wid; /* the worker number tasks see (sp_ctx_worker()) */
     struct channel ch;
     struct dep_cache *deps; /* answers for the running task */
     sp_task_policy policy;  /* the spawned task's, from its RUN command */
@@ -186,7 +187,7 @@ static bool read_full(int fd, void *buf, size_t len)
  * NULL when empty). The parent gone: leave quietly. */
 static void read_cmd(struct sp_wire_cmd *c, unsigned char **payload)
 {
-    struct slot *s = &ws.pr->sh->slots[ws.k];
+    struct slot *s = sp_proc_slot(ws.pr, ws.k);
     unsigned char hdr[SP_WIRE_CMD];
     if (!read_full(ws.ch.fd, hdr, sizeof hdr))
         _exit(0);
@@ -217,7 +218,7 @@ static void parent_error(int code, const unsigned char *payload)
 static void send_request(int type, size_t index, const char *msg,
                          const void *data, size_t len)
 {
-    struct slot *s = &ws.pr->sh->slots[ws.k];
+    struct slot *s = sp_proc_slot(ws.pr, ws.k);
     if (!channel_intact(&ws.ch))
         channel_broken(s, EBADF);
     unsigned char hdr[SP_WIRE_HEADER];
@@ -254,7 +255,7 @@ static const void *remote_dep(struct sp_ctx *ctx, const char *key, size_t *len)
     unsigned char *payload;
     read_cmd(&c, &payload);
     if (c.type != SP_CMD_DEP)
-        channel_broken(&ws.pr->sh->slots[ws.k], EPROTO);
+        channel_broken(sp_proc_slot(ws.pr, ws.k), EPROTO);
     if (c.code) {
         parent_error(c.code, payload);
         free(payload);
@@ -331,7 +332,7 @@ static int remote_spawn(struct sp_ctx *ctx, const sp_task *t)
     unsigned char *payload;
     read_cmd(&c, &payload);
     if (c.type != SP_CMD_SPAWNED)
-        channel_broken(&ws.pr->sh->slots[ws.k], EPROTO);
+        channel_broken(sp_proc_slot(ws.pr, ws.k), EPROTO);
     if (c.code)
         parent_error(c.code, payload);
     free(payload);
@@ -343,12 +344,10 @@ static const struct sp_remote remote = {.spawn = remote_spawn,
 
 /* ---- the loop ----------------------------------------------------------- */
 
-/* Ask the parent for work: SP_CMD_RUN (*i and its *attempt, and *row for
- * a spawned task, its payload in *payload), SP_CMD_CLAIM or SP_CMD_EXIT. */
-static uint32_t ask(size_t *i, unsigned *attempt, sp_task *row,
-                    unsigned char **payload)
+/* Tell the parent the worker waits for a command (an IDLE frame). */
+static void say_idle(void)
 {
-    struct slot *s = &ws.pr->sh->slots[ws.k];
+    struct slot *s = sp_proc_slot(ws.pr, ws.k);
     if (!channel_intact(&ws.ch))
         channel_broken(s, EBADF);
     unsigned char hdr[SP_WIRE_HEADER];
@@ -358,6 +357,15 @@ static uint32_t ask(size_t *i, unsigned *attempt, sp_task *row,
     int err = send_all(ws.ch.fd, &iov, 1);
     if (err)
         channel_broken(s, err);
+}
+
+/* Ask the parent for work: SP_CMD_RUN (*i and its *attempt, and *row for
+ * a spawned task, its payload in *payload), SP_CMD_CLAIM or SP_CMD_EXIT. */
+static uint32_t ask(size_t *i, unsigned *attempt, sp_task *row,
+                    unsigned char **payload)
+{
+    struct slot *s = sp_proc_slot(ws.pr, ws.k);
+    say_idle();
     struct sp_wire_cmd c;
     read_cmd(&c, payload);
     if (c.type != SP_CMD_RUN)
@@ -398,7 +406,7 @@ static uint32_t ask(size_t *i, unsigned *attempt, sp_task *row,
 static bool run_task(size_t i, unsigned attempt, const sp_task *row)
 {
     struct sp_run *run = ws.pr->run;
-    struct slot *s = &ws.pr->sh->slots[ws.k];
+    struct slot *s = sp_proc_slot(ws.pr, ws.k);
     uint64_t now = sp_now();
     atomic_store(&s->started, now);
     atomic_store(&s->attempt, attempt);
@@ -413,7 +421,7 @@ static bool run_task(size_t i, unsigned attempt, const sp_task *row)
     struct sp_outcome o;
     if (!row)
         row = &run->tasks[i];
-    sp_task_exec_row(run, i, row, attempt, ws.k, now, &o);
+    sp_task_exec_row(run, i, row, attempt, ws.wid, now, &o);
     free_deps();
     atomic_store(&s->phase, SLOT_SENDING);
     /* Fail-fast takes effect here at once, unless the task is to be tried
@@ -428,19 +436,24 @@ static bool run_task(size_t i, unsigned attempt, const sp_task *row)
     return true;
 }
 
-_Noreturn void sp_proc_worker_main(struct prun *pr, unsigned k, int fd)
+/* The worker's state: slot k of pr's mapping, channel fd. */
+static void worker_init(struct prun *pr, unsigned k, int fd)
 {
-    struct sp_run *run = pr->run;
-    struct slot *s = &pr->sh->slots[k];
     ws.pr = pr;
-    ws.k = k;
+    ws.k = ws.wid = k;
     ws.ch.fd = fd;
     struct stat st;
     if (fstat(fd, &st) == 0) {
         ws.ch.dev = st.st_dev;
         ws.ch.ino = st.st_ino;
     }
-    install_crash_handlers(s);
+    install_crash_handlers(sp_proc_slot(pr, k));
+}
+
+_Noreturn void sp_proc_worker_main(struct prun *pr, unsigned k, int fd)
+{
+    struct sp_run *run = pr->run;
+    worker_init(pr, k, fd);
     run->stop = &pr->sh->stop;
     /* The parent watches the cancel handles and stops the shared flag. */
     run->watched = false;
@@ -470,5 +483,125 @@ _Noreturn void sp_proc_worker_main(struct prun *pr, unsigned k, int fd)
             break;
     }
     fflush(NULL); /* what tasks printed in this worker */
+    _exit(0);
+}
+
+/* ---- pool workers ------------------------------------------------------- */
+
+/* A pool worker's view: the pool's mapping, and the call whose batch it
+ * runs (rebuilt from each batch's fixed part). */
+static struct prun pool_pr;
+static struct sp_run pool_run;
+
+static uint32_t get32(const unsigned char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static uint64_t get64(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+/* Run a batch: the rows it carries, claimed one at a time from the front of
+ * the slot's range (the parent may take back its end meanwhile). */
+static void run_batch(const unsigned char *p, size_t len)
+{
+    struct slot *s = sp_proc_slot(&pool_pr, ws.k);
+    if (len < SP_PROC_BATCH_FIXED)
+        channel_broken(s, EPROTO);
+    uint32_t rs = get32(p), wid = get32(p + 4), count = get32(p + 8);
+    uint32_t on_error = get32(p + 12);
+    if (rs >= pool_pr.nslots || count > (len - SP_PROC_BATCH_FIXED) / 32)
+        channel_broken(s, EPROTO);
+    sp_task *rows = count ? calloc(count, sizeof *rows) : NULL;
+    uint32_t *idx = count ? malloc(count * sizeof *idx) : NULL;
+    if (count && (!rows || !idx))
+        channel_broken(s, ENOMEM);
+    size_t at = SP_PROC_BATCH_FIXED;
+    for (uint32_t r = 0; r < count; r++) {
+        if (len - at < 4 + SP_WIRE_RUN_FIXED)
+            channel_broken(s, EPROTO);
+        const unsigned char *q = p + at + 4;
+        uint32_t klen = get32(q + 16);
+        uint64_t dlen = get64(q + 20);
+        size_t room = len - at - 4 - SP_WIRE_RUN_FIXED;
+        if (klen < 2 || klen > room || dlen > room - klen ||
+            q[SP_WIRE_RUN_FIXED + klen - 1])
+            channel_broken(s, EPROTO);
+        idx[r] = get32(p + at);
+        memcpy(&rows[r].fn, q, 8);
+        memcpy(&rows[r].arg, q + 8, 8);
+        rows[r].key = (const char *)q + SP_WIRE_RUN_FIXED;
+        rows[r].data = dlen ? q + SP_WIRE_RUN_FIXED + klen : NULL;
+        rows[r].len = (size_t)dlen;
+        rows[r].after = NULL;
+        rows[r].policy = NULL;
+        at += 4 + SP_WIRE_RUN_FIXED + klen + (size_t)dlen;
+    }
+    memset(&pool_run, 0, sizeof pool_run);
+    pool_run.stop = &sp_proc_prslot(pool_pr.sh, pool_pr.nslots, rs)->stop;
+    pool_run.opts.on_error = (sp_policy)on_error;
+    pool_run.t0 = get64(p + 16);
+    pool_run.deadline = get64(p + 24);
+    pool_run.task_timeout = get64(p + 32);
+    pool_run.remote = &remote;
+    ws.wid = wid;
+    for (;;) {
+        uint64_t r = atomic_load(&s->range);
+        uint32_t lo = (uint32_t)r, hi = (uint32_t)(r >> 32);
+        if (lo >= hi)
+            break;
+        if (hi > count)
+            channel_broken(s, EPROTO);
+        if (!atomic_compare_exchange_weak(&s->range, &r, r + 1))
+            continue;
+        if (!run_task(idx[lo], 1, &rows[lo]))
+            break; /* the call stopped: the parent accounts for the rest */
+    }
+    free(rows);
+    free(idx);
+}
+
+_Noreturn void sp_proc_pool_worker_main(const struct sp_pw_conf *c,
+                                        unsigned index, int fd)
+{
+    pool_pr.sh = c->sh;
+    pool_pr.nslots = pool_pr.nw = c->nslots;
+    pool_pr.run = &pool_run;
+    pool_run.stop = &pool_run.stop_local;
+    worker_init(&pool_pr, index, fd);
+    struct slot *s = sp_proc_slot(&pool_pr, index);
+    void *state = NULL;
+    int rc = c->setup ? c->setup(index, c->user, &state) : 0;
+    if (rc) {
+        atomic_store(&s->setup_rc, rc);
+        atomic_store(&s->setup, SETUP_FAILED);
+        fflush(NULL);
+        _exit(0);
+    }
+    sp_worker_state = state;
+    atomic_store(&s->setup, SETUP_OK);
+    for (;;) {
+        fflush(NULL); /* what the tasks printed is out by the call's end */
+        say_idle();
+        struct sp_wire_cmd cmd;
+        unsigned char *payload;
+        read_cmd(&cmd, &payload);
+        if (cmd.type == SP_CMD_EXIT)
+            break;
+        if (cmd.type != SP_CMD_BATCH)
+            channel_broken(s, EPROTO);
+        run_batch(payload, (size_t)cmd.len);
+        free(payload);
+    }
+    if (c->teardown)
+        c->teardown(index, c->user, state);
+    sp_worker_state = NULL;
+    fflush(NULL);
     _exit(0);
 }
