@@ -241,29 +241,29 @@ static int on_setup_frame(struct sp_wire_frame *f, void *arg)
 }
 
 /* Wait until every worker's set-up ended: ready (IDLE), or dead. Returns
- * the lowest index whose set-up failed, or UINT_MAX; its message in msg. */
-static unsigned await_setups(struct sp_ppool *p, char *msg, size_t msglen)
+ * the lowest index whose set-up failed, or UINT32_MAX; its message in msg.
+ * pfd: room for two per worker; dec: one per worker. */
+static unsigned await_setups(struct sp_ppool *p, struct pollfd *pfd,
+                             struct sp_wire_dec *dec, char *msg, size_t msglen)
 {
-    unsigned n = nworkers(p), failed = UINT32_MAX, left = n;
-    struct pollfd *pfd = sp_calloc(2 * (size_t)n, sizeof *pfd);
-    struct sp_wire_dec *dec = sp_calloc(n, sizeof *dec);
+    unsigned n = nworkers(p), failed = UINT32_MAX, left = 0;
     unsigned char buf[512];
-    for (unsigned k = 0; k < n; k++)
+    for (unsigned k = 0; k < n; k++) {
         sp_wire_dec_init(&dec[k], 1);
+        left += p->w[k].pid != 0;
+    }
     while (left) {
         nfds_t m = 0;
         for (unsigned k = 0; k < n; k++) {
             struct ppw *w = &p->w[k];
             if (!w->pid || w->ready)
                 continue;
-            if (pfd && w->fd >= 0)
+            if (w->fd >= 0)
                 pfd[m++] = (struct pollfd){w->fd, POLLIN, 0};
-            if (pfd && w->pidfd >= 0)
+            if (w->pidfd >= 0)
                 pfd[m++] = (struct pollfd){w->pidfd, POLLIN, 0};
         }
-        if (pfd && poll(pfd, m, SCAN_MS) < 0 && errno != EINTR)
-            nanosleep(&(struct timespec){0, 1000000}, NULL);
-        else if (!pfd)
+        if (poll(pfd, m, SCAN_MS) < 0 && errno != EINTR)
             nanosleep(&(struct timespec){0, 1000000}, NULL);
         for (unsigned k = 0; k < n; k++) {
             struct ppw *w = &p->w[k];
@@ -274,8 +274,8 @@ static unsigned await_setups(struct sp_ppool *p, char *msg, size_t msglen)
                 ssize_t r = read(w->fd, buf, sizeof buf);
                 if (r > 0) {
                     struct setup_wait sw = {w, false};
-                    if (dec && sp_wire_feed(&dec[k], buf, (size_t)r,
-                                            on_setup_frame, &sw) != 0) {
+                    if (sp_wire_feed(&dec[k], buf, (size_t)r, on_setup_frame,
+                                     &sw) != 0) {
                         kill(-w->pid, SIGKILL); /* garbage: not a worker */
                         kill(w->pid, SIGKILL);
                         dead = true;
@@ -314,8 +314,6 @@ static unsigned await_setups(struct sp_ppool *p, char *msg, size_t msglen)
     }
     for (unsigned k = 0; k < n; k++)
         sp_wire_dec_free(&dec[k]);
-    free(dec);
-    free(pfd);
     return failed;
 }
 
@@ -420,7 +418,13 @@ int sp_ppool_create(const sp_pool_options *po, unsigned workers,
                    MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (m != MAP_FAILED)
         p->conf.sh = m;
-    if (!p->w || !p->rs_used || !p->conf.sh || !p->cond_ready) {
+    /* For the wait for set-ups: allocated now, so that nothing can fail
+     * once workers run. */
+    struct pollfd *pfd = sp_calloc(2 * (size_t)workers, sizeof *pfd);
+    struct sp_wire_dec *dec = sp_calloc(workers, sizeof *dec);
+    if (!p->w || !p->rs_used || !p->conf.sh || !p->cond_ready || !pfd || !dec) {
+        free(pfd);
+        free(dec);
         destroy(p);
         return sp_set_error(SP_ENOMEM,
                             "cannot set up a pool of %u worker "
@@ -437,16 +441,15 @@ int sp_ppool_create(const sp_pool_options *po, unsigned workers,
     /* Everything the workers read is in place: the server is a copy of
      * this process as it is now. */
     rc = sp_forkserver_start(&p->fs, pool_main, p);
-    if (rc) {
-        destroy(p);
-        return rc;
-    }
     for (unsigned k = 0; k < workers && !rc; k++)
         rc = fork_worker(p, &p->w[k]);
     char msg[200] = "";
-    unsigned failed = UINT32_MAX;
-    if (!rc)
-        failed = await_setups(p, msg, sizeof msg);
+    /* On a failed fork too: the workers forked so far end their set-up
+     * before they can be told to leave. */
+    unsigned failed =
+        p->fs ? await_setups(p, pfd, dec, msg, sizeof msg) : UINT32_MAX;
+    free(pfd);
+    free(dec);
     if (rc || failed != UINT32_MAX) {
         end_workers(p);
         destroy(p);
