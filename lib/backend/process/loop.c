@@ -328,7 +328,7 @@ void sp_proc_ring_take(struct prun *pr, unsigned k)
     }
 }
 
-int sp_proc_drain(struct prun *pr, unsigned k, size_t budget)
+int sp_proc_drain(struct prun *pr, unsigned k, size_t budget, bool to_end)
 {
     struct pworker *w = &pr->pw[k];
     while (budget && w->fd >= 0) {
@@ -336,6 +336,8 @@ int sp_proc_drain(struct prun *pr, unsigned k, size_t budget)
         if (r > 0) {
             budget -= (size_t)r < budget ? (size_t)r : budget;
             sp_proc_feed(pr, k, &w->dec, pr->buf, (size_t)r);
+            if ((size_t)r < READ_BUF && !to_end)
+                return 0; /* all there was; poll() tells of more */
             continue;
         }
         if (r == 0)
@@ -360,7 +362,7 @@ void sp_proc_worker_gone(struct prun *pr, unsigned k, int have_status,
     /* It is gone: what it sent is buffered (a process the task started may
      * write more; the budget bounds that), and what it finished is in the
      * ring. */
-    sp_proc_drain(pr, k, 64 * READ_BUF);
+    sp_proc_drain(pr, k, 64 * READ_BUF, true);
     sp_fds_close(w->fd);
     sp_fds_close(w->pidfd);
     w->fd = w->pidfd = -1;
@@ -702,7 +704,7 @@ void sp_proc_event_loop(struct prun *pr)
             if (pfd[j].revents & POLLOUT)
                 sp_proc_flush(pr, k);
             if ((pfd[j].revents & ~POLLOUT) &&
-                sp_proc_drain(pr, k, 8 * READ_BUF)) {
+                sp_proc_drain(pr, k, 8 * READ_BUF, false)) {
                 /* The channel ended: the worker is exiting or was killed.
                  * With a pidfd its exit is awaited there; without one it
                  * is reaped now. */

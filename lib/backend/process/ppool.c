@@ -40,6 +40,7 @@
 #include "forkserver.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -60,6 +61,9 @@
  * long ago with two tasks or more unclaimed, gives half of what it has not
  * claimed to an idle worker. */
 #define STEAL_NS 200000u
+/* How long a call's loop, and an idle worker, look for what they wait for
+ * before they sleep (as the thread pool's waiters do). */
+#define SPIN_NS 50000u
 
 /* A pool worker's state (pool lock). */
 enum {
@@ -1090,7 +1094,20 @@ void sp_ppool_wait(struct sp_run *run)
                 who[nfds++] = j | 0x80000000u;
             }
         }
-        int r = poll(pfd, nfds, sp_proc_poll_timeout(pr, sp_now()));
+        int timeout = sp_proc_poll_timeout(pr, sp_now());
+        int r = poll(pfd, nfds, 0);
+        if (r == 0 && timeout) {
+            /* Short tasks answer within microseconds: look again, giving
+             * the CPU away meanwhile, before sleeping (a wake-up costs
+             * more than the whole call on a busy machine). */
+            uint64_t end = sp_now() + SPIN_NS;
+            do {
+                sched_yield();
+                r = poll(pfd, nfds, 0);
+            } while (r == 0 && sp_now() < end);
+            if (r == 0)
+                r = poll(pfd, nfds, timeout);
+        }
         if (r < 0 && errno != EINTR && errno != EAGAIN) {
             loop_failed(c, errno);
             continue;
@@ -1110,7 +1127,7 @@ void sp_ppool_wait(struct sp_run *run)
             if (pfd[k].revents & POLLOUT)
                 sp_proc_flush(pr, j);
             if ((pfd[k].revents & ~POLLOUT) &&
-                sp_proc_drain(pr, j, 8 * READ_BUF)) {
+                sp_proc_drain(pr, j, 8 * READ_BUF, false)) {
                 sp_fds_close(w->fd);
                 w->fd = -1;
                 c->held[j]->fd = -1;
@@ -1185,7 +1202,6 @@ int sp_ppool_start(struct sp_run *run)
     pr->alive = 0;
     pr->cur = 0;
     pr->error_msg[0] = 0;
-    pr->parent = getpid();
     c->nfree = 0;
     c->leased = 0;
     c->rs = -1;

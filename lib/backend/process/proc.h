@@ -229,9 +229,10 @@ void sp_proc_describe_end(struct prun *pr, unsigned k, int have_status,
 void sp_proc_event_loop(struct prun *pr);
 /* Write what is queued for worker k, as far as its socket takes it. */
 void sp_proc_flush(struct prun *pr, unsigned k);
-/* Read what worker k sent over its channel, at most `budget` bytes;
- * returns 1 when the channel ended or is unusable. */
-int sp_proc_drain(struct prun *pr, unsigned k, size_t budget);
+/* Read what worker k sent over its channel, at most `budget` bytes (up to
+ * its end, or only what is there now); returns 1 when the channel ended or
+ * is unusable. */
+int sp_proc_drain(struct prun *pr, unsigned k, size_t budget, bool to_end);
 /* Worker k was reaped (have_status, status: as waitpid() gave them): kill
  * what is left of its process group, take what it sent, close its
  * descriptors and account for the task in its slot. */

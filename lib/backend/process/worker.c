@@ -16,6 +16,7 @@
 #include "proc.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -169,16 +170,38 @@ static struct {
     sp_task_policy policy;  /* the spawned task's, from its RUN command */
 } ws;
 
+/* Bytes read from the channel ahead of need: a command's header and a
+ * small payload come in one read. Only the worker reads its channel. */
+static struct {
+    unsigned char buf[4096];
+    size_t off, len;
+} rin;
+
 static bool read_full(int fd, void *buf, size_t len)
 {
+    unsigned char *out = buf;
     for (size_t got = 0; got < len;) {
-        ssize_t r = read(fd, (unsigned char *)buf + got, len - got);
-        if (r > 0)
-            got += (size_t)r;
-        else if (r < 0 && errno == EINTR)
+        if (rin.off < rin.len) {
+            size_t n =
+                rin.len - rin.off < len - got ? rin.len - rin.off : len - got;
+            memcpy(out + got, rin.buf + rin.off, n);
+            rin.off += n;
+            got += n;
             continue;
-        else
+        }
+        bool ahead = len - got < sizeof rin.buf;
+        ssize_t r = ahead ? read(fd, rin.buf, sizeof rin.buf)
+                          : read(fd, out + got, len - got);
+        if (r > 0 && ahead) {
+            rin.off = 0;
+            rin.len = (size_t)r;
+        } else if (r > 0) {
+            got += (size_t)r;
+        } else if (r < 0 && errno == EINTR) {
+            continue;
+        } else {
             return false;
+        }
     }
     return true;
 }
@@ -567,6 +590,31 @@ static void run_batch(const unsigned char *p, size_t len)
     free(idx);
 }
 
+/* A pool worker that said IDLE: calls that follow each other closely send
+ * the next batch within microseconds; look for it for POOL_SPIN_NS,
+ * giving the CPU away meanwhile, before read_cmd() sleeps. */
+#define POOL_SPIN_NS 50000u
+
+static void await_cmd(void)
+{
+    if (rin.off < rin.len)
+        return;
+    uint64_t end = sp_now() + POOL_SPIN_NS;
+    for (;;) {
+        ssize_t r = recv(ws.ch.fd, rin.buf, sizeof rin.buf, MSG_DONTWAIT);
+        if (r > 0) {
+            rin.off = 0;
+            rin.len = (size_t)r;
+            return;
+        }
+        if (r == 0 ||
+            (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ||
+            sp_now() >= end)
+            return; /* read_cmd() sees the end, or waits */
+        sched_yield();
+    }
+}
+
 _Noreturn void sp_proc_pool_worker_main(const struct sp_pw_conf *c,
                                         unsigned index, int fd)
 {
@@ -589,6 +637,7 @@ _Noreturn void sp_proc_pool_worker_main(const struct sp_pw_conf *c,
     for (;;) {
         fflush(NULL); /* what the tasks printed is out by the call's end */
         say_idle();
+        await_cmd();
         struct sp_wire_cmd cmd;
         unsigned char *payload;
         read_cmd(&cmd, &payload);
