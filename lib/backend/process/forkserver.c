@@ -64,7 +64,7 @@ enum { AT_NONE, AT_SOCKET, AT_FORK, AT_FULL };
 
 struct fs_req {
     uint32_t op;    /* OP_* */
-    uint32_t index; /* FORK: the worker's index */
+    uint32_t index; /* FORK: the worker's index; REAP: 1 = no pidfd back */
     int32_t pid;    /* REAP: the worker */
 };
 
@@ -173,8 +173,8 @@ static void serve_fork(struct server *s, unsigned index, struct fs_rep *r,
     r->nfds = fds[1] >= 0 ? 2 : 1;
 }
 
-static void serve_reap(struct server *s, pid_t pid, struct fs_rep *r,
-                       int fds[2])
+static void serve_reap(struct server *s, pid_t pid, bool want_pidfd,
+                       struct fs_rep *r, int fds[2])
 {
     unsigned k = 0;
     while (k < s->nlive && s->live[k] != pid)
@@ -189,7 +189,7 @@ static void serve_reap(struct server *s, pid_t pid, struct fs_rep *r,
         got = waitpid(pid, &status, WNOHANG);
     while (got < 0 && errno == EINTR);
     if (got == 0) { /* still running: the caller waits, not the server */
-        fds[0] = pidfd_of(pid);
+        fds[0] = want_pidfd ? pidfd_of(pid) : -1;
         r->nfds = fds[0] >= 0;
         return;
     }
@@ -274,7 +274,7 @@ static _Noreturn void server_main(int sock, sp_fs_main_fn main, void *arg,
         if (q.op == OP_FORK)
             serve_fork(&s, q.index, &r, fds);
         else if (q.op == OP_REAP)
-            serve_reap(&s, (pid_t)q.pid, &r, fds);
+            serve_reap(&s, (pid_t)q.pid, q.index == 0, &r, fds);
         else
             break;
         put_reply(sock, &r, fds);
@@ -399,33 +399,56 @@ static int request(struct sp_forkserver *fs, const struct fs_req *q,
     return rc;
 }
 
+/* One REAP request: 1 and *status when pid was reaped, 0 when it still
+ * runs (*pidfd: one to wait on, or -1; want_pidfd: ask for one), or
+ * SP_ESYSTEM. */
+static int reap_once(struct sp_forkserver *fs, pid_t pid, bool want_pidfd,
+                     int *status, int *pidfd)
+{
+    struct fs_req q = {
+        .op = OP_REAP, .index = want_pidfd ? 0 : 1, .pid = (int32_t)pid};
+    struct fs_rep r;
+    int fds[2];
+    *pidfd = -1;
+    int rc = request(fs, &q, &r, fds);
+    if (rc)
+        return rc;
+    sp_fds_close(fds[1]);
+    if (r.err) {
+        sp_fds_close(fds[0]);
+        return sp_set_error_errno(
+            SP_ESYSTEM, r.err, "fork server: cannot reap worker %d", (int)pid);
+    }
+    if (r.ended) {
+        sp_fds_close(fds[0]);
+        *status = r.status;
+        return 1;
+    }
+    *pidfd = fds[0];
+    return 0;
+}
+
+int sp_forkserver_poll(struct sp_forkserver *fs, pid_t pid, int *status)
+{
+    int pidfd;
+    return reap_once(fs, pid, false, status, &pidfd);
+}
+
 int sp_forkserver_reap(struct sp_forkserver *fs, pid_t pid, int *status)
 {
     struct timespec nap = {0, 50000}; /* no pidfds: 50 µs doubling to 10 ms */
     for (;;) {
-        struct fs_req q = {.op = OP_REAP, .pid = (int32_t)pid};
-        struct fs_rep r;
-        int fds[2];
-        int rc = request(fs, &q, &r, fds);
-        if (rc)
+        int pidfd;
+        int rc = reap_once(fs, pid, true, status, &pidfd);
+        if (rc < 0)
             return rc;
-        sp_fds_close(fds[1]);
-        if (r.err) {
-            sp_fds_close(fds[0]);
-            return sp_set_error_errno(SP_ESYSTEM, r.err,
-                                      "fork server: cannot reap worker %d",
-                                      (int)pid);
-        }
-        if (r.ended) {
-            sp_fds_close(fds[0]);
-            *status = r.status;
+        if (rc == 1)
             return 0;
-        }
-        if (fds[0] >= 0) { /* readable once it has ended, or the server */
-            struct pollfd p[2] = {{fds[0], POLLIN, 0}, {fs->pidfd, POLLIN, 0}};
+        if (pidfd >= 0) { /* readable once it has ended, or the server */
+            struct pollfd p[2] = {{pidfd, POLLIN, 0}, {fs->pidfd, POLLIN, 0}};
             while (poll(p, fs->pidfd >= 0 ? 2 : 1, -1) < 0 && errno == EINTR)
                 ;
-            sp_fds_close(fds[0]);
+            sp_fds_close(pidfd);
         } else {
             nanosleep(&nap, NULL);
             nap.tv_nsec *= 2;

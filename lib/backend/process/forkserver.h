@@ -71,6 +71,13 @@ int sp_forkserver_fork(struct sp_forkserver *fs, unsigned index,
  * (the server is gone, or pid is not one of its unreaped workers). */
 int sp_forkserver_reap(struct sp_forkserver *fs, pid_t pid, int *status);
 
+/* Whether worker pid has ended, without waiting: 1 and *status (as
+ * waitpid() gives it) when it has, and it is reaped; 0 when it still runs;
+ * or SP_ESYSTEM as sp_forkserver_reap(). For callers without pidfds, whose
+ * only other sign of a worker's end is its channel's, which a process the
+ * worker started may keep open. Thread-safe. */
+int sp_forkserver_poll(struct sp_forkserver *fs, pid_t pid, int *status);
+
 /* The server's own pid (for tests and messages). */
 pid_t sp_forkserver_pid(const struct sp_forkserver *fs);
 
