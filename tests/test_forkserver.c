@@ -725,6 +725,50 @@ static void test_waiting_reap_blocks_nothing(void **state)
     assert_true(no_children());
 }
 
+/* Without waiting: a worker whose helper keeps its channel open is seen
+ * to end only by asking the server. */
+static void main_helper_then_exit(void *arg, unsigned index, int ch)
+{
+    (void)arg;
+    pid_t helper = fork(); /* keeps the channel; in the worker's group */
+    if (helper == 0) {
+        for (;;)
+            pause();
+    }
+    say_ok(ch);
+    await_byte_and_exit(ch, (int)index);
+}
+
+static void test_poll_without_waiting(void **state)
+{
+    (void)state;
+    struct sp_forkserver *fs;
+    assert_int_equal(sp_forkserver_start(&fs, main_helper_then_exit, NULL), 0);
+    struct sp_fs_worker w;
+    fork_ok(fs, 7, &w);
+    char line[8];
+    assert_true(get_line(w.fd, line, sizeof line, test_ms(5000)) > 0);
+    int st = -1;
+    assert_int_equal(sp_forkserver_poll(fs, w.pid, &st), 0); /* it waits */
+    assert_int_equal(write(w.fd, "x", 1), 1);
+    int rc = 0;
+    for (unsigned ms = 0; ms < test_ms(5000); ms++) {
+        if ((rc = sp_forkserver_poll(fs, w.pid, &st)) != 0)
+            break;
+        test_sleep_ms(1);
+    }
+    assert_int_equal(rc, 1);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 7);
+    assert_false(eof_within(w.fd, 50)); /* the helper holds the channel */
+    /* Reaped: not the server's any more. */
+    assert_int_equal(sp_forkserver_poll(fs, w.pid, &st), SP_ESYSTEM);
+    assert_int_equal(kill(-w.pid, SIGKILL), 0); /* the helper */
+    assert_true(eof_within(w.fd, test_ms(5000)));
+    close_worker(&w);
+    sp_forkserver_stop(fs);
+    assert_true(no_children());
+}
+
 /* ---- the descriptor registry and stdio ----------------------------------- */
 
 struct fdlist {
@@ -864,6 +908,7 @@ int main(void)
         cmocka_unit_test(test_dead_server_is_an_error),
         cmocka_unit_test(test_concurrent_callers),
         cmocka_unit_test(test_waiting_reap_blocks_nothing),
+        cmocka_unit_test(test_poll_without_waiting),
         cmocka_unit_test(test_listed_descriptors),
         cmocka_unit_test(test_stdio_flushed_once),
         cmocka_unit_test(test_injected_failures),
