@@ -296,17 +296,23 @@ static unsigned await_setups(struct sp_ppool *p, struct pollfd *pfd,
                     dead = true;
                 break;
             }
+            int status = 0, have = 0;
             if (!dead && !w->ready && w->pidfd >= 0 &&
                 poll(&(struct pollfd){w->pidfd, POLLIN, 0}, 1, 0) > 0)
                 dead = true;
+            else if (!dead && !w->ready && w->pidfd < 0 &&
+                     sp_forkserver_poll(p->fs, w->pid, &status) == 1) {
+                dead = true; /* reaped: a helper of its set-up may live */
+                have = 1;
+            }
             if (w->ready) {
                 left--;
                 continue;
             }
             if (!dead)
                 continue;
-            int status = 0;
-            int have = sp_forkserver_reap(p->fs, w->pid, &status) == 0;
+            if (!have)
+                have = sp_forkserver_reap(p->fs, w->pid, &status) == 0;
             if (k < failed) {
                 failed = k;
                 setup_failure(p, k, have, status, msg, msglen);
@@ -540,8 +546,8 @@ static void hold(struct pctx *c, struct ppw *w)
     }
 }
 
-/* The call stops holding its worker j: its pool worker is free for others
- * unless it is reserved for a fork (keep). */
+/* The call stops holding its worker j (the caller gives the pool's worker
+ * back, or forks it again). */
 static void unhold(struct pctx *c, unsigned j)
 {
     struct sp_ppool *p = c->pr.pool;
@@ -784,18 +790,17 @@ static void dispatch(struct pctx *c)
 
 /* ---- a worker's end ----------------------------------------------------- */
 
+static bool awaited(const struct pctx *c, const struct pworker *pw);
+
 /* The call's worker j is gone (pidfd, or the end of its channel without
  * one): reap it through the server, account for its tasks, and fork a
  * replacement that the call holds while its set-up runs. */
-static void ended(struct pctx *c, unsigned j)
+static void ended_with(struct pctx *c, unsigned j, int have, int status)
 {
     struct prun *pr = &c->pr;
     struct sp_ppool *p = pr->pool;
-    struct pworker *pw = &pr->pw[j];
     struct ppw *w = c->held[j];
     struct slot *s = sp_proc_slot(pr, j);
-    int status = 0;
-    int have = sp_forkserver_reap(p->fs, pw->pid, &status) == 0;
     int setup = atomic_load(&s->setup);
     char why[200] = "";
     if (setup != SETUP_OK)
@@ -837,6 +842,29 @@ static void ended(struct pctx *c, unsigned j)
     }
     changed(p);
     pthread_mutex_unlock(&p->lock);
+}
+
+static void ended(struct pctx *c, unsigned j)
+{
+    int status = 0;
+    int have =
+        sp_forkserver_reap(c->pr.pool->fs, c->pr.pw[j].pid, &status) == 0;
+    ended_with(c, j, have, status);
+}
+
+/* Without a pidfd, a worker's end shows as the end of its channel, unless
+ * a process its task started holds a copy: then the server tells. */
+static void poll_exits(struct pctx *c)
+{
+    struct prun *pr = &c->pr;
+    for (unsigned j = 0; j < pr->used; j++) {
+        struct pworker *pw = &pr->pw[j];
+        if (!pw->pid || pw->pidfd >= 0 || !awaited(c, pw))
+            continue;
+        int status = 0;
+        if (sp_forkserver_poll(pr->pool->fs, pw->pid, &status) == 1)
+            ended_with(c, j, 1, status);
+    }
 }
 
 /* ---- leasing ------------------------------------------------------------ */
@@ -996,6 +1024,20 @@ static bool busy(const struct pworker *pw)
     return pw->pid && (pw->kill_why || (pw->ready && !pw->idle));
 }
 
+/* Whether the call waits for its worker before it ends: one that runs a
+ * task or is on its way out, and one whose set-up still runs (a
+ * replacement: the call that lost a worker returns with the pool whole),
+ * unless the call's deadline has passed (then the pool keeps it). */
+static bool awaited(const struct pctx *c, const struct pworker *pw)
+{
+    if (busy(pw))
+        return true;
+    if (!pw->pid || pw->ready)
+        return false;
+    const struct sp_run *run = c->pr.run;
+    return !run->deadline || sp_now() < run->deadline;
+}
+
 /* Give back idle workers the call has nothing for (while another of its
  * workers still runs a task; at the end, every worker). */
 static void release_unneeded(struct pctx *c, bool all)
@@ -1003,7 +1045,7 @@ static void release_unneeded(struct pctx *c, bool all)
     struct prun *pr = &c->pr;
     bool any_busy = false, stealable = false;
     for (unsigned j = 0; j < pr->used; j++) {
-        if (!busy(&pr->pw[j]))
+        if (!awaited(c, &pr->pw[j]))
             continue;
         any_busy = true;
         struct slot *s = sp_proc_slot(pr, j);
@@ -1014,7 +1056,7 @@ static void release_unneeded(struct pctx *c, bool all)
         return; /* the call is over (all go below) or may use them */
     for (unsigned j = 0; j < pr->used; j++) {
         struct pworker *pw = &pr->pw[j];
-        if (!pw->pid || busy(pw) || (!all && !pw->ready))
+        if (!pw->pid || awaited(c, pw) || (!all && !pw->ready))
             continue;
         if (pw->ready) {
             reclaim(c, j);
@@ -1031,12 +1073,13 @@ static void release_unneeded(struct pctx *c, bool all)
     }
 }
 
-/* Nothing runs in the call's workers, and nothing can start. */
+/* Nothing runs (or sets up) in the call's workers, and nothing can
+ * start. */
 static bool over(struct pctx *c)
 {
     struct prun *pr = &c->pr;
     for (unsigned j = 0; j < pr->used; j++)
-        if (busy(&pr->pw[j]))
+        if (awaited(c, &pr->pw[j]))
             return false;
     return stopped(pr->run) || !ready_tasks(pr->run);
 }
@@ -1139,6 +1182,7 @@ void sp_ppool_wait(struct sp_run *run)
         for (unsigned j = 0; j < pr->used; j++)
             if (pr->pw[j].pid && pr->pw[j].idle)
                 sp_proc_ring_take(pr, j);
+        poll_exits(c);
         sp_proc_enforce_limits(pr, sp_now());
     }
 }
