@@ -13,6 +13,7 @@
 #include "common.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -29,6 +30,7 @@ struct counters {
     atomic_int running, max_running, started;
     atomic_int states_bad;
     atomic_int call_started[4];
+    atomic_uint runs[64]; /* callback starts per task index */
 };
 static struct counters *cnt;
 
@@ -1118,6 +1120,220 @@ static void test_lost_workers_on_a_process_pool(void **state)
     assert_int_equal(errno, ECHILD);
 }
 
+/* ---- process pools: hostile tasks ---------------------------------------- */
+
+static void count_run(sp_ctx *ctx)
+{
+    size_t i = sp_ctx_index(ctx);
+    if (i < 64)
+        atomic_fetch_add(&cnt->runs[i], 1);
+}
+
+/* What a hostile task does; the expected outcome is in the table below. */
+enum {
+    H_NORMAL,
+    H_SEGV,
+    H_ABORT,
+    H_EXIT3,
+    H_EXIT0,
+    H_SIGKILL,
+    H_SPIN,
+    H_CLOSE_FDS,
+    H_REPLACE_FDS,
+    H_GARBAGE,
+    H_HELPER,
+    H_BIG,
+    H_MINUS_ONE,
+    H_LONG_MESSAGE,
+};
+
+#define H_BIG_LEN ((size_t)4 << 20)
+
+static int hostile(sp_ctx *ctx, void *arg)
+{
+    count_run(ctx);
+    switch ((int)(uintptr_t)arg) {
+    case H_SEGV: {
+        volatile uintptr_t addr = 64;
+        *(volatile int *)addr = 1;
+        return 0;
+    }
+    case H_ABORT:
+        abort();
+    case H_EXIT3:
+        exit(3);
+    case H_EXIT0:
+        _exit(0);
+    case H_SIGKILL:
+        kill(getpid(), SIGKILL);
+        pause();
+        return 0;
+    case H_SPIN:
+        for (volatile unsigned long n = 0;; n++)
+            ;
+    case H_CLOSE_FDS:
+        for (int fd = 0; fd < 1024; fd++)
+            close(fd);
+        return sp_set_result_str(ctx, "closed everything");
+    case H_REPLACE_FDS: {
+        int null = open("/dev/null", O_RDWR);
+        for (int fd = 0; fd < 1024; fd++)
+            if (fd != null)
+                dup2(null, fd);
+        return sp_set_result_str(ctx, "replaced everything");
+    }
+    case H_GARBAGE: {
+        unsigned char junk[4096];
+        memset(junk, 0xa5, sizeof junk);
+        for (int fd = 3; fd < 1024; fd++) { /* not the test's output */
+            ssize_t w = write(fd, junk, sizeof junk);
+            (void)w;
+        }
+        return sp_set_result_str(ctx, "wrote garbage");
+    }
+    case H_HELPER: {
+        pid_t pid = fork(); /* keeps the worker's descriptors */
+        if (pid == 0) {
+            for (int k = 0; k < 30; k++)
+                sleep(1);
+            _exit(0);
+        }
+        return sp_set_result_str(ctx, "helper started");
+    }
+    case H_BIG: {
+        unsigned char *p = malloc(H_BIG_LEN);
+        if (!p)
+            return sp_fail(ctx, 1, "malloc");
+        for (size_t k = 0; k < H_BIG_LEN; k++)
+            p[k] = (unsigned char)(k * 7);
+        int rc = sp_set_result(ctx, p, H_BIG_LEN);
+        free(p);
+        return rc;
+    }
+    case H_MINUS_ONE:
+        return -1;
+    case H_LONG_MESSAGE: {
+        char *msg = malloc(200001);
+        if (!msg)
+            return sp_fail(ctx, 1, "malloc");
+        for (size_t k = 0; k < 200000; k++)
+            msg[k] = (char)('a' + k % 26);
+        msg[200000] = 0;
+        int rc = sp_fail(ctx, 7, "%s", msg);
+        free(msg);
+        return rc;
+    }
+    default:
+        return sp_set_resultf(ctx, "normal %s", sp_ctx_key(ctx));
+    }
+}
+
+static void test_hostile_tasks_on_a_process_pool(void **state)
+{
+    (void)state;
+    if (test_backend != SP_BACKEND_PROCESS)
+        skip(); /* these end their worker: processes only */
+    warm_up();
+    reset();
+    int fds = test_open_fds();
+    static const struct {
+        const char *key;
+        int what;
+        sp_kind kind; /* expected */
+        int sig;      /* CRASHED by a signal */
+        int status;   /* CRASHED by an exit, -1 = not */
+    } bad[] = {
+        {"segv", H_SEGV, SP_KIND_CRASHED, SIGSEGV, -1},
+        {"abort", H_ABORT, SP_KIND_CRASHED, SIGABRT, -1},
+        {"exit3", H_EXIT3, SP_KIND_CRASHED, 0, 3},
+        {"_exit0", H_EXIT0, SP_KIND_CRASHED, 0, 0},
+        {"sigkill", H_SIGKILL, SP_KIND_CRASHED, SIGKILL, -1},
+        {"spin", H_SPIN, SP_KIND_TIMED_OUT, 0, -1},
+        {"close-fds", H_CLOSE_FDS, SP_KIND_OK, 0, -1},
+        {"replace-fds", H_REPLACE_FDS, SP_KIND_OK, 0, -1},
+        {"garbage", H_GARBAGE, SP_KIND_CRASHED, 0, -1},
+        {"helper", H_HELPER, SP_KIND_OK, 0, -1},
+        {"big", H_BIG, SP_KIND_OK, 0, -1},
+        {"minus-one", H_MINUS_ONE, SP_KIND_FAILED, 0, -1},
+        {"long-message", H_LONG_MESSAGE, SP_KIND_FAILED, 0, -1},
+    };
+    enum { NB = sizeof bad / sizeof bad[0], NORMAL = 20, N = NB + NORMAL };
+    sp_task t[N];
+    char keys[NORMAL][16];
+    size_t n = 0;
+    for (size_t i = 0; i < NORMAL; i++) {
+        snprintf(keys[i], sizeof keys[i], "normal%u", (unsigned)i);
+        t[n++] = (sp_task){.key = keys[i], .fn = hostile};
+        if (i < NB)
+            t[n++] = (sp_task){.key = bad[i].key,
+                               .fn = hostile,
+                               .arg = (void *)(uintptr_t)bad[i].what};
+    }
+    sp_pool *pool = make_pool(4);
+    for (int round = 0; round < 3; round++) {
+        memset((void *)cnt->runs, 0, sizeof cnt->runs);
+        sp_options o = {0};
+        o.task_timeout = 0.5 * test_scale();
+        sp_results *res = NULL;
+        assert_int_equal(sp_pool_run(pool, t, N, &o, &res), 0);
+        assert_int_equal(sp_results_count(res), N);
+        for (size_t i = 0; i < N; i++) {
+            const sp_entry *e = sp_results_at(res, i);
+            unsigned runs = atomic_load(&cnt->runs[i]);
+            if (runs != 1)
+                fail_msg("round %d: %s ran %u times", round, sp_entry_key(e),
+                         runs);
+        }
+        for (size_t i = 0; i < NORMAL; i++) {
+            const sp_entry *e = sp_results_get(res, keys[i]);
+            char want[32];
+            snprintf(want, sizeof want, "normal %.15s", keys[i]);
+            if (sp_entry_kind(e) != SP_KIND_OK)
+                fail_msg("round %d: %s came back %s: %s", round, keys[i],
+                         sp_kind_name(sp_entry_kind(e)), sp_entry_message(e));
+            assert_string_equal(sp_entry_str(e), want);
+        }
+        for (size_t b = 0; b < NB; b++) {
+            const sp_entry *e = sp_results_get(res, bad[b].key);
+            sp_kind k = sp_entry_kind(e);
+            /* The garbage writer may get its own result through before
+             * its garbage is read; otherwise it costs only itself. */
+            if (bad[b].what == H_GARBAGE && k == SP_KIND_OK)
+                continue;
+            if (k != bad[b].kind)
+                fail_msg("round %d: %s came back %s, not %s: %s", round,
+                         bad[b].key, sp_kind_name(k), sp_kind_name(bad[b].kind),
+                         sp_entry_message(e));
+            if (bad[b].sig)
+                assert_int_equal(sp_entry_signal(e), bad[b].sig);
+            if (bad[b].status >= 0)
+                assert_int_equal(sp_entry_exit_status(e), bad[b].status);
+        }
+        const sp_entry *e = sp_results_get(res, "big");
+        size_t len = 0;
+        const unsigned char *p = sp_entry_data(e, &len);
+        assert_int_equal(len, H_BIG_LEN);
+        for (size_t k = 0; k < len; k += 4093)
+            assert_int_equal(p[k], (unsigned char)(k * 7));
+        assert_int_equal(
+            strlen(sp_entry_message(sp_results_get(res, "long-message"))),
+            200000);
+        sp_results_free(res);
+    }
+    /* Still whole: a clean call on every worker. */
+    char ekeys[16][24];
+    sp_task *clean = echo_table(16, ekeys);
+    sp_results *res = NULL;
+    assert_int_equal(sp_pool_run(pool, clean, 16, NULL, &res), 0);
+    check_echo(res, 16);
+    sp_results_free(res);
+    free(clean);
+    sp_pool_free(pool);
+    assert_int_equal(test_open_fds(), fds);
+    assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+    assert_int_equal(errno, ECHILD);
+}
+
 /* ---- the thread default: one per CPU, more while they block ------------- */
 
 static int sleeper(sp_ctx *ctx, void *arg)
@@ -1212,6 +1428,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_fail_fast_with_concurrent_callers),
         cmocka_unit_test(test_time_limits_on_a_process_pool),
         cmocka_unit_test(test_lost_workers_on_a_process_pool),
+        cmocka_unit_test(test_hostile_tasks_on_a_process_pool),
     };
     return cmocka_run_group_tests_name(group, tests, NULL, NULL);
 }
