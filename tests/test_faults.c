@@ -443,6 +443,53 @@ static void test_pool_run_faults(void **state)
     assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
 }
 
+/* The EINTR storm on a pool: its calls, a worker's replacement (the fork
+ * server's requests) and its free all go on through the signals. */
+static void test_pool_eintr_storm(void **state)
+{
+    (void)state;
+    sp_pool_options po = {.backend = test_backend, .max_workers = 3};
+    sp_pool *pool = NULL;
+    assert_int_equal(sp_pool_create(&po, &pool), 0);
+    struct sigaction sa = {.sa_handler = on_alarm}, old;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, &old);
+    struct itimerval it = {{0, 1000}, {0, 1000}}, off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &it, NULL);
+    enum { M = 24 };
+    char k[M][8];
+    sp_task t[M];
+    for (size_t i = 0; i < M; i++) {
+        snprintf(k[i], sizeof k[i], "s%zu", i);
+        t[i] = (sp_task){.key = k[i], .fn = sleepy};
+    }
+    for (int round = 0; round < 5; round++) {
+        sp_options o = {0};
+        o.on_done = count_done;
+        done_calls = 0;
+        sp_results *res = NULL;
+        assert_int_equal(sp_pool_run(pool, t, M, &o, &res), 0);
+        assert_int_equal(sp_results_ok(res), M);
+        assert_int_equal(done_calls, M);
+        sp_results_free(res);
+        if (test_backend == SP_BACKEND_PROCESS) {
+            sp_task boom = {.key = "boom", .fn = crash};
+            assert_int_equal(sp_pool_run(pool, &boom, 1, NULL, &res), 0);
+            assert_int_equal(sp_entry_kind(sp_results_at(res, 0)),
+                             SP_KIND_CRASHED);
+            sp_results_free(res);
+        }
+    }
+    sp_pool_free(pool);
+    setitimer(ITIMER_REAL, &off, NULL);
+    struct sigaction ign = {.sa_handler = SIG_IGN};
+    sigemptyset(&ign.sa_mask);
+    sigaction(SIGALRM, &ign, NULL);
+    sigaction(SIGALRM, &old, NULL);
+    errno = 0;
+    assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup(test_each_allocation_fails, setup),
     cmocka_unit_test_setup(test_thread_creation_fails, setup),
@@ -452,6 +499,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup(test_signals_blocked_in_caller, setup),
     cmocka_unit_test_setup(test_pool_create_faults, setup),
     cmocka_unit_test_setup(test_pool_run_faults, setup),
+    cmocka_unit_test_setup(test_pool_eintr_storm, setup),
 };
 
 TEST_MAIN("faults", tests)
