@@ -462,6 +462,10 @@ static bool run_task(size_t i, unsigned attempt, const sp_task *row)
 /* The worker's state: slot k of pr's mapping, channel fd. */
 static void worker_init(struct prun *pr, unsigned k, int fd)
 {
+    /* A worker forked by a task of a worker (a nested call) inherits what
+     * that one read ahead of its own channel: not this channel's bytes. */
+    rin.off = rin.len = 0;
+    free_deps(); /* nor the answers its running task got */
     ws.pr = pr;
     ws.k = ws.wid = k;
     ws.ch.fd = fd;
