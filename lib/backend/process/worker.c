@@ -481,6 +481,7 @@ _Noreturn void sp_proc_worker_main(struct prun *pr, unsigned k, int fd)
 {
     struct sp_run *run = pr->run;
     worker_init(pr, k, fd);
+    sp_worker_state = NULL; /* forked by a pool worker's task: not its */
     run->stop = &pr->sh->stop;
     /* The parent watches the cancel handles and stops the shared flag. */
     run->watched = false;
