@@ -1334,6 +1334,61 @@ static void test_hostile_tasks_on_a_process_pool(void **state)
     assert_int_equal(errno, ECHILD);
 }
 
+/* ---- worker state stays with its worker ---------------------------------- */
+
+static int state_is_null(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    return sp_ctx_worker_state(ctx) ? sp_fail(ctx, 1, "a worker state")
+                                    : sp_set_result_str(ctx, "none");
+}
+
+/* Has its worker's state, and a one-shot process call it makes does not
+ * hand it on to its own workers. */
+static int state_then_nested(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    if (!sp_ctx_worker_state(ctx))
+        return sp_fail(ctx, 1, "no worker state");
+    sp_task t = {.key = "inner", .fn = state_is_null};
+    sp_options o = {0};
+    o.backend = SP_BACKEND_PROCESS;
+    sp_results *res = NULL;
+    if (simple_parallel(&t, 1, &o, &res))
+        return sp_fail(ctx, 2, "nested: %s", sp_last_error());
+    const sp_entry *e = sp_results_at(res, 0);
+    int rc = sp_entry_kind(e) == SP_KIND_OK
+                 ? sp_set_result_str(ctx, sp_entry_str(e))
+                 : sp_fail(ctx, 3, "inner: %s", sp_entry_message(e));
+    sp_results_free(res);
+    return rc;
+}
+
+static void test_worker_state_stays_in_its_worker(void **state)
+{
+    (void)state;
+    if (test_backend != SP_BACKEND_PROCESS)
+        skip(); /* a one-shot process call forks from the worker */
+    reset();
+    sp_pool_options po = pool_opts(2);
+    po.setup = setup_fn;
+    po.teardown = teardown_fn;
+    sp_pool *pool = NULL;
+    assert_int_equal(sp_pool_create(&po, &pool), 0);
+    sp_task t[] = {{.key = "a", .fn = state_then_nested},
+                   {.key = "b", .fn = state_then_nested}};
+    sp_results *res = NULL;
+    assert_int_equal(sp_pool_run(pool, t, 2, NULL, &res), 0);
+    for (size_t i = 0; i < 2; i++) {
+        const sp_entry *e = sp_results_at(res, i);
+        if (sp_entry_kind(e) != SP_KIND_OK)
+            fail_msg("%s: %s", sp_entry_key(e), sp_entry_message(e));
+        assert_string_equal(sp_entry_str(e), "none");
+    }
+    sp_results_free(res);
+    sp_pool_free(pool);
+}
+
 /* ---- the thread default: one per CPU, more while they block ------------- */
 
 static int sleeper(sp_ctx *ctx, void *arg)
@@ -1429,6 +1484,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_time_limits_on_a_process_pool),
         cmocka_unit_test(test_lost_workers_on_a_process_pool),
         cmocka_unit_test(test_hostile_tasks_on_a_process_pool),
+        cmocka_unit_test(test_worker_state_stays_in_its_worker),
     };
     return cmocka_run_group_tests_name(group, tests, NULL, NULL);
 }
