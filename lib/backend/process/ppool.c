@@ -792,9 +792,9 @@ static void dispatch(struct pctx *c)
 
 static bool awaited(const struct pctx *c, const struct pworker *pw);
 
-/* The call's worker j is gone (pidfd, or the end of its channel without
- * one): reap it through the server, account for its tasks, and fork a
- * replacement that the call holds while its set-up runs. */
+/* The call's worker j is gone and reaped (have, status: as the server
+ * reaped it): account for its tasks, and fork a replacement that the call
+ * holds while its set-up runs (not for a worker whose set-up failed). */
 static void ended_with(struct pctx *c, unsigned j, int have, int status)
 {
     struct prun *pr = &c->pr;
@@ -844,6 +844,8 @@ static void ended_with(struct pctx *c, unsigned j, int have, int status)
     pthread_mutex_unlock(&p->lock);
 }
 
+/* The call's worker j is gone (its pidfd, or the end of its channel
+ * without one): reap it through the server and account for it. */
 static void ended(struct pctx *c, unsigned j)
 {
     int status = 0;
