@@ -214,7 +214,8 @@ SP_API int sp_pool_run(sp_pool *pool, const sp_task *tasks, size_t n,
     case SP_BACKEND_PROCESS: {
         struct sp_call_pool cp = {.backend = SP_BACKEND_PROCESS,
                                   .workers = pool->workers,
-                                  .engine = pool->pp};
+                                  .engine = pool->pp,
+                                  .cancel = pool->cancel};
         err = sp_call(tasks, n, opts, out, &cp);
         break;
     }

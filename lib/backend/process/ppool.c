@@ -604,7 +604,9 @@ static bool add_row(struct pctx *c, struct pbatch *b, uint32_t n, size_t i)
     const sp_task *t = i < run->n ? &run->tasks[i] : sp_graph_row(run, i);
     uint32_t klen = (uint32_t)strlen(t->key) + 1;
     uint64_t dlen = t->data ? t->len : 0;
-    size_t need = b->len + 4 + SP_WIRE_RUN_FIXED + klen + (size_t)dlen;
+    uint32_t pol = t->policy ? (uint32_t)sizeof *t->policy : 0;
+    size_t need =
+        b->len + SP_PROC_ROW_FIXED + klen + (size_t)dlen + (size_t)pol;
     if (need > b->bufcap) {
         size_t cap = b->bufcap ? b->bufcap : 4096;
         while (cap < need)
@@ -625,15 +627,19 @@ static bool add_row(struct pctx *c, struct pbatch *b, uint32_t n, size_t i)
     }
     b->idx[n] = (uint32_t)i;
     unsigned char *q = b->buf + b->len;
-    uint32_t idx = (uint32_t)i;
-    memcpy(q, &idx, 4);
-    memcpy(q + 4, &t->fn, 8);
-    memcpy(q + 12, &t->arg, 8);
-    memcpy(q + 20, &klen, 4);
-    memcpy(q + 24, &dlen, 8);
-    memcpy(q + 4 + SP_WIRE_RUN_FIXED, t->key, klen);
+    /* Which attempt: the attempts before it, plus one (a retry's). */
+    uint32_t head[3] = {(uint32_t)i, sp_complete_handout(run, i), pol};
+    memcpy(q, head, sizeof head);
+    q += sizeof head;
+    memcpy(q, &t->fn, 8);
+    memcpy(q + 8, &t->arg, 8);
+    memcpy(q + 16, &klen, 4);
+    memcpy(q + 20, &dlen, 8);
+    memcpy(q + SP_WIRE_RUN_FIXED, t->key, klen);
     if (dlen)
-        memcpy(q + 4 + SP_WIRE_RUN_FIXED + klen, t->data, (size_t)dlen);
+        memcpy(q + SP_WIRE_RUN_FIXED + klen, t->data, (size_t)dlen);
+    if (pol)
+        memcpy(q + SP_WIRE_RUN_FIXED + klen + dlen, t->policy, pol);
     b->len = need;
     return true;
 }
@@ -643,10 +649,14 @@ static void send_batch(struct pctx *c, unsigned j, uint32_t n, uint64_t now)
 {
     struct sp_run *run = c->pr.run;
     struct pbatch *b = &c->b[j];
-    uint32_t head[4] = {(uint32_t)c->rs, j, n, (uint32_t)run->opts.on_error};
-    uint64_t times[3] = {run->t0, run->deadline, run->task_timeout};
-    memcpy(b->buf, head, sizeof head);
-    memcpy(b->buf + sizeof head, times, sizeof times);
+    struct sp_proc_batch head = {.rs = (uint32_t)c->rs,
+                                 .wid = j,
+                                 .count = n,
+                                 .t0 = run->t0,
+                                 .deadline = run->deadline,
+                                 .task_timeout = run->task_timeout,
+                                 .opts = run->opts};
+    memcpy(b->buf, &head, sizeof head);
     atomic_store(&sp_proc_slot(&c->pr, j)->range, (uint64_t)n << 32);
     struct sp_wire_cmd cmd = {
         .magic = SP_WIRE_CMD_MAGIC, .type = SP_CMD_BATCH, .len = b->len};
@@ -659,6 +669,7 @@ static void send_batch(struct pctx *c, unsigned j, uint32_t n, uint64_t now)
 /* Start a batch for worker j: its fixed part. false out of memory. */
 static bool begin_batch(struct pbatch *b)
 {
+    _Static_assert(SP_PROC_BATCH_FIXED <= 4096, "a batch's fixed part");
     if (b->bufcap < SP_PROC_BATCH_FIXED) {
         unsigned char *nb = sp_realloc(b->buf, 4096);
         if (!nb)
@@ -984,12 +995,14 @@ static void acquire(struct pctx *c)
     else
         p->whead = wt;
     p->wtail = wt;
-    uint64_t gen = p->gen;
-    struct timespec ts = {.tv_sec = (time_t)(run->deadline / 1000000000u),
-                          .tv_nsec = (long)(run->deadline % 1000000000u)};
+    /* Or until the call must be looked at again (the deadline, a retry
+     * due, a cancel handle to look at): the loop's sp_sched_tick(). */
+    uint64_t gen = p->gen, until = sp_sched_wake_at(&run->sched);
+    struct timespec ts = {.tv_sec = (time_t)(until / 1000000000u),
+                          .tv_nsec = (long)(until % 1000000000u)};
     bool late = false;
     while (!wt->ngrants && p->gen == gen && !late) {
-        if (run->deadline)
+        if (until)
             late =
                 pthread_cond_timedwait(&wt->cond, &p->lock, &ts) == ETIMEDOUT;
         else
@@ -998,8 +1011,6 @@ static void acquire(struct pctx *c)
     dequeue(p, wt);
     take_free(c, want);
     pthread_mutex_unlock(&p->lock);
-    if (late && !c->leased)
-        sp_run_stop(run, SP_STOP_DEADLINE);
 }
 
 /* ---- the call's loop ---------------------------------------------------- */
@@ -1036,8 +1047,16 @@ static bool awaited(const struct pctx *c, const struct pworker *pw)
         return true;
     if (!pw->pid || pw->ready)
         return false;
-    const struct sp_run *run = c->pr.run;
+    struct sp_run *run = c->pr.run;
+    if (atomic_load(run->stop) == SP_STOP_CALLER)
+        return false; /* cancelled: return without delay */
     return !run->deadline || sp_now() < run->deadline;
+}
+
+/* Whether a task of the call waits out a retry delay (it will be ready). */
+static bool later(const struct sp_run *run)
+{
+    return !stopped(run) && sp_sched_later_pending(&run->sched);
 }
 
 /* Give back idle workers the call has nothing for (while another of its
@@ -1054,8 +1073,12 @@ static void release_unneeded(struct pctx *c, bool all)
         uint64_t r = atomic_load(&s->range);
         stealable |= (uint32_t)r < (uint32_t)(r >> 32);
     }
-    if (!all && (!any_busy || stealable || ready_tasks(pr->run)))
-        return; /* the call is over (all go below) or may use them */
+    /* Kept while the call may use them: its other workers run tasks (that
+     * may make more ready), or it is over (then all go); not while a
+     * retry's delay is all it waits for. */
+    if (!all &&
+        ((!any_busy && !later(pr->run)) || stealable || ready_tasks(pr->run)))
+        return;
     for (unsigned j = 0; j < pr->used; j++) {
         struct pworker *pw = &pr->pw[j];
         if (!pw->pid || awaited(c, pw) || (!all && !pw->ready))
@@ -1083,7 +1106,8 @@ static bool over(struct pctx *c)
     for (unsigned j = 0; j < pr->used; j++)
         if (awaited(c, &pr->pw[j]))
             return false;
-    return stopped(pr->run) || !ready_tasks(pr->run);
+    return stopped(pr->run) ||
+           (!ready_tasks(pr->run) && !sp_sched_later_pending(&pr->run->sched));
 }
 
 static void loop_failed(struct pctx *c, int err)
@@ -1109,6 +1133,8 @@ void sp_ppool_wait(struct sp_run *run)
     struct pollfd *pfd = pr->pfd;
     unsigned *who = pr->who;
     for (;;) {
+        /* The deadline, a cancel handle, retries whose delay passed. */
+        sp_sched_tick(&run->sched, sp_now());
         sync_stop(c);
         acquire(c);
         sync_stop(c);
@@ -1120,8 +1146,14 @@ void sp_ppool_wait(struct sp_run *run)
                 break;
             /* One was killed (not at a frame boundary): await its end. */
         }
-        if (!c->leased)
-            continue; /* acquire() waited, and will again */
+        if (!c->leased) {
+            /* acquire() waited in line, and will again; or all the call
+             * waits for is a retry's delay: until then it holds nothing. */
+            uint64_t until = sp_sched_wake_at(&run->sched), now = sp_now();
+            if (!ready_tasks(run) && until > now)
+                poll(NULL, 0, (int)((until - now + 999999) / 1000000));
+            continue;
+        }
         nfds_t nfds = 0;
         for (unsigned j = 0; j < pr->used; j++) {
             struct pworker *w = &pr->pw[j];

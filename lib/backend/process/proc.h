@@ -211,10 +211,20 @@ struct sp_pw_conf {
  * then batches of tasks until EXIT (tear-down) or the caller is gone. */
 _Noreturn void sp_proc_pool_worker_main(const struct sp_pw_conf *c,
                                         unsigned index, int fd);
-/* A pool batch's payload: this fixed part (call slot 4, worker number 4,
- * rows 4, on_error 4, t0 8, deadline 8, task_timeout 8), then each row:
- * its index (4), then a RUN row (SP_WIRE_RUN_FIXED, key, data). */
-#define SP_PROC_BATCH_FIXED 40
+/* A pool batch's payload: this fixed part, then each row: its index (4),
+ * its attempt (4, 1 for the first), the bytes of its policy (4: 0, or
+ * sizeof(sp_task_policy)), a RUN row (SP_WIRE_RUN_FIXED, key, data), then
+ * the policy. Both ends are the same program (proc.h's rule for frames). */
+struct sp_proc_batch {
+    uint32_t rs;    /* the call's slot (struct prslot) */
+    uint32_t wid;   /* the worker's number in the call */
+    uint32_t count; /* rows */
+    uint32_t pad;
+    uint64_t t0, deadline, task_timeout; /* the call's, ns */
+    sp_options opts; /* the call's: retries, policy (pointers unused) */
+};
+#define SP_PROC_BATCH_FIXED sizeof(struct sp_proc_batch)
+#define SP_PROC_ROW_FIXED (12 + SP_WIRE_RUN_FIXED)
 
 /* spawn.c */
 int sp_proc_spawn(struct prun *pr, unsigned k);

@@ -535,50 +535,67 @@ static uint64_t get64(const unsigned char *p)
     return v;
 }
 
+/* One row of a batch, as the worker keeps it. */
+struct brow {
+    sp_task row;
+    sp_task_policy policy; /* copied out: the payload is not aligned */
+    uint32_t index, attempt;
+};
+
 /* Run a batch: the rows it carries, claimed one at a time from the front of
  * the slot's range (the parent may take back its end meanwhile). */
 static void run_batch(const unsigned char *p, size_t len)
 {
     struct slot *s = sp_proc_slot(&pool_pr, ws.k);
+    struct sp_proc_batch head;
     if (len < SP_PROC_BATCH_FIXED)
         channel_broken(s, EPROTO);
-    uint32_t rs = get32(p), wid = get32(p + 4), count = get32(p + 8);
-    uint32_t on_error = get32(p + 12);
-    if (rs >= pool_pr.nslots || count > (len - SP_PROC_BATCH_FIXED) / 32)
+    memcpy(&head, p, sizeof head);
+    if (head.rs >= pool_pr.nslots ||
+        head.count > (len - SP_PROC_BATCH_FIXED) / (SP_PROC_ROW_FIXED + 2))
         channel_broken(s, EPROTO);
-    sp_task *rows = count ? calloc(count, sizeof *rows) : NULL;
-    uint32_t *idx = count ? malloc(count * sizeof *idx) : NULL;
-    if (count && (!rows || !idx))
+    uint32_t count = head.count;
+    struct brow *rows = count ? calloc(count, sizeof *rows) : NULL;
+    if (count && !rows)
         channel_broken(s, ENOMEM);
     size_t at = SP_PROC_BATCH_FIXED;
     for (uint32_t r = 0; r < count; r++) {
-        if (len - at < 4 + SP_WIRE_RUN_FIXED)
+        if (len - at < SP_PROC_ROW_FIXED)
             channel_broken(s, EPROTO);
-        const unsigned char *q = p + at + 4;
+        const unsigned char *q = p + at + 12;
+        uint32_t pol = get32(p + at + 8);
         uint32_t klen = get32(q + 16);
         uint64_t dlen = get64(q + 20);
-        size_t room = len - at - 4 - SP_WIRE_RUN_FIXED;
-        if (klen < 2 || klen > room || dlen > room - klen ||
+        size_t room = len - at - SP_PROC_ROW_FIXED;
+        if ((pol && pol != sizeof rows[r].policy) || klen < 2 || klen > room ||
+            dlen > room - klen || pol > room - klen - dlen ||
             q[SP_WIRE_RUN_FIXED + klen - 1])
             channel_broken(s, EPROTO);
-        idx[r] = get32(p + at);
-        memcpy(&rows[r].fn, q, 8);
-        memcpy(&rows[r].arg, q + 8, 8);
-        rows[r].key = (const char *)q + SP_WIRE_RUN_FIXED;
-        rows[r].data = dlen ? q + SP_WIRE_RUN_FIXED + klen : NULL;
-        rows[r].len = (size_t)dlen;
-        rows[r].after = NULL;
-        rows[r].policy = NULL;
-        at += 4 + SP_WIRE_RUN_FIXED + klen + (size_t)dlen;
+        struct brow *b = &rows[r];
+        b->index = get32(p + at);
+        b->attempt = get32(p + at + 4);
+        memcpy(&b->row.fn, q, 8);
+        memcpy(&b->row.arg, q + 8, 8);
+        b->row.key = (const char *)q + SP_WIRE_RUN_FIXED;
+        b->row.data = dlen ? q + SP_WIRE_RUN_FIXED + klen : NULL;
+        b->row.len = (size_t)dlen;
+        if (pol) {
+            memcpy(&b->policy, q + SP_WIRE_RUN_FIXED + klen + dlen, pol);
+            b->row.policy = &b->policy;
+        }
+        at += SP_PROC_ROW_FIXED + klen + (size_t)dlen + pol;
     }
     memset(&pool_run, 0, sizeof pool_run);
-    pool_run.stop = &sp_proc_prslot(pool_pr.sh, pool_pr.nslots, rs)->stop;
-    pool_run.opts.on_error = (sp_policy)on_error;
-    pool_run.t0 = get64(p + 16);
-    pool_run.deadline = get64(p + 24);
-    pool_run.task_timeout = get64(p + 32);
+    pool_run.stop = &sp_proc_prslot(pool_pr.sh, pool_pr.nslots, head.rs)->stop;
+    pool_run.opts = head.opts;
+    pool_run.opts.on_done = NULL; /* the caller's: not here */
+    pool_run.opts.on_done_arg = NULL;
+    pool_run.opts.cancel = NULL; /* the parent watches the handles */
+    pool_run.t0 = head.t0;
+    pool_run.deadline = head.deadline;
+    pool_run.task_timeout = head.task_timeout;
     pool_run.remote = &remote;
-    ws.wid = wid;
+    ws.wid = head.wid;
     for (;;) {
         uint64_t r = atomic_load(&s->range);
         uint32_t lo = (uint32_t)r, hi = (uint32_t)(r >> 32);
@@ -588,11 +605,10 @@ static void run_batch(const unsigned char *p, size_t len)
             channel_broken(s, EPROTO);
         if (!atomic_compare_exchange_weak(&s->range, &r, r + 1))
             continue;
-        if (!run_task(idx[lo], 1, &rows[lo]))
+        if (!run_task(rows[lo].index, rows[lo].attempt, &rows[lo].row))
             break; /* the call stopped: the parent accounts for the rest */
     }
     free(rows);
-    free(idx);
 }
 
 /* A pool worker that said IDLE: calls that follow each other closely send
