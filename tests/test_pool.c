@@ -1389,6 +1389,74 @@ static void test_worker_state_stays_in_its_worker(void **state)
     sp_pool_free(pool);
 }
 
+/* ---- retries, per-task limits ------------------------------------------- */
+
+/* Fails its first two attempts (crashes them on a process pool), then
+ * says which attempt it is. */
+static int third_time_lucky(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    unsigned a = sp_ctx_attempt(ctx);
+    if (a < 3) {
+        if (test_backend == SP_BACKEND_PROCESS && a == 2)
+            raise(SIGSEGV);
+        return sp_fail(ctx, 4, "attempt %u failed", a);
+    }
+    return sp_set_resultf(ctx, "attempt %u", a);
+}
+
+static int naps(sp_ctx *ctx, void *arg)
+{
+    /* Long enough to pass a short limit; returns early when asked. */
+    for (unsigned ms = 0; ms < (unsigned)(uintptr_t)arg; ms++) {
+        if (sp_cancelled(ctx))
+            return sp_fail(ctx, 8, "stopped after %u ms", ms);
+        test_sleep_ms(1);
+    }
+    return sp_set_result_str(ctx, "napped");
+}
+
+static void test_retries_and_limits_on_a_pool(void **state)
+{
+    (void)state;
+    sp_pool *pool = make_pool(2);
+    sp_task_policy retry3 = {.retries = 3, .retry_delay = 0.01};
+    sp_task_policy short_limit = {.time_limit = 0.05 * test_scale()};
+    sp_task t[] = {
+        {.key = "lucky", .fn = third_time_lucky, .policy = &retry3},
+        {.key = "once", .fn = third_time_lucky},
+        /* In a process the time limit kills: a task that never looks. */
+        {.key = "short",
+         .fn = test_backend == SP_BACKEND_PROCESS ? hang : naps,
+         .arg = (void *)5000,
+         .policy = &short_limit},
+        {.key = "plain", .fn = echo},
+    };
+    for (int call = 0; call < 3; call++) {
+        sp_options o = {0};
+        o.task_timeout = 20 * test_scale();
+        sp_results *res = NULL;
+        assert_int_equal(sp_pool_run(pool, t, 4, &o, &res), 0);
+        const sp_entry *e = sp_results_get(res, "lucky");
+        if (sp_entry_kind(e) != SP_KIND_OK)
+            fail_msg("lucky: %s", sp_entry_message(e));
+        assert_string_equal(sp_entry_str(e), "attempt 3");
+        assert_int_equal(sp_entry_attempts(e), 3);
+        e = sp_results_get(res, "once"); /* no retries: its first failure */
+        assert_int_equal(sp_entry_kind(e), SP_KIND_FAILED);
+        assert_int_equal(sp_entry_attempts(e), 1);
+        assert_string_equal(sp_entry_message(e), "attempt 1 failed");
+        e = sp_results_get(res, "short");
+        assert_int_equal(sp_entry_kind(e), SP_KIND_TIMED_OUT);
+        if (test_backend == SP_BACKEND_PROCESS) /* killed, not asked */
+            assert_non_null(strstr(sp_entry_message(e), "its time_limit"));
+        assert_int_equal(sp_entry_kind(sp_results_get(res, "plain")),
+                         SP_KIND_OK);
+        sp_results_free(res);
+    }
+    sp_pool_free(pool);
+}
+
 /* ---- the thread default: one per CPU, more while they block ------------- */
 
 static int sleeper(sp_ctx *ctx, void *arg)
@@ -1485,6 +1553,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_lost_workers_on_a_process_pool),
         cmocka_unit_test(test_hostile_tasks_on_a_process_pool),
         cmocka_unit_test(test_worker_state_stays_in_its_worker),
+        cmocka_unit_test(test_retries_and_limits_on_a_pool),
     };
     return cmocka_run_group_tests_name(group, tests, NULL, NULL);
 }
