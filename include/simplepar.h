@@ -181,7 +181,8 @@ typedef struct sp_ctx sp_ctx;
  * The same callback runs unchanged on every backend. On the process backend
  * it runs in a forked child (see docs/guide.md): only result bytes and the
  * failure message travel back to the caller; side effects on the child's
- * memory are lost with the child.
+ * memory are lost with the child (on a process pool, the child is a worker
+ * that runs many tasks and keeps them until it ends).
  */
 typedef int (*sp_task_fn)(sp_ctx *ctx, void *arg);
 
@@ -270,7 +271,9 @@ typedef struct sp_task {
      *  is meaningful only if it points to memory that exists, at the same
      *  address, in the worker that runs the task: memory the caller had
      *  when the worker was forked (a table row, or a task spawned from a
-     *  worker of the same call). Bytes travel safely: use data/len. */
+     *  worker of the same call; on a process pool, whose workers are
+     *  copies of the caller at sp_pool_create(), only memory that existed
+     *  then). Bytes travel safely: use data/len. */
     void *arg;
     /** Keys of tasks of the same call this task waits for: a
      *  NULL-terminated list, or NULL for none. Borrowed for the duration of
@@ -470,7 +473,10 @@ SP_API size_t sp_ctx_index(const sp_ctx *ctx);
 SP_API unsigned sp_ctx_attempt(const sp_ctx *ctx);
 
 /** @brief Index of the worker running the task: 0 .. workers-1 (always 0 on
- *  the serial backend). Useful for per-worker scratch storage. */
+ *  the serial backend). Useful for per-worker scratch storage. In a call
+ *  on a pool it numbers the pool workers the call uses, 0 .. its share -
+ *  1, which need not be their set-up index (::sp_setup_fn): keep state of
+ *  a worker's own with sp_ctx_worker_state(). */
 SP_API unsigned sp_ctx_worker(const sp_ctx *ctx);
 
 /** @brief The state its worker's set-up stored (::sp_pool_options.setup),
@@ -1247,7 +1253,9 @@ SP_API int sp_pool_create(const sp_pool_options *po, sp_pool **out);
  * replaced by a new one from the fork server, which runs set-up again; the
  * pool never becomes unusable. If a replacement's set-up fails, the pool
  * goes on with the workers it has; tasks that find no worker at all come
- * back ::SP_KIND_CANCELLED with code ::SP_ESETUP. ::sp_task.arg is passed
+ * back ::SP_KIND_CANCELLED with code ::SP_ESETUP (or the error of the
+ * fork, such as ::SP_EFORK, when the last replacement could not even be
+ * forked; a later call tries that fork again). ::sp_task.arg is passed
  * as is and is only meaningful for memory that existed at
  * sp_pool_create(); ::sp_task.data is copied to the worker.
  *

@@ -3,12 +3,13 @@
  * sp_pool_free()).
  *
  * A pool is an engine and a little bookkeeping. The engine is a thread
- * pool (backend/tpool.c), a process pool or,
+ * pool (backend/tpool.c), a process pool (backend/process/ppool.c) or,
  * for a serial pool, the calling thread itself, which calls take in turn.
  * sp_pool_run() is simple_parallel() with the pool's engine in the run
  * (sp_call()): the same validation, scheduler, completion path and map.
  * The bookkeeping counts calls in flight, so that sp_pool_free() waits for
  * them, and refuses a free from the pool's own tasks. */
+#include "backend/process/ppool.h"
 #include "backend/tpool.h"
 #include "sp-private.h"
 
@@ -25,6 +26,7 @@ struct sp_pool {
     unsigned inflight;   /* sp_pool_run() calls not returned yet */
     bool freeing;
     struct sp_tpool *tp; /* SP_BACKEND_THREAD */
+    struct sp_ppool *pp; /* SP_BACKEND_PROCESS */
     /* SP_BACKEND_SERIAL: calls take turns on `turn`; the set-up ran in the
      * thread that created the pool. */
     pthread_mutex_t turn;
@@ -115,7 +117,7 @@ SP_API int sp_pool_create(const sp_pool_options *po, sp_pool **out)
         break;
     }
     case SP_BACKEND_PROCESS:
-        err = sp_set_error(SP_ENOTSUP, "process pools are not built yet");
+        err = sp_ppool_create(po, p->workers, &p->pp);
         break;
     case SP_BACKEND_SERIAL:
         err = serial_create(p, po);
@@ -209,8 +211,14 @@ SP_API int sp_pool_run(sp_pool *pool, const sp_task *tasks, size_t n,
         err = sp_call(tasks, n, opts, out, &cp);
         break;
     }
-    case SP_BACKEND_PROCESS:
+    case SP_BACKEND_PROCESS: {
+        struct sp_call_pool cp = {.backend = SP_BACKEND_PROCESS,
+                                  .workers = pool->workers,
+                                  .engine = pool->pp,
+                                  .cancel = pool->cancel};
+        err = sp_call(tasks, n, opts, out, &cp);
         break;
+    }
     case SP_BACKEND_SERIAL:
         err = run_serial(pool, tasks, n, opts, out);
         break;
@@ -231,6 +239,7 @@ SP_API void sp_pool_free(sp_pool *pool)
          * threads or processes are this process's to end. Only memory. */
         if (pool->tp)
             sp_tpool_free(pool->tp);
+        sp_ppool_free(pool->pp); /* nothing: a worker may run on it */
         free(pool);
         return;
     }
@@ -249,6 +258,7 @@ SP_API void sp_pool_free(sp_pool *pool)
         sp_tpool_free(pool->tp);
         break;
     case SP_BACKEND_PROCESS:
+        sp_ppool_free(pool->pp);
         break;
     case SP_BACKEND_SERIAL:
         if (pool->teardown)

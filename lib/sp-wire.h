@@ -12,7 +12,10 @@
  * of payload: RUN task i (a spawned task's row as payload), CLAIM (go back
  * to the shared counter), EXIT, and the replies DEP (the dependency's
  * result bytes, or an error code and its message) and SPAWNED (0, or an
- * error code and its message).
+ * error code and its message). A process pool's workers, which outlive a
+ * call, get BATCH instead of RUN and CLAIM: the rows of the tasks to run
+ * (the backend's proc.h describes them); they say IDLE when set up and
+ * after each batch, and leave at EXIT.
  *
  * Both ends are the same program on the same machine, so fields are in
  * host byte order; the magics catch a stream that is out of step.
@@ -58,6 +61,7 @@ enum {
     SP_CMD_CLAIM = 3,   /* claim from the shared counter again */
     SP_CMD_DEP = 4,     /* code 0: payload = result bytes; else message */
     SP_CMD_SPAWNED = 5, /* code 0, or an error code with its message */
+    SP_CMD_BATCH = 6,   /* pool workers: payload = a batch of rows */
 };
 /* A RUN command's payload for a spawned task: this fixed part, then the
  * key (NUL-terminated), then the argument bytes, then its sp_task_policy

@@ -273,6 +273,8 @@ int sp_wire_cmd_decode(struct sp_wire_cmd *c, const unsigned char *in,
     case SP_CMD_EXIT:
     case SP_CMD_CLAIM:
         return c->index || c->code || c->len ? SP_EPROTO : 0;
+    case SP_CMD_BATCH:
+        return c->index || c->code || !c->len ? SP_EPROTO : 0;
     case SP_CMD_DEP:
     case SP_CMD_SPAWNED:
         return c->index ? SP_EPROTO : 0;

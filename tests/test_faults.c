@@ -307,6 +307,189 @@ static void test_signals_blocked_in_caller(void **state)
     signal(SIGPIPE, was);
 }
 
+/* ---- pools ----------------------------------------------------------------
+ */
+
+/* A task that crashes its worker process (process pools only). */
+static int crash(sp_ctx *ctx, void *arg)
+{
+    (void)ctx;
+    (void)arg;
+    raise(SIGKILL);
+    return 0;
+}
+
+/* One call on pool, checked like run_checked(); 1 if a fault fired.
+ * fds: whether the descriptors must be the same afterwards (not when the
+ * call may fork a worker the pool lacks). */
+static int pool_run_checked(sp_pool *pool, bool fds_same)
+{
+    long fired = atomic_load(&fi->fired);
+    int fds = test_open_fds();
+    atomic_store(&fi->started, 0);
+    done_calls = 0;
+    sp_options o = {0};
+    o.on_done = count_done;
+    sp_results *res = (sp_results *)&res;
+    int rc = sp_pool_run(pool, table, N, &o, &res);
+    atomic_store(&fi->alloc, 0);
+    atomic_store(&fi->fork, 0);
+    int hit = atomic_load(&fi->fired) != fired;
+    if (rc) {
+        if (rc != SP_ENOMEM)
+            fail_msg("unexpected error %s", sp_err_name(rc));
+        assert_null(res);
+        assert_int_equal(atomic_load(&fi->started), 0);
+        assert_int_equal(done_calls, 0);
+    } else {
+        assert_int_equal(sp_results_count(res), N);
+        assert_int_equal(done_calls, N);
+        for (size_t i = 0; i < N; i++) {
+            const sp_entry *e = sp_results_at(res, i);
+            sp_kind k = sp_entry_kind(e);
+            int code = sp_entry_code(e);
+            if (k == SP_KIND_FAILED && code == SP_ENOMEM)
+                continue; /* an allocation for its result failed */
+            if (k != (i % 3 ? SP_KIND_OK : SP_KIND_FAILED))
+                fail_msg("%s: %s (%s) %s", keys[i], sp_kind_name(k),
+                         sp_err_name(code), sp_entry_message(e));
+        }
+        sp_results_free(res);
+    }
+    if (fds_same)
+        assert_int_equal(test_open_fds(), fds);
+    return hit;
+}
+
+/* Every allocation of sp_pool_create() fails in turn, then every fork
+ * (the fork server's and each worker's): a clean error and nothing left
+ * behind, or a pool that works. */
+static void test_pool_create_faults(void **state)
+{
+    (void)state;
+    for (int kind = 0; kind < 2; kind++) {
+        if (kind == 1 && test_backend != SP_BACKEND_PROCESS)
+            break; /* only process pools fork */
+        _Atomic long *counter = kind ? &fi->fork : &fi->alloc;
+        long k;
+        for (k = 1; k < 100000; k++) {
+            sp_tpool_shared_trim();
+            int fds = test_open_fds();
+            long fired = atomic_load(&fi->fired);
+            sp_pool_options po = {.backend = test_backend, .max_workers = 3};
+            sp_pool *pool = (sp_pool *)&po;
+            atomic_store(counter, k);
+            int rc = sp_pool_create(&po, &pool);
+            atomic_store(counter, 0);
+            int hit = atomic_load(&fi->fired) != fired;
+            if (rc) {
+                if (rc != (kind ? SP_EFORK : SP_ENOMEM) &&
+                    !(kind == 0 && rc == SP_ETHREAD))
+                    fail_msg("unexpected error %s: %s", sp_err_name(rc),
+                             sp_last_error());
+                assert_null(pool);
+            } else {
+                assert_int_equal(pool_run_checked(pool, true), 0);
+                sp_pool_free(pool);
+            }
+            assert_int_equal(test_open_fds(), fds);
+            errno = 0;
+            assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+            if (!hit)
+                break;
+        }
+        assert_true(k > 1 && k < 100000);
+        printf("  %ld %s points of sp_pool_create() failed in turn\n", k - 1,
+               kind ? "fork" : "allocation");
+    }
+}
+
+/* On one pool: every allocation of a call fails in turn; then, on process
+ * pools, a worker dies while forks fail: the pool goes on with fewer
+ * workers and forks the missing one again later. */
+static void test_pool_run_faults(void **state)
+{
+    (void)state;
+    sp_pool_options po = {.backend = test_backend, .max_workers = 3};
+    sp_pool *pool = NULL;
+    assert_int_equal(sp_pool_create(&po, &pool), 0);
+    long k;
+    for (k = 1; k < 100000; k++) {
+        atomic_store(&fi->alloc, k);
+        if (!pool_run_checked(pool, true))
+            break;
+    }
+    assert_true(k < 100000);
+    printf("  %ld allocation points of sp_pool_run() failed in turn\n", k - 1);
+    if (test_backend == SP_BACKEND_PROCESS) {
+        sp_task boom = {.key = "boom", .fn = crash};
+        for (int round = 0; round < 3; round++) {
+            atomic_store(&fi->fork, 1); /* the replacement's fork fails */
+            sp_results *res = NULL;
+            assert_int_equal(sp_pool_run(pool, &boom, 1, NULL, &res), 0);
+            atomic_store(&fi->fork, 0);
+            assert_int_equal(sp_entry_kind(sp_results_at(res, 0)),
+                             SP_KIND_CRASHED);
+            sp_results_free(res);
+            /* The missing worker is forked again by this call. */
+            int fds = test_open_fds();
+            assert_int_equal(pool_run_checked(pool, false), 0);
+            assert_true(test_open_fds() > fds); /* its channel (+ pidfd) */
+            assert_int_equal(pool_run_checked(pool, true), 0);
+        }
+    }
+    sp_pool_free(pool);
+    errno = 0;
+    assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+}
+
+/* The EINTR storm on a pool: its calls, a worker's replacement (the fork
+ * server's requests) and its free all go on through the signals. */
+static void test_pool_eintr_storm(void **state)
+{
+    (void)state;
+    sp_pool_options po = {.backend = test_backend, .max_workers = 3};
+    sp_pool *pool = NULL;
+    assert_int_equal(sp_pool_create(&po, &pool), 0);
+    struct sigaction sa = {.sa_handler = on_alarm}, old;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, &old);
+    struct itimerval it = {{0, 1000}, {0, 1000}}, off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &it, NULL);
+    enum { M = 24 };
+    char k[M][8];
+    sp_task t[M];
+    for (size_t i = 0; i < M; i++) {
+        snprintf(k[i], sizeof k[i], "s%zu", i);
+        t[i] = (sp_task){.key = k[i], .fn = sleepy};
+    }
+    for (int round = 0; round < 5; round++) {
+        sp_options o = {0};
+        o.on_done = count_done;
+        done_calls = 0;
+        sp_results *res = NULL;
+        assert_int_equal(sp_pool_run(pool, t, M, &o, &res), 0);
+        assert_int_equal(sp_results_ok(res), M);
+        assert_int_equal(done_calls, M);
+        sp_results_free(res);
+        if (test_backend == SP_BACKEND_PROCESS) {
+            sp_task boom = {.key = "boom", .fn = crash};
+            assert_int_equal(sp_pool_run(pool, &boom, 1, NULL, &res), 0);
+            assert_int_equal(sp_entry_kind(sp_results_at(res, 0)),
+                             SP_KIND_CRASHED);
+            sp_results_free(res);
+        }
+    }
+    sp_pool_free(pool);
+    setitimer(ITIMER_REAL, &off, NULL);
+    struct sigaction ign = {.sa_handler = SIG_IGN};
+    sigemptyset(&ign.sa_mask);
+    sigaction(SIGALRM, &ign, NULL);
+    sigaction(SIGALRM, &old, NULL);
+    errno = 0;
+    assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup(test_each_allocation_fails, setup),
     cmocka_unit_test_setup(test_thread_creation_fails, setup),
@@ -314,6 +497,9 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup(test_pipe_fails, setup),
     cmocka_unit_test_setup(test_eintr_storm, setup),
     cmocka_unit_test_setup(test_signals_blocked_in_caller, setup),
+    cmocka_unit_test_setup(test_pool_create_faults, setup),
+    cmocka_unit_test_setup(test_pool_run_faults, setup),
+    cmocka_unit_test_setup(test_pool_eintr_storm, setup),
 };
 
 TEST_MAIN("faults", tests)

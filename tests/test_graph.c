@@ -486,6 +486,74 @@ static void test_deadline_dooms_two_levels(void **state)
     sp_results_free(res);
 }
 
+/* A task that read a dependency's result and then makes a call of its own
+ * whose task depends on a task of the same key: the inner task gets the
+ * inner result (in a worker process, not an answer its forker cached). */
+static int inner_base(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    return sp_set_result_str(ctx, "inner");
+}
+
+static int inner_blocker(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    test_sleep_ms(test_ms(200));
+    return sp_set_result_str(ctx, "blocked");
+}
+
+static int inner_reader(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    const char *v = sp_dep_result(ctx, "base", NULL);
+    return v ? sp_set_result_str(ctx, v) : sp_fail(ctx, 1, "no base");
+}
+
+static int outer_reader(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    const char *v = sp_dep_result(ctx, "base", NULL);
+    if (!v || strcmp(v, "outer"))
+        return sp_fail(ctx, 1, "outer base: %s", v ? v : "none");
+    static const char *after[] = {"base", NULL};
+    /* The blocker keeps the first worker busy once base is done, so the
+     * reader starts first thing in a worker of its own. */
+    sp_task t[] = {{.key = "base", .fn = inner_base},
+                   {.key = "blocker", .fn = inner_blocker},
+                   {.key = "reader", .fn = inner_reader, .after = after}};
+    sp_options o = test_opts();
+    o.max_workers = 2;
+    sp_results *res = NULL;
+    if (simple_parallel(t, 3, &o, &res))
+        return sp_fail(ctx, 2, "nested call: %s", sp_last_error());
+    int rc = sp_set_resultf(ctx, "%s/%s", v,
+                            sp_entry_str(sp_results_get(res, "reader")));
+    sp_results_free(res);
+    return rc;
+}
+
+static int outer_base(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    return sp_set_result_str(ctx, "outer");
+}
+
+static void test_nested_call_sees_its_own_dependencies(void **state)
+{
+    (void)state;
+    static const char *after[] = {"base", NULL};
+    sp_task t[] = {{.key = "base", .fn = outer_base},
+                   {.key = "reader", .fn = outer_reader, .after = after}};
+    sp_options o = test_opts();
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, 2, &o, &res), 0);
+    const sp_entry *e = sp_results_get(res, "reader");
+    if (sp_entry_kind(e) != SP_KIND_OK)
+        fail_msg("%s", sp_entry_message(e));
+    assert_string_equal(sp_entry_str(e), "outer/inner");
+    sp_results_free(res);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_chain_and_diamond),
     cmocka_unit_test(test_fan_out_fan_in),
@@ -497,6 +565,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_spawn_waits_for_a_sibling),
     cmocka_unit_test(test_stops_apply_to_the_graph),
     cmocka_unit_test(test_deadline_dooms_two_levels),
+    cmocka_unit_test(test_nested_call_sees_its_own_dependencies),
 };
 
 TEST_MAIN("graph", tests)

@@ -1105,8 +1105,6 @@ static void *pool_call_main(void *arg)
 static void test_cancel_every_call_of_a_pool(void **state)
 {
     (void)state;
-    if (test_backend == SP_BACKEND_PROCESS)
-        skip(); /* process pools are not built yet */
     reset();
     sp_cancel *c = NULL;
     assert_int_equal(sp_cancel_create(&c), 0);

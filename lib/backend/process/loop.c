@@ -151,6 +151,7 @@ static int on_frame(struct sp_wire_frame *f, void *arg)
     switch (f->h.type) {
     case SP_WIRE_IDLE:
         pr->pw[pr->cur].idle = true;
+        pr->pw[pr->cur].ready = true;
         return 0;
     case SP_WIRE_DEPREQ:
         on_depreq(pr, f->h.index, f->msg ? f->msg : "");
@@ -243,8 +244,7 @@ void sp_proc_out_free(struct pworker *w)
     w->out = w->out_tail = NULL;
 }
 
-/* Write what is queued for worker k, as far as its socket takes it. */
-static void flush_out(struct prun *pr, unsigned k)
+void sp_proc_flush(struct prun *pr, unsigned k)
 {
     struct pworker *w = &pr->pw[k];
     while (w->out && w->fd >= 0) {
@@ -299,7 +299,8 @@ void sp_proc_feed(struct prun *pr, unsigned k, struct sp_wire_dec *d,
         char msg[256];
         snprintf(msg, sizeof msg, "malformed result frame: %s", w->proto_err);
         sp_proc_outcome(pr, bad, SP_KIND_CRASHED, SP_EPROTO,
-                        atomic_load(&pr->sh->slots[k].started), k, msg, 0, 0);
+                        atomic_load(&sp_proc_slot(pr, k)->started), k, msg, 0,
+                        0);
     }
     /* The stream is out of step: the worker cannot go on. */
     sp_proc_kill(w, KILL_PROTO);
@@ -327,9 +328,7 @@ void sp_proc_ring_take(struct prun *pr, unsigned k)
     }
 }
 
-/* Read what worker k sent over its channel, at most `budget` bytes;
- * returns 1 when the channel ended or is unusable. */
-static int drain(struct prun *pr, unsigned k, size_t budget)
+int sp_proc_drain(struct prun *pr, unsigned k, size_t budget, bool to_end)
 {
     struct pworker *w = &pr->pw[k];
     while (budget && w->fd >= 0) {
@@ -337,6 +336,8 @@ static int drain(struct prun *pr, unsigned k, size_t budget)
         if (r > 0) {
             budget -= (size_t)r < budget ? (size_t)r : budget;
             sp_proc_feed(pr, k, &w->dec, pr->buf, (size_t)r);
+            if ((size_t)r < READ_BUF && !to_end)
+                return 0; /* all there was; poll() tells of more */
             continue;
         }
         if (r == 0)
@@ -348,16 +349,11 @@ static int drain(struct prun *pr, unsigned k, size_t budget)
     return 0;
 }
 
-/* Worker k is gone (its pidfd fired), or its channel ended: reap it, kill
- * what its tasks left in its process group, take what is left in its
- * channel and ring, and account for the task in its slot. */
-static void worker_ended(struct prun *pr, unsigned k)
+void sp_proc_worker_gone(struct prun *pr, unsigned k, int have_status,
+                         int status)
 {
     struct pworker *w = &pr->pw[k];
-    struct slot *s = &pr->sh->slots[k];
-
-    int status = 0, have_status = 0;
-    sp_proc_reap(pr, k, &have_status, &status);
+    struct slot *s = sp_proc_slot(pr, k);
     /* Leftovers die with their worker. After the reap: without a pidfd the
      * end of the channel comes before the worker's exit, and the worker
      * may still be delivering its last result. A group whose members live
@@ -366,7 +362,7 @@ static void worker_ended(struct prun *pr, unsigned k)
     /* It is gone: what it sent is buffered (a process the task started may
      * write more; the budget bounds that), and what it finished is in the
      * ring. */
-    drain(pr, k, 64 * READ_BUF);
+    sp_proc_drain(pr, k, 64 * READ_BUF, true);
     sp_fds_close(w->fd);
     sp_fds_close(w->pidfd);
     w->fd = w->pidfd = -1;
@@ -419,9 +415,19 @@ static void worker_ended(struct prun *pr, unsigned k)
     }
     w->pid = 0;
     w->idle = false;
+    w->ready = false;
     atomic_store(&s->attempt, 0);
     atomic_store(&s->current, 0);
     atomic_store(&s->phase, SLOT_IDLE);
+}
+
+/* Worker k is gone (its pidfd fired), or its channel ended: reap it and
+ * account for it. */
+static void worker_ended(struct prun *pr, unsigned k)
+{
+    int status = 0, have_status = 0;
+    sp_proc_reap(pr, k, &have_status, &status);
+    sp_proc_worker_gone(pr, k, have_status, status);
     pr->alive--;
     pr->spawn_blocked = 0; /* a slot is free: forking may work again */
 }
@@ -526,7 +532,7 @@ static int want_worker(const struct prun *pr)
 static uint64_t slot_limit(struct prun *pr, unsigned k, bool *own)
 {
     struct sp_run *run = pr->run;
-    uint32_t cur = atomic_load(&pr->sh->slots[k].current);
+    uint32_t cur = atomic_load(&sp_proc_slot(pr, k)->current);
     *own = false;
     if (!cur || cur - 1 >= sp_results_total(run->res))
         return run->task_timeout;
@@ -545,9 +551,7 @@ static uint64_t cancel_grace_end(struct sp_run *run)
            (uint64_t)SP_CANCEL_GRACE_MS * 1000000u;
 }
 
-/* Milliseconds poll() may sleep before a deadline, a time limit or a ring
- * scan is due. */
-static int poll_timeout(struct prun *pr, uint64_t now)
+int sp_proc_poll_timeout(struct prun *pr, uint64_t now)
 {
     struct sp_run *run = pr->run;
     uint64_t due = now + (uint64_t)SCAN_MS * 1000000u;
@@ -563,7 +567,7 @@ static int poll_timeout(struct prun *pr, uint64_t now)
     for (unsigned k = 0; k < pr->used; k++) {
         if (!pr->pw[k].pid || pr->pw[k].kill_why)
             continue;
-        struct slot *s = &pr->sh->slots[k];
+        struct slot *s = sp_proc_slot(pr, k);
         bool own;
         uint64_t limit = slot_limit(pr, k, &own);
         if (!limit)
@@ -580,7 +584,7 @@ static int poll_timeout(struct prun *pr, uint64_t now)
 
 /* The limits bound a task's callback, not the sending of its result: only
  * workers whose task is RUNNING are killed. */
-static void enforce_limits(struct prun *pr, uint64_t now)
+void sp_proc_enforce_limits(struct prun *pr, uint64_t now)
 {
     struct sp_run *run = pr->run;
     bool deadline = run->deadline && now >= run->deadline;
@@ -589,7 +593,7 @@ static void enforce_limits(struct prun *pr, uint64_t now)
     uint64_t grace = cancel_grace_end(run);
     bool cancel = grace && now >= grace;
     for (unsigned k = 0; k < pr->used; k++) {
-        struct slot *s = &pr->sh->slots[k];
+        struct slot *s = sp_proc_slot(pr, k);
         if (!pr->pw[k].pid || atomic_load(&s->phase) != SLOT_RUNNING)
             continue;
         if (deadline || cancel) {
@@ -668,7 +672,7 @@ void sp_proc_event_loop(struct prun *pr)
             struct pworker *w = &pr->pw[k];
             if (!w->pid)
                 continue;
-            flush_out(pr, k);
+            sp_proc_flush(pr, k);
             if (w->fd >= 0) {
                 pfd[nfds] = (struct pollfd){
                     .fd = w->fd,
@@ -680,7 +684,7 @@ void sp_proc_event_loop(struct prun *pr)
                 who[nfds++] = k | 0x80000000u;
             }
         }
-        int r = poll(pfd, nfds, more ? 0 : poll_timeout(pr, sp_now()));
+        int r = poll(pfd, nfds, more ? 0 : sp_proc_poll_timeout(pr, sp_now()));
         if (r < 0 && errno != EINTR && errno != EAGAIN) {
             poll_failed(pr, errno);
             continue;
@@ -698,8 +702,9 @@ void sp_proc_event_loop(struct prun *pr)
                 continue;
             }
             if (pfd[j].revents & POLLOUT)
-                flush_out(pr, k);
-            if ((pfd[j].revents & ~POLLOUT) && drain(pr, k, 8 * READ_BUF)) {
+                sp_proc_flush(pr, k);
+            if ((pfd[j].revents & ~POLLOUT) &&
+                sp_proc_drain(pr, k, 8 * READ_BUF, false)) {
                 /* The channel ended: the worker is exiting or was killed.
                  * With a pidfd its exit is awaited there; without one it
                  * is reaped now. */
@@ -710,6 +715,6 @@ void sp_proc_event_loop(struct prun *pr)
             }
         }
         poll_exits(pr);
-        enforce_limits(pr, sp_now());
+        sp_proc_enforce_limits(pr, sp_now());
     }
 }

@@ -10,6 +10,15 @@
  *   ring.c     the per-worker ring of frames in the shared mapping (ring.h)
  *   loop.c     the parent's event loop: channels, pidfds, rings, limits,
  *              commands to idle workers, outcomes
+ *   forkserver.c  the single-threaded server that forks a pool's workers
+ *   ppool.c    process pools: workers that outlive a call, leased by each
+ *              call in turn (ppool.h)
+ *
+ * A one-shot call (simple_parallel()) forks its workers and maps its own
+ * shared memory; a pool call leases the pool's running workers, whose slots
+ * and rings live in the pool's mapping: the functions below serve both,
+ * reaching worker k's slot and ring through sp_proc_slot() and
+ * sp_proc_ring().
  */
 #ifndef SP_PROC_H
 #define SP_PROC_H
@@ -41,10 +50,25 @@ struct slot {
     _Atomic uint64_t started; /* CLOCK_MONOTONIC ns: claim, then start */
     _Atomic int signo;        /* fatal signal the worker caught, 0 = none */
     _Atomic int send_err;     /* errno of a send the task's doings broke */
+    /* Pool workers: the positions of the batch the worker was given that
+     * it has not claimed yet, lo | hi << 32 (the worker claims the front,
+     * the parent may take back the rest). */
+    _Atomic uint64_t range;
+    _Atomic int setup;    /* pool workers: SETUP_* */
+    _Atomic int setup_rc; /* what a failed set-up returned */
     /* The ring: bytes ever written by the worker, and ever consumed by the
      * parent; the frames in between are waiting. */
     _Alignas(64) _Atomic uint64_t head;
     _Alignas(64) _Atomic uint64_t tail;
+};
+
+/* A pool worker's set-up, as its slot tells. */
+enum { SETUP_RUNNING = 0, SETUP_OK = 1, SETUP_FAILED = 2 };
+
+/* A pool call's words shared with the workers it leases (the pool's
+ * mapping holds one per worker: a call that holds workers holds one). */
+struct prslot {
+    _Alignas(64) _Atomic int stop; /* enum sp_stop */
 };
 
 struct shared {
@@ -98,6 +122,7 @@ struct pworker {
     uint64_t limit; /* KILL_TIMEOUT: the limit it ran past, ns */
     bool own_limit; /* KILL_TIMEOUT: the limit is its row's time_limit */
     bool idle;      /* asked for work; waits for a command */
+    bool ready;     /* pool workers: its set-up finished (it said IDLE) */
     struct pout *out, *out_tail; /* commands not yet written */
     char proto_err[160];
     struct sp_wire_dec dec;  /* the channel's byte stream */
@@ -108,6 +133,9 @@ struct prun {
     struct sp_run *run;
     struct shared *sh;
     size_t sh_size;
+    unsigned nslots;         /* slots in the mapping (the rings follow) */
+    const unsigned *slot_of; /* worker k's slot; NULL: slot k */
+    struct sp_ppool *pool;   /* a pool call's pool; NULL: one-shot */
     struct pworker *pw;
     unsigned nw;
     unsigned used;      /* slots ever used: the workers reported */
@@ -123,16 +151,40 @@ struct prun {
     unsigned *who;       /* worker of each pfd entry */
 };
 
+/* Worker k's slot in the shared mapping. */
+static inline struct slot *sp_proc_slot(const struct prun *pr, unsigned k)
+{
+    return &pr->sh->slots[pr->slot_of ? pr->slot_of[k] : k];
+}
+
 /* Worker k's ring in the shared mapping (ring.h). */
 static inline struct sp_ring sp_proc_ring(const struct prun *pr, unsigned k)
 {
-    struct slot *s = &pr->sh->slots[k];
+    unsigned at = pr->slot_of ? pr->slot_of[k] : k;
+    struct slot *s = &pr->sh->slots[at];
     return (struct sp_ring){
         .head = &s->head,
         .tail = &s->tail,
-        .buf = (unsigned char *)&pr->sh->slots[pr->nw] + (size_t)k * RING,
+        .buf = (unsigned char *)&pr->sh->slots[pr->nslots] + (size_t)at * RING,
         .size = RING,
     };
+}
+
+/* A pool mapping's size for n workers: the header, n slots, n rings, n
+ * call slots (struct prslot) after the rings. */
+static inline size_t sp_proc_map_size(unsigned n)
+{
+    return sizeof(struct shared) +
+           (size_t)n * (sizeof(struct slot) + RING + sizeof(struct prslot));
+}
+
+/* Call slot r of a pool mapping of n workers. */
+static inline struct prslot *sp_proc_prslot(struct shared *sh, unsigned n,
+                                            unsigned r)
+{
+    return (struct prslot *)((unsigned char *)&sh->slots[n] +
+                             (size_t)n * RING) +
+           r;
 }
 
 /* fds.c: the registry. Lock around creating descriptors and forking. */
@@ -147,6 +199,32 @@ void sp_fds_child(int keep);
 
 /* worker.c */
 _Noreturn void sp_proc_worker_main(struct prun *pr, unsigned k, int fd);
+/* What a pool worker needs, read in the fork server's copy of the pool. */
+struct sp_pw_conf {
+    struct shared *sh; /* the pool's mapping */
+    unsigned nslots;   /* its workers */
+    sp_setup_fn setup;
+    sp_teardown_fn teardown;
+    void *user;
+};
+/* A pool worker's life (ppool.c starts it through the fork server): set-up,
+ * then batches of tasks until EXIT (tear-down) or the caller is gone. */
+_Noreturn void sp_proc_pool_worker_main(const struct sp_pw_conf *c,
+                                        unsigned index, int fd);
+/* A pool batch's payload: this fixed part, then each row: its index (4),
+ * its attempt (4, 1 for the first), the bytes of its policy (4: 0, or
+ * sizeof(sp_task_policy)), a RUN row (SP_WIRE_RUN_FIXED, key, data), then
+ * the policy. Both ends are the same program (proc.h's rule for frames). */
+struct sp_proc_batch {
+    uint32_t rs;    /* the call's slot (struct prslot) */
+    uint32_t wid;   /* the worker's number in the call */
+    uint32_t count; /* rows */
+    uint32_t pad;
+    uint64_t t0, deadline, task_timeout; /* the call's, ns */
+    sp_options opts; /* the call's: retries, policy (pointers unused) */
+};
+#define SP_PROC_BATCH_FIXED sizeof(struct sp_proc_batch)
+#define SP_PROC_ROW_FIXED (12 + SP_WIRE_RUN_FIXED)
 
 /* spawn.c */
 int sp_proc_spawn(struct prun *pr, unsigned k);
@@ -159,6 +237,21 @@ void sp_proc_describe_end(struct prun *pr, unsigned k, int have_status,
 
 /* loop.c */
 void sp_proc_event_loop(struct prun *pr);
+/* Write what is queued for worker k, as far as its socket takes it. */
+void sp_proc_flush(struct prun *pr, unsigned k);
+/* Read what worker k sent over its channel, at most `budget` bytes (up to
+ * its end, or only what is there now); returns 1 when the channel ended or
+ * is unusable. */
+int sp_proc_drain(struct prun *pr, unsigned k, size_t budget, bool to_end);
+/* Worker k was reaped (have_status, status: as waitpid() gave them): kill
+ * what is left of its process group, take what it sent, close its
+ * descriptors and account for the task in its slot. */
+void sp_proc_worker_gone(struct prun *pr, unsigned k, int have_status,
+                         int status);
+/* Milliseconds poll() may sleep before a limit or a ring scan is due. */
+int sp_proc_poll_timeout(struct prun *pr, uint64_t now);
+/* Kill workers whose task ran past the deadline or its time limit. */
+void sp_proc_enforce_limits(struct prun *pr, uint64_t now);
 /* Queue a command for worker k (header, then payload): borrowed bytes, or
  * owned ones (freed once written). 0 or SP_ENOMEM. */
 int sp_proc_send(struct prun *pr, unsigned k, const struct sp_wire_cmd *c,

@@ -16,7 +16,7 @@
  * their process group at a time limit, and all reaped before the call
  * returns (spawn.c). */
 #define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
-#include "proc.h"
+#include "ppool.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -56,12 +56,14 @@ static void free_prun(struct sp_run *run)
 
 static int process_start(struct sp_run *run)
 {
+    if (run->engine) /* sp_pool_run(): the pool's workers */
+        return sp_ppool_start(run);
     struct prun *pr = sp_calloc(1, sizeof *pr);
     run->backend = pr;
     if (!pr)
         return sp_set_error(SP_ENOMEM, "cannot set up worker processes");
     pr->run = run;
-    pr->nw = run->workers;
+    pr->nw = pr->nslots = run->workers;
     pr->parent = getpid();
     pr->sh_size =
         sizeof *pr->sh + (size_t)pr->nw * (sizeof(struct slot) + RING);
@@ -99,6 +101,10 @@ static int process_start(struct sp_run *run)
 
 static void process_wait(struct sp_run *run)
 {
+    if (run->engine) {
+        sp_ppool_wait(run);
+        return;
+    }
     struct prun *pr = run->backend;
     sp_proc_event_loop(pr);
     /* The loop ends when no worker is left and none can be forked: tasks
@@ -112,6 +118,10 @@ static void process_wait(struct sp_run *run)
 
 static void process_finish(struct sp_run *run)
 {
+    if (run->engine) {
+        sp_ppool_finish(run);
+        return;
+    }
     struct prun *pr = run->backend;
     run->workers_used = pr->used;
     free_prun(run);

@@ -78,7 +78,7 @@ static void child_setup(struct prun *pr, int fd)
 int sp_proc_spawn(struct prun *pr, unsigned k)
 {
     struct pworker *w = &pr->pw[k];
-    struct slot *s = &pr->sh->slots[k];
+    struct slot *s = sp_proc_slot(pr, k);
     atomic_store(&s->current, 0);
     atomic_store(&s->attempt, 0);
     atomic_store(&s->phase, SLOT_IDLE);
@@ -209,7 +209,7 @@ void sp_proc_describe_end(struct prun *pr, unsigned k, int have_status,
                           struct sp_outcome *o)
 {
     struct pworker *w = &pr->pw[k];
-    struct slot *s = &pr->sh->slots[k];
+    struct slot *s = sp_proc_slot(pr, k);
     int sig = 0;
     if (have_status && WIFSIGNALED(status))
         sig = WTERMSIG(status);

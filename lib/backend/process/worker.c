@@ -16,6 +16,7 @@
 #include "proc.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -136,7 +137,7 @@ static void send_result(struct prun *pr, unsigned k, const struct channel *ch,
     if (o->r.t_end - o->r.t_start < SLOW_NS && total <= RING / 4 &&
         sp_ring_put(&ring, iov, 3, total, RING / 2) == 0)
         return;
-    struct slot *s = &pr->sh->slots[k];
+    struct slot *s = sp_proc_slot(pr, k);
     if (!channel_intact(ch)) {
         /* The task broke the channel. A frame that fits the ring still gets
          * through (the parent reads a dead worker's ring to the end); the
@@ -162,22 +163,45 @@ struct dep_cache {
 
 static struct {
     struct prun *pr;
-    unsigned k;
+    unsigned k;   /* its slot */
+    unsigned wid; /* the worker number tasks see (sp_ctx_worker()) */
     struct channel ch;
     struct dep_cache *deps; /* answers for the running task */
     sp_task_policy policy;  /* the spawned task's, from its RUN command */
 } ws;
 
+/* Bytes read from the channel ahead of need: a command's header and a
+ * small payload come in one read. Only the worker reads its channel. */
+static struct {
+    unsigned char buf[4096];
+    size_t off, len;
+} rin;
+
 static bool read_full(int fd, void *buf, size_t len)
 {
+    unsigned char *out = buf;
     for (size_t got = 0; got < len;) {
-        ssize_t r = read(fd, (unsigned char *)buf + got, len - got);
-        if (r > 0)
-            got += (size_t)r;
-        else if (r < 0 && errno == EINTR)
+        if (rin.off < rin.len) {
+            size_t n =
+                rin.len - rin.off < len - got ? rin.len - rin.off : len - got;
+            memcpy(out + got, rin.buf + rin.off, n);
+            rin.off += n;
+            got += n;
             continue;
-        else
+        }
+        bool ahead = len - got < sizeof rin.buf;
+        ssize_t r = ahead ? read(fd, rin.buf, sizeof rin.buf)
+                          : read(fd, out + got, len - got);
+        if (r > 0 && ahead) {
+            rin.off = 0;
+            rin.len = (size_t)r;
+        } else if (r > 0) {
+            got += (size_t)r;
+        } else if (r < 0 && errno == EINTR) {
+            continue;
+        } else {
             return false;
+        }
     }
     return true;
 }
@@ -186,7 +210,7 @@ static bool read_full(int fd, void *buf, size_t len)
  * NULL when empty). The parent gone: leave quietly. */
 static void read_cmd(struct sp_wire_cmd *c, unsigned char **payload)
 {
-    struct slot *s = &ws.pr->sh->slots[ws.k];
+    struct slot *s = sp_proc_slot(ws.pr, ws.k);
     unsigned char hdr[SP_WIRE_CMD];
     if (!read_full(ws.ch.fd, hdr, sizeof hdr))
         _exit(0);
@@ -217,7 +241,7 @@ static void parent_error(int code, const unsigned char *payload)
 static void send_request(int type, size_t index, const char *msg,
                          const void *data, size_t len)
 {
-    struct slot *s = &ws.pr->sh->slots[ws.k];
+    struct slot *s = sp_proc_slot(ws.pr, ws.k);
     if (!channel_intact(&ws.ch))
         channel_broken(s, EBADF);
     unsigned char hdr[SP_WIRE_HEADER];
@@ -254,7 +278,7 @@ static const void *remote_dep(struct sp_ctx *ctx, const char *key, size_t *len)
     unsigned char *payload;
     read_cmd(&c, &payload);
     if (c.type != SP_CMD_DEP)
-        channel_broken(&ws.pr->sh->slots[ws.k], EPROTO);
+        channel_broken(sp_proc_slot(ws.pr, ws.k), EPROTO);
     if (c.code) {
         parent_error(c.code, payload);
         free(payload);
@@ -331,7 +355,7 @@ static int remote_spawn(struct sp_ctx *ctx, const sp_task *t)
     unsigned char *payload;
     read_cmd(&c, &payload);
     if (c.type != SP_CMD_SPAWNED)
-        channel_broken(&ws.pr->sh->slots[ws.k], EPROTO);
+        channel_broken(sp_proc_slot(ws.pr, ws.k), EPROTO);
     if (c.code)
         parent_error(c.code, payload);
     free(payload);
@@ -343,12 +367,10 @@ static const struct sp_remote remote = {.spawn = remote_spawn,
 
 /* ---- the loop ----------------------------------------------------------- */
 
-/* Ask the parent for work: SP_CMD_RUN (*i and its *attempt, and *row for
- * a spawned task, its payload in *payload), SP_CMD_CLAIM or SP_CMD_EXIT. */
-static uint32_t ask(size_t *i, unsigned *attempt, sp_task *row,
-                    unsigned char **payload)
+/* Tell the parent the worker waits for a command (an IDLE frame). */
+static void say_idle(void)
 {
-    struct slot *s = &ws.pr->sh->slots[ws.k];
+    struct slot *s = sp_proc_slot(ws.pr, ws.k);
     if (!channel_intact(&ws.ch))
         channel_broken(s, EBADF);
     unsigned char hdr[SP_WIRE_HEADER];
@@ -358,6 +380,15 @@ static uint32_t ask(size_t *i, unsigned *attempt, sp_task *row,
     int err = send_all(ws.ch.fd, &iov, 1);
     if (err)
         channel_broken(s, err);
+}
+
+/* Ask the parent for work: SP_CMD_RUN (*i and its *attempt, and *row for
+ * a spawned task, its payload in *payload), SP_CMD_CLAIM or SP_CMD_EXIT. */
+static uint32_t ask(size_t *i, unsigned *attempt, sp_task *row,
+                    unsigned char **payload)
+{
+    struct slot *s = sp_proc_slot(ws.pr, ws.k);
+    say_idle();
     struct sp_wire_cmd c;
     read_cmd(&c, payload);
     if (c.type != SP_CMD_RUN)
@@ -398,7 +429,7 @@ static uint32_t ask(size_t *i, unsigned *attempt, sp_task *row,
 static bool run_task(size_t i, unsigned attempt, const sp_task *row)
 {
     struct sp_run *run = ws.pr->run;
-    struct slot *s = &ws.pr->sh->slots[ws.k];
+    struct slot *s = sp_proc_slot(ws.pr, ws.k);
     uint64_t now = sp_now();
     atomic_store(&s->started, now);
     atomic_store(&s->attempt, attempt);
@@ -413,7 +444,7 @@ static bool run_task(size_t i, unsigned attempt, const sp_task *row)
     struct sp_outcome o;
     if (!row)
         row = &run->tasks[i];
-    sp_task_exec_row(run, i, row, attempt, ws.k, now, &o);
+    sp_task_exec_row(run, i, row, attempt, ws.wid, now, &o);
     free_deps();
     atomic_store(&s->phase, SLOT_SENDING);
     /* Fail-fast takes effect here at once, unless the task is to be tried
@@ -428,19 +459,29 @@ static bool run_task(size_t i, unsigned attempt, const sp_task *row)
     return true;
 }
 
-_Noreturn void sp_proc_worker_main(struct prun *pr, unsigned k, int fd)
+/* The worker's state: slot k of pr's mapping, channel fd. */
+static void worker_init(struct prun *pr, unsigned k, int fd)
 {
-    struct sp_run *run = pr->run;
-    struct slot *s = &pr->sh->slots[k];
+    /* A worker forked by a task of a worker (a nested call) inherits what
+     * that one read ahead of its own channel: not this channel's bytes. */
+    rin.off = rin.len = 0;
+    free_deps(); /* nor the answers its running task got */
     ws.pr = pr;
-    ws.k = k;
+    ws.k = ws.wid = k;
     ws.ch.fd = fd;
     struct stat st;
     if (fstat(fd, &st) == 0) {
         ws.ch.dev = st.st_dev;
         ws.ch.ino = st.st_ino;
     }
-    install_crash_handlers(s);
+    install_crash_handlers(sp_proc_slot(pr, k));
+}
+
+_Noreturn void sp_proc_worker_main(struct prun *pr, unsigned k, int fd)
+{
+    struct sp_run *run = pr->run;
+    worker_init(pr, k, fd);
+    sp_worker_state = NULL; /* forked by a pool worker's task: not its */
     run->stop = &pr->sh->stop;
     /* The parent watches the cancel handles and stops the shared flag. */
     run->watched = false;
@@ -470,5 +511,167 @@ _Noreturn void sp_proc_worker_main(struct prun *pr, unsigned k, int fd)
             break;
     }
     fflush(NULL); /* what tasks printed in this worker */
+    _exit(0);
+}
+
+/* ---- pool workers ------------------------------------------------------- */
+
+/* A pool worker's view: the pool's mapping, and the call whose batch it
+ * runs (rebuilt from each batch's fixed part). */
+static struct prun pool_pr;
+static struct sp_run pool_run;
+
+static uint32_t get32(const unsigned char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static uint64_t get64(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+/* One row of a batch, as the worker keeps it. */
+struct brow {
+    sp_task row;
+    sp_task_policy policy; /* copied out: the payload is not aligned */
+    uint32_t index, attempt;
+};
+
+/* Run a batch: the rows it carries, claimed one at a time from the front of
+ * the slot's range (the parent may take back its end meanwhile). */
+static void run_batch(const unsigned char *p, size_t len)
+{
+    struct slot *s = sp_proc_slot(&pool_pr, ws.k);
+    struct sp_proc_batch head;
+    if (len < SP_PROC_BATCH_FIXED)
+        channel_broken(s, EPROTO);
+    memcpy(&head, p, sizeof head);
+    if (head.rs >= pool_pr.nslots ||
+        head.count > (len - SP_PROC_BATCH_FIXED) / (SP_PROC_ROW_FIXED + 2))
+        channel_broken(s, EPROTO);
+    uint32_t count = head.count;
+    struct brow *rows = count ? calloc(count, sizeof *rows) : NULL;
+    if (count && !rows)
+        channel_broken(s, ENOMEM);
+    size_t at = SP_PROC_BATCH_FIXED;
+    for (uint32_t r = 0; r < count; r++) {
+        if (len - at < SP_PROC_ROW_FIXED)
+            channel_broken(s, EPROTO);
+        const unsigned char *q = p + at + 12;
+        uint32_t pol = get32(p + at + 8);
+        uint32_t klen = get32(q + 16);
+        uint64_t dlen = get64(q + 20);
+        size_t room = len - at - SP_PROC_ROW_FIXED;
+        if ((pol && pol != sizeof rows[r].policy) || klen < 2 || klen > room ||
+            dlen > room - klen || pol > room - klen - dlen ||
+            q[SP_WIRE_RUN_FIXED + klen - 1])
+            channel_broken(s, EPROTO);
+        struct brow *b = &rows[r];
+        b->index = get32(p + at);
+        b->attempt = get32(p + at + 4);
+        memcpy(&b->row.fn, q, 8);
+        memcpy(&b->row.arg, q + 8, 8);
+        b->row.key = (const char *)q + SP_WIRE_RUN_FIXED;
+        b->row.data = dlen ? q + SP_WIRE_RUN_FIXED + klen : NULL;
+        b->row.len = (size_t)dlen;
+        if (pol) {
+            memcpy(&b->policy, q + SP_WIRE_RUN_FIXED + klen + dlen, pol);
+            b->row.policy = &b->policy;
+        }
+        at += SP_PROC_ROW_FIXED + klen + (size_t)dlen + pol;
+    }
+    memset(&pool_run, 0, sizeof pool_run);
+    pool_run.stop = &sp_proc_prslot(pool_pr.sh, pool_pr.nslots, head.rs)->stop;
+    pool_run.opts = head.opts;
+    pool_run.opts.on_done = NULL; /* the caller's: not here */
+    pool_run.opts.on_done_arg = NULL;
+    pool_run.opts.cancel = NULL; /* the parent watches the handles */
+    pool_run.t0 = head.t0;
+    pool_run.deadline = head.deadline;
+    pool_run.task_timeout = head.task_timeout;
+    pool_run.remote = &remote;
+    ws.wid = head.wid;
+    for (;;) {
+        uint64_t r = atomic_load(&s->range);
+        uint32_t lo = (uint32_t)r, hi = (uint32_t)(r >> 32);
+        if (lo >= hi)
+            break;
+        if (hi > count)
+            channel_broken(s, EPROTO);
+        if (!atomic_compare_exchange_weak(&s->range, &r, r + 1))
+            continue;
+        if (!run_task(rows[lo].index, rows[lo].attempt, &rows[lo].row))
+            break; /* the call stopped: the parent accounts for the rest */
+    }
+    free(rows);
+}
+
+/* A pool worker that said IDLE: calls that follow each other closely send
+ * the next batch within microseconds; look for it for POOL_SPIN_NS,
+ * giving the CPU away meanwhile, before read_cmd() sleeps. */
+#define POOL_SPIN_NS 50000u
+
+static void await_cmd(void)
+{
+    if (rin.off < rin.len)
+        return;
+    uint64_t end = sp_now() + POOL_SPIN_NS;
+    for (;;) {
+        ssize_t r = recv(ws.ch.fd, rin.buf, sizeof rin.buf, MSG_DONTWAIT);
+        if (r > 0) {
+            rin.off = 0;
+            rin.len = (size_t)r;
+            return;
+        }
+        if (r == 0 ||
+            (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ||
+            sp_now() >= end)
+            return; /* read_cmd() sees the end, or waits */
+        sched_yield();
+    }
+}
+
+_Noreturn void sp_proc_pool_worker_main(const struct sp_pw_conf *c,
+                                        unsigned index, int fd)
+{
+    pool_pr.sh = c->sh;
+    pool_pr.nslots = pool_pr.nw = c->nslots;
+    pool_pr.run = &pool_run;
+    pool_run.stop = &pool_run.stop_local;
+    worker_init(&pool_pr, index, fd);
+    struct slot *s = sp_proc_slot(&pool_pr, index);
+    void *state = NULL;
+    int rc = c->setup ? c->setup(index, c->user, &state) : 0;
+    if (rc) {
+        atomic_store(&s->setup_rc, rc);
+        atomic_store(&s->setup, SETUP_FAILED);
+        fflush(NULL);
+        _exit(0);
+    }
+    sp_worker_state = state;
+    atomic_store(&s->setup, SETUP_OK);
+    for (;;) {
+        fflush(NULL); /* what the tasks printed is out by the call's end */
+        say_idle();
+        await_cmd();
+        struct sp_wire_cmd cmd;
+        unsigned char *payload;
+        read_cmd(&cmd, &payload);
+        if (cmd.type == SP_CMD_EXIT)
+            break;
+        if (cmd.type != SP_CMD_BATCH)
+            channel_broken(s, EPROTO);
+        run_batch(payload, (size_t)cmd.len);
+        free(payload);
+    }
+    if (c->teardown)
+        c->teardown(index, c->user, state);
+    sp_worker_state = NULL;
+    fflush(NULL);
     _exit(0);
 }
