@@ -1126,10 +1126,9 @@ static void bench_graph(const struct settings *s)
 struct calls_row {
     const char *label;
     sp_backend backend;
-    sp_pool *pool;  /* while it runs; NULL: one-shot simple_parallel() */
-    size_t calls;   /* calls per repetition */
-    double target;  /* us per call */
-    const char *no; /* why it did not run, or NULL */
+    sp_pool *pool; /* while it runs; NULL: one-shot simple_parallel() */
+    size_t calls;  /* calls per repetition */
+    double target; /* us per call */
     double samples[64];
     uint64_t ok; /* OK entries in the last repetition */
 };
@@ -1188,15 +1187,10 @@ static void bench_calls(const struct settings *s)
          .target = 400},
     };
     enum { ROWS = sizeof rows / sizeof rows[0], POOLS = 2 };
-    char why[POOLS][200];
     for (int k = 0; k < POOLS; k++) { /* made once, outside the timing */
         sp_pool_options po = {.backend = rows[k].backend,
                               .max_workers = CALL_WORKERS};
-        int rc = sp_pool_create(&po, &rows[k].pool);
-        if (rc == SP_ENOTSUP) {
-            snprintf(why[k], sizeof why[k], "not built: %s", sp_last_error());
-            rows[k].no = why[k];
-        } else if (rc) {
+        if (sp_pool_create(&po, &rows[k].pool)) {
             fprintf(stderr, "calls/%s: %s\n", rows[k].label, sp_last_error());
             exit(1);
         }
@@ -1220,8 +1214,6 @@ static void bench_calls(const struct settings *s)
     }
     for (int r = -1; r < opt.reps; r++) /* r = -1: a short warm-up */
         for (int k = 0; k < ROWS; k++) {
-            if (rows[k].no)
-                continue;
             if (r < 0)
                 progress("calls: warm-up of %s(%d)", rows[k].label,
                          CALL_WORKERS);
@@ -1257,10 +1249,6 @@ static void bench_calls(const struct settings *s)
     int all_ok = 1;
     for (int k = 0; k < ROWS; k++) {
         struct calls_row *c = &rows[k];
-        if (c->no) {
-            printf("  %s(%d): %s\n", c->label, CALL_WORKERS, c->no);
-            continue;
-        }
         struct stats st = summarise(c->samples, opt.reps);
         double med_us = st.median * 1e6;
         char target[16];
@@ -1296,14 +1284,13 @@ static void bench_calls(const struct settings *s)
         struct stats st = summarise(c->samples, opt.reps);
         printf("  %-22s %10.3f %11.3f..%.3f\n", label, st.median * k,
                st.min * k, st.max * k);
-        /* The ratio: to simplepar's pool of the same kind, when it ran. */
+        /* The ratio: to simplepar's pool of the same kind. */
         const struct calls_row *pool = &rows[e];
-        double pool_med =
-            pool->no ? 0 : summarise(pool->samples, opt.reps).median;
+        double pool_med = summarise(pool->samples, opt.reps).median;
         emit(&(struct row){.workload = "calls",
                            .runner = c->label,
                            .unit = "us/call",
-                           .ratio_to = pool->no ? "" : pool->label,
+                           .ratio_to = pool->label,
                            .best_peer = py[best].label,
                            .workers = c->workers,
                            .n = pw[e].n * CALL_TASKS,
@@ -1319,7 +1306,7 @@ static void bench_calls(const struct settings *s)
      * executor of the same kind, pools first. */
     for (int k = 0; k < ROWS; k++) {
         int e = rows[k].backend == SP_BACKEND_PROCESS;
-        if (rows[k].no || e >= npy || py[e].skipped)
+        if (e >= npy || py[e].skipped)
             continue;
         double ratio = pymed[e] / summarise(rows[k].samples, opt.reps).median;
         printf("  vs Python: simplepar %s(%d), one %s() per call, %.1f times "
