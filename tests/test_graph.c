@@ -5,6 +5,8 @@
 #define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
 #include "common.h"
 
+#include <unistd.h>
+
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -450,6 +452,50 @@ static void test_stops_apply_to_the_graph(void **state)
     sp_results_free(res);
 }
 
+/* A spawned task run by a worker that did not exist when it was spawned:
+ * its result is accepted. The spawner keeps its worker busy; the other
+ * worker takes the first child and dies of it, and its replacement, forked
+ * after the spawn, runs the second. Regression: a worker forked after a
+ * spawn took frames only for the table's rows, so the second child's
+ * result was dropped ("not started"). Process backend only: a crash. */
+static int dies(sp_ctx *ctx, void *arg)
+{
+    (void)ctx;
+    (void)arg;
+    _exit(3);
+}
+
+static int spawn_then_stay(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    int err = sp_spawn(ctx, &(sp_task){.key = "dies", .fn = dies});
+    if (!err)
+        err = sp_spawn(ctx, &(sp_task){.key = "late child", .fn = ok_empty});
+    if (err)
+        return sp_fail(ctx, err, "%s", sp_last_error());
+    test_sleep_ms(test_ms(200));
+    return 0;
+}
+
+static void test_spawned_task_on_a_later_worker(void **state)
+{
+    (void)state;
+    if (test_backend != SP_BACKEND_PROCESS)
+        skip(); /* a task that kills its worker: processes only */
+    sp_task t[] = {{.key = "spawner", .fn = spawn_then_stay}};
+    sp_options o = test_opts();
+    o.max_workers = 2;
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, 1, &o, &res), 0);
+    assert_int_equal(sp_entry_kind(sp_results_get(res, "dies")),
+                     SP_KIND_CRASHED);
+    const sp_entry *e = sp_results_get(res, "late child");
+    if (sp_entry_kind(e) != SP_KIND_OK)
+        fail_msg("late child: %s %s", sp_kind_name(sp_entry_kind(e)),
+                 sp_entry_message(e));
+    sp_results_free(res);
+}
+
 /* A task stopped by the deadline dooms two levels below it, also when
  * the dependents are only reached by the sweep after the workers are gone
  * (regression: that sweep once tried to start a worker). */
@@ -565,6 +611,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_spawn_waits_for_a_sibling),
     cmocka_unit_test(test_stops_apply_to_the_graph),
     cmocka_unit_test(test_deadline_dooms_two_levels),
+    cmocka_unit_test(test_spawned_task_on_a_later_worker),
     cmocka_unit_test(test_nested_call_sees_its_own_dependencies),
 };
 

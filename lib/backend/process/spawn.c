@@ -127,9 +127,12 @@ int sp_proc_spawn(struct prun *pr, unsigned k)
     w->kill_why = KILL_NONE;
     w->idle = false;
     w->proto_err[0] = 0;
-    sp_wire_dec_init(&w->dec, (uint32_t)pr->run->n);
+    /* Frames may name every task the call has now, spawned ones included
+     * (a worker forked after a spawn may be the one that runs it). */
+    uint32_t total = (uint32_t)sp_results_total(pr->run->res);
+    sp_wire_dec_init(&w->dec, total);
     w->dec.resync = true; /* stray bytes a task wrote are skipped */
-    sp_wire_dec_init(&w->rdec, (uint32_t)pr->run->n);
+    sp_wire_dec_init(&w->rdec, total);
     if (k + 1 > pr->used)
         pr->used = k + 1;
     pr->alive++;
