@@ -546,6 +546,31 @@ static void hold(struct pctx *c, struct ppw *w)
     }
 }
 
+/* Fork a worker into w (PW_LEASED, reserved for c) and let c hold it: its
+ * set-up runs before it is ready. Pool lock held; released for the fork.
+ * A failure leaves w PW_NONE for a later call and marks c's fork failed;
+ * `what` ("forked", "replaced") is for the message. */
+static void fork_held(struct pctx *c, struct ppw *w, const char *what)
+{
+    struct sp_ppool *p = c->pr.pool;
+    p->forking++;
+    pthread_mutex_unlock(&p->lock);
+    int rc = fork_worker(p, w);
+    pthread_mutex_lock(&p->lock);
+    p->forking--;
+    if (rc) {
+        w->state = PW_NONE;
+        p->lost_code = rc;
+        snprintf(p->lost_msg, sizeof p->lost_msg,
+                 "worker %u could not be %s: %s", w->index, what,
+                 sp_last_error());
+        c->fork_failed = true;
+    } else {
+        p->live++;
+        hold(c, w); /* not ready until its set-up says IDLE */
+    }
+}
+
 /* The call stops holding its worker j (the caller gives the pool's worker
  * back, or forks it again). */
 static void unhold(struct pctx *c, unsigned j)
@@ -825,31 +850,12 @@ static void ended_with(struct pctx *c, unsigned j, int have, int status)
     pthread_mutex_lock(&p->lock);
     p->live--;
     unhold(c, j); /* w stays PW_LEASED: reserved for the fork below */
-    bool again = setup == SETUP_OK;
-    if (again)
-        p->forking++;
-    else {
+    if (setup == SETUP_OK) {
+        fork_held(c, w, "replaced");
+    } else {
         w->state = PW_GONE; /* set-up failed: not replaced */
         p->lost_code = SP_ESETUP;
         snprintf(p->lost_msg, sizeof p->lost_msg, "%s", why);
-    }
-    changed(p);
-    pthread_mutex_unlock(&p->lock);
-    if (!again)
-        return;
-    int rc = fork_worker(p, w);
-    pthread_mutex_lock(&p->lock);
-    p->forking--;
-    if (rc) {
-        w->state = PW_NONE;
-        p->lost_code = rc;
-        snprintf(p->lost_msg, sizeof p->lost_msg,
-                 "worker %u could not be replaced: %s", w->index,
-                 sp_last_error());
-        c->fork_failed = true;
-    } else {
-        p->live++;
-        hold(c, w); /* not ready until its set-up says IDLE */
     }
     changed(p);
     pthread_mutex_unlock(&p->lock);
@@ -952,22 +958,7 @@ static void acquire(struct pctx *c)
             if (w->state != PW_NONE)
                 continue;
             w->state = PW_LEASED;
-            p->forking++;
-            pthread_mutex_unlock(&p->lock);
-            int rc = fork_worker(p, w);
-            pthread_mutex_lock(&p->lock);
-            p->forking--;
-            if (rc) {
-                w->state = PW_NONE;
-                p->lost_code = rc;
-                snprintf(p->lost_msg, sizeof p->lost_msg,
-                         "worker %u could not be forked: %s", w->index,
-                         sp_last_error());
-                c->fork_failed = true;
-            } else {
-                p->live++;
-                hold(c, w);
-            }
+            fork_held(c, w, "forked");
             changed(p);
             break;
         }
