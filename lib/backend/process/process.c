@@ -25,13 +25,8 @@
 
 static unsigned process_workers(const sp_options *opts, size_t n)
 {
-    size_t w = opts->max_workers;
-    if (!w) {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        w = cpus > 0 ? (size_t)cpus : 1;
-    }
     (void)n; /* workers are forked only while work waits for one */
-    return (unsigned)(w ? w : 1);
+    return opts->max_workers ? opts->max_workers : sp_online_cpus();
 }
 
 static void free_prun(struct sp_run *run)
