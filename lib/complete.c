@@ -349,7 +349,7 @@ void sp_complete_skip(struct sp_run *run, size_t i, uint32_t cause,
     struct sp_how dh = sp_entry_how(d);
     char why[320], msg[420];
     elide(why, sizeof why, d->r.msg ? d->r.msg : "", 300);
-    snprintf(msg, sizeof msg, "dependency '%.64s' %s%s%s", d->key,
+    snprintf(msg, sizeof msg, "dependency '%.64s' %s%s%s", sp_entry_key(d),
              sp_kind_name((sp_kind)dh.kind), why[0] ? ": " : "", why);
     uint64_t now = sp_now();
     uint64_t at = now > run->t0 ? now - run->t0 : 0;

@@ -181,9 +181,18 @@ struct sp_results {
     /* Whether any entry owns memory (data or message), so freeing a map of
      * bare results need not walk it. Set check-then-store by completion. */
     atomic_bool owns;
+    /* An index-keyed call (sp_options.index_keys): every key is NULL and
+     * there is no index (slots NULL, keys NULL). */
+    bool by_index;
 };
 
-sp_results *sp_results_alloc(size_t n);
+/* A map for n tasks: with its key index, or (by_index) without one. */
+sp_results *sp_results_alloc(size_t n, bool by_index);
+
+/* How messages name entry i: its key in quotes, or "#i" in an index-keyed
+ * call. buf of SP_NAME_LEN bytes; returns buf. */
+#define SP_NAME_LEN 80
+const char *sp_entry_name(const sp_entry *e, char *buf);
 
 /* Spawned task x (0-based among spawned ones). */
 static inline struct sp_xtask *sp_xtask_at(const sp_results *res, size_t x)
@@ -591,6 +600,10 @@ const char *sp_errno_text(int err, char *buf, size_t len);
  * row's policy asks for retries. */
 int sp_table_index(const sp_task *tasks, size_t n, sp_results *res,
                    bool *retries);
+/* The same for an index-keyed call: every key and 'after' must be NULL;
+ * the entries are initialised, no key is copied or indexed. */
+int sp_table_index_plain(const sp_task *tasks, size_t n, sp_results *res,
+                         bool *retries);
 /* A row's own faults (key, callback, data, reserved fields, policy): 0 or
  * an error with the message set. Shared with sp_spawn(). */
 int sp_table_row_error(const sp_task *t, size_t i);

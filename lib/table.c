@@ -77,10 +77,12 @@ _Static_assert(offsetof(sp_task, after) == 3 * sizeof(void *) &&
                "sp_task fields moved");
 _Static_assert(sizeof(sp_task_policy) == 64, "sp_task_policy changed size");
 /* The retry fields and the cancel handle took 28 + sizeof(void *) of the
- * 56 reserved bytes of 0.1. */
+ * 56 reserved bytes of 0.1, index_keys 4 more. */
 _Static_assert(offsetof(sp_options, task_timeout) + sizeof(double) + 56 ==
                        sizeof(sp_options) &&
-                   offsetof(sp_options, reserved) + 28 - sizeof(void *) ==
+                   offsetof(sp_options, index_keys) + 28 - sizeof(void *) ==
+                       sizeof(sp_options) &&
+                   offsetof(sp_options, reserved) + 24 - sizeof(void *) ==
                        sizeof(sp_options),
                "sp_options changed");
 _Static_assert(SP_RETRY_FAILED == 1u << SP_KIND_FAILED &&
@@ -245,6 +247,71 @@ int sp_table_index(const sp_task *tasks, size_t n, sp_results *res,
         int err = insert_block(tasks, res, lo, hi, hs, ls, k->bytes);
         if (err || row_err)
             return err ? err : row_err;
+    }
+    res->ready = n;
+    return 0;
+}
+
+/* A row of an index-keyed call that the fast check refused: name the
+ * fault. The key and 'after' first: a keyed table passed with the option
+ * set is the likely mistake. */
+SP_NOINLINE static int plain_row_error(const sp_task *t, size_t i)
+{
+    if (t->key)
+        return sp_set_error(SP_EINVAL,
+                            "task at index %zu has the key \"%.*s\" but "
+                            "sp_options.index_keys is set: every key of an "
+                            "index-keyed table must be NULL",
+                            i, KEY_SHOWN, t->key);
+    if (t->after)
+        return sp_set_error(SP_EINVAL,
+                            "task at index %zu has 'after' but "
+                            "sp_options.index_keys is set: dependencies name "
+                            "keys, so an index-keyed table has none",
+                            i);
+    if (!t->fn)
+        return sp_set_error(SP_ENOFN, "task at index %zu has a NULL callback",
+                            i);
+    if (!t->data && t->len)
+        return sp_set_error(SP_EINVAL,
+                            "task at index %zu has len %zu but no data", i,
+                            t->len);
+    for (size_t r = 0; r < sizeof t->reserved / sizeof t->reserved[0]; r++)
+        if (t->reserved[r])
+            return sp_set_error(SP_ENOTSUP,
+                                "task at index %zu sets reserved field %zu; "
+                                "it must be zero",
+                                i, r);
+    if (t->policy) {
+        char who[64];
+        snprintf(who, sizeof who, "task at index %zu", i);
+        return sp_table_policy_error(t->policy, who);
+    }
+    return 0;
+}
+
+_Static_assert(sizeof((sp_task){0}.reserved) == sizeof(void *),
+               "plain rows check one reserved pointer");
+
+int sp_table_index_plain(const sp_task *tasks, size_t n, sp_results *res,
+                         bool *retries)
+{
+    for (size_t i = 0; i < n; i++) {
+        const sp_task *t = &tasks[i];
+        /* One test for the common row; anything unusual is looked at. */
+        if (SP_UNLIKELY(t->key || t->after || !t->fn || (!t->data && t->len) ||
+                        t->reserved[0] || t->policy)) {
+            int err = plain_row_error(t, i);
+            if (err)
+                return err;
+            if (t->policy->retries && t->policy->retries != SP_NO_RETRIES)
+                *retries = true;
+        }
+        sp_entry *e = &res->entries[i];
+        e->key = NULL;
+        memset(&e->r, 0, sizeof e->r);
+        e->index = (uint32_t)i;
+        atomic_init(&e->how, 0);
     }
     res->ready = n;
     return 0;

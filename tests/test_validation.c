@@ -159,8 +159,8 @@ static void test_bad_options(void **state)
     expect_error(t, 1, &o, SP_EOPTION, "stack_size 1");
 
     o = test_opts();
-    o.reserved[17] = 1;
-    expect_error(t, 1, &o, SP_ENOTSUP, "reserved[17]");
+    o.reserved[13] = 1;
+    expect_error(t, 1, &o, SP_ENOTSUP, "reserved[13]");
 }
 
 static void test_zero_tasks(void **state)
