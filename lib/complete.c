@@ -293,10 +293,16 @@ static void record(struct sp_run *run, size_t i, struct sp_outcome *o,
     how.flags |= SP_EF_DONE;
     o->how.flags = 0;
     /* One exchange publishes the outcome (release) and tells whether a
-     * spawned task marked this one as waited for meanwhile (graph.c). */
-    uint32_t old = atomic_exchange_explicit(&e->how, sp_how_pack(how),
-                                            memory_order_acq_rel);
-    unsigned old_flags = sp_how_unpack(old).flags;
+     * spawned task marked this one as waited for meanwhile (graph.c). An
+     * index-keyed call has no spawned task: a store does. */
+    unsigned old_flags = 0;
+    if (run->res->by_index)
+        atomic_store_explicit(&e->how, sp_how_pack(how), memory_order_release);
+    else
+        old_flags =
+            sp_how_unpack(atomic_exchange_explicit(&e->how, sp_how_pack(how),
+                                                   memory_order_acq_rel))
+                .flags;
     t->counts[kind]++;
     if (SP_UNLIKELY(kind != SP_KIND_OK || run->opts.on_done ||
                     run->graph.succ_off || (old_flags & SP_EF_WAITED)))

@@ -92,16 +92,17 @@ int sp_run_init(struct sp_run *run, const sp_task *tasks, size_t n,
     run->res = sp_results_alloc(n, opts->index_keys != 0);
     SP_CHECK(run->res, SP_ENOMEM, "cannot allocate a results map of %zu", n);
     bool retries = opts->retries && opts->retries != SP_NO_RETRIES;
+    bool after = false; /* some row has 'after' (never when index-keyed) */
     err = opts->index_keys
               ? sp_table_index_plain(tasks, n, run->res, &retries)
-              : sp_table_index(tasks, n, run->res, &retries);
+              : sp_table_index(tasks, n, run->res, &retries, &after);
     if (!err && retries && n &&
         !(run->tries = sp_calloc(n, sizeof *run->tries)))
         err = sp_set_error(SP_ENOMEM,
                            "cannot allocate the retry records of "
                            "%zu tasks",
                            n);
-    if (!err)
+    if (!err && after)
         err = sp_table_graph(run);
     if (!err && (err = sp_graph_init(run)) != 0)
         sp_graph_free(&run->graph);

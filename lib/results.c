@@ -108,10 +108,9 @@ SP_API const sp_entry *sp_results_get(const sp_results *res, const char *key)
     if (!res || !key)
         return NULL;
     if (res->by_index) {
-        sp_set_error(SP_EINVAL,
-                     "sp_results_get: the map is index-keyed "
-                     "(sp_options.index_keys) and has no keys; use "
-                     "sp_results_at()");
+        sp_set_error(SP_EINVAL, "sp_results_get: the map is index-keyed "
+                                "(sp_options.index_keys) and has no keys; use "
+                                "sp_results_at()");
         return NULL;
     }
     if (!sp_results_total(res))

@@ -599,7 +599,7 @@ const char *sp_errno_text(int err, char *buf, size_t len);
  * Returns 0 or an error code with sp_last_error() set. *retries: some
  * row's policy asks for retries. */
 int sp_table_index(const sp_task *tasks, size_t n, sp_results *res,
-                   bool *retries);
+                   bool *retries, bool *after);
 /* The same for an index-keyed call: every key and 'after' must be NULL;
  * the entries are initialised, no key is copied or indexed. */
 int sp_table_index_plain(const sp_task *tasks, size_t n, sp_results *res,
@@ -617,7 +617,8 @@ int sp_table_retry_error(unsigned retries, unsigned retry_on, int backoff,
 /* After the index: check every row's 'after' (keys in the table, no
  * cycle) and build the table's edges into run->graph; 0 or SP_EDEPKEY /
  * SP_ECYCLE / SP_ENOMEM with the message naming the row (and the keys
- * around a cycle). Nothing is built for a table without 'after'. */
+ * around a cycle). Nothing is built for a table without 'after'; core.c
+ * does not call it when sp_table_index() saw none. */
 int sp_table_graph(struct sp_run *run);
 
 /* ---- graph.c ------------------------------------------------------------ */

@@ -164,6 +164,9 @@ int sp_table_row_error(const sp_task *t, size_t i)
     return 0;
 }
 
+_Static_assert(sizeof((sp_task){0}.reserved) == sizeof(void *),
+               "the fast row checks look at one reserved pointer");
+
 #if defined(__GNUC__)
 #define PREFETCH(p) __builtin_prefetch(p)
 #else
@@ -212,7 +215,7 @@ static int insert_block(const sp_task *tasks, sp_results *res, size_t lo,
 }
 
 int sp_table_index(const sp_task *tasks, size_t n, sp_results *res,
-                   bool *retries)
+                   bool *retries, bool *after)
 {
     uint64_t hs[BLOCK];
     size_t ls[BLOCK];
@@ -226,13 +229,21 @@ int sp_table_index(const sp_task *tasks, size_t n, sp_results *res,
             const sp_task *t = &tasks[i];
             if (i + 8 < n)
                 PREFETCH(&tasks[i + 8]);
-            if ((row_err = sp_table_row_error(t, i)) != 0) {
-                hi = i;
-                break;
+            /* One test for the common row; anything unusual is looked
+             * at. */
+            if (SP_UNLIKELY(!t->key || !t->key[0] || !t->fn ||
+                            (!t->data && t->len) || t->reserved[0] ||
+                            t->policy)) {
+                if ((row_err = sp_table_row_error(t, i)) != 0) {
+                    hi = i;
+                    break;
+                }
+                if (t->policy && t->policy->retries &&
+                    t->policy->retries != SP_NO_RETRIES)
+                    *retries = true;
             }
-            if (SP_UNLIKELY(t->policy != NULL) && t->policy->retries &&
-                t->policy->retries != SP_NO_RETRIES)
-                *retries = true;
+            if (SP_UNLIKELY(t->after != NULL))
+                *after = true;
             ls[i - lo] = strlen(t->key);
             hs[i - lo] = sp_hash(t->key, ls[i - lo]);
             total += ls[i - lo] + 1;
@@ -273,9 +284,8 @@ SP_NOINLINE static int plain_row_error(const sp_task *t, size_t i)
         return sp_set_error(SP_ENOFN, "task at index %zu has a NULL callback",
                             i);
     if (!t->data && t->len)
-        return sp_set_error(SP_EINVAL,
-                            "task at index %zu has len %zu but no data", i,
-                            t->len);
+        return sp_set_error(
+            SP_EINVAL, "task at index %zu has len %zu but no data", i, t->len);
     for (size_t r = 0; r < sizeof t->reserved / sizeof t->reserved[0]; r++)
         if (t->reserved[r])
             return sp_set_error(SP_ENOTSUP,
@@ -289,9 +299,6 @@ SP_NOINLINE static int plain_row_error(const sp_task *t, size_t i)
     }
     return 0;
 }
-
-_Static_assert(sizeof((sp_task){0}.reserved) == sizeof(void *),
-               "plain rows check one reserved pointer");
 
 int sp_table_index_plain(const sp_task *tasks, size_t n, sp_results *res,
                          bool *retries)
