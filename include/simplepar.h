@@ -673,11 +673,19 @@ SP_API const void *sp_entry_data(const sp_entry *e, size_t *len);
 SP_API const char *sp_entry_str(const sp_entry *e);
 
 /** @brief When the task started, in seconds since the call started. For a
- *  task that never started: when it was cancelled. */
+ *  task that never started: when it was cancelled.
+ *
+ *  Resolution: times are read from CLOCK_MONOTONIC in nanoseconds (its
+ *  resolution, clock_getres(), is 1 ns on Linux). To read the clock once
+ *  per task, a worker's reading at the end of one task is also the start
+ *  of the next task it takes at once, so a task's start includes the
+ *  time (tens of nanoseconds) its worker spent recording the task before
+ *  and taking this one; a worker's tasks never overlap. */
 SP_API double sp_entry_start(const sp_entry *e);
 
-/** @brief When the task ended, in seconds since the call started. For a
- *  task that never started: equal to sp_entry_start(). */
+/** @brief When the task ended, in seconds since the call started (read
+ *  as sp_entry_start() says). For a task that never started: equal to
+ *  sp_entry_start(). */
 SP_API double sp_entry_end(const sp_entry *e);
 
 /**

@@ -381,6 +381,17 @@ class table
         return *this;
     }
 
+    /** @brief Append a row without a key, for an index-keyed run
+     *  (options::index_keys()). @return *this. */
+    template <class F, class = std::enable_if_t<
+                           !std::is_same_v<std::decay_t<F>, task> &&
+                           std::is_invocable_v<std::decay_t<F> &, context &>>>
+    table &add(F &&fn)
+    {
+        rows_.emplace_back(std::string(), std::forward<F>(fn));
+        return *this;
+    }
+
     /** @brief Append a row. @return *this. */
     table &add(task row)
     {
@@ -882,6 +893,16 @@ class options
         return *this;
     }
 
+    /** @brief An index-keyed run (@p on, the default of this setter):
+     *  every row's key is empty (table::add(fn)) and the results are read
+     *  by position (results::by_index()); see ::sp_options.index_keys. A
+     *  row with a key then makes run() throw ::SP_EINVAL. */
+    options &index_keys(bool on = true) noexcept
+    {
+        native_.index_keys = on ? 1 : 0;
+        return *this;
+    }
+
     /**
      * @brief Completion callback: @p fn is called as `fn(entry)` once per
      * task as it ends, in completion order (cancelled tasks included),
@@ -976,6 +997,7 @@ template <class Call>
 results run_with(const table &tasks, const options &opts, Call &&call)
 {
     std::vector<sp_task> rows(tasks.size()); // zeroed: reserved fields 0
+    sp_options native = opts.native();
     for (std::size_t i = 0; i < tasks.size(); i++) {
         const task &t = tasks[i];
         std::size_t nul = t.key().find('\0');
@@ -984,11 +1006,13 @@ results run_with(const table &tasks, const options &opts, Call &&call)
                                        std::to_string(i) +
                                        " has a key with a NUL byte at offset " +
                                        std::to_string(nul));
-        rows[i].key = t.key().c_str();
+        // An index-keyed run passes an empty key as NULL; any other key
+        // goes as it is, so the C library refuses it with its message.
+        rows[i].key =
+            native.index_keys && t.key().empty() ? nullptr : t.key().c_str();
         rows[i].fn = t.fn() ? invoke_task : nullptr;
         rows[i].arg = const_cast<task *>(&t);
     }
-    sp_options native = opts.native();
     done_state st{&opts.done_callback(), nullptr};
     if (opts.done_callback()) {
         native.on_done = invoke_done;
