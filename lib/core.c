@@ -95,7 +95,9 @@ int sp_run_init(struct sp_run *run, const sp_task *tasks, size_t n,
     bool after = false; /* some row has 'after' (never when index-keyed) */
     err = opts->index_keys
               ? sp_table_index_plain(tasks, n, run->res, &retries)
-              : sp_table_index(tasks, n, run->res, &retries, &after);
+              : sp_table_index(tasks, n, run->res, &retries, &after,
+                               opts->backend == SP_BACKEND_THREAD &&
+                                   opts->max_workers != 1);
     if (!err && retries && n &&
         !(run->tries = sp_calloc(n, sizeof *run->tries)))
         err = sp_set_error(SP_ENOMEM,

@@ -597,9 +597,11 @@ const char *sp_errno_text(int err, char *buf, size_t len);
 
 /* Validate rows, build the key index and copy the keys into res.
  * Returns 0 or an error code with sp_last_error() set. *retries: some
- * row's policy asks for retries. */
+ * row's policy asks for retries; *after: some row has 'after'. split: the
+ * call runs on several threads, so a big table may be validated by two
+ * (the same outcome, the same error for the same table). */
 int sp_table_index(const sp_task *tasks, size_t n, sp_results *res,
-                   bool *retries, bool *after);
+                   bool *retries, bool *after, bool split);
 /* The same for an index-keyed call: every key and 'after' must be NULL;
  * the entries are initialised, no key is copied or indexed. */
 int sp_table_index_plain(const sp_task *tasks, size_t n, sp_results *res,
