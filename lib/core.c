@@ -93,11 +93,11 @@ int sp_run_init(struct sp_run *run, const sp_task *tasks, size_t n,
     SP_CHECK(run->res, SP_ENOMEM, "cannot allocate a results map of %zu", n);
     bool retries = opts->retries && opts->retries != SP_NO_RETRIES;
     bool after = false; /* some row has 'after' (never when index-keyed) */
+    /* A big table of a call on threads may be validated by two. */
+    bool split = opts->backend == SP_BACKEND_THREAD && opts->max_workers != 1;
     err = opts->index_keys
-              ? sp_table_index_plain(tasks, n, run->res, &retries)
-              : sp_table_index(tasks, n, run->res, &retries, &after,
-                               opts->backend == SP_BACKEND_THREAD &&
-                                   opts->max_workers != 1);
+              ? sp_table_index_plain(tasks, n, run->res, &retries, split)
+              : sp_table_index(tasks, n, run->res, &retries, &after, split);
     if (!err && retries && n &&
         !(run->tries = sp_calloc(n, sizeof *run->tries)))
         err = sp_set_error(SP_ENOMEM,

@@ -605,7 +605,7 @@ int sp_table_index(const sp_task *tasks, size_t n, sp_results *res,
 /* The same for an index-keyed call: every key and 'after' must be NULL;
  * the entries are initialised, no key is copied or indexed. */
 int sp_table_index_plain(const sp_task *tasks, size_t n, sp_results *res,
-                         bool *retries);
+                         bool *retries, bool split);
 /* A row's own faults (key, callback, data, reserved fields, policy): 0 or
  * an error with the message set. Shared with sp_spawn(). */
 int sp_table_row_error(const sp_task *t, size_t i);

@@ -310,10 +310,46 @@ static void index_share(struct share *sh)
     }
 }
 
-static void *index_share_thread(void *arg)
+static void plain_share(struct share *sh);
+
+/* The helper thread of a split validation: its share, keyed or not. */
+static void *share_thread(void *arg)
 {
-    index_share(arg);
+    struct share *sh = arg;
+    if (sh->res->by_index)
+        plain_share(sh);
+    else
+        index_share(sh);
     return NULL;
+}
+
+/* Tables at least this long are validated by two threads when the call
+ * runs on threads: validation is the one part of a call that runs before
+ * any worker, and on a keyed table it is about half of a call's cost. */
+#define SPLIT_MIN ((size_t)1 << 15)
+
+/* Whether a table of n rows is validated by two threads. */
+static bool split_pays(bool split, size_t n)
+{
+    return split && n >= SPLIT_MIN && sp_online_cpus() > 1;
+}
+
+/* Run b's share on a helper thread (signals blocked: the caller's signals
+ * stay with its own threads) while the calling thread runs a's. false:
+ * the helper could not be started; nothing was done. */
+static bool run_shares(struct share *a, struct share *b)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_t t;
+    int rc = sp_pthread_create(&t, NULL, share_thread, b);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc)
+        return false;
+    share_thread(a);
+    pthread_join(t, NULL);
+    return true;
 }
 
 static void free_keys(struct sp_keys *k)
@@ -323,11 +359,6 @@ static void free_keys(struct sp_keys *k)
         free(k);
     }
 }
-
-/* Tables at least this long are validated by two threads when the call
- * runs on threads: validation is the one part of a call that runs before
- * any worker, and on a keyed table it is about half of a call's cost. */
-#define SPLIT_MIN ((size_t)1 << 15)
 
 /* The second half of the table on a helper thread while the calling
  * thread does the first. false: the helper could not be started (nothing
@@ -341,16 +372,8 @@ static bool index_split(const sp_task *tasks, size_t n, sp_results *res,
     struct share a = {.tasks = tasks, .res = res, .hi = mid, .shared = true};
     struct share b = {
         .tasks = tasks, .res = res, .lo = mid, .hi = n, .shared = true};
-    sigset_t all, old;
-    sigfillset(&all); /* the caller's signals stay with its own threads */
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    pthread_t t;
-    int rc = sp_pthread_create(&t, NULL, index_share_thread, &b);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc)
+    if (!run_shares(&a, &b))
         return false;
-    index_share(&a);
-    pthread_join(t, NULL);
     if (a.err || b.err) {
         free_keys(a.keys);
         free_keys(b.keys);
@@ -373,7 +396,7 @@ int sp_table_index(const sp_task *tasks, size_t n, sp_results *res,
                    bool *retries, bool *after, bool split)
 {
     int err = 0;
-    if (split && n >= SPLIT_MIN && sp_online_cpus() > 1 &&
+    if (split_pays(split, n) &&
         index_split(tasks, n, res, retries, after, &err))
         return err;
     struct share sh = {.tasks = tasks, .res = res, .hi = n};
@@ -424,26 +447,49 @@ SP_NOINLINE static int plain_row_error(const sp_task *t, size_t i)
     return 0;
 }
 
-int sp_table_index_plain(const sp_task *tasks, size_t n, sp_results *res,
-                         bool *retries)
+/* Check rows [lo, hi) of an index-keyed table and set up their entries;
+ * sh->err: 0 or the first error. */
+static void plain_share(struct share *sh)
 {
-    for (size_t i = 0; i < n; i++) {
+    const sp_task *tasks = sh->tasks;
+    sp_entry *entries = sh->res->entries;
+    for (size_t i = sh->lo; i < sh->hi; i++) {
         const sp_task *t = &tasks[i];
         /* One test for the common row; anything unusual is looked at. */
         if (SP_UNLIKELY(t->key || t->after || !t->fn || (!t->data && t->len) ||
                         t->reserved[0] || t->policy)) {
-            int err = plain_row_error(t, i);
-            if (err)
-                return err;
+            if ((sh->err = plain_row_error(t, i)) != 0)
+                return;
             if (t->policy->retries && t->policy->retries != SP_NO_RETRIES)
-                *retries = true;
+                sh->retries = true;
         }
-        sp_entry *e = &res->entries[i];
+        sp_entry *e = &entries[i];
         e->key = NULL;
         memset(&e->r, 0, sizeof e->r);
         e->index = (uint32_t)i;
         atomic_init(&e->how, 0);
     }
+}
+
+int sp_table_index_plain(const sp_task *tasks, size_t n, sp_results *res,
+                         bool *retries, bool split)
+{
+    if (split_pays(split, n)) {
+        struct share a = {.tasks = tasks, .res = res, .hi = n / 2};
+        struct share b = {.tasks = tasks, .res = res, .lo = n / 2, .hi = n};
+        if (run_shares(&a, &b) && !a.err && !b.err) {
+            *retries |= a.retries || b.retries;
+            res->ready = n;
+            return 0;
+        }
+        /* An error in either half is found again by one thread, so its
+         * message names the first bad row. */
+    }
+    struct share sh = {.tasks = tasks, .res = res, .hi = n};
+    plain_share(&sh);
+    if (sh.err)
+        return sh.err;
+    *retries |= sh.retries;
     res->ready = n;
     return 0;
 }

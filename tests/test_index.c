@@ -176,6 +176,32 @@ static void test_mixed_tables(void **state)
     free(t);
 }
 
+/* Big tables: on threads they are checked by two threads (from 32,768
+ * rows); the error still names the first bad row. */
+static void test_big_table(void **state)
+{
+    (void)state;
+    enum { BIG = 40000 };
+    sp_task *t = rows(BIG, counted, NULL);
+    sp_options o = index_opts();
+    t[30000].key = "late";
+    expect_refused(t, BIG, &o, SP_EINVAL, "index 30000", "index_keys");
+    t[25000].fn = NULL;
+    expect_refused(t, BIG, &o, SP_ENOFN, "index 25000", NULL);
+    t[5].after = (const char *const[]){"x", NULL};
+    expect_refused(t, BIG, &o, SP_EINVAL, "index 5", "'after'");
+    t[5].after = NULL;
+    t[25000].fn = counted;
+    t[30000].key = NULL;
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, BIG, &o, &res), 0);
+    assert_int_equal(sp_results_ok(res), BIG);
+    for (size_t i = 0; i < BIG; i += 101)
+        assert_int_equal(sp_entry_index(sp_results_at(res, i)), i);
+    sp_results_free(res);
+    free(t);
+}
+
 /* sp_spawn() is refused, sp_dep_result() has nothing: the task says what
  * it saw in its result. */
 static int spawner(sp_ctx *ctx, void *arg)
@@ -411,6 +437,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_every_entry),
         cmocka_unit_test(test_get_refused),
         cmocka_unit_test(test_mixed_tables),
+        cmocka_unit_test(test_big_table),
         cmocka_unit_test(test_spawn_and_deps),
         cmocka_unit_test(test_fail_fast),
         cmocka_unit_test(test_deadline),
