@@ -119,7 +119,8 @@ struct workload {
     int has_value; /* the body produces a result to collect */
     sp_task *tasks;
     char *keys;
-    sp_task *itasks; /* the same rows with NULL keys (index-keyed runs) */
+    int index;       /* build itasks too: the workload has index-keyed runs */
+    sp_task *itasks; /* the same rows with NULL keys; NULL unless index */
 };
 
 struct settings {
@@ -627,8 +628,8 @@ static void build(struct workload *w)
 {
     w->tasks = calloc(w->n ? w->n : 1, sizeof *w->tasks);
     w->keys = malloc((w->n ? w->n : 1) * 16);
-    w->itasks = calloc(w->n ? w->n : 1, sizeof *w->itasks);
-    if (!w->tasks || !w->keys || !w->itasks) {
+    w->itasks = w->index ? calloc(w->n ? w->n : 1, sizeof *w->itasks) : NULL;
+    if (!w->tasks || !w->keys || (w->index && !w->itasks)) {
         fprintf(stderr, "out of memory\n");
         exit(1);
     }
@@ -636,7 +637,8 @@ static void build(struct workload *w)
         snprintf(w->keys + i * 16, 16, "task-%u", (unsigned)(i % 100000000));
         w->tasks[i] =
             (sp_task){.key = w->keys + i * 16, .fn = sp_body, .arg = w};
-        w->itasks[i] = (sp_task){.fn = sp_body, .arg = w};
+        if (w->index)
+            w->itasks[i] = (sp_task){.fn = sp_body, .arg = w};
     }
 }
 
@@ -654,7 +656,8 @@ static void bench_overhead(const struct settings *s)
     struct workload w = {.name = "overhead",
                          .py_name = "overhead",
                          .n = s->tasks,
-                         .body = body_empty};
+                         .body = body_empty,
+                         .index = 1};
     build(&w);
     struct config cs[MAX_CONFIGS];
     int nc = configs(cs, s->workers,
@@ -935,7 +938,8 @@ static void bench_scale(const struct settings *s)
     double x[8], ys[16];
     size_t nx = 0;
     for (size_t n = 10; n <= s->scale_max && nx < 8; n *= 10) {
-        struct workload w = {.name = "scale", .n = n, .body = body_empty};
+        struct workload w = {
+            .name = "scale", .n = n, .body = body_empty, .index = 1};
         build(&w);
         /* Keyed and index-keyed, interleaved. */
         struct config c[2] = {{.label = "thread",
@@ -1619,7 +1623,7 @@ static const struct workload_def workloads[] = {
      "calls. figure: us per call, each row's target and whether it is "
      "reached; how many times faster than Python's reused executor.",
      bench_calls},
-    {"scale", 0, 4,
+    {"scale", 0, 6,
      "the thread overhead for 10, 100, ..., 1,000,000 empty tasks, keyed "
      "and index-keyed, with the peak RSS: the cost per task should stay "
      "flat.",
