@@ -1046,7 +1046,11 @@ typedef struct sp_options {
  * Validates the whole table and the options first; on any error nothing has
  * run (no callback was called) and *out is left NULL. Errors are reported
  * for the first offending row in table order, with a message naming its
- * index and key (see sp_last_error()).
+ * index and key (see sp_last_error()). On the thread backend a table of
+ * 32,768 rows or more is validated by the calling thread and a helper
+ * thread (all signals blocked) that is joined before the run starts; the
+ * outcome and the error are those of one thread, and a helper that cannot
+ * be created only makes validation slower.
  *
  * Once validation passes, every task comes back in the map: OK with its
  * result bytes, or FAILED / CRASHED / TIMED_OUT / CANCELLED with a code and
