@@ -941,7 +941,9 @@ class task
  * Owns its keys and callables. run() borrows the table for the duration of
  * the call; on the process backend the workers inherit it through fork(),
  * so the callables and what they capture need no serialisation (see
- * ::SP_BACKEND_PROCESS for what a task may rely on in a worker). A table
+ * ::SP_BACKEND_PROCESS for what a task may rely on in a worker). A process
+ * pool's workers were forked before the table existed: there every row
+ * must be task::stateless() (see pool). A table
  * may be run again, and by several threads at once: its callables are then
  * called concurrently, so what they share must be thread-safe.
  */
@@ -1859,9 +1861,10 @@ results run_with(const table &tasks, const options &opts, Call &&call,
  * @return the results map, owned by the returned object.
  * @throws simplepar::error when the call fails up front, with the
  *         ::sp_error code and sp_last_error() text (invalid key, duplicate
- *         key, empty callable, option out of range, no worker could be
- *         started...): nothing has run. A key containing a NUL byte gives
- *         ::SP_EINVAL.
+ *         key, empty callable, an after() key not in the table, a cycle,
+ *         option or task_policy out of range, no worker could be
+ *         started...): nothing has run. A key, or an after() key,
+ *         containing a NUL byte gives ::SP_EINVAL.
  * @throws whatever the on_done callback threw, after every task ended.
  * @throws std::bad_alloc when the C rows cannot be allocated.
  *
