@@ -29,6 +29,12 @@
  *    results object moves the map, so views stay valid with the new owner.
  *  - Thread-safety is that of the C API: no global state; any number of
  *    threads may call run() at once, and a task may call run() again.
+ *  - Owners of a C handle (results, pool, cancel) are move-only and free
+ *    it in their destructor; a moved-from owner holds none.
+ *  - A task that can reach a worker process that never had the caller's
+ *    memory (a spawned task, any row on a process pool) must be stateless:
+ *    a function or a lambda without captures (task::stateless()), its
+ *    input given as bytes (task::data()).
  *
  * What each C feature is called here:
  *  - task graphs: task::after() (::sp_task.after), context::dep_result()
