@@ -513,11 +513,15 @@ static void free_spares(struct sp_trun *r)
     }
 }
 
+/* What bring() returns besides 0 and an errno value (pthread_create()'s
+ * own EAGAIN is a failure to report, not a full pool). */
+enum { BRING_FULL = -1, BRING_NOT_CREATOR = -2 };
+
 /* Bring one worker (pool lock not held): wake the idle thread that worked
  * last, or (create) start a thread, created without the pool lock so that
- * several bringers create threads at once. 0; EAGAIN when the pool is
- * full or closing; EWOULDBLOCK when no thread idles and !create; ENOMEM
- * or pthread_create's error. */
+ * several bringers create threads at once. 0; BRING_FULL when the pool is
+ * full or closing; BRING_NOT_CREATOR when no thread idles and !create;
+ * ENOMEM or pthread_create's error. */
 static int bring(struct sp_tpool *p, struct sp_trun *r, bool create)
 {
     struct sp_tthread *t = NULL;
@@ -530,14 +534,14 @@ static int bring(struct sp_tpool *p, struct sp_trun *r, bool create)
     }
     if (!create) {
         pthread_mutex_unlock(&p->lock);
-        return EWOULDBLOCK;
+        return BRING_NOT_CREATOR;
     }
     bool full = p->nthreads >= p->conf.cap || p->closing;
     if (!full && (t = r->spare) != NULL)
         r->spare = t->next;
     pthread_mutex_unlock(&p->lock);
     if (full)
-        return EAGAIN;
+        return BRING_FULL;
     if (!t && !(t = new_tthread(p)))
         return ENOMEM;
     pthread_mutex_lock(&p->lock);
@@ -545,7 +549,7 @@ static int bring(struct sp_tpool *p, struct sp_trun *r, bool create)
         pthread_mutex_unlock(&p->lock);
         sem_destroy(&t->sem);
         free(t);
-        return EAGAIN;
+        return BRING_FULL;
     }
     link_thread(p, t); /* counted: the pool cannot end while it starts */
     r->brought++;
@@ -572,7 +576,7 @@ static void bring_workers(struct sp_trun *r, unsigned k, bool create)
     struct sp_tpool *p = r->pool;
     for (; k > 0; k--) {
         int rc = bring(p, r, create);
-        if (rc == EWOULDBLOCK) {
+        if (rc == BRING_NOT_CREATOR) {
             pthread_mutex_lock(&p->lock);
             r->pending += k;
             pthread_mutex_unlock(&p->lock);
@@ -581,7 +585,7 @@ static void bring_workers(struct sp_trun *r, unsigned k, bool create)
         if (rc) {
             pthread_mutex_lock(&p->lock);
             r->pending = 0;
-            if (rc != EAGAIN)
+            if (rc != BRING_FULL)
                 note_fewer(r, rc);
             pthread_mutex_unlock(&p->lock);
             return;
