@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -120,8 +121,8 @@ struct workload {
 };
 
 struct settings {
-    size_t tasks, ptasks, files, lines, io_n, scale_max, calls;
-    unsigned workers, io_narrow, io_wide;
+    size_t tasks, ptasks, files, lines, io_n, scale_max, calls, wide_n;
+    unsigned workers, io_narrow, io_wide, wide_ms;
     double mock_scale;
 };
 
@@ -1528,6 +1529,315 @@ static void bench_mpi(const struct settings *s)
                "e.g. Debian's python3-mpi4py)\n");
 }
 
+/* ---- wide calls: seed 002 at scale, cold and warm threads --------------- */
+
+/* Each repetition of a wide configuration runs in a fresh process: this
+ * harness again, executed with --wide-child (a forked copy would start
+ * with the harness's own resident pages counted in its RSS), so its peak
+ * RSS (ru_maxrss from wait4) is that run's alone and its first call
+ * finds no thread in the shared pool. */
+
+struct wide_out {
+    double wall[2]; /* cold: the first call; warm: the same call again */
+    size_t ok[2];
+    double rss_mib; /* the child's peak RSS */
+};
+
+/* The child: kind "thread" (simple_parallel() with max_workers = workers,
+ * twice) or "naive" (the naive-pool peer with that many threads, once);
+ * prints the wall times and OK counts. */
+static int wide_child_main(const char *kind, size_t n, unsigned ms,
+                           unsigned workers)
+{
+    struct workload w = {.name = "wide",
+                         .n = n,
+                         .body = body_sleep,
+                         .body_arg = (void *)(uintptr_t)ms};
+    build(&w);
+    double wall[2] = {0, 0};
+    size_t ok[2] = {0, 0};
+    int calls = strcmp(kind, "thread") ? 1 : 2;
+    for (int k = 0; k < calls; k++) {
+        double t0 = now_s();
+        if (calls == 1) {
+            peer_result *out = calloc(n ? n : 1, sizeof *out);
+            if (!out || naive_pool_run(n, workers, body_sleep,
+                                       (void *)(uintptr_t)ms, out))
+                return 1;
+            wall[k] = now_s() - t0;
+            for (size_t i = 0; i < n; i++)
+                ok[k] += out[i].state == PEER_OK;
+            free(out);
+        } else {
+            sp_options o = {.max_workers = workers};
+            sp_results *res = NULL;
+            if (simple_parallel(w.tasks, n, &o, &res)) {
+                fprintf(stderr, "wide: %s\n", sp_last_error());
+                return 1;
+            }
+            ok[k] = sp_results_ok(res);
+            sp_results_free(res);
+            wall[k] = now_s() - t0;
+        }
+    }
+    printf("%.9f %.9f %zu %zu\n", wall[0], wall[1], ok[0], ok[1]);
+    unbuild(&w);
+    return 0;
+}
+
+/* Run one child (argv: the program and its arguments, NULL-terminated)
+ * and read its one line; 0, or -1 if it failed. */
+static int wide_spawn(char *const argv[], char *line, size_t len,
+                      double *rss_mib)
+{
+    int fd[2];
+    if (pipe(fd))
+        return -1;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fd[0]);
+        close(fd[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        dup2(fd[1], STDOUT_FILENO);
+        close(fd[0]);
+        close(fd[1]);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    close(fd[1]);
+    FILE *f = fdopen(fd[0], "r");
+    int got = f && fgets(line, (int)len, f) != NULL;
+    if (f)
+        fclose(f);
+    else
+        close(fd[0]);
+    int st;
+    struct rusage ru;
+    while (wait4(pid, &st, 0, &ru) < 0 && errno == EINTR)
+        ;
+    *rss_mib = (double)ru.ru_maxrss / 1024;
+    return got && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+static int wide_run_c(const char *kind, size_t n, unsigned ms, unsigned workers,
+                      struct wide_out *o)
+{
+    char self[4096], a_n[32], a_ms[16], a_w[16], line[256];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len <= 0)
+        return -1;
+    self[len] = 0;
+    snprintf(a_n, sizeof a_n, "%zu", n);
+    snprintf(a_ms, sizeof a_ms, "%u", ms);
+    snprintf(a_w, sizeof a_w, "%u", workers);
+    char *argv[] = {self, "--wide-child", (char *)kind, a_n, a_ms, a_w, NULL};
+    if (wide_spawn(argv, line, sizeof line, &o->rss_mib))
+        return -1;
+    return sscanf(line, "%lf %lf %zu %zu", &o->wall[0], &o->wall[1], &o->ok[0],
+                  &o->ok[1]) == 4
+               ? 0
+               : -1;
+}
+
+static int wide_run_asyncio(const char *script, size_t n, unsigned ms,
+                            struct wide_out *o)
+{
+    char a_n[32], a_ms[16], line[256];
+    snprintf(a_n, sizeof a_n, "%zu", n);
+    snprintf(a_ms, sizeof a_ms, "%u", ms);
+    char *argv[] = {(char *)opt.python_path, (char *)script, a_n, a_ms, NULL};
+    double rss_child;
+    long kib;
+    if (wide_spawn(argv, line, sizeof line, &rss_child) ||
+        sscanf(line, "{\"wall\": %lf, \"peak_rss_kib\": %ld, \"ok\": %zu}",
+               &o->wall[0], &kib, &o->ok[0]) != 3)
+        return -1;
+    o->rss_mib = (double)kib / 1024;
+    return 0;
+}
+
+/* One row of a wide table: a runner and its samples. */
+struct wide_row {
+    const char *label;
+    unsigned workers;
+    double wall[64], rss[64];
+    int ok; /* every run of it returned every task OK */
+    const char *skipped;
+};
+
+static void wide_emit(const char *workload, const struct wide_row *r, size_t n,
+                      const char *ratio_to, double ratio, int peer)
+{
+    struct stats st = summarise(r->wall, opt.reps);
+    emit(&(struct row){.workload = workload,
+                       .runner = r->label,
+                       .unit = "s",
+                       .ratio_to = ratio_to,
+                       .best_peer = "",
+                       .workers = r->workers,
+                       .n = n,
+                       .st = st,
+                       .ratio = ratio,
+                       .vs_best = -1,
+                       .peer = peer,
+                       .checksum = r->ok ? n : 0},
+         1);
+}
+
+/* seed 002 at scale: 10,000 tasks that sleep 200 ms on 10,000 threads
+ * (--wide-tasks, --wide-ms), beside Python's asyncio.gather of as many
+ * asyncio.sleep()s and the naive pool with a thread per task; then the
+ * wide io table (--io-wide workers) cold and warm. */
+static void bench_seed002(const struct settings *s)
+{
+    enum { T_COLD, T_WARM, NAIVE, ASYNCIO, ROWS };
+    size_t n = s->wide_n;
+    unsigned ms = s->wide_ms;
+    char script[4400] = "";
+    if (with_python()) {
+        snprintf(script, sizeof script, "%s", opt.peer_script);
+        char *slash = strrchr(script, '/');
+        snprintf(slash ? slash + 1 : script,
+                 sizeof script - (size_t)(slash ? slash + 1 - script : 0),
+                 "asyncio_peer.py");
+    }
+    static struct wide_row rows[ROWS];
+    memset(rows, 0, sizeof rows);
+    rows[T_COLD] = (struct wide_row){.label = "thread-cold", .ok = 1};
+    rows[T_WARM] = (struct wide_row){.label = "thread-warm", .ok = 1};
+    rows[NAIVE] = (struct wide_row){.label = "naive-pool", .ok = 1};
+    rows[ASYNCIO] = (struct wide_row){.label = "py-asyncio-gather", .ok = 1};
+    for (int k = 0; k < ROWS; k++)
+        rows[k].workers = k == ASYNCIO ? 1 : (unsigned)n;
+    if (!opt.c_peers)
+        rows[NAIVE].skipped = "--no-peers";
+    if (!script[0] || access(script, R_OK))
+        rows[ASYNCIO].skipped = "no python3 or asyncio_peer.py";
+    for (int r = 0; r < opt.reps; r++) {
+        struct wide_out o;
+        progress("seed002: repetition %d/%d, thread", r + 1, opt.reps);
+        if (wide_run_c("thread", n, ms, (unsigned)n, &o)) {
+            fprintf(stderr, "seed002: the thread child failed\n");
+            exit(1);
+        }
+        for (int k = 0; k < 2; k++) {
+            rows[k].wall[r] = o.wall[k];
+            rows[k].rss[r] = o.rss_mib; /* one child: one peak for both */
+            rows[k].ok &= o.ok[k] == n;
+        }
+        if (!rows[NAIVE].skipped) {
+            progress("seed002: repetition %d/%d, naive-pool", r + 1, opt.reps);
+            if (wide_run_c("naive", n, ms, (unsigned)n, &o))
+                rows[NAIVE].skipped = "could not start its threads";
+            rows[NAIVE].wall[r] = o.wall[0];
+            rows[NAIVE].rss[r] = o.rss_mib;
+            rows[NAIVE].ok &= o.ok[0] == n;
+        }
+        if (!rows[ASYNCIO].skipped) {
+            progress("seed002: repetition %d/%d, asyncio", r + 1, opt.reps);
+            if (wide_run_asyncio(script, n, ms, &o))
+                rows[ASYNCIO].skipped = "the asyncio peer failed";
+            rows[ASYNCIO].wall[r] = o.wall[0];
+            rows[ASYNCIO].rss[r] = o.rss_mib;
+            rows[ASYNCIO].ok &= o.ok[0] == n;
+        }
+    }
+    progress(NULL);
+    double py_wall = 0, py_rss = 0;
+    if (!rows[ASYNCIO].skipped) {
+        py_wall = summarise(rows[ASYNCIO].wall, opt.reps).median;
+        py_rss = summarise(rows[ASYNCIO].rss, opt.reps).median;
+    }
+    printf("\nseed002: %zu tasks x %u ms on threads, one worker per task "
+           "(max_workers %zu); each run in a fresh process; cold: the "
+           "call starts every thread, warm: the same call again at once "
+           "(the pool's threads reused); median of %d (min..max)\n",
+           n, ms, n, opt.reps);
+    printf("  %-24s %8s %19s %8s %9s %8s\n", "runner", "wall s", "min..max",
+           "vs py", "peak MiB", "vs py");
+    int all_ok = 1;
+    for (int k = 0; k < ROWS; k++) {
+        struct wide_row *r = &rows[k];
+        char label[48];
+        snprintf(label, sizeof label, "%s(%u)", r->label, r->workers);
+        if (r->skipped) {
+            printf("  %-24s (not run: %s)\n", label, r->skipped);
+            continue;
+        }
+        struct stats st = summarise(r->wall, opt.reps);
+        double rss = summarise(r->rss, opt.reps).median;
+        printf("  %-24s %8.4f %9.4f..%-8.4f", label, st.median, st.min, st.max);
+        if (py_wall > 0)
+            printf(" %7.2fx %9.1f %7.2fx\n", st.median / py_wall, rss,
+                   rss / py_rss);
+        else
+            printf(" %8s %9.1f\n", "", rss);
+        wide_emit("seed002", r, n, py_wall > 0 ? "py-asyncio-gather" : "",
+                  py_wall > 0 ? st.median / py_wall : 0, k >= NAIVE);
+        wide_emit("seed002-rss-mib",
+                  &(struct wide_row){
+                      .label = r->label, .workers = r->workers, .ok = r->ok},
+                  n, "MiB", rss, k >= NAIVE);
+        all_ok &= r->ok;
+    }
+    if (py_wall > 0) {
+        double w = summarise(rows[T_COLD].wall, opt.reps).median / py_wall;
+        double rss = summarise(rows[T_COLD].rss, opt.reps).median;
+        printf("  target, thread-cold: wall <= 1.25x asyncio's: %.2fx, %s; "
+               "peak RSS <= 60 MiB: %.1f, %s\n",
+               w, w <= 1.25 ? "reached" : "not reached", rss,
+               rss <= 60 ? "reached" : "not reached");
+    }
+    printf("  every run returned every task OK: %s\n", all_ok ? "yes" : "NO");
+    if (!all_ok)
+        exit(1);
+
+    /* The wide io table cold and warm: its io-N row is warm (the
+     * repetitions follow each other within the pool's idle time). */
+    size_t io_n = s->io_n;
+    unsigned io_w = s->io_wide, io_ms = 10;
+    struct wide_row io[2] = {
+        {.label = "thread-cold", .workers = io_w, .ok = 1},
+        {.label = "thread-warm", .workers = io_w, .ok = 1}};
+    for (int r = 0; r < opt.reps; r++) {
+        struct wide_out o;
+        progress("seed002: io cold/warm, repetition %d/%d", r + 1, opt.reps);
+        if (wide_run_c("thread", io_n, io_ms, io_w, &o)) {
+            fprintf(stderr, "seed002: the io child failed\n");
+            exit(1);
+        }
+        for (int k = 0; k < 2; k++) {
+            io[k].wall[r] = o.wall[k];
+            io[k].ok &= o.ok[k] == io_n;
+        }
+    }
+    progress(NULL);
+    double ideal = (double)((io_n + io_w - 1) / io_w) * io_ms / 1e3;
+    printf("\nio-%u cold and warm: %zu tasks x %u ms on %u threads, ideal "
+           "%.3f s; each run in a fresh process (the first call starts "
+           "every thread, the second reuses them); median of %d\n",
+           io_w, io_n, io_ms, io_w, ideal, opt.reps);
+    for (int k = 0; k < 2; k++) {
+        struct stats st = summarise(io[k].wall, opt.reps);
+        char label[48];
+        snprintf(label, sizeof label, "%s(%u)", io[k].label, io_w);
+        printf("  %-24s %8.4f %9.4f..%-8.4f %7.2fx ideal (target <= 3.0x: "
+               "%s)\n",
+               label, st.median, st.min, st.max, st.median / ideal,
+               st.median / ideal <= 3.0 ? "reached" : "not reached");
+        char name[32];
+        snprintf(name, sizeof name, "io-%u-%s", io_w, k ? "warm" : "cold");
+        wide_emit(name, &io[k], io_n, "ideal", st.median / ideal, 0);
+        if (!io[k].ok) {
+            printf("  ^ a run LOST tasks\n");
+            exit(1);
+        }
+    }
+}
+
 /* ---- the workloads table ------------------------------------------------ */
 
 struct workload_def {
@@ -1586,6 +1896,18 @@ static const struct workload_def workloads[] = {
      "calls. figure: us per call, each row's target and whether it is "
      "reached; how many times faster than Python's reused executor.",
      bench_calls},
+    {"seed002", 1, 20,
+     "seed 002 at scale: 10,000 tasks (--wide-tasks) that sleep 200 ms "
+     "on threads, one worker per task (max_workers 10,000), each run in a "
+     "fresh process: the first call (thread-cold: it starts every thread) "
+     "and the same call again (thread-warm: the pool's threads reused), "
+     "beside the naive pool with a thread per task and Python's "
+     "asyncio.gather of as many asyncio.sleep(0.2) (bench/peers/"
+     "asyncio_peer.py). figure: wall seconds and peak RSS (ru_maxrss) with "
+     "their ratios to asyncio's, and issue 17's targets. Then io's wide "
+     "table (1,000 x 10 ms on 1,000 threads) cold and warm the same way, "
+     "against the ideal: io-1000's thread row is warm.",
+     bench_seed002},
     {"scale", 0, 4,
      "the thread overhead for 10, 100, ..., 1,000,000 empty tasks with the "
      "peak RSS: the cost per task should stay flat.",
@@ -1738,6 +2060,8 @@ static void usage(FILE *f, int full)
                               "processes (default 20000)"},
         {"--calls N", "calls of the calls workload (default 10000; a tenth "
                       "on one-shot processes and on Python)"},
+        {"--wide-tasks N", "tasks (and threads) of seed002 (default "
+                           "10000)"},
         {"--workers N", "workers of overhead, overhead-process, cpu, graph, "
                         "scale (default 2; calls always has 2)"},
         {"--scale S", "time scale of mockapi (default 0.05)"},
@@ -1775,6 +2099,8 @@ int main(int argc, char **argv)
                          .workers = 2,
                          .io_narrow = 100,
                          .io_wide = 1000,
+                         .wide_n = 10000,
+                         .wide_ms = 200,
                          .mock_scale = 0.05};
     const struct workload_def *chosen[32];
     const char *required[8];
@@ -1785,6 +2111,10 @@ int main(int argc, char **argv)
     /* A dead pipe reader must not kill the harness. */
     signal(SIGPIPE, SIG_IGN);
 
+    if (argc == 6 && !strcmp(argv[1], "--wide-child"))
+        return wide_child_main(argv[2], strtoul(argv[3], NULL, 10),
+                               (unsigned)atoi(argv[4]),
+                               (unsigned)atoi(argv[5]));
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -1794,6 +2124,8 @@ int main(int argc, char **argv)
             s.tasks = strtoul(v, NULL, 10), i++;
         else if (v && !strcmp(a, "--process-tasks"))
             s.ptasks = strtoul(v, NULL, 10), i++;
+        else if (v && !strcmp(a, "--wide-tasks"))
+            s.wide_n = strtoul(v, NULL, 10), i++;
         else if (v && !strcmp(a, "--calls"))
             s.calls = strtoul(v, NULL, 10), i++;
         else if (v && !strcmp(a, "--workers"))
@@ -1851,12 +2183,15 @@ int main(int argc, char **argv)
                               .workers = s.workers,
                               .io_narrow = 5,
                               .io_wide = 20,
+                              .wide_n = 200,
+                              .wide_ms = 5,
                               .mock_scale = 0.005};
     }
     if (opt.reps < 1 || opt.reps > 64 || !s.workers || !s.tasks || !s.ptasks ||
-        !s.calls) {
+        !s.calls || !s.wide_n || s.wide_n > SP_MAX_WORKERS) {
         fprintf(stderr, "--reps must be 1..64; --workers, --tasks, "
-                        "--process-tasks and --calls at least 1\n");
+                        "--process-tasks and --calls at least 1; "
+                        "--wide-tasks 1..65536\n");
         return 2;
     }
     for (int k = 0; k < nrequired; k++) {
