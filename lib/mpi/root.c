@@ -472,6 +472,9 @@ static void lose_all(struct root *o)
 {
     char why[400], msg[480];
     snprintf(why, sizeof why, "%s", sp_last_error());
+    char note[480];
+    snprintf(note, sizeof note, "rank 0 could not go on: %s", why);
+    sp__run_fail(o->r, SP_ESYSTEM, note); /* first: nothing is retried */
     for (size_t i = 0; i < o->c->n; i++) {
         if (!o->owner[i])
             continue;
@@ -489,18 +492,20 @@ static void lose_all(struct root *o)
         o->owner[i] = 0;
         sp__run_record(o->r, i, &lost);
     }
-    char note[480];
-    snprintf(note, sizeof note, "rank 0 could not go on: %s", why);
-    sp__run_fail(o->r, SP_ESYSTEM, note);
 }
 
 /* A task waits for its retry delay, due at `due` (seconds of the run),
  * while a rank has room for it: read a reply if one comes before then,
  * else return at that time (0), having handed nothing out meanwhile. Other
- * ranks' work goes on; rank 0 only looks for replies, every POLL_S. */
+ * ranks' work goes on; rank 0 only looks for replies, every POLL_S, and
+ * returns at least every SP_CANCEL_POLL_MS (the next sp__run_next() sees
+ * a cancel handle). */
 #define POLL_S 1e-4
 static int wait_reply_until(struct root *o, double due)
 {
+    double most = sp__run_now(o->r) + SP_CANCEL_POLL_MS / 1e3;
+    if (due > most)
+        due = most;
     for (;;) {
         int flag = 0;
         int err = MPI_Iprobe(MPI_ANY_SOURCE, TAG_REPLY, o->c->comm, &flag,
