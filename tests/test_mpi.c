@@ -13,6 +13,7 @@
 #include <simplepar/mpi.h>
 
 #include <stdint.h>
+#include <time.h>
 #include <unistd.h>
 
 static int rank, size;
@@ -1129,19 +1130,45 @@ static void test_retry_policies(void **state)
     free(keys);
 }
 
-/* The delay between attempts is rank 0's: a retry starts no earlier than
- * its delay after the attempt before it was recorded, and other tasks
- * run meanwhile. */
+/* The delay between attempts, in the clock every rank of this one machine
+ * shares (CLOCK_MONOTONIC), so attempts that ran on different ranks can
+ * be put in order: "waits" and "flaky" fail with the time they failed in
+ * their message, and every task that succeeds returns the time it
+ * started. */
+static long long mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int delay_task(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    long long now = mono_ns();
+    const char *key = sp_ctx_key(ctx);
+    unsigned a = sp_ctx_attempt(ctx);
+    if ((!strcmp(key, "waits") && a < 2) || (!strcmp(key, "flaky") && a < 3))
+        return sp_fail(ctx, 1, "%lld", now);
+    if (key[0] == 'k')
+        test_sleep_ms(test_ms(2));
+    return sp_set_resultf(ctx, "%lld", now);
+}
+
+/* The delay is rank 0's: a retry starts no earlier than its delay after
+ * the attempt before it ended, and other tasks start meanwhile (rank 0
+ * never waits for a delay while there is other work). */
 static void test_retry_delay(void **state)
 {
     (void)state;
-    enum { N = 14 };
+    enum { N = 24 };
     char(*keys)[16];
-    sp_task *t = retry_table(N, &keys);
-    /* "broken" waits long before its one retry; the rest go on. */
-    snprintf(keys[1], 16, "fails");
+    sp_task *t = table(N, delay_task, &keys);
+    snprintf(keys[0], 16, "flaky");
+    snprintf(keys[1], 16, "waits");
+    /* "waits" waits long before its one retry; the rest go on. */
     sp_task_policy wait = {.retries = 1,
-                           .retry_delay = test_ms(60) / 1e3,
+                           .retry_delay = test_ms(150) / 1e3,
                            .retry_backoff = SP_BACKOFF_FIXED};
     t[1].policy = &wait;
     sp_options o = local_opts();
@@ -1155,22 +1182,31 @@ static void test_retry_delay(void **state)
         const sp_entry *e = sp_results_get(res, "flaky");
         assert_int_equal(sp_entry_kind(e), SP_KIND_OK);
         assert_int_equal(sp_entry_attempts(e), 3);
-        /* Attempt 2 began 5 ms or more after attempt 1 ended, attempt 3
-         * 10 ms or more after attempt 2 ended. */
+        /* Attempt 3 began 5 + 10 ms or more after attempt 1 ended. */
+        long long gap =
+            atoll(sp_entry_str(e)) - atoll(sp_entry_first_message(e));
+        assert_true(gap >= (long long)(3 * o.retry_delay * 1e9));
+        /* In rank 0's clock too: attempt 1 began at 0 or later. */
         assert_true(sp_entry_start(e) >= 3 * o.retry_delay - 1e-6);
-        e = sp_results_get(res, "fails");
-        assert_int_equal(sp_entry_kind(e), SP_KIND_FAILED);
+        e = sp_results_get(res, "waits");
+        assert_int_equal(sp_entry_kind(e), SP_KIND_OK);
         assert_int_equal(sp_entry_attempts(e), 2);
-        double retried = sp_entry_start(e);
-        assert_true(retried >= wait.retry_delay - 1e-6);
-        /* Rank 0 handed out other work while "fails" waited. */
-        unsigned before = 0;
+        long long failed = atoll(sp_entry_first_message(e));
+        long long retried = atoll(sp_entry_str(e));
+        assert_true(retried - failed >= (long long)(wait.retry_delay * 1e9));
+        assert_true(sp_entry_start(e) >= wait.retry_delay - 1e-6);
+        /* Tasks were handed out and started while it waited: more than
+         * the one other rank may have held already. */
+        unsigned meanwhile = 0;
         for (size_t i = 2; i < N; i++) {
-            check_once_ok(sp_results_at(res, i));
-            before += sp_entry_start(sp_results_at(res, i)) < retried;
+            e = sp_results_at(res, i);
+            assert_int_equal(sp_entry_kind(e), SP_KIND_OK);
+            assert_int_equal(sp_entry_attempts(e), 1);
+            long long at = atoll(sp_entry_str(e));
+            meanwhile += at > failed && at < retried;
         }
-        if (before < 3)
-            fail_msg("%u tasks started while \"fails\" waited", before);
+        if (meanwhile < 2)
+            fail_msg("%u tasks started while \"waits\" waited", meanwhile);
         sp_results_free(res);
     }
     free(t);
