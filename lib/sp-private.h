@@ -740,6 +740,14 @@ void sp_complete(struct sp_run *run, size_t i, struct sp_outcome *o,
 /* Task i waits for a retry that will never start (the run is over): record
  * its last attempt's outcome, kept since. Calling thread. */
 void sp_complete_pending(struct sp_run *run, size_t i, struct sp_tally *t);
+/* Make *o, the last of `attempts` (> 1) attempts of its task, tell the
+ * story of them all: its message moves into a struct sp_story with the
+ * count and the first attempt's code, how (kind, SP_EF_TASK_CODE, signal,
+ * exit status) and message (copied; NULL = ""). Out of memory, *o stays
+ * the last attempt alone. */
+void sp_complete_set_story(struct sp_outcome *o, unsigned attempts,
+                           int first_code, struct sp_how first_how,
+                           const char *first_msg);
 /* Whether row t's policy has attempt `attempt` (1-based) that ended with
  * kind tried again, the run's state aside. Workers in other processes ask
  * it too (fail-fast applies only to a task's last attempt). */

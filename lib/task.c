@@ -3,6 +3,7 @@
  * value, sp_fail() call and cancellation turn into an outcome (which
  * complete.c then records). Shared by every backend, so a task means the
  * same thing wherever it runs. */
+#include "sp-collect.h"
 #include "sp-private.h"
 
 #include <stdio.h>
@@ -317,6 +318,9 @@ uint64_t sp_task_exec_row(struct sp_run *run, size_t i, const sp_task *t,
                           struct sp_outcome *out)
 {
     *out = (struct sp_outcome){.r.worker = worker};
+    /* A companion's local call: its run decides attempts (sp__local). */
+    if (SP_UNLIKELY(run->local != NULL) && run->local->attempt && i < run->n)
+        attempt += run->local->attempt[i] - 1;
     struct sp_ctx ctx = {.run = run,
                          .out = out,
                          .task = t,
