@@ -44,12 +44,8 @@ static char *format_message(const char *fmt, va_list ap)
 static void out_set_data(struct sp_outcome *o, unsigned char *data, size_t len,
                          void (*release)(void *))
 {
-    if (o->r.data) {
-        if (o->release)
-            o->release(o->r.data);
-        else
-            free(o->r.data);
-    }
+    if (o->r.data)
+        sp_data_release(o->release, o->r.data, o->r.len);
     o->r.data = data;
     o->r.len = len;
     o->release = release == free ? NULL : release;

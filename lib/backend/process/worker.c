@@ -103,6 +103,41 @@ static int send_all(int fd, struct iovec *iov, int cnt)
     return 0;
 }
 
+/* A large result: its bytes in a sealed memfd passed with the frame
+ * (shm.c), not through the channel. false when no memfd could be made:
+ * the caller sends the bytes in the stream. Exits when the channel is
+ * broken. */
+static bool send_shm(struct slot *s, const struct channel *ch,
+                     struct sp_wire_header *h, struct iovec *iov)
+{
+    int mfd = sp_proc_shm_fill(iov[2].iov_base, (size_t)h->data_len);
+    if (mfd < 0)
+        return false;
+    h->flags |= SP_WIRE_SHM;
+    sp_wire_encode(iov[0].iov_base, h);
+    ssize_t w = sp_proc_send_fd(ch->fd, iov, 2, mfd);
+    int err = w < 0 ? errno : 0;
+    close(mfd); /* the parent holds it now, or the send failed */
+    if (!err) {
+        size_t left = (size_t)w;
+        int cnt = 2;
+        struct iovec *v = iov;
+        while (cnt > 0 && left >= v->iov_len) {
+            left -= v->iov_len;
+            v++;
+            cnt--;
+        }
+        if (cnt > 0) {
+            v->iov_base = (char *)v->iov_base + left;
+            v->iov_len -= left;
+            err = send_all(ch->fd, v, cnt);
+        }
+    }
+    if (err)
+        channel_broken(s, err);
+    return true;
+}
+
 /* Send task i's outcome: into the ring when the task was short and the
  * ring has room (no system call; the ring also survives the worker), over
  * the channel otherwise. Exits when the channel is broken. */
@@ -146,6 +181,8 @@ static void send_result(struct prun *pr, unsigned k, const struct channel *ch,
             sp_ring_put(&ring, iov, 3, total, RING);
         channel_broken(s, EBADF);
     }
+    if (h.data_len >= SHM_MIN && send_shm(s, ch, &h, iov))
+        return;
     int err = send_all(ch->fd, iov, 3);
     if (err)
         channel_broken(s, err);
