@@ -18,11 +18,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "backend/process/proc.h"
 #include "sp-private.h"
 #include "sp-wire.h"
 
-#define BIG ((size_t)8 << 20)    /* 8 MiB: far above the memfd threshold */
-#define SHM_AT ((size_t)1 << 20) /* the threshold (proc.h's SHM_MIN) */
+/* The tests lower the memfd threshold (proc.h's SHM_MIN) to SHM_AT, so
+ * that results of a few MiB take that path and the suite stays fast;
+ * default_threshold checks the shipped value. */
+#define SHM_AT ((size_t)1 << 20)
+#define BIG ((size_t)8 << 20) /* 8 MiB: far above SHM_AT */
 
 /* ---- the memfd hook, over the library's weak one ------------------------ */
 
@@ -53,6 +57,7 @@ static int setup(void **state)
         memfd_mode = m;
     }
     atomic_store(memfd_mode, MEMFD_REAL);
+    sp_proc_shm_min = SHM_AT;
     return 0;
 }
 
@@ -267,6 +272,28 @@ static void big_dependency(void **state)
     sp_results_free(res);
 }
 
+/* The shipped threshold: below it a result comes through the channel
+ * (malloc'd in the caller), from it on through a memfd. */
+static void default_threshold(void **state)
+{
+    (void)state;
+    sp_proc_shm_min = SHM_MIN;
+    struct big b[2] = {{.len = SHM_MIN - 1, .seed = 4},
+                       {.len = SHM_MIN, .seed = 6}};
+    sp_task t[2] = {{.key = "below", .fn = big_task, .arg = &b[0]},
+                    {.key = "at", .fn = big_task, .arg = &b[1]}};
+    sp_results *res = NULL;
+    assert_int_equal(run(t, 2, 2, false, &res), 0);
+    const sp_entry *below = sp_results_get(res, "below");
+    const sp_entry *at = sp_results_get(res, "at");
+    check_bytes(below, &b[0]);
+    check_bytes(at, &b[1]);
+    assert_false(in_memfd_mapping(sp_entry_data(below, NULL)));
+    assert_int_equal(in_memfd_mapping(sp_entry_data(at, NULL)),
+                     test_backend == SP_BACKEND_PROCESS);
+    sp_results_free(res);
+}
+
 /* ---- the process backend's failure paths -------------------------------- */
 
 /* No memfd (EMFILE, as with too many descriptors open): the bytes come
@@ -439,6 +466,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup(several_big, setup),
     cmocka_unit_test_setup(several_big_pool, setup),
     cmocka_unit_test_setup(big_dependency, setup),
+    cmocka_unit_test_setup(default_threshold, setup),
     cmocka_unit_test_setup(no_memfd_falls_back, setup),
     cmocka_unit_test_setup(crash_with_memfd, setup),
     cmocka_unit_test_setup(crash_with_memfd_pool, setup),

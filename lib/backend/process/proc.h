@@ -93,10 +93,18 @@ struct shared {
  * cannot be watched with a pidfd (ms). */
 #define GRACE_MS 2000u
 /* A result of at least this many bytes goes through a sealed memfd that
- * the caller maps (shm.c) instead of the channel: a copy through the
- * socket and into a fresh buffer costs more than creating, filling and
- * mapping a memfd from about here (bench: the bigresult workload). */
-#define SHM_MIN ((size_t)1 << 20)
+ * the caller maps (shm.c) instead of the channel. Filling a memfd costs
+ * more per page than the socket's copies (its pages enter the page cache
+ * one by one), which the channel's round trips outweigh only for large
+ * results: measured on the 2-CPU machine of docs/benchmarks.md with a
+ * process pool, the memfd path took 1.1x-1.5x the channel's time at 8 and
+ * 16 MiB, 0.8x at 32 and 64 MiB, 0.7x at 256 MiB and 0.6x at 1 GiB. Peak
+ * RSS is the same either way for sp_set_result_owned(): the caller holds
+ * the bytes once, the worker its own buffer. */
+#define SHM_MIN ((size_t)32 << 20)
+/* The threshold in force: SHM_MIN; white-box tests lower it to exercise
+ * the path with small results. shm.c. */
+extern size_t sp_proc_shm_min;
 /* Descriptors a worker's channel may have delivered ahead of the frames
  * that name them (one per frame in practice). */
 #define SHM_QUEUE 4

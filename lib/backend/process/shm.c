@@ -3,7 +3,8 @@
  * copied through the worker's channel nor into a second buffer in the
  * caller.
  *
- * A worker whose result has at least SHM_MIN bytes writes them into a
+ * A worker whose result has at least SHM_MIN bytes (proc.h says why that
+ * many) writes them into a
  * memfd of len + 1 bytes (the last one stays 0: the NUL every result
  * ends with), seals it against any change (shrink, grow, write, further
  * seals) and sends its RESULT frame with the SP_WIRE_SHM flag and no data
@@ -43,9 +44,18 @@
 #if defined(F_ADD_SEALS) && defined(F_SEAL_WRITE) && defined(SCM_RIGHTS)
 #define SHM_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL)
 #endif
+/* The caller maps the pages in one go rather than a fault per page as it
+ * reads them. */
+#ifdef MAP_POPULATE
+#define SHM_POPULATE MAP_POPULATE
+#else
+#define SHM_POPULATE 0
+#endif
 #ifndef MSG_CMSG_CLOEXEC
 #define MSG_CMSG_CLOEXEC 0
 #endif
+
+size_t sp_proc_shm_min = SHM_MIN;
 
 /* ---- the worker's side -------------------------------------------------- */
 
@@ -202,7 +212,8 @@ int sp_proc_shm_map(struct prun *pr, unsigned k, uint64_t len,
 #endif
         snprintf(why, whylen, "a shared-memory result is not sealed");
     } else {
-        void *p = mmap(NULL, (size_t)len + 1, PROT_READ, MAP_SHARED, fd, 0);
+        void *p = mmap(NULL, (size_t)len + 1, PROT_READ,
+                       MAP_SHARED | SHM_POPULATE, fd, 0);
         if (p == MAP_FAILED) {
             char text[96];
             snprintf(why, whylen, "the caller could not map this result: %s",

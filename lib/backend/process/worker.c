@@ -181,7 +181,7 @@ static void send_result(struct prun *pr, unsigned k, const struct channel *ch,
             sp_ring_put(&ring, iov, 3, total, RING);
         channel_broken(s, EBADF);
     }
-    if (h.data_len >= SHM_MIN && send_shm(s, ch, &h, iov))
+    if (h.data_len >= sp_proc_shm_min && send_shm(s, ch, &h, iov))
         return;
     int err = send_all(ch->fd, iov, 3);
     if (err)
