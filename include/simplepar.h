@@ -337,7 +337,13 @@ SP_API int sp_set_result(sp_ctx *ctx, const void *data, size_t len);
  *                sp_results_free() (the entry's bytes are @p data
  *                itself); on the process backend in the worker, after the
  *                bytes were sent (the caller's map holds the bytes it
- *                received, which sp_results_free() frees).
+ *                received, which sp_results_free() frees). On the process
+ *                backend a result of 32 MiB or more is written into a
+ *                sealed memfd that the caller maps read-only as the
+ *                entry's bytes (no copy in the caller; the worker's peak
+ *                is this buffer); sp_results_free() unmaps it. Without
+ *                memfds (not Linux, or none could be made) the bytes go
+ *                through the worker's channel instead.
  * @return 0, and from then on the library owns @p data; ::SP_EINVAL (with
  *         sp_last_error() set) for a NULL @p ctx or @p data or a
  *         @p len of SIZE_MAX, and then the caller still owns @p data.
