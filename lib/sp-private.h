@@ -409,6 +409,13 @@ struct sp_graph {
 struct sp_remote {
     int (*spawn)(struct sp_ctx *ctx, const sp_task *task);
     const void *(*dep)(struct sp_ctx *ctx, const char *key, size_t *len);
+    /* sp_set_result() of a large result: keep the len bytes at data
+     * somewhere of the worker's own instead of a malloc'd copy (the process
+     * backend: a sealed memfd). 0 with *out and *release to stand for them
+     * as the outcome's data (never read as bytes: the worker sends them its
+     * own way); -1: copy as usual. NULL = always copy. */
+    int (*keep)(const void *data, size_t len, void **out,
+                void (**release)(void *));
 };
 
 /* A companion library's answers to sp_dep_result() and sp_spawn() for the

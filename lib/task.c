@@ -75,6 +75,15 @@ SP_API int sp_set_result(sp_ctx *ctx, const void *data, size_t len)
     if (!data && len)
         return sp_set_error(SP_EINVAL,
                             "sp_set_result: data is NULL but len is %zu", len);
+    const struct sp_remote *remote = ctx->run->remote;
+    void *kept;
+    void (*release)(void *);
+    if (SP_UNLIKELY(remote && remote->keep) &&
+        remote->keep(data, len, &kept, &release) == 0) {
+        out_set_data(ctx->out, kept, len, release);
+        ctx->oom = false;
+        return 0;
+    }
     unsigned char *copy = len < SIZE_MAX ? sp_malloc(len + 1) : NULL;
     if (!copy) {
         ctx->oom = true;

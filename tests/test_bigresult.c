@@ -305,13 +305,17 @@ static void no_memfd_falls_back(void **state)
         skip();
     int fds = test_open_fds();
     atomic_store(memfd_mode, MEMFD_EMFILE);
-    struct big b = {.len = BIG, .seed = 5};
-    sp_task t = {.key = "big", .fn = big_task, .arg = &b};
+    struct big b[2] = {{.len = BIG, .seed = 5},
+                       {.len = BIG, .seed = 7, .copy = 1}};
+    sp_task t[2] = {{.key = "owned", .fn = big_task, .arg = &b[0]},
+                    {.key = "copied", .fn = big_task, .arg = &b[1]}};
     sp_results *res = NULL;
-    assert_int_equal(run(&t, 1, 1, false, &res), 0);
-    const sp_entry *e = sp_results_get(res, "big");
-    check_bytes(e, &b);
-    assert_false(in_memfd_mapping(sp_entry_data(e, NULL)));
+    assert_int_equal(run(t, 2, 2, false, &res), 0);
+    for (int k = 0; k < 2; k++) {
+        const sp_entry *e = sp_results_get(res, t[k].key);
+        check_bytes(e, &b[k]);
+        assert_false(in_memfd_mapping(sp_entry_data(e, NULL)));
+    }
     sp_results_free(res);
     assert_int_equal(test_open_fds(), fds);
 }
@@ -328,7 +332,11 @@ static void dies_holding_memfd(bool pool)
     sp_task t[N];
     char keys[N][8];
     for (size_t k = 0; k < N; k++) {
-        b[k] = (struct big){.len = 2 * SHM_AT, .seed = k, .die = k == 1};
+        /* One-shot: it dies making the memfd that sends its owned
+         * buffer; pool: making the one sp_set_result() keeps its bytes
+         * in, while the task runs. */
+        b[k] = (struct big){
+            .len = 2 * SHM_AT, .seed = k, .die = k == 1, .copy = pool};
         snprintf(keys[k], sizeof keys[k], "t%zu", k);
         t[k] = (sp_task){.key = keys[k], .fn = big_task, .arg = &b[k]};
     }
