@@ -62,6 +62,10 @@ size_t sp_proc_shm_min = SHM_MIN;
 int sp_proc_shm_fill(const void *data, size_t len)
 {
 #ifdef SHM_SEALS
+    if (len > SP_WIRE_MAX_DATA) { /* as the channel's limit */
+        errno = EFBIG;
+        return -1;
+    }
     int fd = sp_memfd();
     if (fd < 0)
         return -1;
