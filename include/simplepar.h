@@ -306,7 +306,9 @@ typedef struct sp_task {
  * The bytes are copied at once, so @p data may be a local buffer. A later
  * call replaces an earlier one. The stored copy is followed by a NUL byte
  * that is not counted in its length, so text results can be read with
- * sp_entry_str().
+ * sp_entry_str(). On the process backend a result of 32 MiB or more is
+ * copied straight into the sealed memfd that carries it to the caller
+ * (see sp_set_result_owned()), not into a second buffer of the worker.
  *
  * @param ctx  the running task's context.
  * @param data bytes to copy; may be NULL only when @p len is 0.

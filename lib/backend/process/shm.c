@@ -4,15 +4,16 @@
  * caller.
  *
  * A worker whose result has at least SHM_MIN bytes (proc.h says why that
- * many) writes them into a
- * memfd of len + 1 bytes (the last one stays 0: the NUL every result
- * ends with), seals it against any change (shrink, grow, write, further
- * seals) and sends its RESULT frame with the SP_WIRE_SHM flag and no data
- * bytes, passing the descriptor with the frame's first byte (SCM_RIGHTS
- * over the channel). Pages of a memfd the worker does not map are not in
- * its resident set, so its peak stays about the task's own buffer. Where
- * memfds are missing or a step fails (ENOSYS, EMFILE, ENOMEM...), the bytes
- * go through the channel as before.
+ * many) writes them into a memfd of len + 1 bytes (the last one stays 0:
+ * the NUL every result ends with; sp_set_result() of so large a result
+ * already copied it into one: worker.c's keep_result()), seals it against
+ * any change (shrink, grow, write, further seals) and sends its RESULT
+ * frame with the SP_WIRE_SHM flag and no data bytes, passing the
+ * descriptor with the frame's first byte (SCM_RIGHTS over the channel).
+ * Pages of a memfd the worker does not map are not in its resident set, so
+ * its peak stays about the task's own buffer. Where memfds are missing or
+ * a step fails (ENOSYS, EMFILE, ENOMEM...), the bytes go through the
+ * channel as before.
  *
  * The parent receives every read of a channel with recvmsg() under the
  * descriptor registry's lock, so a descriptor that arrives is listed
