@@ -83,7 +83,7 @@ static SP_NOINLINE bool keep_release(struct sp_run *run, size_t i,
 {
     struct sp_owned *n = sp_malloc(sizeof *n);
     if (!n) {
-        o->release(o->r.data);
+        sp_data_release(o->release, o->r.data, o->r.len);
         o->release = NULL;
         o->r.data = NULL;
         o->r.len = 0;
