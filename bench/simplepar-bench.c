@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -124,9 +125,11 @@ struct workload {
 };
 
 struct settings {
-    size_t tasks, ptasks, files, lines, io_n, scale_max, calls;
-    unsigned workers, io_narrow, io_wide;
+    size_t tasks, ptasks, files, lines, io_n, scale_max, calls, wide_n;
+    unsigned workers, io_narrow, io_wide, wide_ms;
     double mock_scale;
+    size_t bigresult_mib;      /* bigresult: the result's size */
+    const char *bigresult_lib; /* bigresult: another libsimplepar's dir */
 };
 
 static struct {
@@ -1022,6 +1025,300 @@ static void bench_mockapi(const struct settings *s)
     printf("  (branch_fetch not found next to simplepar-bench)\n");
 }
 
+/* ---- large results ------------------------------------------------------ */
+
+/* One task makes a result of --bigresult-mib MiB; each configuration runs
+ * once per repetition in a fresh process (the harness re-executes itself
+ * with --bigresult-child), so peaks do not mix. The caller reads every
+ * byte of the result, as a real caller would. Peak RSS: the caller's is
+ * its own ru_maxrss; the worker's is RUSAGE_CHILDREN's ru_maxrss after the
+ * workers were reaped (the largest of them; for a pool, through its fork
+ * server), or the caller's own on threads. */
+enum {
+    BIG_THREAD_OWNED,
+    BIG_THREAD_COPY,
+    BIG_PROCESS_OWNED,
+    BIG_PROCESS_COPY,
+    BIG_PPOOL_OWNED,
+    BIG_PIPE_PEER,
+    BIG_CONFIGS
+};
+static const struct {
+    const char *label;
+    int process, copy;
+    const char *what;
+} big_configs[BIG_CONFIGS] = {
+    {"thread-owned", 0, 0, "thread backend, sp_set_result_owned()"},
+    {"thread-copy", 0, 1, "thread backend, sp_set_result() (copies)"},
+    {"process-owned", 1, 0, "process backend, sp_set_result_owned()"},
+    {"process-copy", 1, 1, "process backend, sp_set_result() (copies)"},
+    {"ppool-owned", 1, 0, "process pool, sp_set_result_owned()"},
+    {"pipe-peer", 1, 0,
+     "peer: fork, the child write()s its buffer to a pipe, the parent "
+     "read()s it into one buffer of the known size"},
+};
+
+struct big_fig {
+    double wall, caller_mib, worker_mib;
+    int ok;
+};
+
+static size_t big_len;
+
+static unsigned char *big_make(void)
+{
+    unsigned char *p = malloc(big_len + 1);
+    if (p)
+        memset(p, 0x5a, big_len); /* every page touched */
+    return p;
+}
+
+static int big_body(sp_ctx *ctx, void *arg)
+{
+    int copy = *(const int *)arg;
+    unsigned char *p = big_make();
+    if (!p)
+        return sp_fail(ctx, 1, "out of memory for %zu bytes", big_len);
+    if (!copy)
+        return sp_set_result_owned(ctx, p, big_len, NULL);
+    int rc = sp_set_result(ctx, p, big_len);
+    free(p);
+    return rc;
+}
+
+/* Every byte as made, and the NUL after them. */
+static int big_check(const unsigned char *d, size_t len)
+{
+    if (!d || len != big_len || d[len] != 0)
+        return 0;
+    size_t bad = 0;
+    for (size_t j = 0; j < len; j++)
+        bad |= d[j] ^ 0x5a;
+    return !bad;
+}
+
+static double rusage_mib(int who)
+{
+    struct rusage ru;
+    getrusage(who, &ru);
+    return (double)ru.ru_maxrss / 1024;
+}
+
+/* Run configuration k once, in this (fresh) process. */
+static struct big_fig big_run(int k)
+{
+    struct big_fig f = {0};
+    int copy = big_configs[k].copy;
+    double t0 = now_s();
+    if (k == BIG_PIPE_PEER) {
+        int fd[2];
+        if (pipe(fd))
+            return f;
+        pid_t pid = fork();
+        if (pid == 0) {
+            close(fd[0]);
+            unsigned char *p = big_make();
+            for (size_t off = 0; p && off < big_len;) {
+                ssize_t w = write(fd[1], p + off, big_len - off);
+                if (w <= 0)
+                    _exit(1);
+                off += (size_t)w;
+            }
+            _exit(p ? 0 : 1);
+        }
+        close(fd[1]);
+        unsigned char *d = malloc(big_len + 1);
+        size_t got = 0;
+        for (ssize_t r = 1; d && r > 0 && got < big_len; got += (size_t)r)
+            if ((r = read(fd[0], d + got, big_len - got)) <= 0)
+                break;
+        close(fd[0]);
+        int status = 0;
+        waitpid(pid, &status, 0);
+        if (d)
+            d[got] = 0;
+        f.ok = d && got == big_len && status == 0 && big_check(d, got);
+        free(d);
+    } else {
+        sp_task t = {.key = "big", .fn = big_body, .arg = &copy};
+        sp_options o = {.backend = big_configs[k].process ? SP_BACKEND_PROCESS
+                                                          : SP_BACKEND_THREAD,
+                        .max_workers = 1};
+        sp_results *res = NULL;
+        sp_pool *pool = NULL;
+        int rc;
+        if (k == BIG_PPOOL_OWNED) {
+            sp_pool_options po = {.backend = SP_BACKEND_PROCESS,
+                                  .max_workers = 1};
+            rc = sp_pool_create(&po, &pool);
+            t0 = now_s(); /* the call, not the pool's start */
+            if (!rc)
+                rc = sp_pool_run(pool, &t, 1, NULL, &res);
+        } else {
+            rc = simple_parallel(&t, 1, &o, &res);
+        }
+        size_t len = 0;
+        const sp_entry *e = rc ? NULL : sp_results_get(res, "big");
+        const unsigned char *d = e ? sp_entry_data(e, &len) : NULL;
+        f.ok = e && sp_entry_kind(e) == SP_KIND_OK && big_check(d, len);
+        sp_results_free(res);
+        sp_pool_free(pool);
+    }
+    f.wall = now_s() - t0;
+    f.caller_mib = rusage_mib(RUSAGE_SELF);
+    f.worker_mib =
+        big_configs[k].process ? rusage_mib(RUSAGE_CHILDREN) : f.caller_mib;
+    return f;
+}
+
+/* --bigresult-child K MIB: run configuration K and print its figures. */
+static int big_child(int k, size_t mib)
+{
+    big_len = mib << 20;
+    struct big_fig f = big_run(k);
+    printf("%.6f %.1f %.1f %d\n", f.wall, f.caller_mib, f.worker_mib, f.ok);
+    return f.ok ? 0 : 1;
+}
+
+/* Run configuration k in a fresh process: this program again, with lib
+ * (when not NULL) first on the library path. */
+static struct big_fig big_spawn(int k, size_t mib, const char *lib)
+{
+    struct big_fig f = {0};
+    char self[4096];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    int fd[2];
+    if (len <= 0 || pipe(fd))
+        return f;
+    self[len] = 0;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fd[1], STDOUT_FILENO);
+        close(fd[0]);
+        close(fd[1]);
+        if (lib)
+            setenv("LD_LIBRARY_PATH", lib, 1);
+        char ks[16], ms[32];
+        snprintf(ks, sizeof ks, "%d", k);
+        snprintf(ms, sizeof ms, "%zu", mib);
+        execl(self, self, "--bigresult-child", ks, ms, (char *)NULL);
+        _exit(127);
+    }
+    close(fd[1]);
+    char line[128] = "";
+    FILE *in = fdopen(fd[0], "r");
+    if (in && !fgets(line, sizeof line, in))
+        line[0] = 0;
+    if (in)
+        fclose(in);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (sscanf(line, "%lf %lf %lf %d", &f.wall, &f.caller_mib, &f.worker_mib,
+               &f.ok) != 4)
+        f.ok = 0;
+    return f;
+}
+
+/* MiB of memory available now (MemAvailable), or 0 when unknown. */
+static size_t mem_available_mib(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[128];
+    size_t kib = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %zu kB", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kib / 1024;
+}
+
+static void bench_bigresult(const struct settings *s)
+{
+    size_t mib = s->bigresult_mib;
+    size_t avail = mem_available_mib();
+    /* The copying rows hold the result three times at their peak. */
+    while (avail && mib > 8 && 3 * mib + 256 > avail)
+        mib /= 2;
+    if (mib != s->bigresult_mib)
+        printf("\nbigresult: only %zu MiB available: %zu MiB results instead "
+               "of %zu\n",
+               avail, mib, s->bigresult_mib);
+    enum { ROWS = BIG_CONFIGS + 2 }; /* + the old library's process rows */
+    const char *labels[ROWS];
+    int cfg[ROWS];
+    const char *lib[ROWS];
+    int nrows = 0;
+    for (int k = 0; k < BIG_CONFIGS; k++, nrows++) {
+        labels[nrows] = big_configs[k].label;
+        cfg[nrows] = k;
+        lib[nrows] = NULL;
+    }
+    if (s->bigresult_lib) {
+        static const int old[] = {BIG_PROCESS_OWNED, BIG_PROCESS_COPY};
+        static const char *const names[] = {"process-owned@lib",
+                                            "process-copy@lib"};
+        for (int j = 0; j < 2; j++, nrows++) {
+            labels[nrows] = names[j];
+            cfg[nrows] = old[j];
+            lib[nrows] = s->bigresult_lib;
+        }
+    }
+    static double wall[ROWS][64], caller[ROWS][64], worker[ROWS][64];
+    for (int r = 0; r < opt.reps; r++)
+        for (int k = 0; k < nrows; k++) {
+            progress("bigresult: repetition %d/%d, %s", r + 1, opt.reps,
+                     labels[k]);
+            struct big_fig f = big_spawn(cfg[k], mib, lib[k]);
+            if (!f.ok) {
+                progress(NULL);
+                fprintf(stderr, "bigresult/%s: the run failed\n", labels[k]);
+                exit(1);
+            }
+            wall[k][r] = f.wall;
+            caller[k][r] = f.caller_mib / (double)mib;
+            worker[k][r] = f.worker_mib / (double)mib;
+        }
+    progress(NULL);
+    double peer_wall = summarise(wall[BIG_PIPE_PEER], opt.reps).median;
+    printf("\nbigresult: one task's %zu MiB result, read whole by the caller; "
+           "peak RSS as a multiple of the result size; median of %d "
+           "(min..max)\n",
+           mib, opt.reps);
+    printf("  %-20s %8s %8s %15s %9s %15s\n", "runner", "wall s", "vs peer",
+           "caller peak x", "", "worker peak x");
+    for (int k = 0; k < nrows; k++) {
+        struct stats w = summarise(wall[k], opt.reps);
+        struct stats c = summarise(caller[k], opt.reps);
+        struct stats p = summarise(worker[k], opt.reps);
+        printf("  %-20s %8.3f %7.2fx %6.2f (%.2f..%.2f) %6.2f (%.2f..%.2f)\n",
+               labels[k], w.median, w.median / peer_wall, c.median, c.min,
+               c.max, p.median, p.min, p.max);
+        const char *what[3] = {"s", "caller_peak_x", "worker_peak_x"};
+        struct stats st[3] = {w, c, p};
+        for (int j = 0; j < 3; j++)
+            emit(&(struct row){.workload = "bigresult",
+                               .runner = labels[k],
+                               .unit = what[j],
+                               .ratio_to = j ? "result size" : "pipe-peer",
+                               .best_peer = "pipe-peer",
+                               .workers = 1,
+                               .n = mib,
+                               .st = st[j],
+                               .ratio = j ? st[j].median : w.median / peer_wall,
+                               .vs_best = w.median / peer_wall,
+                               .peer = cfg[k] == BIG_PIPE_PEER,
+                               .checksum = 1},
+                 1);
+    }
+    for (int k = 0; k < BIG_CONFIGS; k++)
+        printf("  %-20s %s\n", big_configs[k].label, big_configs[k].what);
+    if (s->bigresult_lib)
+        printf("  %-20s the process rows with the library in %s\n", "...@lib",
+               s->bigresult_lib);
+}
+
 /* ---- task graphs -------------------------------------------------------- */
 
 /* One table of the graph workload: empty tasks, each waiting for
@@ -1563,6 +1860,315 @@ static void bench_mpi(const struct settings *s)
                "e.g. Debian's python3-mpi4py)\n");
 }
 
+/* ---- wide calls: seed 002 at scale, cold and warm threads --------------- */
+
+/* Each repetition of a wide configuration runs in a fresh process: this
+ * harness again, executed with --wide-child (a forked copy would start
+ * with the harness's own resident pages counted in its RSS), so its peak
+ * RSS (ru_maxrss from wait4) is that run's alone and its first call
+ * finds no thread in the shared pool. */
+
+struct wide_out {
+    double wall[2]; /* cold: the first call; warm: the same call again */
+    size_t ok[2];
+    double rss_mib; /* the child's peak RSS */
+};
+
+/* The child: kind "thread" (simple_parallel() with max_workers = workers,
+ * twice) or "naive" (the naive-pool peer with that many threads, once);
+ * prints the wall times and OK counts. */
+static int wide_child_main(const char *kind, size_t n, unsigned ms,
+                           unsigned workers)
+{
+    struct workload w = {.name = "wide",
+                         .n = n,
+                         .body = body_sleep,
+                         .body_arg = (void *)(uintptr_t)ms};
+    build(&w);
+    double wall[2] = {0, 0};
+    size_t ok[2] = {0, 0};
+    int calls = strcmp(kind, "thread") ? 1 : 2;
+    for (int k = 0; k < calls; k++) {
+        double t0 = now_s();
+        if (calls == 1) {
+            peer_result *out = calloc(n ? n : 1, sizeof *out);
+            if (!out || naive_pool_run(n, workers, body_sleep,
+                                       (void *)(uintptr_t)ms, out))
+                return 1;
+            wall[k] = now_s() - t0;
+            for (size_t i = 0; i < n; i++)
+                ok[k] += out[i].state == PEER_OK;
+            free(out);
+        } else {
+            sp_options o = {.max_workers = workers};
+            sp_results *res = NULL;
+            if (simple_parallel(w.tasks, n, &o, &res)) {
+                fprintf(stderr, "wide: %s\n", sp_last_error());
+                return 1;
+            }
+            ok[k] = sp_results_ok(res);
+            sp_results_free(res);
+            wall[k] = now_s() - t0;
+        }
+    }
+    printf("%.9f %.9f %zu %zu\n", wall[0], wall[1], ok[0], ok[1]);
+    unbuild(&w);
+    return 0;
+}
+
+/* Run one child (argv: the program and its arguments, NULL-terminated)
+ * and read its one line; 0, or -1 if it failed. */
+static int wide_spawn(char *const argv[], char *line, size_t len,
+                      double *rss_mib)
+{
+    int fd[2];
+    if (pipe(fd))
+        return -1;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fd[0]);
+        close(fd[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        dup2(fd[1], STDOUT_FILENO);
+        close(fd[0]);
+        close(fd[1]);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    close(fd[1]);
+    FILE *f = fdopen(fd[0], "r");
+    int got = f && fgets(line, (int)len, f) != NULL;
+    if (f)
+        fclose(f);
+    else
+        close(fd[0]);
+    int st;
+    struct rusage ru;
+    while (wait4(pid, &st, 0, &ru) < 0 && errno == EINTR)
+        ;
+    *rss_mib = (double)ru.ru_maxrss / 1024;
+    return got && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+static int wide_run_c(const char *kind, size_t n, unsigned ms, unsigned workers,
+                      struct wide_out *o)
+{
+    char self[4096], a_n[32], a_ms[16], a_w[16], line[256];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len <= 0)
+        return -1;
+    self[len] = 0;
+    snprintf(a_n, sizeof a_n, "%zu", n);
+    snprintf(a_ms, sizeof a_ms, "%u", ms);
+    snprintf(a_w, sizeof a_w, "%u", workers);
+    char *argv[] = {self, "--wide-child", (char *)kind, a_n, a_ms, a_w, NULL};
+    if (wide_spawn(argv, line, sizeof line, &o->rss_mib))
+        return -1;
+    return sscanf(line, "%lf %lf %zu %zu", &o->wall[0], &o->wall[1], &o->ok[0],
+                  &o->ok[1]) == 4
+               ? 0
+               : -1;
+}
+
+static int wide_run_asyncio(const char *script, size_t n, unsigned ms,
+                            struct wide_out *o)
+{
+    char a_n[32], a_ms[16], line[256];
+    snprintf(a_n, sizeof a_n, "%zu", n);
+    snprintf(a_ms, sizeof a_ms, "%u", ms);
+    char *argv[] = {(char *)opt.python_path, (char *)script, a_n, a_ms, NULL};
+    double rss_child;
+    long kib;
+    if (wide_spawn(argv, line, sizeof line, &rss_child) ||
+        sscanf(line, "{\"wall\": %lf, \"peak_rss_kib\": %ld, \"ok\": %zu}",
+               &o->wall[0], &kib, &o->ok[0]) != 3)
+        return -1;
+    o->rss_mib = (double)kib / 1024;
+    return 0;
+}
+
+/* One row of a wide table: a runner and its samples. */
+struct wide_row {
+    const char *label;
+    unsigned workers;
+    double wall[64], rss[64];
+    int ok; /* every run of it returned every task OK */
+    const char *skipped;
+};
+
+static void wide_emit(const char *workload, const struct wide_row *r, size_t n,
+                      const char *ratio_to, double ratio, int peer)
+{
+    struct stats st = summarise(r->wall, opt.reps);
+    emit(&(struct row){.workload = workload,
+                       .runner = r->label,
+                       .unit = "s",
+                       .ratio_to = ratio_to,
+                       .best_peer = "",
+                       .workers = r->workers,
+                       .n = n,
+                       .st = st,
+                       .ratio = ratio,
+                       .vs_best = -1,
+                       .peer = peer,
+                       .checksum = r->ok ? n : 0},
+         1);
+}
+
+/* seed 002 at scale: 10,000 tasks that sleep 200 ms on 10,000 threads
+ * (--wide-tasks, --wide-ms), beside Python's asyncio.gather of as many
+ * asyncio.sleep()s and the naive pool with a thread per task; then the
+ * wide io table (--io-wide workers) cold and warm. */
+static void bench_seed002(const struct settings *s)
+{
+    enum { T_COLD, T_WARM, NAIVE, ASYNCIO, ROWS };
+    size_t n = s->wide_n;
+    unsigned ms = s->wide_ms;
+    char script[4400] = "";
+    if (with_python()) {
+        snprintf(script, sizeof script, "%s", opt.peer_script);
+        char *slash = strrchr(script, '/');
+        snprintf(slash ? slash + 1 : script,
+                 sizeof script - (size_t)(slash ? slash + 1 - script : 0),
+                 "asyncio_peer.py");
+    }
+    static struct wide_row rows[ROWS];
+    memset(rows, 0, sizeof rows);
+    rows[T_COLD] = (struct wide_row){.label = "thread-cold", .ok = 1};
+    rows[T_WARM] = (struct wide_row){.label = "thread-warm", .ok = 1};
+    rows[NAIVE] = (struct wide_row){.label = "naive-pool", .ok = 1};
+    rows[ASYNCIO] = (struct wide_row){.label = "py-asyncio-gather", .ok = 1};
+    for (int k = 0; k < ROWS; k++)
+        rows[k].workers = k == ASYNCIO ? 1 : (unsigned)n;
+    if (!opt.c_peers)
+        rows[NAIVE].skipped = "--no-peers";
+    if (!script[0] || access(script, R_OK))
+        rows[ASYNCIO].skipped = "no python3 or asyncio_peer.py";
+    for (int r = 0; r < opt.reps; r++) {
+        struct wide_out o;
+        progress("seed002: repetition %d/%d, thread", r + 1, opt.reps);
+        if (wide_run_c("thread", n, ms, (unsigned)n, &o)) {
+            fprintf(stderr, "seed002: the thread child failed\n");
+            exit(1);
+        }
+        for (int k = 0; k < 2; k++) {
+            rows[k].wall[r] = o.wall[k];
+            rows[k].rss[r] = o.rss_mib; /* one child: one peak for both */
+            rows[k].ok &= o.ok[k] == n;
+        }
+        if (!rows[NAIVE].skipped) {
+            progress("seed002: repetition %d/%d, naive-pool", r + 1, opt.reps);
+            if (wide_run_c("naive", n, ms, (unsigned)n, &o))
+                rows[NAIVE].skipped = "could not start its threads";
+            rows[NAIVE].wall[r] = o.wall[0];
+            rows[NAIVE].rss[r] = o.rss_mib;
+            rows[NAIVE].ok &= o.ok[0] == n;
+        }
+        if (!rows[ASYNCIO].skipped) {
+            progress("seed002: repetition %d/%d, asyncio", r + 1, opt.reps);
+            if (wide_run_asyncio(script, n, ms, &o))
+                rows[ASYNCIO].skipped = "the asyncio peer failed";
+            rows[ASYNCIO].wall[r] = o.wall[0];
+            rows[ASYNCIO].rss[r] = o.rss_mib;
+            rows[ASYNCIO].ok &= o.ok[0] == n;
+        }
+    }
+    progress(NULL);
+    double py_wall = 0, py_rss = 0;
+    if (!rows[ASYNCIO].skipped) {
+        py_wall = summarise(rows[ASYNCIO].wall, opt.reps).median;
+        py_rss = summarise(rows[ASYNCIO].rss, opt.reps).median;
+    }
+    printf("\nseed002: %zu tasks x %u ms on threads, one worker per task "
+           "(max_workers %zu); each run in a fresh process; cold: the "
+           "call starts every thread, warm: the same call again at once "
+           "(the pool's threads reused); median of %d (min..max)\n",
+           n, ms, n, opt.reps);
+    printf("  %-24s %8s %19s %8s %9s %8s\n", "runner", "wall s", "min..max",
+           "vs py", "peak MiB", "vs py");
+    int all_ok = 1;
+    for (int k = 0; k < ROWS; k++) {
+        struct wide_row *r = &rows[k];
+        char label[48];
+        snprintf(label, sizeof label, "%s(%u)", r->label, r->workers);
+        if (r->skipped) {
+            printf("  %-24s (not run: %s)\n", label, r->skipped);
+            continue;
+        }
+        struct stats st = summarise(r->wall, opt.reps);
+        double rss = summarise(r->rss, opt.reps).median;
+        printf("  %-24s %8.4f %9.4f..%-8.4f", label, st.median, st.min, st.max);
+        if (py_wall > 0)
+            printf(" %7.2fx %9.1f %7.2fx\n", st.median / py_wall, rss,
+                   rss / py_rss);
+        else
+            printf(" %8s %9.1f\n", "", rss);
+        wide_emit("seed002", r, n, py_wall > 0 ? "py-asyncio-gather" : "",
+                  py_wall > 0 ? st.median / py_wall : 0, k >= NAIVE);
+        wide_emit("seed002-rss-mib",
+                  &(struct wide_row){
+                      .label = r->label, .workers = r->workers, .ok = r->ok},
+                  n, "MiB", rss, k >= NAIVE);
+        all_ok &= r->ok;
+    }
+    if (py_wall > 0) {
+        double w = summarise(rows[T_COLD].wall, opt.reps).median / py_wall;
+        double rss = summarise(rows[T_COLD].rss, opt.reps).median;
+        printf("  target, thread-cold: wall <= 1.25x asyncio's: %.2fx, %s; "
+               "peak RSS <= 60 MiB: %.1f, %s\n",
+               w, w <= 1.25 ? "reached" : "not reached", rss,
+               rss <= 60 ? "reached" : "not reached");
+    }
+    printf("  every run returned every task OK: %s\n", all_ok ? "yes" : "NO");
+    if (!all_ok)
+        exit(1);
+
+    /* The wide io table cold and warm: its io-N row is warm (the
+     * repetitions follow each other within the pool's idle time). */
+    size_t io_n = s->io_n;
+    unsigned io_w = s->io_wide, io_ms = 10;
+    struct wide_row io[2] = {
+        {.label = "thread-cold", .workers = io_w, .ok = 1},
+        {.label = "thread-warm", .workers = io_w, .ok = 1}};
+    for (int r = 0; r < opt.reps; r++) {
+        struct wide_out o;
+        progress("seed002: io cold/warm, repetition %d/%d", r + 1, opt.reps);
+        if (wide_run_c("thread", io_n, io_ms, io_w, &o)) {
+            fprintf(stderr, "seed002: the io child failed\n");
+            exit(1);
+        }
+        for (int k = 0; k < 2; k++) {
+            io[k].wall[r] = o.wall[k];
+            io[k].ok &= o.ok[k] == io_n;
+        }
+    }
+    progress(NULL);
+    double ideal = (double)((io_n + io_w - 1) / io_w) * io_ms / 1e3;
+    printf("\nio-%u cold and warm: %zu tasks x %u ms on %u threads, ideal "
+           "%.3f s; each run in a fresh process (the first call starts "
+           "every thread, the second reuses them); median of %d\n",
+           io_w, io_n, io_ms, io_w, ideal, opt.reps);
+    for (int k = 0; k < 2; k++) {
+        struct stats st = summarise(io[k].wall, opt.reps);
+        char label[48];
+        snprintf(label, sizeof label, "%s(%u)", io[k].label, io_w);
+        printf("  %-24s %8.4f %9.4f..%-8.4f %7.2fx ideal (target <= 3.0x: "
+               "%s)\n",
+               label, st.median, st.min, st.max, st.median / ideal,
+               st.median / ideal <= 3.0 ? "reached" : "not reached");
+        char name[32];
+        snprintf(name, sizeof name, "io-%u-%s", io_w, k ? "warm" : "cold");
+        wide_emit(name, &io[k], io_n, "ideal", st.median / ideal, 0);
+        if (!io[k].ok) {
+            printf("  ^ a run LOST tasks\n");
+            exit(1);
+        }
+    }
+}
+
 /* ---- the workloads table ------------------------------------------------ */
 
 struct workload_def {
@@ -1623,6 +2229,18 @@ static const struct workload_def workloads[] = {
      "calls. figure: us per call, each row's target and whether it is "
      "reached; how many times faster than Python's reused executor.",
      bench_calls},
+    {"seed002", 1, 20,
+     "seed 002 at scale: 10,000 tasks (--wide-tasks) that sleep 200 ms "
+     "on threads, one worker per task (max_workers 10,000), each run in a "
+     "fresh process: the first call (thread-cold: it starts every thread) "
+     "and the same call again (thread-warm: the pool's threads reused), "
+     "beside the naive pool with a thread per task and Python's "
+     "asyncio.gather of as many asyncio.sleep(0.2) (bench/peers/"
+     "asyncio_peer.py). figure: wall seconds and peak RSS (ru_maxrss) with "
+     "their ratios to asyncio's, and issue 17's targets. Then io's wide "
+     "table (1,000 x 10 ms on 1,000 threads) cold and warm the same way, "
+     "against the ideal: io-1000's thread row is warm.",
+     bench_seed002},
     {"scale", 0, 6,
      "the thread overhead for 10, 100, ..., 1,000,000 empty tasks, keyed "
      "and index-keyed, with the peak RSS: the cost per task should stay "
@@ -1636,6 +2254,16 @@ static const struct workload_def workloads[] = {
      "figures: us per task, and wall seconds against the ideal. Needs the "
      "simplepar-bench-mpi driver (built when meson finds MPI).",
      bench_mpi},
+    {"bigresult", 0, 60,
+     "one task makes a 1 GiB result (--bigresult-mib; less when the "
+     "machine has not 3x that available), which the caller reads whole: "
+     "sp_set_result_owned() and sp_set_result() on threads, on one-shot "
+     "processes and on a process pool, each run in a fresh process, beside "
+     "a fork-and-pipe peer (and, with --bigresult-lib DIR, the process rows "
+     "again with the libsimplepar in DIR, e.g. an older build). figures: "
+     "wall seconds and their ratio to the peer; peak RSS of the caller and "
+     "of the worker as multiples of the result size.",
+     bench_bigresult},
     {"sweep", 0, 18,
      "the log count on 1, 2, 4, ..., 100 thread and process workers "
      "(seed 001's tables); ratio to serial.",
@@ -1776,9 +2404,15 @@ static void usage(FILE *f, int full)
                               "processes (default 20000)"},
         {"--calls N", "calls of the calls workload (default 10000; a tenth "
                       "on one-shot processes and on Python)"},
+        {"--wide-tasks N", "tasks (and threads) of seed002 (default "
+                           "10000)"},
         {"--workers N", "workers of overhead, overhead-process, cpu, graph, "
                         "scale (default 2; calls always has 2)"},
         {"--scale S", "time scale of mockapi (default 0.05)"},
+        {"--bigresult-mib N", "the result size of bigresult in MiB (default "
+                              "1024)"},
+        {"--bigresult-lib DIR", "bigresult also runs its process rows with "
+                                "the libsimplepar.so in DIR"},
         {"--json FILE", "also write one JSON object per row"},
         {"--csv FILE", "also write one CSV line per row"},
         {"--svg DIR", "also draw charts: timeline.svg (the per-task "
@@ -1813,7 +2447,10 @@ int main(int argc, char **argv)
                          .workers = 2,
                          .io_narrow = 100,
                          .io_wide = 1000,
-                         .mock_scale = 0.05};
+                         .wide_n = 10000,
+                         .wide_ms = 200,
+                         .mock_scale = 0.05,
+                         .bigresult_mib = 1024};
     const struct workload_def *chosen[32];
     const char *required[8];
     int nchosen = 0, nrequired = 0;
@@ -1823,6 +2460,10 @@ int main(int argc, char **argv)
     /* A dead pipe reader must not kill the harness. */
     signal(SIGPIPE, SIG_IGN);
 
+    if (argc == 6 && !strcmp(argv[1], "--wide-child"))
+        return wide_child_main(argv[2], strtoul(argv[3], NULL, 10),
+                               (unsigned)atoi(argv[4]),
+                               (unsigned)atoi(argv[5]));
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -1832,12 +2473,20 @@ int main(int argc, char **argv)
             s.tasks = strtoul(v, NULL, 10), i++;
         else if (v && !strcmp(a, "--process-tasks"))
             s.ptasks = strtoul(v, NULL, 10), i++;
+        else if (v && !strcmp(a, "--wide-tasks"))
+            s.wide_n = strtoul(v, NULL, 10), i++;
         else if (v && !strcmp(a, "--calls"))
             s.calls = strtoul(v, NULL, 10), i++;
         else if (v && !strcmp(a, "--workers"))
             s.workers = (unsigned)atoi(v), i++;
         else if (v && !strcmp(a, "--scale"))
             s.mock_scale = atof(v), i++;
+        else if (v && !strcmp(a, "--bigresult-mib"))
+            s.bigresult_mib = strtoul(v, NULL, 10), i++;
+        else if (v && !strcmp(a, "--bigresult-lib"))
+            s.bigresult_lib = v, i++;
+        else if (i + 2 < argc && !strcmp(a, "--bigresult-child"))
+            return big_child(atoi(v), strtoul(argv[i + 2], NULL, 10));
         else if (v && !strcmp(a, "--json")) {
             if (!(opt.json = fopen(v, "w"))) {
                 perror(v);
@@ -1889,12 +2538,18 @@ int main(int argc, char **argv)
                               .workers = s.workers,
                               .io_narrow = 5,
                               .io_wide = 20,
-                              .mock_scale = 0.005};
+                              .wide_n = 200,
+                              .wide_ms = 5,
+                              .mock_scale = 0.005,
+                              .bigresult_mib = 8,
+                              .bigresult_lib = s.bigresult_lib};
     }
     if (opt.reps < 1 || opt.reps > 64 || !s.workers || !s.tasks || !s.ptasks ||
-        !s.calls) {
+        !s.calls || !s.bigresult_mib || !s.wide_n ||
+        s.wide_n > SP_MAX_WORKERS) {
         fprintf(stderr, "--reps must be 1..64; --workers, --tasks, "
-                        "--process-tasks and --calls at least 1\n");
+                        "--process-tasks, --calls and --bigresult-mib at "
+                        "least 1; --wide-tasks 1..65536\n");
         return 2;
     }
     for (int k = 0; k < nrequired; k++) {

@@ -29,13 +29,30 @@
  *    results object moves the map, so views stay valid with the new owner.
  *  - Thread-safety is that of the C API: no global state; any number of
  *    threads may call run() at once, and a task may call run() again.
+ *  - Owners of a C handle (results, pool, cancel) are move-only and free
+ *    it in their destructor; a moved-from owner holds none.
+ *  - A task that can reach a worker process that never had the caller's
+ *    memory (a spawned task, any row on a process pool) must be stateless:
+ *    a function or a lambda without captures (task::stateless()), its
+ *    input given as bytes (task::data()).
  *
- * Room to grow: run() turns a table into C rows and calls
- * simple_parallel() through detail::run_with(), which takes the C entry
- * point as a parameter. A persistent pool (a class owning the C pool handle,
- * with its own run(const table &, const options &)), task dependencies (a
- * setter on task filling sp_task.after) and spawning (a member of context)
- * can each be added beside these types without changing them.
+ * What each C feature is called here:
+ *  - task graphs: task::after() (::sp_task.after), context::dep_result()
+ *    (sp_dep_result()), context::spawn() (sp_spawn(); only for tasks
+ *    whose callable is a function or a lambda without captures, see
+ *    there), task::data() and context::data() (::sp_task.data);
+ *  - retries and limits: options::retries() and its siblings,
+ *    task::policy() with a task_policy (::sp_task_policy),
+ *    context::attempt(), entry::attempts() and entry::first_kind() ...;
+ *  - cancelling: the move-only class cancel (sp_cancel_create()),
+ *    options::cancel(), pool_options::cancel(), entry::cancel_reason();
+ *  - pools: the move-only class pool (sp_pool_create()), with per-worker
+ *    state made by pool_options::setup() and read with
+ *    context::worker_state();
+ *  - results: set_result() of a std::unique_ptr<char[]> hands the buffer
+ *    over (sp_set_result_owned()); results::write_trace(),
+ *    results::write_svg(), results::trace() and results::svg() export a
+ *    map.
  *
  * Doxygen format, as simplepar.h.
  */
@@ -49,12 +66,17 @@
 #include "simplepar.h"
 
 #include <chrono>
+#include <cerrno>
 #include <climits>
 #include <cstddef>
+#include <cstdio>
+#include <cstring>
 #include <exception>
 #include <functional>
 #include <initializer_list>
 #include <iterator>
+#include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -138,6 +160,153 @@ inline const char *kind_name(kind k) noexcept
     return sp_kind_name(static_cast<sp_kind>(k));
 }
 
+/** Why a cancelled or skipped task did not run; see ::sp_cancel_reason. */
+enum class cancel_reason : int {
+    none = SP_CANCEL_NONE,             /**< neither CANCELLED nor SKIPPED */
+    deadline = SP_CANCEL_DEADLINE,     /**< the deadline passed */
+    fail_fast = SP_CANCEL_FAIL_FAST,   /**< another task failed (fail-fast) */
+    on_done = SP_CANCEL_ON_DONE,       /**< on_done asked to stop */
+    dependency = SP_CANCEL_DEPENDENCY, /**< a dependency did not end OK */
+    backend = SP_CANCEL_BACKEND,       /**< no worker could run it */
+    caller = SP_CANCEL_CALLER          /**< a cancel handle fired */
+};
+
+/** @brief "NONE", "DEADLINE", "FAIL_FAST", "ON_DONE", "DEPENDENCY",
+ * "BACKEND" or "CALLER" (static string; "UNKNOWN" for any other value). */
+inline const char *cancel_reason_name(cancel_reason r) noexcept
+{
+    return sp_cancel_reason_name(static_cast<sp_cancel_reason>(r));
+}
+
+/** Who put an entry's code there; see ::sp_code_origin. */
+enum class code_origin : int {
+    none = SP_ORIGIN_NONE,      /**< an OK entry: its code is 0 */
+    task = SP_ORIGIN_TASK,      /**< the task's own number */
+    library = SP_ORIGIN_LIBRARY /**< an ::sp_error the library set */
+};
+
+/**
+ * Outcomes of an attempt that are tried again (options::retry_on(),
+ * task_policy::retry_on()); combine them with `|`:
+ * `retry_outcome::failed | retry_outcome::timed_out`. See
+ * ::SP_RETRY_FAILED.
+ */
+enum class retry_outcome : unsigned {
+    failed = SP_RETRY_FAILED,      /**< it failed (returned, threw) */
+    crashed = SP_RETRY_CRASHED,    /**< its worker process died */
+    timed_out = SP_RETRY_TIMED_OUT /**< it ran past its time limit */
+};
+
+/** @brief Both sets of outcomes. */
+constexpr retry_outcome operator|(retry_outcome a, retry_outcome b) noexcept
+{
+    return static_cast<retry_outcome>(static_cast<unsigned>(a) |
+                                      static_cast<unsigned>(b));
+}
+
+/** How the delay between attempts grows; see ::sp_backoff. */
+enum class backoff : int {
+    fixed = SP_BACKOFF_FIXED,      /**< every delay is retry_delay */
+    doubling = SP_BACKOFF_DOUBLING /**< twice the last, up to the cap */
+};
+
+/** @} */
+
+/* ------------------------------------------------------------------------ */
+/** @name Cancelling from outside
+ * @{ */
+
+/**
+ * @brief A cancel handle (::sp_cancel): fire() stops every run given it
+ * (options::cancel()) or every run of a pool given it
+ * (pool_options::cancel()), from any thread or a signal handler.
+ *
+ * Owns its ::sp_cancel and frees it in its destructor. Move-only; a
+ * moved-from handle holds none: fire() and reset() do nothing and fired()
+ * is false. Runs and pools borrow the handle, so it must outlive every run
+ * and pool that has it. Once fired, it stays fired (new runs given it run
+ * nothing: every task comes back cancelled) until reset().
+ */
+class cancel
+{
+  public:
+    /** @brief A new handle, not fired. @throws std::bad_alloc when it
+     *  cannot be allocated. */
+    cancel()
+    {
+        if (sp_cancel_create(&c_) != 0)
+            throw std::bad_alloc();
+    }
+
+    /** @brief Adopt a C handle (may be NULL); the destructor frees it. */
+    explicit cancel(sp_cancel *c) noexcept : c_(c)
+    {
+    }
+
+    cancel(const cancel &) = delete;
+    cancel &operator=(const cancel &) = delete;
+
+    /** @brief Take @p other's handle; @p other is left with none. */
+    cancel(cancel &&other) noexcept : c_(other.release())
+    {
+    }
+
+    /** @brief Free this handle, then take @p other's. */
+    cancel &operator=(cancel &&other) noexcept
+    {
+        if (this != &other) {
+            sp_cancel_free(c_);
+            c_ = other.release();
+        }
+        return *this;
+    }
+
+    /** @brief Frees the handle (sp_cancel_free()). */
+    ~cancel()
+    {
+        sp_cancel_free(c_);
+    }
+
+    /** @brief Fire: every run that has the handle stops. One lock-free
+     *  atomic store: async-signal-safe (sp_cancel_fire()). */
+    void fire() const noexcept
+    {
+        sp_cancel_fire(c_);
+    }
+
+    /** @brief Whether it has fired and not been reset since.
+     *  Async-signal-safe. */
+    bool fired() const noexcept
+    {
+        return sp_cancel_fired(c_) != 0;
+    }
+
+    /** @brief Make a fired handle usable again: runs that start afterwards
+     *  run normally. Async-signal-safe. */
+    void reset() const noexcept
+    {
+        sp_cancel_reset(c_);
+    }
+
+    /** @brief The C handle (still owned by this object; may be NULL). */
+    sp_cancel *native() const noexcept
+    {
+        return c_;
+    }
+
+    /** @brief Give up ownership: the caller frees the returned handle with
+     *  sp_cancel_free(). */
+    sp_cancel *release() noexcept
+    {
+        sp_cancel *c = c_;
+        c_ = nullptr;
+        return c;
+    }
+
+  private:
+    sp_cancel *c_ = nullptr;
+};
+
 /** @} */
 
 /* ------------------------------------------------------------------------ */
@@ -145,11 +314,116 @@ inline const char *kind_name(kind k) noexcept
  * @{ */
 
 /**
+ * @brief Per-task settings (::sp_task_policy), with builder-style setters:
+ * `simplepar::task_policy().time_limit(30s).retries(3)`. Give it to a row
+ * with task::policy().
+ *
+ * A setter not called leaves "the run's setting" (the matching options
+ * setter). Values are stored as given; run() checks them before anything
+ * runs and throws simplepar::error with ::SP_EOPTION naming the row.
+ */
+class task_policy
+{
+  public:
+    task_policy() noexcept : native_()
+    {
+    }
+
+    /** @brief Time limit of each attempt in seconds from its start (as
+     *  options::task_timeout(), which it replaces for this task). */
+    task_policy &time_limit(double seconds) noexcept
+    {
+        native_.time_limit = seconds;
+        return *this;
+    }
+
+    /** @brief Time limit of each attempt as a duration. */
+    template <class Rep, class Period>
+    task_policy &time_limit(std::chrono::duration<Rep, Period> d) noexcept
+    {
+        return time_limit(std::chrono::duration<double>(d).count());
+    }
+
+    /** @brief Further attempts after a failed one, 1 .. ::SP_MAX_RETRIES;
+     *  0 = the run's. */
+    task_policy &retries(unsigned n) noexcept
+    {
+        native_.retries = n;
+        return *this;
+    }
+
+    /** @brief Never try this task again, whatever the run says (for work
+     *  that must not happen twice): ::SP_NO_RETRIES. */
+    task_policy &no_retries() noexcept
+    {
+        native_.retries = SP_NO_RETRIES;
+        return *this;
+    }
+
+    /** @brief Which outcomes are tried again. */
+    task_policy &retry_on(retry_outcome outcomes) noexcept
+    {
+        native_.retry_on = static_cast<unsigned>(outcomes);
+        return *this;
+    }
+
+    /** @brief Seconds from the end of a failed attempt to the earliest
+     *  start of the next. */
+    task_policy &retry_delay(double seconds) noexcept
+    {
+        native_.retry_delay = seconds;
+        return *this;
+    }
+
+    /** @brief The delay between attempts as a duration. */
+    template <class Rep, class Period>
+    task_policy &retry_delay(std::chrono::duration<Rep, Period> d) noexcept
+    {
+        return retry_delay(std::chrono::duration<double>(d).count());
+    }
+
+    /** @brief With backoff::doubling, the longest delay in seconds. */
+    task_policy &retry_delay_max(double seconds) noexcept
+    {
+        native_.retry_delay_max = seconds;
+        return *this;
+    }
+
+    /** @brief The longest delay as a duration. */
+    template <class Rep, class Period>
+    task_policy &retry_delay_max(std::chrono::duration<Rep, Period> d) noexcept
+    {
+        return retry_delay_max(std::chrono::duration<double>(d).count());
+    }
+
+    /** @brief How the delay grows. */
+    task_policy &retry_backoff(simplepar::backoff b) noexcept
+    {
+        native_.retry_backoff = static_cast<sp_backoff>(b);
+        return *this;
+    }
+
+    /** @brief The C policy these setters filled. */
+    const sp_task_policy &native() const noexcept
+    {
+        return native_;
+    }
+
+  private:
+    sp_task_policy native_;
+};
+
+class task;
+
+/**
  * @brief What a running task gets: its identity and the way to report.
  *
  * A thin view of the task's ::sp_ctx, handed by reference to the task and
- * valid only until the task returns (do not keep it). Every member is
- * noexcept and may be called only from inside the task that received it.
+ * valid only until the task returns (do not keep it). Every member may be
+ * called only from inside the task that received it, and is noexcept
+ * except dep_result() and spawn(), which throw simplepar::error (inside a
+ * task, an exception not caught there makes the task FAILED with its
+ * message).
  */
 class context
 {
@@ -249,6 +523,106 @@ class context
         return sp_ctx_worker(ctx_);
     }
 
+    /**
+     * @brief Hand a buffer over as the task's result, without a copy
+     * (sp_set_result_owned()): for large results.
+     *
+     * @p buf must hold at least @p len + 1 elements of one byte (char,
+     * unsigned char, std::byte, ...): the library writes a NUL at
+     * buf[len], not counted in the length. On success the library owns the
+     * buffer and frees it with delete[] when it is done (on the process
+     * backend in the worker, once the bytes are sent); the entry's data()
+     * is then those @p len bytes.
+     * @return 0; ::SP_EINVAL for a null @p buf or @p len SIZE_MAX, and then
+     *         the buffer is freed here and the earlier result is kept.
+     */
+    template <class T,
+              class = std::enable_if_t<sizeof(T) == 1 &&
+                                       std::is_trivially_destructible_v<T>>>
+    int set_result(std::unique_ptr<T[]> buf, std::size_t len) noexcept
+    {
+        int rc = sp_set_result_owned(ctx_, buf.get(), len, release_array<T>);
+        if (rc == 0)
+            buf.release();
+        return rc;
+    }
+
+    /** @brief The task's input bytes (task::data(), or a spawned row's),
+     *  copied to wherever the task runs; empty when it has none. Valid
+     *  until the task returns. See sp_ctx_data(). */
+    std::string_view data() const noexcept
+    {
+        std::size_t len = 0;
+        const void *p = sp_ctx_data(ctx_, &len);
+        return p ? std::string_view(static_cast<const char *>(p), len)
+                 : std::string_view();
+    }
+
+    /**
+     * @brief The result bytes of @p key, a task this task waits for
+     * (task::after()); "" when it stored none. Valid until the task
+     * returns; on every backend (see sp_dep_result()).
+     * @throws simplepar::error with ::SP_ENODEP when @p key is not in this
+     *         task's after() list, with the C library's message.
+     */
+    std::string_view dep_result(const char *key) const
+    {
+        std::size_t len = 0;
+        const void *p = sp_dep_result(ctx_, key, &len);
+        if (!p)
+            throw error(SP_ENODEP, sp_last_error());
+        return std::string_view(static_cast<const char *>(p), len);
+    }
+
+    /** @brief As dep_result(const char *); a key with a NUL byte is not a
+     *  dependency (::SP_ENODEP). */
+    std::string_view dep_result(const std::string &key) const
+    {
+        if (key.find('\0') != std::string::npos)
+            throw error(SP_ENODEP, "SP_ENODEP: the key has a NUL byte");
+        return dep_result(key.c_str());
+    }
+
+    /**
+     * @brief Add a task to the running call (sp_spawn()): it runs like a
+     * row of the table once every task in its after() list has ended OK,
+     * and its entry comes after the table's, in spawn order. Everything in
+     * @p row is copied: key, data(), after(), policy().
+     *
+     * The row's callable must be a function or a lambda without captures
+     * (task::stateless()): a spawned task may run in another worker
+     * process than the one that spawned it, where a capture or a
+     * std::function made by the spawner does not exist, while a function's
+     * code is at the same address in every worker. Give the spawned task
+     * its input as bytes, with task::data(), and read them with data().
+     *
+     * @throws simplepar::error: ::SP_ENOTSUP for a callable with state,
+     *         ::SP_EINVAL for a key or after() key with a NUL byte, and
+     *         what sp_spawn() returns (::SP_EDUPKEY, ::SP_EDEPKEY,
+     *         ::SP_ENOFN, ...) with its message. Nothing was added then;
+     *         the spawner may catch it and go on.
+     */
+    void spawn(const task &row);
+
+    /** @brief Which attempt of the task is running: 1 for the first, 2
+     *  for the first retry, ... (sp_ctx_attempt()). */
+    unsigned attempt() const noexcept
+    {
+        return sp_ctx_attempt(ctx_);
+    }
+
+    /**
+     * @brief The state its worker's set-up made (pool_options::setup()),
+     * if it is a @p T; nullptr when it is not (another type, or the setup
+     * returned void), and outside a pool. The state belongs to the worker
+     * (thread or process) running the task, lives until the pool ends,
+     * and is used by one task at a time.
+     *
+     * Only for tasks run by a simplepar::pool: on a pool created with
+     * sp_pool_create(), read sp_ctx_worker_state(native()) instead.
+     */
+    template <class T> T *worker_state() const noexcept;
+
     /** @brief The C context, for sp_set_resultf() and the like. */
     sp_ctx *native() const noexcept
     {
@@ -256,8 +630,86 @@ class context
     }
 
   private:
+    template <class T> static void release_array(void *p) noexcept
+    {
+        delete[] static_cast<T *>(p);
+    }
+
     sp_ctx *ctx_;
 };
+
+namespace detail
+{
+
+/* A pool worker's state: what pool_options::setup() returned, with a tag
+ * of its type so that context::worker_state<T>() can check it without
+ * RTTI. The C state pointer is a state_box_base *. */
+template <class T> struct type_tag {
+    static constexpr char id = 0;
+};
+
+struct state_box_base {
+    explicit state_box_base(const void *t) noexcept : tag(t)
+    {
+    }
+    state_box_base(const state_box_base &) = delete;
+    state_box_base &operator=(const state_box_base &) = delete;
+    virtual ~state_box_base() = default;
+    const void *tag;
+};
+
+template <class T> struct state_box final : state_box_base {
+    template <class F>
+    state_box(F &f, unsigned worker)
+        : state_box_base(&type_tag<T>::id), value(std::invoke(f, worker))
+    {
+    }
+    T value;
+};
+
+/* The failure of a task whose callable threw; call only inside a catch. */
+inline int fail_with_current(sp_ctx *ctx) noexcept
+{
+    try {
+        throw;
+    } catch (const std::exception &ex) {
+        return sp_fail(ctx, 0, "%s", ex.what());
+    } catch (...) {
+        return sp_fail(ctx, 0, "%s", unknown_exception_message);
+    }
+}
+
+/* The C callback of a stateless task: arg is the callable's function
+ * pointer (a code address, the same in every forked worker). Converting
+ * between function and object pointers is conditionally supported in
+ * C++ and supported by every POSIX compiler (dlsym() needs it). */
+template <class R> int invoke_plain(sp_ctx *ctx, void *arg) noexcept
+{
+    context c(ctx);
+    try {
+        R (*f)(context &) = reinterpret_cast<R (*)(context &)>(arg);
+        if constexpr (std::is_void_v<R>) {
+            f(c);
+            return 0;
+        } else {
+            return static_cast<int>(f(c));
+        }
+    } catch (...) {
+        return fail_with_current(ctx);
+    }
+}
+
+} // namespace detail
+
+template <class T> T *context::worker_state() const noexcept
+{
+    using U = std::remove_cv_t<T>;
+    auto *box =
+        static_cast<detail::state_box_base *>(sp_ctx_worker_state(ctx_));
+    if (!box || box->tag != &detail::type_tag<U>::id)
+        return nullptr;
+    return &static_cast<detail::state_box<U> *>(box)->value;
+}
 
 /**
  * @brief One row of a task table: a key and a callable.
@@ -275,6 +727,15 @@ class context
  * task had stored a result or called context::fail() first. A C++
  * exception therefore never ends the program nor the run, and the other
  * tasks carry on.
+ *
+ * A function, or a lambda without captures, is stateless(): it is called
+ * through its function pointer, which is valid in every worker process,
+ * so only such a task can be spawned (context::spawn()) or run on a
+ * process pool. Its input then travels as bytes: data().
+ *
+ * The setters after(), data() and policy() fill the rest of the row and
+ * chain, on a named row or a temporary:
+ * `simplepar::task("twice", twice).after({"config"})`.
  */
 class task
 {
@@ -292,7 +753,8 @@ class task
                            !std::is_same_v<std::decay_t<F>, task> &&
                            std::is_invocable_v<std::decay_t<F> &, context &>>>
     task(std::string key, F &&fn)
-        : key_(std::move(key)), fn_(wrap(std::forward<F>(fn)))
+        : key_(std::move(key)), plain_fn_(plain_trampoline(fn)),
+          plain_arg_(plain_pointer(fn)), fn_(wrap(std::forward<F>(fn)))
     {
     }
 
@@ -308,7 +770,134 @@ class task
         return fn_;
     }
 
+    /** @brief Whether the callable is a function or a lambda without
+     *  captures (called through its function pointer; see the class). */
+    bool stateless() const noexcept
+    {
+        return plain_fn_ != nullptr;
+    }
+
+    /**
+     * @brief Keys of tasks of the same run this task waits for
+     * (::sp_task.after): it starts once every one of them has ended OK,
+     * and comes back skipped if one did not. Read their results with
+     * context::dep_result(). run() checks them before anything runs
+     * (::SP_EDEPKEY, ::SP_ECYCLE; ::SP_EINVAL for a NUL byte). Replaces
+     * the earlier list. @return this row.
+     */
+    task &after(std::vector<std::string> keys) &
+    {
+        after_ = std::move(keys);
+        return *this;
+    }
+
+    /** @brief As after(std::vector<std::string>) &, on a temporary. */
+    task &&after(std::vector<std::string> keys) &&
+    {
+        after_ = std::move(keys);
+        return std::move(*this);
+    }
+
+    /** @brief The keys this task waits for. */
+    const std::vector<std::string> &after() const noexcept
+    {
+        return after_;
+    }
+
+    /**
+     * @brief The task's input bytes (::sp_task.data): copied to wherever
+     * the task runs (a forked worker, a process pool's worker, a spawned
+     * task's worker) and read there with context::data(). Binary-safe.
+     * @return this row.
+     */
+    task &data(std::string bytes) &
+    {
+        data_ = std::move(bytes);
+        return *this;
+    }
+
+    /** @brief As data(std::string) &, on a temporary. */
+    task &&data(std::string bytes) &&
+    {
+        data_ = std::move(bytes);
+        return std::move(*this);
+    }
+
+    /** @brief The input bytes ("" when none). */
+    const std::string &data() const noexcept
+    {
+        return data_;
+    }
+
+    /** @brief Settings of this task's own (::sp_task.policy): a time
+     *  limit, retries, ... (copied). @return this row. */
+    task &policy(const task_policy &p) &noexcept
+    {
+        policy_ = p;
+        has_policy_ = true;
+        return *this;
+    }
+
+    /** @brief As policy(const task_policy &) &, on a temporary. */
+    task &&policy(const task_policy &p) &&noexcept
+    {
+        policy_ = p;
+        has_policy_ = true;
+        return std::move(*this);
+    }
+
+    /** @brief The row's C policy, or nullptr when policy() was not set. */
+    const sp_task_policy *policy() const noexcept
+    {
+        return has_policy_ ? &policy_.native() : nullptr;
+    }
+
+    /** @brief The C callback and argument of a stateless() task (nullptr
+     *  otherwise): what run() and context::spawn() give the C library. */
+    sp_task_fn stateless_fn() const noexcept
+    {
+        return plain_fn_;
+    }
+
+    /** @brief See stateless_fn(). */
+    void *stateless_arg() const noexcept
+    {
+        return plain_arg_;
+    }
+
   private:
+    /* The function pointer type a stateless callable converts to. */
+    template <class F>
+    using plain_ptr =
+        std::invoke_result_t<std::decay_t<F> &, context &> (*)(context &);
+
+    template <class F>
+    static constexpr bool is_plain =
+        std::is_convertible_v<const std::decay_t<F> &, plain_ptr<F>>;
+
+    template <class F> static sp_task_fn plain_trampoline(const F &fn) noexcept
+    {
+        if constexpr (is_plain<F>) {
+            plain_ptr<F> p = fn;
+            using R = std::invoke_result_t<std::decay_t<F> &, context &>;
+            if (p)
+                return detail::invoke_plain<R>;
+        }
+        (void)fn;
+        return nullptr;
+    }
+
+    template <class F> static void *plain_pointer(const F &fn) noexcept
+    {
+        if constexpr (is_plain<F>) {
+            plain_ptr<F> p = fn;
+            return reinterpret_cast<void *>(p);
+        } else {
+            (void)fn;
+            return nullptr;
+        }
+    }
+
     template <class T> struct is_std_function : std::false_type {
     };
     template <class Sig>
@@ -342,7 +931,13 @@ class task
     }
 
     std::string key_;
+    sp_task_fn plain_fn_;
+    void *plain_arg_;
     function fn_;
+    std::vector<std::string> after_;
+    std::string data_;
+    task_policy policy_;
+    bool has_policy_ = false;
 };
 
 /**
@@ -352,7 +947,9 @@ class task
  * Owns its keys and callables. run() borrows the table for the duration of
  * the call; on the process backend the workers inherit it through fork(),
  * so the callables and what they capture need no serialisation (see
- * ::SP_BACKEND_PROCESS for what a task may rely on in a worker). A table
+ * ::SP_BACKEND_PROCESS for what a task may rely on in a worker). A process
+ * pool's workers were forked before the table existed: there every row
+ * must be task::stateless() (see pool). A table
  * may be run again, and by several threads at once: its callables are then
  * called concurrently, so what they share must be thread-safe.
  */
@@ -438,6 +1035,64 @@ class table
   private:
     std::vector<task> rows_;
 };
+
+namespace detail
+{
+
+/* The message of a key (or an after() key) with a NUL byte. */
+inline error nul_in_key(const std::string &what, std::size_t nul)
+{
+    return error(SP_EINVAL, "SP_EINVAL: " + what +
+                                " has a key with a NUL byte at offset " +
+                                std::to_string(nul));
+}
+
+/* The NULL-terminated C form of row.after() (empty when it has none). */
+inline std::vector<const char *> after_list(const task &row,
+                                            const std::string &what)
+{
+    std::vector<const char *> out;
+    if (row.after().empty())
+        return out;
+    out.reserve(row.after().size() + 1);
+    for (const std::string &k : row.after()) {
+        std::size_t nul = k.find('\0');
+        if (nul != std::string::npos)
+            throw nul_in_key(what + " waits for a task that", nul);
+        out.push_back(k.c_str());
+    }
+    out.push_back(nullptr);
+    return out;
+}
+
+} // namespace detail
+
+inline void context::spawn(const task &row)
+{
+    std::string what = "spawned task \"" + row.key() + "\"";
+    std::size_t nul = row.key().find('\0');
+    if (nul != std::string::npos)
+        throw detail::nul_in_key("a spawned task", nul);
+    if (row.fn() && !row.stateless())
+        throw error(SP_ENOTSUP,
+                    "SP_ENOTSUP: " + what +
+                        " has a callable with state (captures, or a "
+                        "std::function), which cannot reach another worker "
+                        "process: give it a function or a lambda without "
+                        "captures, and its input as data()");
+    std::vector<const char *> after = detail::after_list(row, what);
+    sp_task t{};
+    t.key = row.key().c_str();
+    t.fn = row.stateless_fn();
+    t.arg = row.stateless_arg();
+    t.after = after.empty() ? nullptr : after.data();
+    t.data = row.data().empty() ? nullptr : row.data().data();
+    t.len = row.data().size();
+    t.policy = row.policy();
+    int rc = sp_spawn(ctx_, &t);
+    if (rc != 0)
+        throw error(rc, sp_last_error());
+}
 
 /** @} */
 
@@ -546,6 +1201,49 @@ class entry
     int exit_status() const noexcept
     {
         return sp_entry_exit_status(e_);
+    }
+
+    /** @brief Whether code() is the task's own number or a library
+     *  ::sp_error (sp_entry_code_origin()); none for OK entries. */
+    simplepar::code_origin code_origin() const noexcept
+    {
+        return static_cast<simplepar::code_origin>(sp_entry_code_origin(e_));
+    }
+
+    /** @brief Why a cancelled or skipped task did not run (or gave up);
+     *  cancel_reason::none for entries of other kinds. */
+    simplepar::cancel_reason cancel_reason() const noexcept
+    {
+        return static_cast<simplepar::cancel_reason>(
+            sp_entry_cancel_reason(e_));
+    }
+
+    /** @brief How many times the task's callable was started: 1 for one
+     *  run, more after retries, 0 when it never started. kind(), code(),
+     *  message(), data(), the times and worker() are the last attempt's.
+     */
+    unsigned attempts() const noexcept
+    {
+        return sp_entry_attempts(e_);
+    }
+
+    /** @brief How the first attempt ended (for a task tried more than
+     *  once, its first failure); kind() for a task tried once. */
+    simplepar::kind first_kind() const noexcept
+    {
+        return static_cast<simplepar::kind>(sp_entry_first_kind(e_));
+    }
+
+    /** @brief The first attempt's code (see first_kind()). */
+    int first_code() const noexcept
+    {
+        return sp_entry_first_code(e_);
+    }
+
+    /** @brief The first attempt's message (see first_kind()). */
+    std::string_view first_message() const noexcept
+    {
+        return sp_entry_first_message(e_);
     }
 
     /** @brief The C entry (NULL for an empty view). */
@@ -795,7 +1493,74 @@ class results
         return r;
     }
 
+    /**
+     * @brief Write the map as a Chrome trace-event JSON document (for
+     * Perfetto or chrome://tracing) to @p f, flushed and left open; see
+     * sp_results_write_trace() for the schema.
+     * @throws simplepar::error with ::SP_EIO when a write or the flush
+     *         failed (the output is incomplete), ::SP_EINVAL for a null
+     *         @p f or an object that holds no map; the C library's message.
+     */
+    void write_trace(std::FILE *f) const
+    {
+        check_written(sp_results_write_trace(res_, f));
+    }
+
+    /** @brief Write the map as an SVG Gantt chart to @p f; see
+     *  sp_results_write_svg(). @throws as write_trace(std::FILE *). */
+    void write_svg(std::FILE *f) const
+    {
+        check_written(sp_results_write_svg(res_, f));
+    }
+
+    /** @brief The trace document of write_trace() as a string.
+     *  @throws as write_trace(std::FILE *), and ::SP_EIO when no temporary
+     *  file could be had (std::tmpfile()). */
+    std::string trace() const
+    {
+        return to_string(sp_results_write_trace);
+    }
+
+    /** @brief The SVG document of write_svg() as a string. @throws as
+     *  trace(). */
+    std::string svg() const
+    {
+        return to_string(sp_results_write_svg);
+    }
+
   private:
+    static void check_written(int rc)
+    {
+        if (rc != 0)
+            throw error(rc, sp_last_error());
+    }
+
+    struct file_closer {
+        void operator()(std::FILE *f) const noexcept
+        {
+            std::fclose(f);
+        }
+    };
+
+    std::string to_string(int (*write)(const sp_results *, std::FILE *)) const
+    {
+        std::unique_ptr<std::FILE, file_closer> f(std::tmpfile());
+        if (!f)
+            throw error(SP_EIO, std::string("SP_EIO: tmpfile: ") +
+                                    std::strerror(errno));
+        check_written(write(res_, f.get()));
+        std::rewind(f.get());
+        std::string out;
+        char buf[4096];
+        std::size_t n;
+        while ((n = std::fread(buf, 1, sizeof buf, f.get())) > 0)
+            out.append(buf, n);
+        if (std::ferror(f.get()))
+            throw error(SP_EIO, "SP_EIO: could not read the temporary file "
+                                "back");
+        return out;
+    }
+
     static entry found_or_throw(entry e, std::string_view key)
     {
         if (!e)
@@ -903,6 +1668,67 @@ class options
         return *this;
     }
 
+    /** @brief Further attempts for a task that ended with one of the
+     *  retry_on() outcomes, 0 .. ::SP_MAX_RETRIES; 0 = none (default). A
+     *  row's task_policy may set its own. See ::sp_options.retries. */
+    options &retries(unsigned n) noexcept
+    {
+        native_.retries = n;
+        return *this;
+    }
+
+    /** @brief Which outcomes are tried again (default: all three). */
+    options &retry_on(retry_outcome outcomes) noexcept
+    {
+        native_.retry_on = static_cast<unsigned>(outcomes);
+        return *this;
+    }
+
+    /** @brief Seconds from the end of a failed attempt to the earliest
+     *  start of the next; 0 = at once (default). */
+    options &retry_delay(double seconds) noexcept
+    {
+        native_.retry_delay = seconds;
+        return *this;
+    }
+
+    /** @brief The delay between attempts as a duration. */
+    template <class Rep, class Period>
+    options &retry_delay(std::chrono::duration<Rep, Period> d) noexcept
+    {
+        return retry_delay(std::chrono::duration<double>(d).count());
+    }
+
+    /** @brief With backoff::doubling, the longest delay in seconds; 0 = no
+     *  cap. */
+    options &retry_delay_max(double seconds) noexcept
+    {
+        native_.retry_delay_max = seconds;
+        return *this;
+    }
+
+    /** @brief The longest delay as a duration. */
+    template <class Rep, class Period>
+    options &retry_delay_max(std::chrono::duration<Rep, Period> d) noexcept
+    {
+        return retry_delay_max(std::chrono::duration<double>(d).count());
+    }
+
+    /** @brief How the delay grows (default backoff::fixed). */
+    options &retry_backoff(simplepar::backoff b) noexcept
+    {
+        native_.retry_backoff = static_cast<sp_backoff>(b);
+        return *this;
+    }
+
+    /** @brief A cancel handle that stops the run when fired; borrowed, so
+     *  it must outlive the run. */
+    options &cancel(const simplepar::cancel &c) noexcept
+    {
+        native_.cancel = c.native();
+        return *this;
+    }
+
     /**
      * @brief Completion callback: @p fn is called as `fn(entry)` once per
      * task as it ends, in completion order (cancelled tasks included),
@@ -965,10 +1791,8 @@ inline int invoke_task(sp_ctx *ctx, void *arg) noexcept
     context c(ctx);
     try {
         return t->fn()(c);
-    } catch (const std::exception &ex) {
-        return sp_fail(ctx, 0, "%s", ex.what());
     } catch (...) {
-        return sp_fail(ctx, 0, "%s", unknown_exception_message);
+        return fail_with_current(ctx);
     }
 }
 
@@ -992,26 +1816,47 @@ inline int invoke_done(const sp_entry *e, void *user) noexcept
 }
 
 /* Build the C rows of a table and run them through call(rows, n, opts,
- * &res), which has the signature of simple_parallel(). */
+ * &res), which has the signature of simple_parallel(). stateless_only:
+ * the workers do not have the table (a process pool), so every row's
+ * callable must be stateless. */
 template <class Call>
-results run_with(const table &tasks, const options &opts, Call &&call)
+results run_with(const table &tasks, const options &opts, Call &&call,
+                 bool stateless_only = false)
 {
     std::vector<sp_task> rows(tasks.size()); // zeroed: reserved fields 0
     sp_options native = opts.native();
+    std::vector<std::vector<const char *>> after(tasks.size());
     for (std::size_t i = 0; i < tasks.size(); i++) {
         const task &t = tasks[i];
+        std::string what = "task at index " + std::to_string(i);
         std::size_t nul = t.key().find('\0');
         if (nul != std::string::npos)
-            throw error(SP_EINVAL, std::string("SP_EINVAL: task at index ") +
-                                       std::to_string(i) +
-                                       " has a key with a NUL byte at offset " +
-                                       std::to_string(nul));
+            throw nul_in_key(what, nul);
+        what = "task \"" + t.key() + "\" at index " + std::to_string(i);
+        if (stateless_only && t.fn() && !t.stateless())
+            throw error(SP_ENOTSUP,
+                        "SP_ENOTSUP: " + what +
+                            " has a callable with state (captures, or a "
+                            "std::function), which a process pool's "
+                            "workers, forked when the pool was created, do "
+                            "not have: give it a function or a lambda "
+                            "without captures, and its input as data()");
+        after[i] = after_list(t, what);
         // An index-keyed run passes an empty key as NULL; any other key
         // goes as it is, so the C library refuses it with its message.
         rows[i].key =
             native.index_keys && t.key().empty() ? nullptr : t.key().c_str();
-        rows[i].fn = t.fn() ? invoke_task : nullptr;
-        rows[i].arg = const_cast<task *>(&t);
+        if (t.stateless()) {
+            rows[i].fn = t.stateless_fn();
+            rows[i].arg = t.stateless_arg();
+        } else {
+            rows[i].fn = t.fn() ? invoke_task : nullptr;
+            rows[i].arg = const_cast<task *>(&t);
+        }
+        rows[i].after = after[i].empty() ? nullptr : after[i].data();
+        rows[i].data = t.data().empty() ? nullptr : t.data().data();
+        rows[i].len = t.data().size();
+        rows[i].policy = t.policy();
     }
     done_state st{&opts.done_callback(), nullptr};
     if (opts.done_callback()) {
@@ -1046,9 +1891,10 @@ results run_with(const table &tasks, const options &opts, Call &&call)
  * @return the results map, owned by the returned object.
  * @throws simplepar::error when the call fails up front, with the
  *         ::sp_error code and sp_last_error() text (invalid key, duplicate
- *         key, empty callable, option out of range, no worker could be
- *         started...): nothing has run. A key containing a NUL byte gives
- *         ::SP_EINVAL.
+ *         key, empty callable, an after() key not in the table, a cycle,
+ *         option or task_policy out of range, no worker could be
+ *         started...): nothing has run. A key, or an after() key,
+ *         containing a NUL byte gives ::SP_EINVAL.
  * @throws whatever the on_done callback threw, after every task ended.
  * @throws std::bad_alloc when the C rows cannot be allocated.
  *
@@ -1059,6 +1905,298 @@ results run_with(const table &tasks, const options &opts, Call &&call)
 {
     return detail::run_with(tasks, opts, simple_parallel);
 }
+
+/** @} */
+
+/* ------------------------------------------------------------------------ */
+/** @name Pools: workers that outlive a run
+ * @{ */
+
+/**
+ * @brief Options of a pool (::sp_pool_options), with builder-style
+ * setters: `simplepar::pool_options().max_workers(4).setup(open_db)`.
+ *
+ * A default-constructed object means every default. Values are checked
+ * when the pool is created. Copyable.
+ */
+class pool_options
+{
+  public:
+    /** The stored form of a set-up: makes a worker's state (a
+     *  detail::state_box_base, or nullptr) or throws. */
+    using setup_function = std::function<void *(unsigned)>;
+
+    pool_options() noexcept : native_()
+    {
+    }
+
+    /** @brief Where the pool's tasks run (default backend::thread; serial
+     *  = one worker, the calling thread; process = worker processes forked
+     *  at the pool's creation). */
+    pool_options &backend(simplepar::backend b) noexcept
+    {
+        native_.backend = static_cast<sp_backend>(b);
+        return *this;
+    }
+
+    /** @brief The pool's number of workers, all started with it; 0 = the
+     *  number of online CPUs. */
+    pool_options &max_workers(unsigned n) noexcept
+    {
+        native_.max_workers = n;
+        return *this;
+    }
+
+    /** @brief Stack size of each worker thread in bytes (thread pools). */
+    pool_options &stack_size(std::size_t bytes) noexcept
+    {
+        native_.stack_size = bytes;
+        return *this;
+    }
+
+    /** @brief A cancel handle that stops every run of the pool while it is
+     *  fired, those in flight and those that start; borrowed, so it must
+     *  outlive the pool. */
+    pool_options &cancel(const simplepar::cancel &c) noexcept
+    {
+        native_.cancel = c.native();
+        return *this;
+    }
+
+    /**
+     * @brief Per-worker set-up: @p fn is called as `fn(unsigned worker)`
+     * once in each worker when it starts, in the worker thread or worker
+     * process (and again in a process worker that replaces one that died,
+     * with the same index), before it runs any task.
+     *
+     * What it returns, if not void, is the worker's state: kept in the
+     * worker, read by its tasks with `context::worker_state<T>()` (T the
+     * returned type, built in place: it need not be movable), and
+     * destroyed there when the pool ends: T's destructor is the worker's
+     * tear-down (it must not throw). A worker process that dies does not
+     * run it.
+     *
+     * If @p fn throws, the worker's set-up fails: the pool's constructor
+     * ends the workers already started (destroying their states) and
+     * throws simplepar::error with ::SP_ESETUP, whose message names the
+     * worker and, on thread and serial pools, ends with what() of the
+     * exception (a worker process cannot send it). In a replacement
+     * worker, a throw leaves the pool with one worker fewer (see
+     * sp_pool_run()). The callable is copied into the pool and lives as
+     * long as it; on a process pool the workers have their copy of it.
+     */
+    template <class F> pool_options &setup(F &&fn)
+    {
+        using D = std::decay_t<F>;
+        static_assert(std::is_invocable_v<D &, unsigned>,
+                      "a set-up is callable as fn(unsigned worker)");
+        using R = std::invoke_result_t<D &, unsigned>;
+        if constexpr (std::is_void_v<R>) {
+            setup_ = [f = std::forward<F>(fn)](unsigned w) mutable -> void * {
+                std::invoke(f, w);
+                return nullptr;
+            };
+        } else {
+            using T = std::remove_cv_t<std::remove_reference_t<R>>;
+            static_assert(std::is_nothrow_destructible_v<T>,
+                          "a worker state's destructor is its tear-down "
+                          "and must not throw");
+            setup_ = [f = std::forward<F>(fn)](unsigned w) mutable -> void * {
+                return static_cast<detail::state_box_base *>(
+                    new detail::state_box<T>(f, w));
+            };
+        }
+        return *this;
+    }
+
+    /** @brief The C options these setters filled (setup excluded: the pool
+     *  installs its own trampolines when setup() was set). */
+    const sp_pool_options &native() const noexcept
+    {
+        return native_;
+    }
+
+    /** @brief The set-up (empty when none). */
+    const setup_function &setup_fn() const noexcept
+    {
+        return setup_;
+    }
+
+  private:
+    sp_pool_options native_;
+    setup_function setup_;
+};
+
+namespace detail
+{
+
+/* What a pool's C set-up and tear-down get as their user pointer. It is
+ * allocated before sp_pool_create(), so a process pool's fork server and
+ * workers have their copy of it; it lives until sp_pool_free() returns. */
+struct pool_hooks {
+    pool_options::setup_function setup;
+    std::mutex lock;
+    std::string thrown; // the first set-up exception seen in this process
+
+    void note(unsigned worker, const char *what) noexcept
+    {
+        try {
+            std::lock_guard<std::mutex> hold(lock);
+            if (thrown.empty())
+                thrown = "worker " + std::to_string(worker) + " threw: " + what;
+        } catch (...) {
+        }
+    }
+};
+
+inline int pool_setup(unsigned worker, void *user, void **state) noexcept
+{
+    pool_hooks *h = static_cast<pool_hooks *>(user);
+    try {
+        *state = h->setup(worker);
+        return 0;
+    } catch (const std::exception &ex) {
+        h->note(worker, ex.what());
+    } catch (...) {
+        h->note(worker, unknown_exception_message);
+    }
+    return SP_ETASK;
+}
+
+inline void pool_teardown(unsigned, void *, void *state) noexcept
+{
+    delete static_cast<state_box_base *>(state);
+}
+
+} // namespace detail
+
+/**
+ * @brief A pool of workers that outlive a run (::sp_pool): threads,
+ * processes, or the calling thread, started once, with optional
+ * per-worker state, running many tables at microseconds per run.
+ *
+ * Owns its ::sp_pool and frees it in its destructor, which waits for runs
+ * in flight on other threads, ends every worker (their states are
+ * destroyed there) and leaves no thread, process or descriptor. Move-only;
+ * a moved-from pool holds none (run() then throws ::SP_EINVAL). Never
+ * destroy a pool from one of its own tasks.
+ *
+ * Any number of threads may call run() on one pool at once, and a task may
+ * call run() on its own pool (nested runs never deadlock): see
+ * sp_pool_run().
+ *
+ * **Process pools** fork their workers when the pool is created, from a
+ * fork server: the workers have the program's memory as it was then. A
+ * table made later does not exist in them, so on a process pool every row
+ * must be task::stateless() (a function or a lambda without captures, its
+ * input given as task::data()); run() throws ::SP_ENOTSUP otherwise,
+ * before anything runs. Create process pools early, before the program
+ * starts other threads.
+ */
+class pool
+{
+  public:
+    /**
+     * @brief Create the pool and start all its workers, each having run its
+     * set-up when this returns.
+     * @throws simplepar::error: ::SP_EOPTION for an option out of range,
+     *         ::SP_ESETUP when a set-up threw (see pool_options::setup()),
+     *         ::SP_ETHREAD, ::SP_EFORK, ... when workers could not be
+     *         started; nothing is left behind.
+     */
+    explicit pool(const pool_options &po = pool_options())
+        : hooks_(new detail::pool_hooks),
+          backend_(static_cast<simplepar::backend>(po.native().backend))
+    {
+        sp_pool_options native = po.native();
+        if (po.setup_fn()) {
+            hooks_->setup = po.setup_fn();
+            native.setup = detail::pool_setup;
+            native.teardown = detail::pool_teardown;
+            native.user = hooks_.get();
+        }
+        int rc = sp_pool_create(&native, &pool_);
+        if (rc != 0) {
+            std::string message = sp_last_error();
+            std::lock_guard<std::mutex> hold(hooks_->lock);
+            if (rc == SP_ESETUP && !hooks_->thrown.empty())
+                message += " (" + hooks_->thrown + ")";
+            throw error(rc, message);
+        }
+    }
+
+    pool(const pool &) = delete;
+    pool &operator=(const pool &) = delete;
+
+    /** @brief Take @p other's pool; @p other is left with none. */
+    pool(pool &&other) noexcept
+        : pool_(other.pool_), hooks_(std::move(other.hooks_)),
+          backend_(other.backend_)
+    {
+        other.pool_ = nullptr;
+    }
+
+    /** @brief Free this pool (as the destructor), then take @p other's. */
+    pool &operator=(pool &&other) noexcept
+    {
+        if (this != &other) {
+            sp_pool_free(pool_);
+            pool_ = other.pool_;
+            other.pool_ = nullptr;
+            hooks_ = std::move(other.hooks_);
+            backend_ = other.backend_;
+        }
+        return *this;
+    }
+
+    /** @brief Ends the workers and frees the pool (sp_pool_free()). */
+    ~pool()
+    {
+        sp_pool_free(pool_);
+    }
+
+    /**
+     * @brief Run every task of @p tasks on the pool's workers and return
+     * the results map: run() with the pool's workers, whose backend and
+     * stack size apply (options::backend() and stack_size() are ignored;
+     * options::max_workers() lowers this run's share of the workers).
+     * @throws as run(), and ::SP_ENOTSUP on a process pool for a row that
+     *         is not task::stateless(); ::SP_EINVAL for a moved-from pool.
+     */
+    [[nodiscard]] results run(const table &tasks,
+                              const options &opts = options()) const
+    {
+        sp_pool *p = pool_;
+        return detail::run_with(
+            tasks, opts,
+            [p](const sp_task *rows, std::size_t n, const sp_options *o,
+                sp_results **out) { return sp_pool_run(p, rows, n, o, out); },
+            backend_ == simplepar::backend::process);
+    }
+
+    /** @brief The pool's number of workers; 0 for a moved-from pool. */
+    unsigned workers() const noexcept
+    {
+        return sp_pool_workers(pool_);
+    }
+
+    /** @brief Where the pool's tasks run. */
+    simplepar::backend backend() const noexcept
+    {
+        return backend_;
+    }
+
+    /** @brief The C pool (still owned by this object; may be NULL). */
+    sp_pool *native() const noexcept
+    {
+        return pool_;
+    }
+
+  private:
+    sp_pool *pool_ = nullptr;
+    std::unique_ptr<detail::pool_hooks> hooks_;
+    simplepar::backend backend_;
+};
 
 /** @} */
 

@@ -84,13 +84,44 @@ SP_PRIVATE_API int sp__run_next(sp__run *r, size_t *i)
     uint64_t now = sp_now();
     if (!sp_run_may_start(&r->run, now))
         return -1;
-    sp_sched_tick(&r->run.sched, now); /* retries whose delay passed */
-    if (sp_sched_claim_one(&r->run.sched, i) ||
-        sp_sched_take(&r->run.sched, i)) {
+    struct sp_sched *s = &r->run.sched;
+    sp_sched_tick(s, now); /* retries whose delay passed */
+    /* The static list, unless the heap (a released dependent, a retry)
+     * holds a lower index: table order, as the workers of a local run. */
+    uint32_t hmin = atomic_load_explicit(&s->heap_min, memory_order_relaxed);
+    bool got = hmin != UINT32_MAX && hmin < sp_sched_peek(s) &&
+               sp_sched_take(s, i); /* (skips doomed tasks: may be false) */
+    if (got || sp_sched_claim_one(s, i) || sp_sched_take(s, i)) {
+        sp_complete_handout(&r->run, *i);
         r->out++;
         return 1;
     }
-    return r->out || sp_sched_later_pending(&r->run.sched) ? 0 : -1;
+    return r->out || sp_sched_later_pending(s) ? 0 : -1;
+}
+
+SP_PRIVATE_API unsigned sp__run_attempt(sp__run *r, size_t i,
+                                        unsigned *retry_on)
+{
+    unsigned attempt = sp_complete_attempt(&r->run, i);
+    if (retry_on) {
+        const sp_task *t = sp_graph_row(&r->run, i);
+        *retry_on = 0;
+        for (int kind = SP_KIND_FAILED; kind <= SP_KIND_TIMED_OUT; kind++)
+            if (sp_complete_retries(&r->run, t, attempt, kind))
+                *retry_on |= 1u << kind;
+    }
+    return attempt;
+}
+
+SP_PRIVATE_API double sp__run_due(sp__run *r)
+{
+    struct sp_sched *s = &r->run.sched;
+    if (!s->run || atomic_load(r->run.stop) != SP_STOP_NONE)
+        return 0;
+    uint64_t at = atomic_load_explicit(&s->later_min, memory_order_relaxed);
+    if (at == UINT64_MAX)
+        return 0;
+    return at > r->run.t0 ? (double)(at - r->run.t0) / 1e9 : 1e-9;
 }
 
 /* An outcome as the caller gave it, in the form sp_complete() takes. */
@@ -141,19 +172,43 @@ static void to_outcome(const sp__outcome *o, struct sp_outcome *c)
     }
 }
 
-SP_PRIVATE_API void sp__run_record(sp__run *r, size_t i, const sp__outcome *o)
+SP_PRIVATE_API int sp__run_record(sp__run *r, size_t i, const sp__outcome *o)
 {
-    struct sp_outcome c;
-    to_outcome(o, &c);
+    unsigned attempt = sp_complete_attempt(&r->run, i);
+    if (o->attempt && o->attempt != attempt) {
+        if (o->data && o->data_owned)
+            free(o->data); /* the run takes owned bytes either way */
+        return -1;
+    }
     if (r->out)
         r->out--;
+    if (attempt > 1 && o->kind == SP_KIND_CANCELLED &&
+        o->worker == SP_NO_WORKER) {
+        /* A retry that never started: the task keeps its last attempt, as
+         * when a stop comes while it waits. */
+        if (o->data && o->data_owned)
+            free(o->data);
+        sp_complete_pending(&r->run, i, &r->run.caller);
+        return 0;
+    }
+    struct sp_outcome c;
+    to_outcome(o, &c);
     sp_complete(&r->run, i, &c, &r->run.caller);
+    return 0;
 }
 
 SP_PRIVATE_API void sp__run_put(sp__run *r, size_t i, const sp__outcome *o)
 {
     struct sp_outcome c;
     to_outcome(o, &c);
+    if (o->attempt > 1 && o->first) {
+        struct sp_outcome f = {0};
+        sp__outcome first = *o->first;
+        first.data = NULL; /* only its kind, code and message are kept */
+        to_outcome(&first, &f);
+        sp_complete_set_story(&c, o->attempt, f.r.code, f.how, f.r.msg);
+        sp_outcome_free(&f);
+    }
     sp_complete(&r->run, i, &c, &r->run.caller);
 }
 

@@ -83,7 +83,7 @@ static SP_NOINLINE bool keep_release(struct sp_run *run, size_t i,
 {
     struct sp_owned *n = sp_malloc(sizeof *n);
     if (!n) {
-        o->release(o->r.data);
+        sp_data_release(o->release, o->r.data, o->r.len);
         o->release = NULL;
         o->r.data = NULL;
         o->r.len = 0;
@@ -241,25 +241,33 @@ static SP_NOINLINE void tell_story(struct sp_try **slot, struct sp_outcome *o,
     struct sp_try *rec = *slot;
     *slot = NULL;
     sp_outcome_free(&rec->last);
-    if (attempts > 1) {
-        const char *msg = o->r.msg ? o->r.msg : "";
-        const char *first = rec->first_msg ? rec->first_msg : "";
-        size_t ml = strlen(msg) + 1, fl = strlen(first) + 1;
-        struct sp_story *st = sp_malloc(sizeof *st + ml + fl);
-        if (st) { /* out of memory, the entry is the last attempt alone */
-            st->attempts = attempts;
-            st->first_code = rec->first_code;
-            st->first_how = rec->first_how;
-            memcpy(st->text, msg, ml);
-            memcpy(st->text + ml, first, fl);
-            st->first_msg = st->text + ml;
-            sp_outcome_set_msg(o, NULL, NULL);
-            o->r.msg = st->text;
-            o->how.flags |= SP_EF_STORY;
-        }
-    }
+    if (attempts > 1)
+        sp_complete_set_story(o, attempts, rec->first_code, rec->first_how,
+                              rec->first_msg);
     free(rec->first_msg);
     free(rec);
+}
+
+void sp_complete_set_story(struct sp_outcome *o, unsigned attempts,
+                           int first_code, struct sp_how first_how,
+                           const char *first_msg)
+{
+    const char *msg = o->r.msg ? o->r.msg : "";
+    const char *first = first_msg ? first_msg : "";
+    size_t ml = strlen(msg) + 1, fl = strlen(first) + 1;
+    struct sp_story *st = sp_malloc(sizeof *st + ml + fl);
+    if (!st) /* out of memory, the entry is the last attempt alone */
+        return;
+    st->attempts = attempts;
+    st->first_code = first_code;
+    st->first_how = first_how;
+    st->first_how.flags &= SP_EF_TASK_CODE;
+    memcpy(st->text, msg, ml);
+    memcpy(st->text + ml, first, fl);
+    st->first_msg = st->text + ml;
+    sp_outcome_set_msg(o, NULL, NULL);
+    o->r.msg = st->text;
+    o->how.flags |= SP_EF_STORY;
 }
 
 /* ---- recording ------------------------------------------------------------

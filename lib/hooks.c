@@ -4,8 +4,11 @@
  * (tests/fault.c) links strong definitions over them to make the Nth call
  * fail, so the library is compiled once and tested as shipped. They are
  * hidden: a program linking the shared library cannot replace them. */
+#define _GNU_SOURCE /* memfd_create, MFD_* */
 #include "sp-private.h"
 
+#include <errno.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #if defined(__GNUC__)
@@ -43,4 +46,14 @@ SP_WEAK int sp_pthread_create(pthread_t *t, const pthread_attr_t *attr,
 SP_WEAK pid_t sp_fork(void)
 {
     return fork();
+}
+
+SP_WEAK int sp_memfd(void)
+{
+#if defined(MFD_CLOEXEC) && defined(MFD_ALLOW_SEALING)
+    return memfd_create("simplepar-result", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
 }

@@ -8,6 +8,21 @@
 #include <string.h>
 #include <sys/mman.h>
 
+void sp_result_mapped(void *data)
+{
+    (void)data; /* a marker: sp_data_release() unmaps, knowing the length */
+}
+
+void sp_data_release(void (*release)(void *), void *data, size_t len)
+{
+    if (!release)
+        free(data);
+    else if (release == sp_result_mapped)
+        munmap(data, len + 1);
+    else
+        release(data);
+}
+
 /* Arrays of at least this many bytes (the entries, the key index of big
  * tables) are placed on 2 MiB boundaries and offered transparent huge
  * pages: malloc maps arrays this large afresh for each call, and a
@@ -73,7 +88,8 @@ SP_API void sp_results_free(sp_results *res)
         return;
     for (struct sp_owned *o = atomic_load(&res->owned), *next; o; o = next) {
         next = o->next;
-        o->release(sp_entry_at(res, o->index)->r.data);
+        const sp_entry *e = sp_entry_at(res, o->index);
+        sp_data_release(o->release, e->r.data, e->r.len);
         free(o);
     }
     if (res->entries && atomic_load(&res->owns))

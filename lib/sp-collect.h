@@ -54,6 +54,14 @@ typedef struct sp__outcome {
     unsigned worker;   /* worker index, or SP_NO_WORKER */
     int signo;         /* CRASHED: the signal, else 0 */
     int exit_status;   /* CRASHED by exit: the status, else -1 */
+    /* Which attempt this is the outcome of (1 = the first).
+     * sp__run_record(): 0 = the one handed out last; another number than
+     * that one's is not recorded (a stale outcome). sp__run_put(): the
+     * task's last attempt, which is its number of attempts; 0 = 1. */
+    unsigned attempt;
+    /* sp__run_put() with attempt > 1: how the first attempt ended (its
+     * kind, code, task_code and msg are read), else NULL. */
+    const struct sp__outcome *first;
 } sp__outcome;
 
 /* Validate the table and options exactly as simple_parallel() does (same
@@ -66,21 +74,45 @@ SP_PRIVATE_API int sp__run_begin(const sp_task *tasks, size_t n,
 
 /* The next task to start: 1 with *i set, 0 when none is ready now (tasks
  * are running whose outcomes may make more ready, or a task waits for its
- * retry delay), -1 when none will ever be (all handed out, or the run
- * stopped: deadline, fail-fast, the callback). Checks the deadline. A task
- * whose attempt failed may be handed out again (sp_options.retries). */
+ * retry delay: sp__run_due()), -1 when none will ever be (all handed out,
+ * or the run stopped: deadline, fail-fast, the callback, the cancel
+ * handle). Checks the deadline and the cancel handle. Among ready tasks
+ * the lowest index comes first, as in simple_parallel(). A task whose
+ * attempt failed may be handed out again (sp_options.retries,
+ * sp_task.policy): sp__run_attempt() says which attempt it is. */
 SP_PRIVATE_API int sp__run_next(sp__run *r, size_t *i);
 
+/* Task i as sp__run_next() last handed it out: the number of that attempt
+ * (1 for the first), and in *retry_on (when not NULL) the outcomes after
+ * which the run would try it again (bits 1 << sp_kind, as
+ * sp_options.retry_on; 0 when this attempt is its last), the run's state
+ * (deadline, stop) aside. */
+SP_PRIVATE_API unsigned sp__run_attempt(sp__run *r, size_t i,
+                                        unsigned *retry_on);
+
+/* When sp__run_next() returned 0 because a task waits for its retry delay:
+ * the time it is due, in seconds since the run began (never after the
+ * deadline); 0 when no task waits, or the run stopped. */
+SP_PRIVATE_API double sp__run_due(sp__run *r);
+
 /* Record how task i (handed out by sp__run_next()) ended, once per hand-out.
- * Decides retries, applies fail-fast and calls on_done. */
-SP_PRIVATE_API void sp__run_record(sp__run *r, size_t i, const sp__outcome *o);
+ * Decides retries (the task is then handed out again, at once or after its
+ * delay, and the outcome kept until its last attempt), applies fail-fast
+ * and calls on_done, all on the last attempt only, as simple_parallel()
+ * does. An attempt after the first that never started (a CANCELLED
+ * outcome without a worker) leaves the task with its last attempt's
+ * outcome. Returns 0, or -1 when o->attempt names another attempt than
+ * the one handed out (nothing recorded). */
+SP_PRIVATE_API int sp__run_record(sp__run *r, size_t i, const sp__outcome *o);
 
 /* Write the final outcome of task i without handing it out: for a copy of
  * a map finished elsewhere (libsimplepar-mpi's map on every rank). Meant
  * for a run begun with NULL options, where it applies no policy: no
- * fail-fast, no callback, and (when the core has them) no retry: the
- * outcome is final. Once per task, in any order; tasks never put are
- * cancelled by sp__run_end(). */
+ * fail-fast, no callback, no retry: the outcome is final, and with
+ * o->attempt above 1 the entry tells that many attempts and the first
+ * (o->first), as sp_entry_attempts() and sp_entry_first_kind() read them.
+ * Once per task, in any order; tasks never put are cancelled by
+ * sp__run_end(). */
 SP_PRIVATE_API void sp__run_put(sp__run *r, size_t i, const sp__outcome *o);
 
 /* The result bytes of task i's k-th dependency (in the order of its
@@ -121,6 +153,12 @@ typedef struct sp__local {
      * set, which the spawning task gets. */
     int (*spawn)(void *user, size_t i, const sp_task *task);
     void *user;
+    /* Per row of the call, the number sp_ctx_attempt() gives its callback
+     * (the attempt the companion's run hands out: 1 for the first), or
+     * NULL for 1 everywhere; borrowed for the call. The call itself
+     * should not retry (no retries in its options and rows' policies):
+     * its attempts would add to these numbers. */
+    const unsigned *attempt;
 } sp__local;
 
 /* simple_parallel(), except that the table's dependencies (sp_task.after)

@@ -41,6 +41,9 @@ void *sp_aligned_alloc(size_t align, size_t size);
 int sp_pthread_create(pthread_t *t, const pthread_attr_t *attr,
                       void *(*fn)(void *), void *arg);
 pid_t sp_fork(void);
+/* A memfd for a large result in a worker process (close-on-exec, sealable),
+ * or -1 with errno set (ENOSYS where there are none). */
+int sp_memfd(void);
 
 #if defined(__GNUC__)
 #define SP_NOINLINE __attribute__((noinline))
@@ -415,6 +418,13 @@ struct sp_graph {
 struct sp_remote {
     int (*spawn)(struct sp_ctx *ctx, const sp_task *task);
     const void *(*dep)(struct sp_ctx *ctx, const char *key, size_t *len);
+    /* sp_set_result() of a large result: keep the len bytes at data
+     * somewhere of the worker's own instead of a malloc'd copy (the process
+     * backend: a sealed memfd). 0 with *out and *release to stand for them
+     * as the outcome's data (never read as bytes: the worker sends them its
+     * own way); -1: copy as usual. NULL = always copy. */
+    int (*keep)(const void *data, size_t len, void **out,
+                void (**release)(void *));
 };
 
 /* A companion library's answers to sp_dep_result() and sp_spawn() for the
@@ -744,6 +754,16 @@ static inline uint64_t sp_task_limit(const struct sp_run *run, const sp_task *t)
 /* Free what an outcome owns (one that was not handed to sp_complete()). */
 void sp_outcome_free(struct sp_outcome *o);
 
+/* The release function of a result that is a read-only mapping of len + 1
+ * bytes (the process backend maps a worker's memfd, shm.c): a marker that
+ * sp_data_release() recognises, since unmapping needs the length. Never
+ * called itself. */
+void sp_result_mapped(void *data);
+/* Free a result's bytes (len: its length, without the NUL) the way they
+ * were made: release NULL is free(), sp_result_mapped is munmap(), any
+ * other is the task's own function. results.c. */
+void sp_data_release(void (*release)(void *), void *data, size_t len);
+
 /* ---- complete.c --------------------------------------------------------- */
 
 /* Record how an attempt of task i ended: the ONLY writer of an entry's
@@ -756,6 +776,14 @@ void sp_complete(struct sp_run *run, size_t i, struct sp_outcome *o,
 /* Task i waits for a retry that will never start (the run is over): record
  * its last attempt's outcome, kept since. Calling thread. */
 void sp_complete_pending(struct sp_run *run, size_t i, struct sp_tally *t);
+/* Make *o, the last of `attempts` (> 1) attempts of its task, tell the
+ * story of them all: its message moves into a struct sp_story with the
+ * count and the first attempt's code, how (kind, SP_EF_TASK_CODE, signal,
+ * exit status) and message (copied; NULL = ""). Out of memory, *o stays
+ * the last attempt alone. */
+void sp_complete_set_story(struct sp_outcome *o, unsigned attempts,
+                           int first_code, struct sp_how first_how,
+                           const char *first_msg);
 /* Whether row t's policy has attempt `attempt` (1-based) that ended with
  * kind tried again, the run's state aside. Workers in other processes ask
  * it too (fail-fast applies only to a task's last attempt). */

@@ -2,7 +2,8 @@
 /* The wire format between the process backend's parent and its workers.
  *
  * Worker to parent: frames, each a fixed 48-byte header followed by the
- * message and the result bytes. A RESULT frame carries one task's outcome;
+ * message and the result bytes (or, for a large result, no bytes: they
+ * come in a memfd, SP_WIRE_SHM). A RESULT frame carries one task's outcome;
  * an IDLE frame (no message, no data) says the worker found nothing to
  * claim and waits for a command; a DEPREQ frame asks for the result of
  * the dependency whose key is its message; a SPAWN frame adds a task (its
@@ -38,6 +39,12 @@
 #define SP_WIRE_MAX_DATA ((uint64_t)1 << 40) /* largest result: 1 TiB */
 /* sp_wire_header.flags: the code is the task's own number. */
 #define SP_WIRE_TASK_CODE 1u
+/* sp_wire_header.flags, RESULT frames: the data_len result bytes do not
+ * follow in the stream; they are in a sealed memfd passed with the frame's
+ * first byte (SCM_RIGHTS over the worker's channel, never the ring), which
+ * the receiver maps (the process backend's shm.c). The decoder delivers
+ * such a frame with data NULL and data_len the result's length. */
+#define SP_WIRE_SHM 2u
 
 /* sp_wire_header.type */
 enum {

@@ -3,6 +3,7 @@
  * value, sp_fail() call and cancellation turn into an outcome (which
  * complete.c then records). Shared by every backend, so a task means the
  * same thing wherever it runs. */
+#include "sp-collect.h"
 #include "sp-private.h"
 
 #include <stdio.h>
@@ -44,12 +45,8 @@ static char *format_message(const char *fmt, va_list ap)
 static void out_set_data(struct sp_outcome *o, unsigned char *data, size_t len,
                          void (*release)(void *))
 {
-    if (o->r.data) {
-        if (o->release)
-            o->release(o->r.data);
-        else
-            free(o->r.data);
-    }
+    if (o->r.data)
+        sp_data_release(o->release, o->r.data, o->r.len);
     o->r.data = data;
     o->r.len = len;
     o->release = release == free ? NULL : release;
@@ -79,6 +76,15 @@ SP_API int sp_set_result(sp_ctx *ctx, const void *data, size_t len)
     if (!data && len)
         return sp_set_error(SP_EINVAL,
                             "sp_set_result: data is NULL but len is %zu", len);
+    const struct sp_remote *remote = ctx->run->remote;
+    void *kept;
+    void (*release)(void *);
+    if (SP_UNLIKELY(remote && remote->keep) &&
+        remote->keep(data, len, &kept, &release) == 0) {
+        out_set_data(ctx->out, kept, len, release);
+        ctx->oom = false;
+        return 0;
+    }
     unsigned char *copy = len < SIZE_MAX ? sp_malloc(len + 1) : NULL;
     if (!copy) {
         ctx->oom = true;
@@ -321,6 +327,9 @@ uint64_t sp_task_exec_row(struct sp_run *run, size_t i, const sp_task *t,
                           struct sp_outcome *out)
 {
     *out = (struct sp_outcome){.r.worker = worker};
+    /* A companion's local call: its run decides attempts (sp__local). */
+    if (SP_UNLIKELY(run->local != NULL) && run->local->attempt && i < run->n)
+        attempt += run->local->attempt[i] - 1;
     struct sp_ctx ctx = {.run = run,
                          .out = out,
                          .task = t,

@@ -101,7 +101,8 @@ static int check_header(struct sp_wire_dec *d)
         return fail(d, SP_EPROTO, "frame has an invalid result kind");
     if ((h->kind == SP_KIND_OK) != (h->code == 0))
         return fail(d, SP_EPROTO, "frame's code does not match its kind");
-    if ((h->flags & ~SP_WIRE_TASK_CODE) || h->pad || h->reserved)
+    if ((h->flags & ~(SP_WIRE_TASK_CODE | SP_WIRE_SHM)) || h->pad ||
+        h->reserved)
         return fail(d, SP_EPROTO, "frame has non-zero reserved bytes");
     if (h->t_end < h->t_start)
         return fail(d, SP_EPROTO, "frame ends before it starts");
@@ -109,6 +110,8 @@ static int check_header(struct sp_wire_dec *d)
         return fail(d, SP_EPROTO, "frame message is oversized");
     if (h->data_len > SP_WIRE_MAX_DATA || h->data_len >= SIZE_MAX)
         return fail(d, SP_EPROTO, "frame result is oversized");
+    if ((h->flags & SP_WIRE_SHM) && !h->data_len)
+        return fail(d, SP_EPROTO, "shared-memory frame without a result");
 allocate:
     if (h->msg_len) {
         d->f.msg = sp_malloc((size_t)h->msg_len + 1);
@@ -128,6 +131,13 @@ static void drop(struct sp_wire_dec *d)
     d->f.data = NULL;
     d->cap = 0;
     d->f.dropped = 1;
+}
+
+/* The bytes of a frame's data that follow its message in the stream: none
+ * when they come in shared memory. */
+static uint64_t stream_data(const struct sp_wire_header *h)
+{
+    return h->flags & SP_WIRE_SHM ? 0 : h->data_len;
 }
 
 /* Make room for at least `need` data bytes, growing geometrically so a
@@ -209,7 +219,7 @@ int sp_wire_feed(struct sp_wire_dec *d, const void *buf, size_t len,
             }
             break;
         default:
-            take = (size_t)d->f.h.data_len - d->have;
+            take = (size_t)stream_data(&d->f.h) - d->have;
             take = take < len ? take : len;
             if (take) {
                 if (!d->f.dropped)
@@ -227,7 +237,7 @@ int sp_wire_feed(struct sp_wire_dec *d, const void *buf, size_t len,
         if (d->state == 1 && d->f.h.msg_len == 0) {
             d->state = 2;
         }
-        if (d->state == 2 && d->have == d->f.h.data_len) {
+        if (d->state == 2 && d->have == stream_data(&d->f.h)) {
             if (d->f.dropped)
                 drop(d);
             if (d->f.data)

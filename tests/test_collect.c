@@ -6,7 +6,8 @@
  * the completion callback applied, the rest cancelled with the reason;
  * dependencies released by recorded outcomes, with their results; and
  * sp__parallel(), whose dependency results and spawns go to the caller's
- * hooks on every backend. */
+ * hooks on every backend; retries decided by the run, with attempt
+ * numbers handed out and given to sp__parallel()'s tasks. */
 #include "common.h"
 
 #include "sp-collect.h"
@@ -389,6 +390,225 @@ static void test_parallel_hooks(void **state)
     assert_int_equal(sp__parallel(t, 3, NULL, NULL, &res), SP_EINVAL);
 }
 
+/* ---- retries: the run decides, the caller only reports ------------------ */
+
+#define ALL_RETRIED (SP_RETRY_FAILED | SP_RETRY_CRASHED | SP_RETRY_TIMED_OUT)
+
+static void test_retries(void **state)
+{
+    (void)state;
+    enum { N = 4 };
+    sp_task t[N];
+    char keys[N][16];
+    make_table(t, keys, N);
+    static const sp_task_policy once = {.retries = SP_NO_RETRIES};
+    t[2].policy = &once;
+    sp_options o = {.retries = 2};
+    sp__run *r;
+    assert_int_equal(sp__run_begin(t, N, &o, 2, &r), 0);
+    size_t i;
+    unsigned on = 99;
+    for (size_t k = 0; k < N; k++) {
+        assert_int_equal(sp__run_next(r, &i), 1);
+        assert_int_equal(i, k);
+        assert_int_equal(sp__run_attempt(r, i, &on), 1);
+        assert_int_equal(on, k == 2 ? 0u : ALL_RETRIED);
+    }
+    assert_int_equal(sp__run_next(r, &i), 0);
+    sp__outcome failed = {.kind = SP_KIND_FAILED,
+                          .code = 5,
+                          .task_code = 1,
+                          .msg = "first try",
+                          .worker = 1,
+                          .exit_status = -1,
+                          .attempt = 1};
+    assert_int_equal(sp__run_record(r, 0, &failed), 0);
+    /* The same attempt again: stale, not recorded. */
+    assert_int_equal(sp__run_record(r, 0, &failed), -1);
+    assert_int_equal(sp__run_next(r, &i), 1);
+    assert_int_equal(i, 0);
+    assert_int_equal(sp__run_attempt(r, 0, &on), 2);
+    assert_int_equal(on, ALL_RETRIED);
+    sp__outcome crashed = {.kind = SP_KIND_CRASHED,
+                           .code = SP_ECRASHED,
+                           .msg = "crashed",
+                           .worker = 0,
+                           .signo = SIGSEGV,
+                           .exit_status = -1,
+                           .attempt = 2};
+    assert_int_equal(sp__run_record(r, 0, &crashed), 0);
+    assert_int_equal(sp__run_next(r, &i), 1);
+    assert_int_equal(sp__run_attempt(r, 0, &on), 3);
+    assert_int_equal(on, 0u); /* its last */
+    sp__outcome ok = {.kind = SP_KIND_OK,
+                      .data = (void *)"third",
+                      .len = 5,
+                      .worker = 1,
+                      .exit_status = -1};
+    assert_int_equal(sp__run_record(r, 0, &ok), 0);
+    /* t1: its retry never starts (the rank could not run its batch). */
+    sp__outcome failed1 = failed;
+    failed1.msg = "t1 failed";
+    assert_int_equal(sp__run_record(r, 1, &failed1), 0);
+    assert_int_equal(sp__run_next(r, &i), 1);
+    assert_int_equal(i, 1);
+    sp__outcome unstarted = {.kind = SP_KIND_CANCELLED,
+                             .code = SP_EPROTO,
+                             .msg = "not started: rank 1: a malformed batch",
+                             .worker = SP_NO_WORKER,
+                             .exit_status = -1};
+    assert_int_equal(sp__run_record(r, 1, &unstarted), 0);
+    /* t2 is never retried; t3 is fine. */
+    assert_int_equal(sp__run_record(r, 2, &failed), 0);
+    ok.data = NULL;
+    assert_int_equal(sp__run_record(r, 3, &ok), 0);
+    assert_int_equal(sp__run_next(r, &i), -1);
+    sp_results *res = sp__run_end(r);
+    const sp_entry *e = sp_results_at(res, 0);
+    assert_int_equal(sp_entry_kind(e), SP_KIND_OK);
+    assert_string_equal(sp_entry_str(e), "third");
+    assert_int_equal(sp_entry_attempts(e), 3);
+    assert_int_equal(sp_entry_first_kind(e), SP_KIND_FAILED);
+    assert_int_equal(sp_entry_first_code(e), 5);
+    assert_string_equal(sp_entry_first_message(e), "first try");
+    e = sp_results_at(res, 1);
+    assert_int_equal(sp_entry_kind(e), SP_KIND_FAILED);
+    assert_int_equal(sp_entry_attempts(e), 1);
+    assert_string_equal(sp_entry_message(e), "t1 failed");
+    e = sp_results_at(res, 2);
+    assert_int_equal(sp_entry_kind(e), SP_KIND_FAILED);
+    assert_int_equal(sp_entry_attempts(e), 1);
+    assert_int_equal(sp_entry_attempts(sp_results_at(res, 3)), 1);
+    assert_int_equal(sp_results_ok(res), 2);
+    sp_results_free(res);
+}
+
+/* A retry waits for its delay: nothing to hand out until it is due. */
+static void test_retry_delay(void **state)
+{
+    (void)state;
+    sp_task t[1];
+    char keys[1][16];
+    make_table(t, keys, 1);
+    sp_options o = {.retries = 1, .retry_delay = 0.02};
+    sp__run *r;
+    assert_int_equal(sp__run_begin(t, 1, &o, 1, &r), 0);
+    size_t i;
+    assert_int_equal(sp__run_next(r, &i), 1);
+    assert_true(sp__run_due(r) == 0);
+    sp__outcome failed = {
+        .kind = SP_KIND_FAILED, .code = 1, .worker = 0, .exit_status = -1};
+    double before = sp__run_now(r);
+    sp__run_record(r, 0, &failed);
+    double due = sp__run_due(r);
+    assert_true(due >= before + 0.02);
+    assert_int_equal(sp__run_next(r, &i), 0);
+    while (sp__run_now(r) < due)
+        test_sleep_ms(1);
+    assert_int_equal(sp__run_next(r, &i), 1);
+    assert_int_equal(sp__run_attempt(r, 0, NULL), 2);
+    assert_true(sp__run_due(r) == 0);
+    sp__run_record(r, 0, &failed);
+    assert_int_equal(sp__run_next(r, &i), -1);
+    sp_results *res = sp__run_end(r);
+    assert_int_equal(sp_entry_attempts(sp_results_at(res, 0)), 2);
+    sp_results_free(res);
+
+    /* A stop while it waits: it keeps its last attempt. */
+    o.on_error = SP_POLICY_FAIL_FAST;
+    static const sp_task_policy once = {.retries = SP_NO_RETRIES};
+    sp_task t2[2];
+    char keys2[2][16];
+    make_table(t2, keys2, 2);
+    t2[1].policy = &once;
+    assert_int_equal(sp__run_begin(t2, 2, &o, 1, &r), 0);
+    assert_int_equal(sp__run_next(r, &i), 1);
+    assert_int_equal(sp__run_next(r, &i), 1);
+    sp__run_record(r, 0, &failed);
+    assert_false(sp__run_stopped(r)); /* it will be retried */
+    assert_true(sp__run_due(r) > 0);
+    sp__run_record(r, 1, &failed); /* its last attempt: fail-fast */
+    assert_true(sp__run_stopped(r));
+    assert_true(sp__run_due(r) == 0);
+    assert_int_equal(sp__run_next(r, &i), -1);
+    res = sp__run_end(r);
+    assert_int_equal(sp_entry_kind(sp_results_at(res, 0)), SP_KIND_FAILED);
+    assert_int_equal(sp_entry_attempts(sp_results_at(res, 0)), 1);
+    sp_results_free(res);
+}
+
+/* A copied map tells the attempts and the first failure as given. */
+static void test_put_a_story(void **state)
+{
+    (void)state;
+    sp_task t[2];
+    char keys[2][16];
+    make_table(t, keys, 2);
+    sp__run *r;
+    assert_int_equal(sp__run_begin(t, 2, NULL, 2, &r), 0);
+    sp__outcome first = {.kind = SP_KIND_CRASHED,
+                         .code = SP_ECRASHED,
+                         .msg = "worker killed by SIGSEGV",
+                         .exit_status = -1};
+    sp__outcome last = {.kind = SP_KIND_FAILED,
+                        .code = 9,
+                        .task_code = 1,
+                        .msg = "attempt 3 failed",
+                        .worker = 1,
+                        .exit_status = -1,
+                        .attempt = 3,
+                        .first = &first};
+    sp__run_put(r, 0, &last);
+    sp__outcome once = {.kind = SP_KIND_OK, .worker = 0, .exit_status = -1};
+    sp__run_put(r, 1, &once);
+    sp_results *res = sp__run_end(r);
+    const sp_entry *e = sp_results_at(res, 0);
+    assert_int_equal(sp_entry_attempts(e), 3);
+    assert_int_equal(sp_entry_kind(e), SP_KIND_FAILED);
+    assert_int_equal(sp_entry_code(e), 9);
+    assert_string_equal(sp_entry_message(e), "attempt 3 failed");
+    assert_int_equal(sp_entry_first_kind(e), SP_KIND_CRASHED);
+    assert_int_equal(sp_entry_first_code(e), SP_ECRASHED);
+    assert_string_equal(sp_entry_first_message(e), "worker killed by SIGSEGV");
+    assert_int_equal(sp_entry_attempts(sp_results_at(res, 1)), 1);
+    sp_results_free(res);
+}
+
+/* sp__parallel(): sp_ctx_attempt() gives the caller's attempt numbers on
+ * every backend. */
+static int attempt_task(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    return sp_set_resultf(ctx, "%u", sp_ctx_attempt(ctx));
+}
+
+static void test_parallel_attempts(void **state)
+{
+    (void)state;
+    static const sp_backend backends[] = {SP_BACKEND_THREAD, SP_BACKEND_SERIAL,
+                                          SP_BACKEND_PROCESS};
+    static const unsigned attempts[] = {1, 4, 2};
+    sp_task t[3] = {{.key = "a", .fn = attempt_task},
+                    {.key = "b", .fn = attempt_task},
+                    {.key = "c", .fn = attempt_task}};
+    for (size_t b = 0; b < 3; b++) {
+        struct hooks_seen seen = {0};
+        sp__local local = {.dep = hook_dep,
+                           .spawn = hook_spawn,
+                           .user = &seen,
+                           .attempt = attempts};
+        sp_options o = {.backend = backends[b], .max_workers = 2};
+        sp_results *res = NULL;
+        assert_int_equal(sp__parallel(t, 3, &o, &local, &res), 0);
+        for (size_t i = 0; i < 3; i++) {
+            char want[8];
+            snprintf(want, sizeof want, "%u", attempts[i]);
+            assert_string_equal(sp_entry_str(sp_results_at(res, i)), want);
+        }
+        sp_results_free(res);
+    }
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_validation_is_simple_parallels),
     cmocka_unit_test(test_outcomes_as_given),
@@ -397,6 +617,10 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_put_copies_a_map),
     cmocka_unit_test(test_dependencies),
     cmocka_unit_test(test_parallel_hooks),
+    cmocka_unit_test(test_retries),
+    cmocka_unit_test(test_retry_delay),
+    cmocka_unit_test(test_put_a_story),
+    cmocka_unit_test(test_parallel_attempts),
 };
 
 TEST_MAIN("collect", tests)

@@ -2,7 +2,9 @@
 // The C++ face, <simplepar.hpp>, on the backend named by argv[1]: lambda
 // tasks, exceptions turned into FAILED entries, the RAII results map and its
 // moves, lookup and iteration, options, on_done, validation errors thrown as
-// simplepar::error.
+// simplepar::error; task graphs (after, dep_result, spawn), retries and
+// per-task policies, cancel reasons and handles, pools with per-worker
+// state, owned results and the trace/SVG export.
 //
 // simplepar.hpp comes first: it compiles on its own.
 //
@@ -21,6 +23,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -28,6 +32,7 @@
 #include <type_traits>
 #include <vector>
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #if defined(__GLIBC__) &&                                                      \
@@ -55,6 +60,8 @@ template <class T> std::string show(const T &v)
     std::ostringstream os;
     if constexpr (std::is_same_v<T, sp::kind>)
         os << sp::kind_name(v);
+    else if constexpr (std::is_same_v<T, sp::cancel_reason>)
+        os << sp::cancel_reason_name(v);
     else if constexpr (std::is_enum_v<T>)
         os << static_cast<long long>(v);
     else if constexpr (std::is_convertible_v<T, std::string_view>)
@@ -636,6 +643,53 @@ void test_options_builder()
     CHECK_EQ(o.native().deadline, 0.0);
     for (unsigned char r : o.native().reserved)
         CHECK_EQ(r, 0);
+
+    // Retries, delays, the cancel handle.
+    sp::cancel h;
+    o.retries(4)
+        .retry_on(sp::retry_outcome::failed | sp::retry_outcome::crashed)
+        .retry_delay(250ms)
+        .retry_delay_max(2.5)
+        .retry_backoff(sp::backoff::doubling)
+        .cancel(h);
+    CHECK_EQ(o.native().retries, 4u);
+    CHECK_EQ(o.native().retry_on, SP_RETRY_FAILED | SP_RETRY_CRASHED);
+    CHECK_EQ(o.native().retry_delay, 0.25);
+    CHECK_EQ(o.native().retry_delay_max, 2.5);
+    CHECK_EQ(o.native().retry_backoff, SP_BACKOFF_DOUBLING);
+    CHECK(o.native().cancel == h.native());
+    o.retry_delay(0.5).retry_delay_max(1s);
+    CHECK_EQ(o.native().retry_delay, 0.5);
+    CHECK_EQ(o.native().retry_delay_max, 1.0);
+
+    // A task policy: unset fields stay 0 ("the run's").
+    sp::task_policy p;
+    CHECK_EQ(p.native().retries, 0u);
+    p.time_limit(1500ms)
+        .retries(2)
+        .retry_on(sp::retry_outcome::timed_out)
+        .retry_delay(10ms)
+        .retry_delay_max(0.5)
+        .retry_backoff(sp::backoff::fixed);
+    const sp_task_policy &np = p.native();
+    CHECK_EQ(np.time_limit, 1.5);
+    CHECK_EQ(np.retries, 2u);
+    CHECK_EQ(np.retry_on, SP_RETRY_TIMED_OUT);
+    CHECK_EQ(np.retry_delay, 0.01);
+    CHECK_EQ(np.retry_delay_max, 0.5);
+    CHECK_EQ(np.retry_backoff, SP_BACKOFF_FIXED);
+    p.no_retries().time_limit(2.0).retry_delay(1s).retry_delay_max(2s);
+    CHECK_EQ(p.native().retries, SP_NO_RETRIES);
+    CHECK_EQ(p.native().time_limit, 2.0);
+    CHECK_EQ(p.native().retry_delay, 1.0);
+    CHECK_EQ(p.native().retry_delay_max, 2.0);
+    for (unsigned char r : p.native().reserved)
+        CHECK_EQ(r, 0);
+    sp::task row("row", [](sp::context &) {});
+    CHECK(row.policy() == nullptr);
+    row.policy(p);
+    CHECK(row.policy() != nullptr);
+    CHECK_EQ(row.policy()->retries, SP_NO_RETRIES);
 }
 
 void test_on_done()
@@ -813,6 +867,711 @@ void test_many_tasks()
     }
 }
 
+// --- task graphs ------------------------------------------------------------
+
+// Stateless tasks (functions, lambdas without captures): they may be
+// spawned and run on process pools.
+void config_task(sp::context &c)
+{
+    c.set_result("21");
+}
+
+int twice_task(sp::context &c)
+{
+    long v = std::stol(std::string(c.dep_result("config")));
+    return c.set_result(std::to_string(2 * v));
+}
+
+void echo_data(sp::context &c)
+{
+    c.set_result(c.data());
+}
+
+void page_task(sp::context &c)
+{
+    int n = std::stoi(std::string(c.data()));
+    c.set_result(std::to_string(100 * n));
+}
+
+void summary_task(sp::context &c)
+{
+    int pages = std::stoi(std::string(c.data()));
+    long bytes = 0;
+    for (int n = 1; n <= pages; n++)
+        bytes +=
+            std::stol(std::string(c.dep_result("page:" + std::to_string(n))));
+    c.set_result(std::to_string(pages) + " pages, " + std::to_string(bytes) +
+                 " bytes");
+}
+
+// Spawns four pages and a summary after them, tries the spawns that must
+// fail, and reports their codes as its result.
+void index_task(sp::context &c)
+{
+    std::vector<std::string> keys;
+    for (int n = 1; n <= 4; n++) {
+        keys.push_back("page:" + std::to_string(n));
+        c.spawn(sp::task(keys.back(), page_task).data(std::to_string(n)));
+    }
+    std::string codes;
+    auto attempt = [&](const sp::task &row) {
+        try {
+            c.spawn(row);
+            codes += "added ";
+        } catch (const sp::error &ex) {
+            codes += std::string(ex.name()) + " ";
+        }
+    };
+    attempt(sp::task("page:1", page_task));               // duplicate
+    attempt(sp::task("orphan", page_task).after({"no"})); // unknown dep
+    int local = 5;
+    attempt(sp::task("stateful", [local](sp::context &x) {
+        x.set_result(std::to_string(local));
+    }));
+    attempt(sp::task(std::string("nul\0key", 7), page_task));
+    attempt(
+        sp::task("nul-after", page_task).after({std::string("page:1\0", 7)}));
+    attempt(sp::task("self", page_task).after({"self"})); // cycle
+    c.spawn(sp::task("summary", summary_task).after(keys).data("4"));
+    // A lambda without captures, with a policy of its own: it fails its
+    // first attempt and the policy's retry runs it again.
+    c.spawn(sp::task("spawned-lambda",
+                     [](sp::context &x) {
+                         if (x.attempt() < 2)
+                             return x.fail(5, "first attempt");
+                         return x.set_result("attempt " +
+                                             std::to_string(x.attempt()) +
+                                             " of " + std::string(x.data()));
+                     })
+                .data("lambda")
+                .policy(sp::task_policy().retries(1)));
+    c.set_result(codes);
+}
+
+void test_dependencies()
+{
+    std::string prefix = "captured:";
+    sp::table t{
+        sp::task("report", [](sp::context &c) { c.set_result("never"); })
+            .after({"twice", "lookup"}),
+        sp::task("twice", twice_task).after({"config"}),
+        {"config", config_task},
+        {"lookup", [](sp::context &c) { c.fail(1, "no such host"); }},
+        sp::task("not-a-dep",
+                 [](sp::context &c) { (void)c.dep_result("lookup"); })
+            .after({"config"}),
+        sp::task("stateful-dep",
+                 [prefix](sp::context &c) {
+                     c.set_result(prefix + std::string(c.dep_result(
+                                               std::string("config"))));
+                 })
+            .after({"config"}),
+        sp::task("with-data", echo_data).data(std::string("a\0b", 3)),
+        {"no-data", echo_data},
+    };
+    CHECK_EQ(t[0].after().size(), 2u);
+    CHECK_EQ(t[6].data(), std::string("a\0b", 3));
+    CHECK(t[0].policy() == nullptr);
+    CHECK(t[0].stateless());
+    CHECK(!t[5].stateless());
+    CHECK(t[1].stateless());
+
+    sp::results res = sp::run(t, opts());
+    CHECK_EQ(res.size(), 8u);
+    CHECK_EQ(res.at("config").data(), "21"sv);
+    CHECK_EQ(res.at("twice").data(), "42"sv);
+    CHECK_EQ(res.at("stateful-dep").data(), "captured:21"sv);
+    sp::entry report = res.at("report");
+    CHECK_EQ(report.kind(), sp::kind::skipped);
+    CHECK_EQ(report.code(), static_cast<int>(SP_ESKIPPED));
+    CHECK_EQ(report.cancel_reason(), sp::cancel_reason::dependency);
+    CHECK_EQ(report.message(), "dependency 'lookup' FAILED: no such host"sv);
+    CHECK_EQ(report.attempts(), 0u);
+    sp::entry nodep = res.at("not-a-dep");
+    CHECK_EQ(nodep.kind(), sp::kind::failed);
+    CHECK_EQ(nodep.message().substr(0, 11), "SP_ENODEP: "sv);
+    CHECK_EQ(res.at("with-data").data(), std::string_view("a\0b", 3));
+    CHECK_EQ(res.at("no-data").data(), ""sv);
+
+    // The graph is checked before anything runs.
+    auto nop = [](sp::context &) {};
+    expect_error({{"a", nop}, sp::task("b", nop).after({"nope"})}, opts(),
+                 SP_EDEPKEY, "SP_EDEPKEY:");
+    expect_error(
+        {sp::task("a", nop).after({"b"}), sp::task("b", nop).after({"a"})},
+        opts(), SP_ECYCLE, "SP_ECYCLE:");
+    expect_error(
+        {{"a", nop}, sp::task("b", nop).after({std::string("a\0", 2)})}, opts(),
+        SP_EINVAL,
+        "SP_EINVAL: task \"b\" at index 1 waits for a task that has "
+        "a key with a NUL byte at offset 1");
+}
+
+void test_spawn()
+{
+    sp::results res = sp::run({{"index", index_task}}, opts());
+    CHECK_EQ(res.size(), 7u);
+    const char *order[] = {"index",  "page:1",  "page:2",        "page:3",
+                           "page:4", "summary", "spawned-lambda"};
+    for (std::size_t i = 0; i < 7; i++)
+        CHECK_EQ(res.by_index(i).key(), std::string_view(order[i]));
+    CHECK_EQ(res.at("index").data(),
+             "SP_EDUPKEY SP_EDEPKEY SP_ENOTSUP SP_EINVAL SP_EINVAL "
+             "SP_ECYCLE "sv);
+    CHECK_EQ(res.at("page:3").data(), "300"sv);
+    CHECK_EQ(res.at("summary").data(), "4 pages, 1000 bytes"sv);
+    sp::entry lambda = res.at("spawned-lambda");
+    CHECK_EQ(lambda.kind(), sp::kind::ok);
+    CHECK_EQ(lambda.data(), "attempt 2 of lambda"sv);
+    CHECK_EQ(lambda.attempts(), 2u);
+    CHECK_EQ(lambda.first_kind(), sp::kind::failed);
+    CHECK_EQ(lambda.first_code(), 5);
+    CHECK_EQ(lambda.first_message(), "first attempt"sv);
+}
+
+// --- retries, policies, reasons ----------------------------------------------
+
+int wait_for_cancel(sp::context &c)
+{
+    unsigned limit = scaled_ms(10000);
+    for (unsigned waited = 0; waited < limit; waited++) {
+        if (c.cancelled())
+            return c.fail(9, "stopped");
+        sleep_ms(1);
+    }
+    return c.set_result("never stopped");
+}
+
+int always_fails(sp::context &c)
+{
+    return c.fail(404, "attempt " + std::to_string(c.attempt()) +
+                           ": no such ticker");
+}
+
+void test_retries()
+{
+    using namespace std::chrono_literals;
+    sp::table t{
+        {"flaky",
+         [](sp::context &c) {
+             if (c.attempt() < 3)
+                 return c.fail(503, "attempt " + std::to_string(c.attempt()));
+             return c.set_result("after " + std::to_string(c.attempt()));
+         }},
+        {"broken", always_fails},
+        sp::task("payment", always_fails)
+            .policy(sp::task_policy().no_retries()),
+        sp::task("only-crashes", always_fails)
+            .policy(sp::task_policy().retry_on(sp::retry_outcome::crashed |
+                                               sp::retry_outcome::timed_out)),
+        sp::task("own-retries", always_fails)
+            .policy(
+                sp::task_policy().retries(1).retry_backoff(sp::backoff::fixed)),
+        sp::task("report", [](sp::context &) {}).after({"broken"}),
+        {"once", [](sp::context &c) { c.set_result("fine"); }},
+    };
+    sp::results res =
+        sp::run(t, opts().retries(2).retry_delay(10ms).retry_backoff(
+                       sp::backoff::doubling));
+    sp::entry flaky = res.at("flaky");
+    CHECK_EQ(flaky.kind(), sp::kind::ok);
+    CHECK_EQ(flaky.data(), "after 3"sv);
+    CHECK_EQ(flaky.attempts(), 3u);
+    CHECK_EQ(flaky.first_kind(), sp::kind::failed);
+    CHECK_EQ(flaky.first_code(), 503);
+    CHECK_EQ(flaky.first_message(), "attempt 1"sv);
+    sp::entry broken = res.at("broken");
+    CHECK_EQ(broken.kind(), sp::kind::failed);
+    CHECK_EQ(broken.attempts(), 3u);
+    CHECK_EQ(broken.code(), 404);
+    CHECK_EQ(broken.code_origin(), sp::code_origin::task);
+    CHECK_EQ(broken.message(), "attempt 3: no such ticker"sv);
+    CHECK_EQ(broken.first_message(), "attempt 1: no such ticker"sv);
+    // 10 ms, then 20 ms (doubling) after the end of an attempt: the last
+    // attempt cannot start before 30 ms.
+    CHECK(broken.start() >= 0.0299);
+    CHECK_EQ(res.at("payment").attempts(), 1u);
+    CHECK_EQ(res.at("only-crashes").attempts(), 1u);
+    CHECK_EQ(res.at("own-retries").attempts(), 2u);
+    CHECK(res.at("own-retries").start() >= 0.0099);
+    CHECK_EQ(res.at("report").kind(), sp::kind::skipped);
+    CHECK_EQ(res.at("report").attempts(), 0u);
+    sp::entry once = res.at("once");
+    CHECK_EQ(once.attempts(), 1u);
+    CHECK_EQ(once.first_kind(), sp::kind::ok);
+    CHECK_EQ(once.code_origin(), sp::code_origin::none);
+
+    // retry_on() of the run: a failure is not retried when only crashes
+    // are.
+    sp::results only =
+        sp::run({{"fails", always_fails}},
+                opts().retries(3).retry_on(sp::retry_outcome::crashed));
+    CHECK_EQ(only.at("fails").attempts(), 1u);
+
+    // A per-task time limit, as a duration.
+    unsigned limit = scaled_ms(5000);
+    sp::results timed = sp::run(
+        {sp::task("slow",
+                  [limit](sp::context &c) {
+                      for (unsigned waited = 0; waited < limit; waited++) {
+                          if (c.cancelled())
+                              return c.fail(9, "gave up");
+                          sleep_ms(1);
+                      }
+                      return c.set_result("never cancelled");
+                  })
+             .policy(sp::task_policy().time_limit(
+                 std::chrono::milliseconds(scaled_ms(50)))),
+         {"quick", [](sp::context &c) { c.set_result("done"); }}},
+        opts());
+    CHECK_EQ(timed.at("slow").kind(), sp::kind::timed_out);
+    CHECK_EQ(timed.at("quick").kind(), sp::kind::ok);
+
+    // Out of range: thrown before anything runs, naming the row.
+    auto nop = [](sp::context &) {};
+    expect_error({{"a", nop}}, opts().retries(SP_MAX_RETRIES + 1), SP_EOPTION,
+                 "SP_EOPTION:");
+    expect_error({{"a", nop}}, opts().retry_delay(-1.0), SP_EOPTION,
+                 "SP_EOPTION:");
+    bool named = false;
+    try {
+        (void)sp::run(
+            {{"a", nop},
+             sp::task("b", nop).policy(sp::task_policy().time_limit(-1.0))},
+            opts());
+    } catch (const sp::error &ex) {
+        named = ex.code() == SP_EOPTION &&
+                std::string_view(ex.what()).find("task \"b\" at index 1") !=
+                    std::string_view::npos;
+    }
+    CHECK(named);
+}
+
+void test_cancel_reasons()
+{
+    CHECK_EQ(
+        std::string_view(sp::cancel_reason_name(sp::cancel_reason::deadline)),
+        "DEADLINE"sv);
+    CHECK_EQ(
+        std::string_view(sp::cancel_reason_name(sp::cancel_reason::caller)),
+        "CALLER"sv);
+    CHECK_EQ(std::string_view(
+                 sp::cancel_reason_name(static_cast<sp::cancel_reason>(99))),
+             "UNKNOWN"sv);
+
+    // "first" fails; "waits" runs beside it and gives up when it sees the
+    // stop, or never starts; "never" may have started before the stop on
+    // the thread and process backends, but not on the serial one.
+    sp::results ff =
+        sp::run({{"first", [](sp::context &c) { c.fail(3, "boom"); }},
+                 {"waits", wait_for_cancel},
+                 {"never", [](sp::context &c) { c.set_result("x"); }}},
+                opts().fail_fast().max_workers(2));
+    CHECK_EQ(ff.at("first").cancel_reason(), sp::cancel_reason::none);
+    CHECK_EQ(ff.at("first").code_origin(), sp::code_origin::task);
+    CHECK_EQ(ff.at("waits").kind(), sp::kind::cancelled);
+    CHECK_EQ(ff.at("waits").cancel_reason(), sp::cancel_reason::fail_fast);
+    if (backend == sp::backend::serial)
+        CHECK_EQ(ff.at("never").kind(), sp::kind::cancelled);
+    for (sp::entry e : ff) {
+        if (e.kind() != sp::kind::cancelled || e.attempts() != 0)
+            continue;
+        CHECK_EQ(e.cancel_reason(), sp::cancel_reason::fail_fast);
+        CHECK_EQ(e.code_origin(), sp::code_origin::library);
+        CHECK_EQ(e.message(),
+                 "not started: task \"first\" failed (fail-fast)"sv);
+    }
+
+    // One worker: the deadline passes while "sleeper" runs, so "later"
+    // never starts.
+    unsigned limit = scaled_ms(5000);
+    sp::results dl =
+        sp::run({{"sleeper",
+                  [limit](sp::context &c) {
+                      for (unsigned waited = 0; waited < limit; waited++) {
+                          if (c.cancelled())
+                              return 0;
+                          sleep_ms(1);
+                      }
+                      return 0;
+                  }},
+                 {"later", [](sp::context &c) { c.set_result("x"); }}},
+                opts().max_workers(1).deadline(
+                    std::chrono::milliseconds(scaled_ms(50))));
+    CHECK_EQ(dl.at("later").kind(), sp::kind::cancelled);
+    CHECK_EQ(dl.at("later").cancel_reason(), sp::cancel_reason::deadline);
+    CHECK_EQ(dl.at("later").attempts(), 0u);
+
+    // A throw is a library code (SP_ETASK).
+    sp::results thrown = sp::run(
+        {{"t", [](sp::context &) { throw std::runtime_error("x"); }}}, opts());
+    CHECK_EQ(thrown.at("t").code_origin(), sp::code_origin::library);
+}
+
+// --- cancel handles
+// -----------------------------------------------------------
+
+void test_cancel_handle()
+{
+    static_assert(!std::is_copy_constructible_v<sp::cancel>);
+    static_assert(!std::is_copy_assignable_v<sp::cancel>);
+    static_assert(std::is_nothrow_move_constructible_v<sp::cancel>);
+    static_assert(std::is_nothrow_move_assignable_v<sp::cancel>);
+
+    sp::cancel h;
+    CHECK(h.native() != nullptr);
+    CHECK(!h.fired());
+
+    // Fired before the run: nothing runs, every key comes back.
+    h.fire();
+    CHECK(h.fired());
+    sp::results none =
+        sp::run({{"a", [](sp::context &c) { c.set_result("a"); }},
+                 {"b", [](sp::context &c) { c.set_result("b"); }}},
+                opts().cancel(h));
+    CHECK_EQ(none.size(), 2u);
+    CHECK_EQ(none.count(sp::kind::cancelled), 2u);
+    for (sp::entry e : none) {
+        CHECK_EQ(e.cancel_reason(), sp::cancel_reason::caller);
+        CHECK_EQ(e.attempts(), 0u);
+    }
+
+    // Reset: runs go on normally.
+    h.reset();
+    CHECK(!h.fired());
+    sp::results fine = sp::run(
+        {{"a", [](sp::context &c) { c.set_result("a"); }}}, opts().cancel(h));
+    CHECK_EQ(fine.ok(), 1u);
+
+    // Fired from another thread during the run: the polling tasks stop.
+    sp::table t;
+    for (int i = 0; i < 4; i++)
+        t.add("w" + std::to_string(i), wait_for_cancel);
+    std::thread firer([&h] {
+        sleep_ms(scaled_ms(50));
+        h.fire();
+    });
+    sp::results stopped = sp::run(t, opts().max_workers(2).cancel(h));
+    firer.join();
+    CHECK_EQ(stopped.size(), 4u);
+    CHECK_EQ(stopped.count(sp::kind::cancelled), 4u);
+    for (sp::entry e : stopped) {
+        CHECK_EQ(e.cancel_reason(), sp::cancel_reason::caller);
+        CHECK(e.code() == 9 || e.code() == SP_ECANCELED);
+    }
+
+    // Moves hand the C handle over; a moved-from handle does nothing.
+    sp_cancel *raw = h.native();
+    sp::cancel moved(std::move(h));
+    CHECK(moved.native() == raw);
+    CHECK(h.native() == nullptr); // NOLINT(bugprone-use-after-move)
+    h.fire();
+    CHECK(!h.fired());
+    CHECK(moved.fired());
+    sp::cancel other;
+    other = std::move(moved);
+    CHECK(other.native() == raw);
+    CHECK(other.fired());
+}
+
+// --- pools ----------------------------------------------------------------
+
+// A worker's state: not movable (built in place), and its destructor (the
+// worker's tear-down) writes a byte to a pipe, so that the test sees it
+// from worker processes too.
+struct connection {
+    connection(unsigned w, int fd)
+        : worker(w), name("conn" + std::to_string(w)), fd_(fd)
+    {
+    }
+    connection(const connection &) = delete;
+    connection &operator=(const connection &) = delete;
+    ~connection()
+    {
+        char b = 'x';
+        if (fd_ >= 0 && write(fd_, &b, 1) != 1)
+            std::abort();
+    }
+    unsigned worker;
+    std::string name;
+    std::mutex busy; // what makes it immovable
+    int fd_;
+};
+
+void pool_task(sp::context &c)
+{
+    connection *conn = c.worker_state<connection>();
+    if (!conn)
+        throw std::runtime_error("no worker state");
+    if (c.worker_state<int>() != nullptr)
+        throw std::runtime_error("a state of the wrong type");
+    std::lock_guard<std::mutex> hold(conn->busy);
+    c.set_result(conn->name + ":" + std::string(c.data()));
+}
+
+std::size_t drain(int fd)
+{
+    std::size_t n = 0;
+    char buf[64];
+    ssize_t got;
+    while ((got = read(fd, buf, sizeof buf)) > 0)
+        n += static_cast<std::size_t>(got);
+    return n;
+}
+
+sp::pool_options pool_opts()
+{
+    return sp::pool_options().backend(backend);
+}
+
+void test_pool()
+{
+    static_assert(!std::is_copy_constructible_v<sp::pool>);
+    static_assert(!std::is_copy_assignable_v<sp::pool>);
+    static_assert(std::is_nothrow_move_constructible_v<sp::pool>);
+    static_assert(std::is_nothrow_move_assignable_v<sp::pool>);
+
+    int fds[2];
+    CHECK_EQ(pipe(fds), 0);
+    CHECK_EQ(fcntl(fds[0], F_SETFL, O_NONBLOCK), 0);
+    const unsigned want = backend == sp::backend::serial ? 1u : 3u;
+    {
+        int wfd = fds[1];
+        sp::pool p(pool_opts().max_workers(3).setup(
+            [wfd](unsigned w) { return connection(w, wfd); }));
+        CHECK_EQ(p.workers(), want);
+        CHECK(p.native() != nullptr);
+        CHECK_EQ(p.backend(), backend);
+
+        sp::table t;
+        for (int i = 0; i < 12; i++)
+            t.add(sp::task("p" + std::to_string(i), pool_task)
+                      .data(std::to_string(i)));
+        for (int round = 0; round < 20; round++) {
+            sp::results res = p.run(t, opts());
+            CHECK_EQ(res.ok(), 12u);
+            for (sp::entry e : res) {
+                std::string_view d = e.data();
+                CHECK_EQ(d.substr(0, 4), "conn"sv);
+                unsigned w = static_cast<unsigned>(
+                    std::stoul(std::string(d.substr(4, d.find(':') - 4))));
+                CHECK(w < want);
+                CHECK_EQ(d.substr(d.find(':') + 1),
+                         std::string_view(std::to_string(e.index())));
+            }
+        }
+
+        // Two threads at once on one pool.
+        sp::results from_thread;
+        std::thread other([&] { from_thread = p.run(t); });
+        sp::results here = p.run(t);
+        other.join();
+        CHECK_EQ(from_thread.ok(), 12u);
+        CHECK_EQ(here.ok(), 12u);
+
+        // Graphs and spawning run on pools too.
+        sp::results graph =
+            p.run({{"index", index_task},
+                   {"config", config_task},
+                   sp::task("twice", twice_task).after({"config"})});
+        CHECK_EQ(graph.at("summary").data(), "4 pages, 1000 bytes"sv);
+        CHECK_EQ(graph.at("twice").data(), "42"sv);
+
+        // A process pool's workers do not have a table made after them:
+        // a row with state is refused before anything runs.
+        int local = 1;
+        sp::table stateful{{"captures", [local](sp::context &c) {
+                                c.set_result(std::to_string(local));
+                            }}};
+        if (backend == sp::backend::process) {
+            bool refused = false;
+            try {
+                (void)p.run(stateful);
+            } catch (const sp::error &ex) {
+                refused = ex.code() == SP_ENOTSUP &&
+                          std::string_view(ex.what()).find(
+                              "task \"captures\" at index 0") !=
+                              std::string_view::npos;
+            }
+            CHECK(refused);
+        } else {
+            CHECK_EQ(p.run(stateful).at("captures").data(), "1"sv);
+            // A task may run a table on its own pool.
+            sp::results nested =
+                p.run({{"outer", [&p](sp::context &c) {
+                            sp::results in = p.run({{"inner", config_task}});
+                            c.set_result(in.at("inner").data());
+                        }}});
+            CHECK_EQ(nested.at("outer").data(), "21"sv);
+        }
+
+        // Moves: the pool goes with the object.
+        sp_pool *raw = p.native();
+        sp::pool q(std::move(p));
+        CHECK(q.native() == raw);
+        CHECK(p.native() == nullptr); // NOLINT(bugprone-use-after-move)
+        CHECK_EQ(p.workers(), 0u);
+        CHECK_EQ(q.run(t).ok(), 12u);
+        bool einval = false;
+        try {
+            (void)p.run(t);
+        } catch (const sp::error &ex) {
+            einval = ex.code() == SP_EINVAL;
+        }
+        CHECK(einval);
+        CHECK_EQ(drain(fds[0]), 0u); // no tear-down yet
+    }
+    // Every worker's state was destroyed in its worker.
+    CHECK_EQ(drain(fds[0]), static_cast<std::size_t>(want));
+    close(fds[0]);
+    close(fds[1]);
+
+    // A set-up returning void: no state.
+    sp::pool plain(pool_opts().max_workers(2).setup([](unsigned) {}));
+    sp::results res = plain.run(
+        {{"state", [](sp::context &c) {
+              c.set_result(c.worker_state<int>() == nullptr ? "none" : "some");
+          }}});
+    CHECK_EQ(res.at("state").data(), "none"sv);
+}
+
+void test_pool_setup_throws()
+{
+    int code = 0;
+    std::string message;
+    try {
+        sp::pool p(pool_opts().max_workers(2).setup([](unsigned w) -> int {
+            if (w == 0)
+                throw std::runtime_error("no database");
+            return 1;
+        }));
+    } catch (const sp::error &ex) {
+        code = ex.code();
+        message = ex.what();
+    }
+    CHECK_EQ(code, static_cast<int>(SP_ESETUP));
+    CHECK(message.find("worker 0") != std::string::npos);
+    if (backend != sp::backend::process)
+        CHECK(message.find("(worker 0 threw: no database)") !=
+              std::string::npos);
+
+    // Out of range options are the C library's errors.
+    code = 0;
+    try {
+        sp::pool p(pool_opts().max_workers(SP_MAX_WORKERS + 1));
+    } catch (const sp::error &ex) {
+        code = ex.code();
+    }
+    CHECK_EQ(code, static_cast<int>(SP_EOPTION));
+}
+
+void test_pool_cancel()
+{
+    sp::cancel h;
+    sp::pool p(pool_opts().max_workers(2).cancel(h));
+    sp::table t{{"a", config_task}, {"b", config_task}};
+    CHECK_EQ(p.run(t).ok(), 2u);
+    h.fire();
+    sp::results stopped = p.run(t);
+    CHECK_EQ(stopped.count(sp::kind::cancelled), 2u);
+    CHECK_EQ(stopped.at("a").cancel_reason(), sp::cancel_reason::caller);
+    h.reset();
+    CHECK_EQ(p.run(t).ok(), 2u);
+}
+
+// --- owned results and export ---------------------------------------------
+
+void test_owned_result()
+{
+    sp::results res =
+        sp::run({{"owned",
+                  [](sp::context &c) {
+                      const std::size_t n = 100000;
+                      auto buf = std::make_unique<char[]>(n + 1);
+                      for (std::size_t i = 0; i < n; i++)
+                          buf[i] = static_cast<char>('a' + i % 26);
+                      return c.set_result(std::move(buf), n);
+                  }},
+                 {"bytes",
+                  [](sp::context &c) {
+                      auto buf = std::make_unique<std::byte[]>(4);
+                      buf[0] = std::byte{1};
+                      buf[1] = std::byte{0};
+                      buf[2] = std::byte{2};
+                      return c.set_result(std::move(buf), 3);
+                  }},
+                 {"null",
+                  [](sp::context &c) {
+                      c.set_result("kept");
+                      int rc = c.set_result(std::unique_ptr<char[]>(), 3);
+                      if (rc != SP_EINVAL)
+                          return c.fail(1, "set_result(null) returned " +
+                                               std::to_string(rc));
+                      return 0;
+                  }},
+                 {"replaced",
+                  [](sp::context &c) {
+                      c.set_result(std::make_unique<unsigned char[]>(8), 7);
+                      c.set_result("copy");
+                  }}},
+                opts());
+    CHECK_EQ(res.ok(), 4u);
+    std::string_view owned = res.at("owned").data();
+    CHECK_EQ(owned.size(), 100000u);
+    CHECK_EQ(owned.substr(0, 3), "abc"sv);
+    const char tail[] = {static_cast<char>('a' + 99998 % 26),
+                         static_cast<char>('a' + 99999 % 26)};
+    CHECK_EQ(owned.substr(99998), std::string_view(tail, 2));
+    CHECK_EQ(res.at("bytes").data(), std::string_view("\1\0\2", 3));
+    CHECK_EQ(res.at("null").data(), "kept"sv);
+    CHECK_EQ(res.at("replaced").data(), "copy"sv);
+}
+
+void test_export()
+{
+    sp::results res = sp::run(
+        {{"alpha", [](sp::context &c) { c.set_result("a"); }},
+         {"beta", [](sp::context &c) { c.fail(2, "no <beta> & \"quotes\""); }}},
+        opts());
+    std::string trace = res.trace();
+    CHECK_EQ(trace.substr(0, 16), "{\"traceEvents\":["sv);
+    CHECK(trace.find("\"name\":\"alpha\"") != std::string::npos);
+    CHECK(trace.find("\"schema\":\"simplepar-trace\"") != std::string::npos);
+    CHECK(trace.find("no <beta> & \\\"quotes\\\"") != std::string::npos);
+    std::string svg = res.svg();
+    CHECK(svg.find("<svg") != std::string::npos);
+    CHECK(svg.find("data-index=\"1\"") != std::string::npos);
+    CHECK(svg.find("no &lt;beta&gt; &amp;") != std::string::npos);
+
+    // To a FILE: the same bytes.
+    std::FILE *f = std::tmpfile();
+    CHECK(f != nullptr);
+    res.write_trace(f);
+    CHECK_EQ(std::ftell(f), static_cast<long>(trace.size()));
+    std::rewind(f);
+    res.write_svg(f);
+    CHECK_EQ(std::ftell(f), static_cast<long>(svg.size()));
+    std::fclose(f);
+
+    // Failures are thrown with the C library's code and message.
+    auto code_of = [](auto &&fn) {
+        try {
+            fn();
+        } catch (const sp::error &ex) {
+            return ex.code();
+        }
+        return 0;
+    };
+    std::FILE *ro = std::fopen("/dev/null", "r");
+    CHECK(ro != nullptr);
+    CHECK_EQ(code_of([&] { res.write_svg(ro); }), static_cast<int>(SP_EIO));
+    std::fclose(ro);
+    CHECK_EQ(code_of([&] { res.write_trace(nullptr); }),
+             static_cast<int>(SP_EINVAL));
+    sp::results empty;
+    CHECK_EQ(code_of([&] { (void)empty.svg(); }), static_cast<int>(SP_EINVAL));
+}
+
 void test_index_keys()
 {
     // Keyless rows, read by position; the same callable twice is fine.
@@ -862,6 +1621,16 @@ const test_case tests[] = {
     {"fail_fast", test_fail_fast, false},
     {"process_crash", test_process_crash, true},
     {"many_tasks", test_many_tasks, false},
+    {"dependencies", test_dependencies, false},
+    {"spawn", test_spawn, false},
+    {"retries", test_retries, false},
+    {"cancel_reasons", test_cancel_reasons, false},
+    {"cancel_handle", test_cancel_handle, false},
+    {"pool", test_pool, false},
+    {"pool_setup_throws", test_pool_setup_throws, false},
+    {"pool_cancel", test_pool_cancel, false},
+    {"owned_result", test_owned_result, false},
+    {"export", test_export, false},
     {"index_keys", test_index_keys, false},
 };
 

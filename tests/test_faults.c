@@ -162,6 +162,47 @@ static void test_thread_creation_fails(void **state)
     atomic_store(&fi->thread, 0);
 }
 
+/* Thread creation fails while a wide call's workers come in a tree (the
+ * caller starts the first few, workers bring the rest): the call still
+ * ends, with fewer workers, and every task OK. */
+static int wide_sleep(sp_ctx *ctx, void *arg)
+{
+    (void)ctx;
+    (void)arg;
+    test_sleep_ms(5);
+    return 0;
+}
+
+static void test_wide_thread_creation_fails(void **state)
+{
+    (void)state;
+    if (test_backend != SP_BACKEND_THREAD)
+        skip(); /* only the thread backend creates threads */
+    enum { W = 120 };
+    static char wkeys[W][8];
+    static sp_task wt[W];
+    for (size_t i = 0; i < W; i++) {
+        snprintf(wkeys[i], sizeof wkeys[i], "w%zu", i);
+        wt[i] = (sp_task){.key = wkeys[i], .fn = wide_sleep};
+    }
+    static const long at[] = {6, 30};
+    for (size_t k = 0; k < sizeof at / sizeof at[0]; k++) {
+        sp_tpool_shared_trim();
+        long fired = atomic_load(&fi->fired);
+        atomic_store(&fi->thread, at[k]);
+        sp_options o = test_opts();
+        o.max_workers = W;
+        sp_results *res = NULL;
+        int rc = simple_parallel(wt, W, &o, &res);
+        atomic_store(&fi->thread, 0);
+        assert_int_equal(rc, 0);
+        assert_int_equal(sp_results_ok(res), W);
+        if (atomic_load(&fi->fired) != fired)
+            assert_true(sp_results_workers(res) < W);
+        sp_results_free(res);
+    }
+}
+
 static void test_fork_fails(void **state)
 {
     (void)state;
@@ -493,6 +534,7 @@ static void test_pool_eintr_storm(void **state)
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup(test_each_allocation_fails, setup),
     cmocka_unit_test_setup(test_thread_creation_fails, setup),
+    cmocka_unit_test_setup(test_wide_thread_creation_fails, setup),
     cmocka_unit_test_setup(test_fork_fails, setup),
     cmocka_unit_test_setup(test_pipe_fails, setup),
     cmocka_unit_test_setup(test_eintr_storm, setup),

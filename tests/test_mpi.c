@@ -13,6 +13,7 @@
 #include <simplepar/mpi.h>
 
 #include <stdint.h>
+#include <time.h>
 #include <unistd.h>
 
 static int rank, size;
@@ -245,6 +246,11 @@ static uint64_t map_digest(const sp_results *res)
         MIX((uint64_t)(sp_entry_start(e) * 1e9));
         MIX((uint64_t)(sp_entry_end(e) * 1e9));
         for (const char *s = sp_entry_message(e); *s; s++)
+            MIX(*s);
+        MIX(sp_entry_attempts(e));
+        MIX(sp_entry_first_kind(e));
+        MIX((unsigned)sp_entry_first_code(e));
+        for (const char *s = sp_entry_first_message(e); *s; s++)
             MIX(*s);
         size_t len;
         const unsigned char *d = sp_entry_data(e, &len);
@@ -949,6 +955,391 @@ static void test_crash_on_rank_2(void **state)
     free(keys);
 }
 
+/* ---- retries, decided on rank 0 ----------------------------------------- */
+
+/* What a retry test's task does, by its key: "flaky" fails on its first
+ * two attempts, "broken" on every one, "crashy" dies on its first (local
+ * process backend), "slow" hangs past its time limit on its first;
+ * anything else returns its key after a short nap. The attempt is the
+ * one sp_ctx_attempt() gives, on whichever rank the task runs. */
+static int retry_task(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    const char *key = sp_ctx_key(ctx);
+    unsigned a = sp_ctx_attempt(ctx);
+    __atomic_fetch_add(&ran_here, 1, __ATOMIC_RELAXED);
+    if (!strcmp(key, "flaky") && a < 3)
+        return sp_fail(ctx, 503, "attempt %u on rank %d: unavailable", a, rank);
+    if (!strcmp(key, "broken") || !strncmp(key, "fails", 5))
+        return sp_fail(ctx, 404, "attempt %u: no such thing", a);
+    if (!strcmp(key, "crashy") && a == 1)
+        raise(SIGSEGV);
+    if (!strcmp(key, "slow") && a == 1) {
+        if (test_backend == SP_BACKEND_PROCESS)
+            for (;;)
+                pause();
+        test_wait_cancel(ctx, 30000);
+        return 0; /* returned after its limit: TIMED_OUT */
+    }
+    if (key[0] == 'k')
+        test_sleep_ms(test_ms(2));
+    return sp_set_resultf(ctx, "%s: attempt %u on rank %d", key, a, rank);
+}
+
+/* Rows "flaky", "broken", then k0..k(n-3): a table the caller frees. */
+static sp_task *retry_table(size_t n, char (**keys)[16])
+{
+    sp_task *t = table(n, retry_task, keys);
+    snprintf((*keys)[0], 16, "flaky");
+    snprintf((*keys)[1], 16, "broken");
+    for (size_t i = 2; i < n; i++)
+        snprintf((*keys)[i], 16, "k%u", (unsigned)(i - 2));
+    return t;
+}
+
+/* Entry e ran once, OK, on a rank other than 0 when there are others. */
+static void check_once_ok(const sp_entry *e)
+{
+    if (sp_entry_kind(e) != SP_KIND_OK)
+        fail_msg("%s: %s", sp_entry_key(e), sp_entry_message(e));
+    assert_int_equal(sp_entry_attempts(e), 1);
+    assert_int_equal(sp_entry_first_kind(e), SP_KIND_OK);
+    assert_string_equal(sp_entry_first_message(e), sp_entry_message(e));
+    char want[48];
+    snprintf(want, sizeof want, "%s: attempt 1 on rank ", sp_entry_key(e));
+    assert_int_equal(strncmp(sp_entry_str(e), want, strlen(want)), 0);
+}
+
+/* The rank named at the end of s ("... on rank R..."). */
+static int rank_in(const char *s)
+{
+    const char *p = strstr(s, "on rank ");
+    assert_non_null(p);
+    return atoi(p + 8);
+}
+
+static void check_retries(const sp_results *res, size_t n)
+{
+    const sp_entry *e = sp_results_get(res, "flaky");
+    if (sp_entry_kind(e) != SP_KIND_OK)
+        fail_msg("flaky: %s", sp_entry_message(e));
+    assert_int_equal(sp_entry_attempts(e), 3);
+    assert_int_equal(strncmp(sp_entry_str(e), "flaky: attempt 3 on rank ", 25),
+                     0);
+    assert_int_equal(sp_entry_first_kind(e), SP_KIND_FAILED);
+    assert_int_equal(sp_entry_first_code(e), 503);
+    assert_int_equal(
+        strncmp(sp_entry_first_message(e), "attempt 1 on rank ", 18), 0);
+    if (size > 1) { /* rank 0 only schedules */
+        assert_true(rank_in(sp_entry_str(e)) != 0);
+        assert_true(rank_in(sp_entry_first_message(e)) != 0);
+    }
+    e = sp_results_get(res, "broken");
+    assert_int_equal(sp_entry_kind(e), SP_KIND_FAILED);
+    assert_int_equal(sp_entry_attempts(e), 3); /* 1 + retries */
+    assert_int_equal(sp_entry_code(e), 404);
+    assert_int_equal(sp_entry_code_origin(e), SP_ORIGIN_TASK);
+    assert_string_equal(sp_entry_message(e), "attempt 3: no such thing");
+    assert_int_equal(sp_entry_first_kind(e), SP_KIND_FAILED);
+    assert_int_equal(sp_entry_first_code(e), 404);
+    assert_string_equal(sp_entry_first_message(e), "attempt 1: no such thing");
+    for (size_t i = 2; i < n; i++)
+        check_once_ok(sp_results_at(res, i));
+    assert_int_equal(sp_results_ok(res), n - 1);
+    assert_int_equal(sp_results_count_kind(res, SP_KIND_FAILED), 1);
+}
+
+static void test_retries(void **state)
+{
+    (void)state;
+    enum { N = 40 };
+    char(*keys)[16];
+    sp_task *t = retry_table(N, &keys);
+    sp_options o = local_opts();
+    o.retries = 2;
+    ran_here = 0;
+    sp_results *res = run(t, N, &o, NULL);
+    /* Each callback ran once per attempt, somewhere: the ranks' local
+     * calls tried nothing again on their own. */
+    unsigned long mine = ran_here, all = 0;
+    MPI_Reduce(&mine, &all, 1, MPI_UNSIGNED_LONG, MPI_SUM, 0, MPI_COMM_WORLD);
+    /* One task per batch (retries go to whichever rank asks), and the map
+     * on every rank, the attempts and first failures in it. */
+    sp_mpi_options m = {.batch = 1, .inflight = 1, .map_everywhere = 1};
+    sp_results *copy = run(t, N, &o, &m);
+    uint64_t digest = map_digest(copy), root = digest;
+    MPI_Bcast(&root, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
+    if (rank == 0 && test_backend != SP_BACKEND_PROCESS)
+        assert_int_equal(all, N - 2 + 3 + 3);
+    if (res) {
+        check_retries(res, N);
+        sp_results_free(res);
+    }
+    check_retries(copy, N);
+    assert_true(digest == root);
+    sp_results_free(copy);
+    free(t);
+    free(keys);
+}
+
+/* A row's policy overrides the call's retries, retry_on and time limit. */
+static void test_retry_policies(void **state)
+{
+    (void)state;
+    enum { N = 12 };
+    static const sp_task_policy more = {.retries = 3};
+    static const sp_task_policy never = {.retries = SP_NO_RETRIES};
+    static const sp_task_policy crashes_only = {.retry_on = SP_RETRY_CRASHED};
+    sp_task_policy slow = {.retries = 2,
+                           .retry_on = SP_RETRY_TIMED_OUT,
+                           .time_limit = test_ms(100) / 1e3};
+    char(*keys)[16];
+    sp_task *t = table(N, retry_task, &keys);
+    static const char *const names[] = {"fails-more", "fails-never",
+                                        "fails-crash", "fails", "slow"};
+    const sp_task_policy *pols[] = {&more, &never, &crashes_only, NULL, &slow};
+    for (size_t i = 0; i < N; i++) {
+        if (i < 5) {
+            snprintf(keys[i], 16, "%s", names[i]);
+            t[i].policy = pols[i];
+        } else {
+            snprintf(keys[i], 16, "k%u", (unsigned)(i - 5));
+        }
+    }
+    sp_options o = local_opts();
+    o.retries = 1;
+    o.retry_on = SP_RETRY_FAILED;
+    sp_results *res = run(t, N, &o, NULL);
+    if (res) {
+        static const unsigned attempts[] = {4, 1, 1, 2};
+        for (size_t i = 0; i < 4; i++) {
+            const sp_entry *e = sp_results_at(res, i);
+            char want[48];
+            snprintf(want, sizeof want, "attempt %u: no such thing",
+                     attempts[i]);
+            assert_int_equal(sp_entry_kind(e), SP_KIND_FAILED);
+            assert_int_equal(sp_entry_attempts(e), attempts[i]);
+            assert_string_equal(sp_entry_message(e), want);
+            assert_string_equal(sp_entry_first_message(e),
+                                "attempt 1: no such thing");
+        }
+        /* Timed out on its first attempt, then fine. */
+        const sp_entry *e = sp_results_get(res, "slow");
+        if (sp_entry_kind(e) != SP_KIND_OK)
+            fail_msg("slow: %s", sp_entry_message(e));
+        assert_int_equal(sp_entry_attempts(e), 2);
+        assert_int_equal(sp_entry_first_kind(e), SP_KIND_TIMED_OUT);
+        assert_int_equal(strncmp(sp_entry_str(e), "slow: attempt 2 on ", 19),
+                         0);
+        for (size_t i = 5; i < N; i++)
+            check_once_ok(sp_results_at(res, i));
+        sp_results_free(res);
+    }
+    free(t);
+    free(keys);
+}
+
+/* The delay between attempts, in the clock every rank of this one machine
+ * shares (CLOCK_MONOTONIC), so attempts that ran on different ranks can
+ * be put in order: "waits" and "flaky" fail with the time they failed in
+ * their message, and every task that succeeds returns the time it
+ * started. */
+static long long mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int delay_task(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    long long now = mono_ns();
+    const char *key = sp_ctx_key(ctx);
+    unsigned a = sp_ctx_attempt(ctx);
+    if ((!strcmp(key, "waits") && a < 2) || (!strcmp(key, "flaky") && a < 3))
+        return sp_fail(ctx, 1, "%lld", now);
+    if (key[0] == 'k')
+        test_sleep_ms(test_ms(2));
+    return sp_set_resultf(ctx, "%lld", now);
+}
+
+/* The delay is rank 0's: a retry starts no earlier than its delay after
+ * the attempt before it ended, and other tasks start meanwhile (rank 0
+ * never waits for a delay while there is other work). */
+static void test_retry_delay(void **state)
+{
+    (void)state;
+    enum { N = 24 };
+    char(*keys)[16];
+    sp_task *t = table(N, delay_task, &keys);
+    snprintf(keys[0], 16, "flaky");
+    snprintf(keys[1], 16, "waits");
+    /* "waits" waits long before its one retry; the rest go on. */
+    sp_task_policy wait = {.retries = 1,
+                           .retry_delay = test_ms(150) / 1e3,
+                           .retry_backoff = SP_BACKOFF_FIXED};
+    t[1].policy = &wait;
+    sp_options o = local_opts();
+    o.max_workers = 1;
+    o.retries = 2;
+    o.retry_delay = test_ms(5) / 1e3; /* then 10 ms: doubling */
+    o.retry_backoff = SP_BACKOFF_DOUBLING;
+    sp_mpi_options m = {.batch = 1, .inflight = 1};
+    sp_results *res = run(t, N, &o, &m);
+    if (res) {
+        const sp_entry *e = sp_results_get(res, "flaky");
+        assert_int_equal(sp_entry_kind(e), SP_KIND_OK);
+        assert_int_equal(sp_entry_attempts(e), 3);
+        /* Attempt 3 began 5 + 10 ms or more after attempt 1 ended. */
+        long long gap =
+            atoll(sp_entry_str(e)) - atoll(sp_entry_first_message(e));
+        assert_true(gap >= (long long)(3 * o.retry_delay * 1e9));
+        /* In rank 0's clock too: attempt 1 began at 0 or later. */
+        assert_true(sp_entry_start(e) >= 3 * o.retry_delay - 1e-6);
+        e = sp_results_get(res, "waits");
+        assert_int_equal(sp_entry_kind(e), SP_KIND_OK);
+        assert_int_equal(sp_entry_attempts(e), 2);
+        long long failed = atoll(sp_entry_first_message(e));
+        long long retried = atoll(sp_entry_str(e));
+        assert_true(retried - failed >= (long long)(wait.retry_delay * 1e9));
+        assert_true(sp_entry_start(e) >= wait.retry_delay - 1e-6);
+        /* Tasks were handed out and started while it waited: more than
+         * the one other rank may have held already. */
+        unsigned meanwhile = 0;
+        for (size_t i = 2; i < N; i++) {
+            e = sp_results_at(res, i);
+            assert_int_equal(sp_entry_kind(e), SP_KIND_OK);
+            assert_int_equal(sp_entry_attempts(e), 1);
+            long long at = atoll(sp_entry_str(e));
+            meanwhile += at > failed && at < retried;
+        }
+        if (meanwhile < 2)
+            fail_msg("%u tasks started while \"waits\" waited", meanwhile);
+        sp_results_free(res);
+    }
+    free(t);
+    free(keys);
+}
+
+/* A task that crashes on its first attempt on a worker rank (its local
+ * process backend isolates it) is tried again and comes back OK. */
+static void test_retry_after_crash(void **state)
+{
+    (void)state;
+    if (test_backend != SP_BACKEND_PROCESS) {
+        skip(); /* a crash would take its rank, and the job, with it */
+        return;
+    }
+    enum { N = 10 };
+    char(*keys)[16];
+    sp_task *t = retry_table(N, &keys);
+    snprintf(keys[0], 16, "crashy");
+    snprintf(keys[1], 16, "k%u", N);
+    sp_options o = local_opts();
+    o.retries = 1;
+    o.retry_on = SP_RETRY_CRASHED;
+    sp_mpi_options m = {.batch = 1, .inflight = 1};
+    sp_results *res = run(t, N, &o, &m);
+    if (res) {
+        const sp_entry *e = sp_results_get(res, "crashy");
+        if (sp_entry_kind(e) != SP_KIND_OK)
+            fail_msg("crashy: %s", sp_entry_message(e));
+        assert_int_equal(sp_entry_attempts(e), 2);
+        assert_int_equal(
+            strncmp(sp_entry_str(e), "crashy: attempt 2 on rank ", 26), 0);
+        if (size > 1)
+            assert_true(rank_in(sp_entry_str(e)) != 0);
+        assert_int_equal(sp_entry_first_kind(e), SP_KIND_CRASHED);
+        assert_int_equal(sp_entry_first_code(e), SP_ECRASHED);
+        assert_non_null(strstr(sp_entry_first_message(e), "SIGSEGV"));
+        for (size_t i = 1; i < N; i++)
+            check_once_ok(sp_results_at(res, i));
+        sp_results_free(res);
+    }
+    free(t);
+    free(keys);
+}
+
+/* Fail-fast sees only last attempts: a failure that will be retried stops
+ * nothing on any rank; the last one stops the run. */
+static void test_retry_fail_fast(void **state)
+{
+    (void)state;
+    enum { N = 200 };
+    char(*keys)[16];
+    sp_task *t = retry_table(N, &keys);
+    sp_options o = local_opts();
+    o.on_error = SP_POLICY_FAIL_FAST;
+    o.retries = 2;
+    /* "broken" only at the end of the table first: nothing stops. */
+    snprintf(keys[1], 16, "k%u", N - 2);
+    snprintf(keys[N - 1], 16, "broken");
+    t[N - 1].fn = short_task;
+    sp_results *res = run(t, N, &o, NULL);
+    /* Then "broken" second: its third failure stops the run. */
+    snprintf(keys[1], 16, "broken");
+    snprintf(keys[N - 1], 16, "k%u", N - 2);
+    sp_results *stopped = run(t, N, &o, NULL);
+    if (res) {
+        const sp_entry *e = sp_results_get(res, "flaky");
+        assert_int_equal(sp_entry_kind(e), SP_KIND_OK);
+        assert_int_equal(sp_entry_attempts(e), 3);
+        assert_int_equal(sp_results_ok(res), N);
+        sp_results_free(res);
+    }
+    if (stopped) {
+        const sp_entry *e = sp_results_get(stopped, "broken");
+        assert_int_equal(sp_entry_kind(e), SP_KIND_FAILED);
+        assert_int_equal(sp_entry_attempts(e), 3);
+        size_t cancelled = sp_results_count_kind(stopped, SP_KIND_CANCELLED);
+        assert_true(cancelled >= 1);
+        assert_int_equal(sp_results_ok(stopped) + cancelled + 1, N);
+        for (size_t i = 0; i < N; i++) {
+            e = sp_results_at(stopped, i);
+            if (sp_entry_kind(e) == SP_KIND_CANCELLED &&
+                sp_entry_worker(e) == SP_NO_WORKER)
+                assert_string_equal(sp_entry_message(e),
+                                    "not started: task \"broken\" failed "
+                                    "(fail-fast)");
+            if (sp_entry_kind(e) == SP_KIND_OK && i != 0)
+                assert_int_equal(sp_entry_attempts(e), 1);
+        }
+        sp_results_free(stopped);
+    }
+    free(t);
+    free(keys);
+}
+
+/* A retry whose delay would end after the deadline is not made. */
+static void test_retry_deadline(void **state)
+{
+    (void)state;
+    enum { N = 8 };
+    char(*keys)[16];
+    sp_task *t = retry_table(N, &keys);
+    snprintf(keys[0], 16, "k%u", N);
+    sp_options o = local_opts();
+    o.retries = 3;
+    o.deadline = test_ms(2000) / 1e3;
+    o.retry_delay = 60; /* seconds: far after the deadline */
+    sp_results *res = run(t, N, &o, NULL);
+    if (res) {
+        const sp_entry *e = sp_results_get(res, "broken");
+        assert_int_equal(sp_entry_kind(e), SP_KIND_FAILED);
+        assert_int_equal(sp_entry_attempts(e), 1);
+        assert_string_equal(sp_entry_message(e), "attempt 1: no such thing");
+        for (size_t i = 0; i < N; i++)
+            if (i != 1)
+                check_once_ok(sp_results_at(res, i));
+        /* Nothing waited for the retry that was not made. */
+        assert_true(sp_results_elapsed(res) < o.deadline);
+        sp_results_free(res);
+    }
+    free(t);
+    free(keys);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test_teardown(test_every_result_comes_back, world_teardown),
     cmocka_unit_test_teardown(test_small_batches, world_teardown),
@@ -964,6 +1355,12 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_teardown(test_validation_on_every_rank, world_teardown),
     cmocka_unit_test_teardown(test_bad_communicator, world_teardown),
     cmocka_unit_test_teardown(test_crash_on_rank_2, world_teardown),
+    cmocka_unit_test_teardown(test_retries, world_teardown),
+    cmocka_unit_test_teardown(test_retry_policies, world_teardown),
+    cmocka_unit_test_teardown(test_retry_delay, world_teardown),
+    cmocka_unit_test_teardown(test_retry_after_crash, world_teardown),
+    cmocka_unit_test_teardown(test_retry_fail_fast, world_teardown),
+    cmocka_unit_test_teardown(test_retry_deadline, world_teardown),
 };
 
 /* `test-mpi rank-death`: k1 crashes rank 2 itself (local thread backend,

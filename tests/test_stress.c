@@ -121,6 +121,109 @@ static void test_ten_thousand_threads(void **state)
     free(keys);
 }
 
+/* A wide call stopped while its workers still come (issue 17: workers are
+ * brought in a tree): task 0 fails at once or the deadline passes, the
+ * others wait to be cancelled. Every key comes back, each of a kind the
+ * stop allows; the call never waits for workers that were not needed. */
+static int wide_task(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    if (sp_ctx_index(ctx) == 0 && !sp_cancelled(ctx))
+        return sp_fail(ctx, 3, "first");
+    if (test_wait_cancel(ctx, test_ms(3000)))
+        return sp_fail(ctx, 4, "stopped");
+    return 0;
+}
+
+static void wide_stopped(sp_policy policy, double deadline)
+{
+    size_t n = test_backend == SP_BACKEND_PROCESS ? 100 : 300;
+    char *keys = malloc(n * 8);
+    sp_task *t = calloc(n, sizeof *t);
+    assert_non_null(keys);
+    assert_non_null(t);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(keys + i * 8, 8, "w%zu", i);
+        t[i] = (sp_task){.key = keys + i * 8, .fn = wide_task};
+    }
+    sp_options o = test_opts();
+    o.max_workers = (unsigned)n;
+    o.on_error = policy;
+    o.deadline = deadline;
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, n, &o, &res), 0);
+    assert_int_equal(sp_results_count(res), n);
+    for (size_t i = 0; i < n; i++) {
+        const sp_entry *e = sp_results_at(res, i);
+        sp_kind k = sp_entry_kind(e);
+        assert_string_equal(sp_entry_key(e), keys + i * 8);
+        if (deadline > 0) {
+            /* task 0 fails before the deadline; the rest wait for it */
+            if (i == 0 && k == SP_KIND_FAILED)
+                continue;
+            if (k != SP_KIND_CANCELLED && k != SP_KIND_TIMED_OUT)
+                fail_msg("%s: %s", keys + i * 8, sp_kind_name(k));
+        } else if (i == 0) {
+            assert_int_equal(k, SP_KIND_FAILED);
+            assert_int_equal(sp_entry_code(e), 3);
+        } else if (k != SP_KIND_CANCELLED) {
+            fail_msg("%s: %s", keys + i * 8, sp_kind_name(k));
+        }
+    }
+    sp_results_free(res);
+    free(t);
+    free(keys);
+}
+
+static void test_wide_fail_fast(void **state)
+{
+    (void)state;
+    wide_stopped(SP_POLICY_FAIL_FAST, 0);
+}
+
+static void test_wide_deadline(void **state)
+{
+    (void)state;
+    wide_stopped(SP_POLICY_COLLECT_ALL, 0.05);
+}
+
+/* Many workers, short sleeps: every key OK, one worker per task. */
+static int short_sleep(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    test_sleep_ms(test_ms(20));
+    return sp_set_resultf(ctx, "%zu", sp_ctx_index(ctx));
+}
+
+static void test_wide_short_sleeps(void **state)
+{
+    (void)state;
+    size_t n = test_backend == SP_BACKEND_PROCESS ? 100 : 400;
+    char *keys = malloc(n * 8);
+    sp_task *t = calloc(n, sizeof *t);
+    assert_non_null(keys);
+    assert_non_null(t);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(keys + i * 8, 8, "s%zu", i);
+        t[i] = (sp_task){.key = keys + i * 8, .fn = short_sleep};
+    }
+    sp_options o = test_opts();
+    o.max_workers = (unsigned)n;
+    for (int call = 0; call < 2; call++) { /* threads started, then reused */
+        sp_results *res = NULL;
+        assert_int_equal(simple_parallel(t, n, &o, &res), 0);
+        assert_int_equal(sp_results_ok(res), n);
+        for (size_t i = 0; i < n; i++) {
+            char want[8];
+            snprintf(want, sizeof want, "%zu", i);
+            assert_string_equal(sp_entry_str(sp_results_at(res, i)), want);
+        }
+        sp_results_free(res);
+    }
+    free(t);
+    free(keys);
+}
+
 static int crash(sp_ctx *ctx, void *arg)
 {
     (void)ctx;
@@ -197,6 +300,9 @@ static void test_256_mib_result(void **state)
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_million_tasks),
     cmocka_unit_test(test_ten_thousand_threads),
+    cmocka_unit_test(test_wide_short_sleeps),
+    cmocka_unit_test(test_wide_fail_fast),
+    cmocka_unit_test(test_wide_deadline),
     cmocka_unit_test(test_thousand_crashing_runs),
     cmocka_unit_test(test_256_mib_result),
 };

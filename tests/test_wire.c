@@ -134,6 +134,49 @@ static void test_malformed_headers(void **state)
         0, "result is oversized");
     refused((struct sp_wire_header){.magic = M, .data_len = UINT64_MAX}, 0,
             "result is oversized");
+    refused((struct sp_wire_header){.magic = M, .flags = 4}, 0, "reserved");
+    refused((struct sp_wire_header){.magic = M, .flags = SP_WIRE_SHM}, 0,
+            "shared-memory frame without a result");
+}
+
+/* A shared-memory frame: its data_len bytes are not in the stream (they
+ * come in a memfd), so the next frame follows its message at once, and
+ * it is delivered with no data and its length. */
+static void test_shm_frame_has_no_stream_bytes(void **state)
+{
+    (void)state;
+    unsigned char buf[512];
+    size_t n = 0;
+    struct sp_wire_header h = {.magic = SP_WIRE_MAGIC,
+                               .index = 2,
+                               .flags = SP_WIRE_SHM,
+                               .msg_len = 2,
+                               .data_len = (uint64_t)1 << 30};
+    sp_wire_encode(buf, &h);
+    memcpy(buf + SP_WIRE_HEADER, "hi", 2);
+    n = SP_WIRE_HEADER + 2;
+    n += build(buf + n, (struct sp_wire_header){.index = 1}, NULL, "abc", 3);
+    struct sp_wire_dec d;
+    struct got g = {0};
+    sp_wire_dec_init(&d, 10);
+    /* One byte at a time: the frame ends with its message. */
+    for (size_t off = 0; off < SP_WIRE_HEADER + 2; off++)
+        assert_int_equal(sp_wire_feed(&d, buf + off, 1, collect, &g), 0);
+    assert_int_equal(g.frames, 1);
+    assert_int_equal(g.last.index, 2);
+    assert_int_equal(g.last.flags, SP_WIRE_SHM);
+    assert_int_equal(g.last.data_len, (uint64_t)1 << 30);
+    assert_string_equal(g.msg, "hi");
+    assert_null(g.data);
+    assert_false(sp_wire_partial(&d));
+    assert_int_equal(sp_wire_feed(&d, buf + SP_WIRE_HEADER + 2,
+                                  n - SP_WIRE_HEADER - 2, collect, &g),
+                     0);
+    assert_int_equal(g.frames, 2);
+    assert_int_equal(g.data_len, 3);
+    assert_memory_equal(g.data, "abc", 3);
+    sp_wire_dec_free(&d);
+    free(g.data);
 }
 
 /* A header that promises a huge result costs memory only as bytes come. */
@@ -233,6 +276,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_resync_skips_stray_bytes),
     cmocka_unit_test(test_round_trip_any_split),
     cmocka_unit_test(test_malformed_headers),
+    cmocka_unit_test(test_shm_frame_has_no_stream_bytes),
     cmocka_unit_test(test_lying_length_and_truncation),
     cmocka_unit_test(test_receiver_rejects),
 };

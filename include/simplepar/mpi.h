@@ -104,7 +104,9 @@ typedef struct sp_mpi_options {
  *
  * Which rank's arguments count:
  *  - rank 0's @p opts: ::sp_options.on_error, deadline, task_timeout,
- *    on_done and on_done_arg. The deadline runs from rank 0's entry into
+ *    on_done and on_done_arg, and the retries (retries, retry_on,
+ *    retry_delay, retry_delay_max, retry_backoff), with rank 0's rows'
+ *    ::sp_task.policy retry fields. The deadline runs from rank 0's entry into
  *    the call; each rank's local call gets the time that is left.
  *    on_done is called on rank 0 only, on its calling thread, once per
  *    task as its outcome reaches rank 0 (batches arrive whole, so entries
@@ -133,6 +135,18 @@ typedef struct sp_mpi_options {
  * clock, so ranks' clocks need not agree); sp_entry_worker() numbers the
  * local workers of all ranks in rank order (rank 1's from 0, then rank
  * 2's, ...), and sp_results_workers() is their total.
+ *
+ * Retries are decided on rank 0, as simple_parallel() decides them: an
+ * attempt whose outcome its row's rule retries is handed out again after
+ * its delay (rank 0 hands out other work meanwhile), to any rank, and
+ * sp_ctx_attempt() gives the attempt's number there; the ranks' local
+ * calls never retry on their own (each rank drops the retry fields of its
+ * options and its rows' policies; a policy's time_limit is kept). The map
+ * on rank 0 has sp_entry_attempts() and the first attempt
+ * (sp_entry_first_kind() and its siblings) as a local call's would. Only a
+ * task's last attempt counts for fail-fast and on_done; with the local
+ * process backend, a task that crashed on a rank is retried like any
+ * other outcome (::SP_RETRY_CRASHED).
  *
  * Stopping (fail-fast after a failure, on_done returning non-zero, the
  * deadline): rank 0 hands out no more batches and tells every rank to

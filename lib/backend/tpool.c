@@ -1,16 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 /* Pools of worker threads that outlive a call; see tpool.h for the model.
  *
- * Idle threads wait on their own condition variable in a LIFO stack, so a
- * wake-up goes to exactly one thread, the one that worked last (its stack
- * and caches are warm), and the threads idle longest are the ones whose
- * idle time runs out. The pool lock guards the thread list, the idle
- * stack, the run queue and every run's worker accounting; tasks run
- * without it. */
+ * Idle threads wait on their own semaphore in a LIFO stack, so a wake-up
+ * goes to exactly one thread, the one that worked last (its stack and
+ * caches are warm), and the threads idle longest are the ones whose idle
+ * time runs out. A thread taken off the idle stack gets exactly one post,
+ * which it consumes before it goes idle again or ends, so a post never
+ * reaches a thread that is gone; the post needs no lock, and the thread
+ * it wakes does not find the pool lock held by its waker (as a condition
+ * variable on the pool lock would have it). The pool lock guards the
+ * thread list, the idle stack, the run queue and every run's worker
+ * accounting; tasks run without it. */
+#define _GNU_SOURCE /* sem_clockwait() (glibc 2.30) */
 #include "tpool.h"
 
 #include <errno.h>
 #include <sched.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,12 +32,13 @@ struct sp_tthread {
     struct sp_tthread *next, *prev; /* the pool's threads */
     struct sp_tthread *idle_next;   /* the idle stack */
     pthread_t thread;
-    pthread_cond_t cv; /* it waits here when idle */
+    sem_t sem; /* it waits here when idle */
     unsigned index;
     int state;          /* T_*, pool lock */
     int setup_rc;       /* what set-up returned */
     _Atomic bool woken; /* taken off the idle stack to work */
     bool idle;          /* on the idle stack */
+    bool creator;       /* may start threads for a run (tpool.c) */
     void *wstate;       /* what set-up stored */
 };
 
@@ -44,6 +51,7 @@ struct sp_tpool {
     pid_t owner;
     struct sp_tthread *threads; /* every thread not yet joined */
     struct sp_tthread *idle;    /* idle stack, most recent first */
+    unsigned nidle;             /* threads on it */
     unsigned nthreads;          /* started and not ended */
     unsigned next_index;
     struct sp_trun *head, *tail; /* queued runs, oldest first */
@@ -193,11 +201,43 @@ static void serve(struct sp_trun *r, unsigned slot)
 
 /* ---- threads ------------------------------------------------------------ */
 
-static void abs_after(struct timespec *ts, uint64_t ns)
+#if defined(__GLIBC__) &&                                                      \
+    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 30))
+#define HAVE_SEM_CLOCKWAIT 1
+#endif
+
+/* Wait for t's post, for at most ns (0: no limit); 0 or ETIMEDOUT. The
+ * limit is on the monotonic clock where the C library has
+ * sem_clockwait(), else on the wall clock (a clock step then only makes
+ * an idle thread end earlier or later). */
+static int idle_wait(struct sp_tthread *t, uint64_t ns)
 {
-    uint64_t t = sp_now() + ns;
-    ts->tv_sec = (time_t)(t / 1000000000u);
-    ts->tv_nsec = (long)(t % 1000000000u);
+    struct timespec ts;
+    if (ns) {
+#ifdef HAVE_SEM_CLOCKWAIT
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+#else
+        clock_gettime(CLOCK_REALTIME, &ts);
+#endif
+        uint64_t at =
+            (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + ns;
+        ts.tv_sec = (time_t)(at / 1000000000u);
+        ts.tv_nsec = (long)(at % 1000000000u);
+    }
+    for (;;) {
+        int rc;
+        if (!ns)
+            rc = sem_wait(&t->sem);
+        else
+#ifdef HAVE_SEM_CLOCKWAIT
+            rc = sem_clockwait(&t->sem, CLOCK_MONOTONIC, &ts);
+#else
+            rc = sem_timedwait(&t->sem, &ts);
+#endif
+        if (rc == 0 || errno == ETIMEDOUT)
+            return rc ? ETIMEDOUT : 0;
+        /* EINTR: wait again */
+    }
 }
 
 static void idle_remove(struct sp_tpool *p, struct sp_tthread *t)
@@ -205,22 +245,35 @@ static void idle_remove(struct sp_tpool *p, struct sp_tthread *t)
     for (struct sp_tthread **q = &p->idle; *q; q = &(*q)->idle_next)
         if (*q == t) {
             *q = t->idle_next;
+            p->nidle--;
             break;
         }
     t->idle = false;
 }
 
-/* Give work to the idle thread that worked last; false if none idles. */
-static bool wake_one(struct sp_tpool *p)
+/* Take the idle thread that worked last off the idle stack to work (pool
+ * lock); NULL if none idles. Post its semaphore next, with or without the
+ * lock. */
+static struct sp_tthread *take_idle(struct sp_tpool *p)
 {
     struct sp_tthread *t = p->idle;
     if (!t)
-        return false;
+        return NULL;
     p->idle = t->idle_next;
+    p->nidle--;
     t->idle = false;
     atomic_store_explicit(&t->woken, true, memory_order_release);
-    pthread_cond_signal(&t->cv);
-    return true;
+    return t;
+}
+
+/* Give work to the idle thread that worked last (pool lock); false if
+ * none idles. */
+static bool wake_one(struct sp_tpool *p)
+{
+    struct sp_tthread *t = take_idle(p);
+    if (t)
+        sem_post(&t->sem);
+    return t != NULL;
 }
 
 static void unlink_thread(struct sp_tpool *p, struct sp_tthread *t)
@@ -232,6 +285,9 @@ static void unlink_thread(struct sp_tpool *p, struct sp_tthread *t)
     if (t->next)
         t->next->prev = t->prev;
 }
+
+static unsigned take_pending(struct sp_trun *r, unsigned k);
+static void bring_workers(struct sp_trun *r, unsigned k, bool create);
 
 static void *thread_main(void *arg)
 {
@@ -249,33 +305,36 @@ static void *thread_main(void *arg)
         struct sp_trun *r = pick(p);
         if (r) {
             unsigned slot = attach(r);
+            unsigned bring = take_pending(r, SP_TPOOL_FAN);
             pthread_mutex_unlock(&p->lock);
+            bring_workers(r, bring, t->creator);
             serve(r, slot);
             pthread_mutex_lock(&p->lock);
             detach(p, r, slot);
             continue;
         }
-        if (p->closing)
+        if (p->closing || p->trimming)
             break;
         atomic_store_explicit(&t->woken, false, memory_order_relaxed);
         t->idle = true;
         t->idle_next = p->idle;
         p->idle = t;
+        p->nidle++;
         pthread_mutex_unlock(&p->lock);
         spin_until(&t->woken, SPIN_NS);
+        int w = idle_wait(t, p->conf.idle_ns);
         pthread_mutex_lock(&p->lock);
-        int w = 0;
-        if (p->conf.idle_ns) {
-            struct timespec ts;
-            abs_after(&ts, p->conf.idle_ns);
-            while (!t->woken && !p->closing && !p->trimming && w != ETIMEDOUT)
-                w = pthread_cond_timedwait(&t->cv, &p->lock, &ts);
-        } else {
-            while (!t->woken && !p->closing && !p->trimming)
-                pthread_cond_wait(&t->cv, &p->lock);
+        if (w == ETIMEDOUT) {
+            if (t->idle) {
+                idle_remove(p, t); /* no post will come */
+            } else {
+                /* Taken off the stack meanwhile: its post is coming. */
+                pthread_mutex_unlock(&p->lock);
+                idle_wait(t, 0);
+                pthread_mutex_lock(&p->lock);
+                w = 0;
+            }
         }
-        if (t->idle)
-            idle_remove(p, t);
         if (!t->woken && (p->trimming || (w == ETIMEDOUT && !pick(p))))
             break; /* idle too long, or asked to end */
     }
@@ -289,47 +348,249 @@ static void *thread_main(void *arg)
     sp_worker_state = NULL;
     self = NULL;
     if (p->detached) {
-        pthread_cond_destroy(&t->cv);
+        sem_destroy(&t->sem);
         free(t);
     }
     return NULL;
 }
 
-/* Start one thread (pool lock held); 0 or pthread_create's error. Every
- * thread starts with every signal blocked, so the caller's signals keep
- * going to the caller's own threads. */
-static int start_thread(struct sp_tpool *p)
+/* A thread's record, not yet linked or started; NULL if out of memory. */
+static struct sp_tthread *new_tthread(struct sp_tpool *p)
 {
     struct sp_tthread *t = sp_calloc(1, sizeof *t);
-    if (!t)
-        return ENOMEM;
-    int rc = pthread_cond_init(&t->cv, &p->cattr);
-    if (rc) {
+    if (t && sem_init(&t->sem, 0, 0)) {
         free(t);
-        return rc;
+        t = NULL;
     }
-    t->pool = p;
-    t->index = p->next_index;
-    t->state = T_STARTING;
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    rc = sp_pthread_create(&t->thread, &p->attr, thread_main, t);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc) {
-        pthread_cond_destroy(&t->cv);
-        free(t);
-        return rc;
+    if (t) {
+        t->pool = p;
+        t->state = T_STARTING;
     }
-    if (p->detached)
-        pthread_detach(t->thread);
-    p->next_index++;
+    return t;
+}
+
+/* Take t into the pool's threads (pool lock): it counts from now on. */
+static void link_thread(struct sp_tpool *p, struct sp_tthread *t)
+{
+    t->index = p->next_index++;
     p->nthreads++;
+    t->prev = NULL;
     t->next = p->threads;
     if (p->threads)
         p->threads->prev = t;
     p->threads = t;
-    return 0;
+}
+
+/* Create t's thread (linked already; the pool lock held or not): 0 or
+ * pthread_create's error. Every thread starts with every signal blocked,
+ * so the caller's signals keep going to the caller's own threads. The
+ * shared pool's threads are created detached: one may end and free t
+ * before pthread_create() returns, so its id is never stored in t. */
+static int create_thread(struct sp_tpool *p, struct sp_tthread *t)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_t id;
+    int rc = sp_pthread_create(&id, &p->attr, thread_main, t);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!rc && !p->detached)
+        t->thread = id; /* joined by end_threads(), after every run */
+    return rc;
+}
+
+/* Start one thread (pool lock held); 0, ENOMEM or pthread_create's
+ * error. creator: it may start threads for the runs it joins. */
+static int start_thread(struct sp_tpool *p, bool creator)
+{
+    struct sp_tthread *t = new_tthread(p);
+    if (!t)
+        return ENOMEM;
+    t->creator = creator;
+    link_thread(p, t);
+    int rc = create_thread(p, t);
+    if (rc) {
+        p->nthreads--;
+        p->next_index--;
+        unlink_thread(p, t);
+        sem_destroy(&t->sem);
+        free(t);
+    }
+    return rc;
+}
+
+/* ---- bringing workers --------------------------------------------------- */
+
+/* A wide run's workers come in a tree: the caller brings the first
+ * SP_TPOOL_FIRST (sp_tpool_submit()), each worker that joins the run
+ * brings up to SP_TPOOL_FAN more before it serves, and the caller brings
+ * more while it waits. W workers then arrive in about log3(W) rounds
+ * instead of W in a row from the caller, waking and thread creation (mmap,
+ * clone) run on every CPU at once and overlap with the tasks already
+ * running, and the pool lock is held only to pick a thread, never across
+ * a wake-up or pthread_create(). Any worker wakes idle threads; only the
+ * caller and the threads it started itself (at most SP_TPOOL_FIRST per
+ * call, `creator`) start new ones: pthread_create() allocates the new
+ * thread's TLS vector with malloc, which gives every thread that calls it
+ * a malloc thread cache (measured: 3 MiB more peak RSS for 10,000
+ * threads when every worker started threads). A worker that finds no idle
+ * thread leaves its share to the creators; the caller brings until none
+ * is pending, so every share is brought or dropped. Measured on 2 CPUs:
+ * 10,000 workers for 10,000 sleeps had their last task started after
+ * about 0.40 s when the caller brought them all under the pool lock,
+ * cold or warm (docs/benchmarks.md, "seed002"). */
+
+/* Take up to k of r's workers still to come (pool lock). None when no
+ * task is left to claim or the run is over: the rest are not needed (a
+ * task made ready later wakes a worker through sp_tpool_grow()). */
+static unsigned take_pending(struct sp_trun *r, unsigned k)
+{
+    if (r->pending && (r->done || !runnable(r)))
+        r->pending = 0;
+    if (k > r->pending)
+        k = r->pending;
+    r->pending -= k;
+    return k;
+}
+
+/* Say in the map that fewer workers came than asked for (pool lock): where
+ * results cannot be stored for lack of memory (thread stacks reserve
+ * address space, the likely cause of both). */
+static void note_fewer(struct sp_trun *r, int rc)
+{
+    if (r->run->res->thread_note)
+        return;
+    char why[96], note[320];
+    snprintf(note, sizeof note,
+             "out of memory: the task's result could not be stored; only "
+             "%u of %u worker threads could be created (pthread_create: "
+             "%s), as each thread's stack reserves address space "
+             "(stack_size, ulimit -v)",
+             r->brought, r->wanted, sp_errno_text(rc, why, sizeof why));
+    size_t len = strlen(note) + 1;
+    char *copy = sp_malloc(len);
+    if (copy) {
+        memcpy(copy, note, len);
+        r->run->res->thread_note = copy;
+        atomic_store_explicit(&r->run->oom_note, copy, memory_order_release);
+    }
+}
+
+/* Records for the threads a run's workers will start, made by its caller:
+ * a worker thread that allocates gets a malloc arena and a thread cache of
+ * its own (about 0.6 KiB each, measured: 3 MiB for 10,000 threads), so the
+ * workers bringing others take these instead. Too few only means the
+ * workers allocate the rest. */
+static void make_spares(struct sp_trun *r, unsigned k)
+{
+    struct sp_tthread *list = NULL, *t;
+    for (; k > 0 && (t = new_tthread(r->pool)) != NULL; k--) {
+        t->next = list;
+        list = t;
+    }
+    if (!list)
+        return;
+    pthread_mutex_lock(&r->pool->lock);
+    for (t = list; t->next; t = t->next)
+        ;
+    t->next = r->spare;
+    r->spare = list;
+    pthread_mutex_unlock(&r->pool->lock);
+}
+
+/* Free the records no worker took (the run is done). */
+static void free_spares(struct sp_trun *r)
+{
+    pthread_mutex_lock(&r->pool->lock);
+    struct sp_tthread *t = r->spare;
+    r->spare = NULL;
+    pthread_mutex_unlock(&r->pool->lock);
+    while (t) {
+        struct sp_tthread *next = t->next;
+        sem_destroy(&t->sem);
+        free(t);
+        t = next;
+    }
+}
+
+/* What bring() returns besides 0 and an errno value (pthread_create()'s
+ * own EAGAIN is a failure to report, not a full pool). */
+enum { BRING_FULL = -1, BRING_NOT_CREATOR = -2 };
+
+/* Bring one worker (pool lock not held): wake the idle thread that worked
+ * last, or (create) start a thread, created without the pool lock so that
+ * several bringers create threads at once. 0; BRING_FULL when the pool is
+ * full or closing; BRING_NOT_CREATOR when no thread idles and !create;
+ * ENOMEM or pthread_create's error. */
+static int bring(struct sp_tpool *p, struct sp_trun *r, bool create)
+{
+    struct sp_tthread *t = NULL;
+    pthread_mutex_lock(&p->lock);
+    if ((t = take_idle(p)) != NULL) {
+        r->brought++;
+        pthread_mutex_unlock(&p->lock);
+        sem_post(&t->sem);
+        return 0;
+    }
+    if (!create) {
+        pthread_mutex_unlock(&p->lock);
+        return BRING_NOT_CREATOR;
+    }
+    bool full = p->nthreads >= p->conf.cap || p->closing;
+    if (!full && (t = r->spare) != NULL)
+        r->spare = t->next;
+    pthread_mutex_unlock(&p->lock);
+    if (full)
+        return BRING_FULL;
+    if (!t && !(t = new_tthread(p)))
+        return ENOMEM;
+    pthread_mutex_lock(&p->lock);
+    if (p->nthreads >= p->conf.cap || p->closing) {
+        pthread_mutex_unlock(&p->lock);
+        sem_destroy(&t->sem);
+        free(t);
+        return BRING_FULL;
+    }
+    link_thread(p, t); /* counted: the pool cannot end while it starts */
+    r->brought++;
+    pthread_mutex_unlock(&p->lock);
+    int rc = create_thread(p, t);
+    if (rc) {
+        pthread_mutex_lock(&p->lock);
+        r->brought--;
+        p->nthreads--;
+        unlink_thread(p, t);
+        pthread_cond_broadcast(&p->changed); /* sp_tpool_shared_trim() */
+        pthread_mutex_unlock(&p->lock);
+        sem_destroy(&t->sem);
+        free(t);
+    }
+    return rc;
+}
+
+/* Bring k workers to r (taken with take_pending()); create: start threads
+ * when none idles, else leave the rest to those who may. On a failure the
+ * rest of r's pending workers are dropped and the map says why. */
+static void bring_workers(struct sp_trun *r, unsigned k, bool create)
+{
+    struct sp_tpool *p = r->pool;
+    for (; k > 0; k--) {
+        int rc = bring(p, r, create);
+        if (rc == BRING_NOT_CREATOR) {
+            pthread_mutex_lock(&p->lock);
+            r->pending += k;
+            pthread_mutex_unlock(&p->lock);
+            return;
+        }
+        if (rc) {
+            pthread_mutex_lock(&p->lock);
+            r->pending = 0;
+            if (rc != BRING_FULL)
+                note_fewer(r, rc);
+            pthread_mutex_unlock(&p->lock);
+            return;
+        }
+    }
 }
 
 /* ---- pools -------------------------------------------------------------- */
@@ -379,7 +640,7 @@ static void end_threads(struct sp_tpool *p)
         struct sp_tthread *t = list;
         list = t->next;
         pthread_join(t->thread, NULL);
-        pthread_cond_destroy(&t->cv);
+        sem_destroy(&t->sem);
         free(t);
     }
 }
@@ -408,7 +669,7 @@ int sp_tpool_create(const struct sp_tpool_conf *conf, struct sp_tpool **out)
     unsigned started = 0;
     pthread_mutex_lock(&p->lock);
     for (; started < conf->start && !rc; started += !rc)
-        rc = start_thread(p);
+        rc = start_thread(p, false);
     /* Every set-up has run before the pool is handed out. */
     const struct sp_tthread *failed = NULL;
     for (;;) {
@@ -485,6 +746,7 @@ int sp_tpool_submit(struct sp_trun *r, unsigned want)
     r->done = false;
     atomic_init(&r->finished, false);
     r->helper = NULL;
+    r->spare = NULL;
     if (self && self->pool == p) {
         /* A nested call: the calling thread is a worker already. */
         r->helper = self;
@@ -495,12 +757,13 @@ int sp_tpool_submit(struct sp_trun *r, unsigned want)
     }
     enqueue(p, r);
     int rc = 0;
-    unsigned got = 0;
-    for (; got < want; got++) {
+    unsigned got = 0, first = want < SP_TPOOL_FIRST ? want : SP_TPOOL_FIRST;
+    bool full = false;
+    for (; got < first; got++) {
         if (wake_one(p))
             continue;
-        if (p->nthreads >= p->conf.cap || p->closing ||
-            (rc = start_thread(p)) != 0)
+        if ((full = p->nthreads >= p->conf.cap || p->closing) ||
+            (rc = start_thread(p, true)) != 0)
             break;
     }
     if (!got && !r->helper && !p->nthreads) {
@@ -512,27 +775,14 @@ int sp_tpool_submit(struct sp_trun *r, unsigned want)
                             "pthread_create: %s",
                             sp_errno_text(rc ? rc : EAGAIN, why, sizeof why));
     }
-    if (rc && got < want && !r->run->res->thread_note) {
-        /* Fewer threads than planned: say so where results cannot be
-         * stored for lack of memory (thread stacks reserve address
-         * space, the likely cause of both). */
-        char why[96], note[320];
-        snprintf(note, sizeof note,
-                 "out of memory: the task's result could not be stored; only "
-                 "%u of %u worker threads could be created (pthread_create: "
-                 "%s), as each thread's stack reserves address space "
-                 "(stack_size, ulimit -v)",
-                 got, want, sp_errno_text(rc, why, sizeof why));
-        size_t len = strlen(note) + 1;
-        char *copy = sp_malloc(len);
-        if (copy) {
-            memcpy(copy, note, len);
-            r->run->res->thread_note = copy;
-            atomic_store_explicit(&r->run->oom_note, copy,
-                                  memory_order_release);
-        }
-    }
+    r->brought = got;
+    r->wanted = want;
+    r->pending = rc || full ? 0 : want - got;
+    if (rc)
+        note_fewer(r, rc);
+    unsigned records = r->pending > p->nidle ? r->pending - p->nidle : 0;
     pthread_mutex_unlock(&p->lock);
+    make_spares(r, records);
     return 0;
 }
 
@@ -542,7 +792,7 @@ void sp_tpool_grow(struct sp_trun *r)
     pthread_mutex_lock(&p->lock);
     if (!r->done && r->attached < r->target && !p->closing && !wake_one(p) &&
         p->nthreads < p->conf.cap)
-        start_thread(p); /* failing only means one worker fewer */
+        start_thread(p, false); /* failing only means one worker fewer */
     pthread_mutex_unlock(&p->lock);
 }
 
@@ -625,10 +875,11 @@ static bool adapt(struct sp_trun *r, long waits)
          * workers each step. */
         unsigned add = idle >= 1.0 ? (unsigned)(3.0 * idle) : 1u;
         r->target = r->cap - r->target < add ? r->cap : r->target + add;
-        for (unsigned k = r->attached; k < r->target; k++)
-            if (!wake_one(p) && (p->nthreads >= p->conf.cap || p->closing ||
-                                 start_thread(p) != 0))
-                break;
+        /* Brought by the caller (sp_tpool_wait()) and the workers that
+         * join meanwhile. */
+        r->wanted = r->target;
+        if (r->target - r->attached > r->pending)
+            r->pending = r->target - r->attached;
     }
     pthread_mutex_unlock(&p->lock);
     if (reset) {
@@ -662,9 +913,24 @@ static void help(struct sp_trun *r)
     pthread_mutex_unlock(&r->pool->lock);
 }
 
+/* The caller's share of bringing r's workers: one at a time until none
+ * is pending (the workers it brings take theirs meanwhile). */
+static void bring_pending(struct sp_trun *r)
+{
+    for (;;) {
+        pthread_mutex_lock(&r->pool->lock);
+        unsigned k = take_pending(r, 1);
+        pthread_mutex_unlock(&r->pool->lock);
+        if (!k)
+            return;
+        bring_workers(r, k, true);
+    }
+}
+
 void sp_tpool_wait(struct sp_trun *r)
 {
     struct sp_run *run = r->run;
+    bring_pending(r);
     if (r->helper)
         help(r);
     else if (!run->opts.on_done)
@@ -689,10 +955,12 @@ void sp_tpool_wait(struct sp_trun *r)
         sp_sched_tick(&run->sched, sp_now());
         if (adaptive && adapt(r, waits))
             waits = 0;
+        bring_pending(r);
     }
     pthread_mutex_lock(&r->pool->lock);
     unqueue(r->pool, r);
     pthread_mutex_unlock(&r->pool->lock);
+    free_spares(r);
 }
 
 /* ---- the shared pool ---------------------------------------------------- */
@@ -726,6 +994,7 @@ static void shared_child(void)
     }
     shared.threads = NULL;
     shared.idle = NULL;
+    shared.nidle = 0;
     shared.nthreads = 0;
     shared.head = shared.tail = NULL;
     shared.owner = getpid();
@@ -739,6 +1008,7 @@ static void shared_init(void)
     shared_err = pool_init(&shared, &conf);
     if (!shared_err) {
         shared.detached = true;
+        pthread_attr_setdetachstate(&shared.attr, PTHREAD_CREATE_DETACHED);
         pthread_atfork(shared_prepare, shared_parent, shared_child);
     }
 }
@@ -750,11 +1020,13 @@ void sp_tpool_shared_trim(void)
     pthread_mutex_lock(&shared.lock);
     shared.trimming = true;
     while (shared.nthreads > 0) {
-        for (struct sp_tthread *t = shared.idle; t; t = t->idle_next) {
+        for (struct sp_tthread *t = shared.idle, *next; t; t = next) {
+            next = t->idle_next;
             t->idle = false;
-            pthread_cond_signal(&t->cv);
+            sem_post(&t->sem);
         }
         shared.idle = NULL;
+        shared.nidle = 0;
         pthread_cond_wait(&shared.changed, &shared.lock);
     }
     shared.trimming = false;

@@ -22,6 +22,11 @@
 struct sp_tpool;
 struct sp_tthread;
 
+/* The workers the caller of sp_tpool_submit() brings before it returns,
+ * and the most each joining worker brings (tpool.c). */
+#define SP_TPOOL_FIRST 4u
+#define SP_TPOOL_FAN 2u
+
 struct sp_tpool_conf {
     unsigned cap;      /* most threads at once */
     unsigned start;    /* threads started (set-up done) by create */
@@ -52,6 +57,13 @@ struct sp_trun {
     unsigned nopen;       /* claim slots opened: the most at once */
     uint32_t *free_slots; /* slots workers left, for the next to attach */
     unsigned nfree;
+    /* Workers asked for and not yet brought: each worker that joins
+     * brings up to SP_TPOOL_FAN of them before it serves, and the caller
+     * brings them while it waits (tpool.c, "Bringing workers"). */
+    unsigned pending;
+    unsigned brought; /* workers brought: woken or started */
+    unsigned wanted;  /* workers asked for, for the message on failure */
+    struct sp_tthread *spare;  /* thread records for them (tpool.c) */
     struct sp_tthread *helper; /* the pool thread that made the call */
     bool queued;
     bool done; /* nothing runs or will start: the caller may finish */
@@ -80,9 +92,13 @@ bool sp_tpool_is_self(const struct sp_tpool *p);
 /* Serve r (r->run, r->pool, r->cap, r->target and r->adaptive set; the
  * run's scheduler set up with r->cap slots): queue it and see that up to
  * `want` workers come, waking idle threads and starting new ones up to the
- * pool's cap. A pool thread
- * calling this becomes r's helper (slot 0). 0, or SP_ETHREAD / SP_ENOMEM
- * when not one worker could be had (nothing ran, r is not queued). */
+ * pool's cap. The caller brings the first SP_TPOOL_FIRST itself; the rest
+ * come in a tree: every worker that joins brings up to SP_TPOOL_FAN more,
+ * and the caller brings more while it waits, so a wide call's thread
+ * creation spreads over the CPUs and overlaps with running tasks. A pool
+ * thread calling this becomes r's helper (slot 0). 0, or SP_ETHREAD /
+ * SP_ENOMEM when not one worker could be had (nothing ran, r is not
+ * queued). */
 int sp_tpool_submit(struct sp_trun *r, unsigned want);
 /* Return when r is done: a helper runs r's tasks meanwhile; every caller
  * delivers completion callbacks and applies the deadline. Afterwards no

@@ -7,8 +7,10 @@
 #include <string.h>
 
 /* Entry head: index 0, kind 4, flags 5, signal 6, exit status 7, code 8,
- * worker 12, start 16, end 24, message length 32, (zero) 36, data length
- * 40; then the message with its NUL, then inline data. */
+ * worker 12, start 16, end 24, message length 32, attempt 36, data length
+ * 40; then the message with its NUL; with ENTRY_STORY the first attempt:
+ * kind 0, flags 1, (zero) 2, code 4, message length 8, then its message
+ * with its NUL; then inline data. */
 
 static size_t msg_bytes(uint32_t msg_len)
 {
@@ -18,6 +20,8 @@ static size_t msg_bytes(uint32_t msg_len)
 size_t wire_entry_size(const struct wire_entry *e)
 {
     size_t s = ENTRY_HEAD + msg_bytes(e->msg_len);
+    if (e->flags & ENTRY_STORY)
+        s += STORY_HEAD + msg_bytes(e->first_msg_len);
     if ((e->flags & ENTRY_HAS_DATA) && !(e->flags & ENTRY_OUT_OF_LINE))
         s += (size_t)e->data_len;
     return s;
@@ -35,13 +39,26 @@ void wire_entry_put(unsigned char *p, const struct wire_entry *e)
     put_u64(p + 16, (uint64_t)e->start);
     put_u64(p + 24, (uint64_t)e->end);
     put_u32(p + 32, e->msg_len);
-    put_u32(p + 36, 0);
+    put_u32(p + 36, e->attempt);
     put_u64(p + 40, e->data_len);
     p += ENTRY_HEAD;
     if (e->msg_len) {
         memcpy(p, e->msg, e->msg_len);
         p[e->msg_len] = 0;
         p += (size_t)e->msg_len + 1;
+    }
+    if (e->flags & ENTRY_STORY) {
+        p[0] = e->first_kind;
+        p[1] = e->first_flags;
+        p[2] = p[3] = 0;
+        put_u32(p + 4, (uint32_t)e->first_code);
+        put_u32(p + 8, e->first_msg_len);
+        p += STORY_HEAD;
+        if (e->first_msg_len) {
+            memcpy(p, e->first_msg, e->first_msg_len);
+            p[e->first_msg_len] = 0;
+            p += (size_t)e->first_msg_len + 1;
+        }
     }
     if ((e->flags & ENTRY_HAS_DATA) && !(e->flags & ENTRY_OUT_OF_LINE) &&
         e->data_len)
@@ -65,9 +82,10 @@ size_t wire_entry_get(const unsigned char *p, const unsigned char *end,
         .start = (int64_t)get_u64(p + 16),
         .end = (int64_t)get_u64(p + 24),
         .msg_len = get_u32(p + 32),
+        .attempt = get_u32(p + 36),
         .data_len = get_u64(p + 40),
     };
-    if (e->kind > SP_KIND_SKIPPED || e->flags >= 32) /* the last kind */
+    if (e->kind > SP_KIND_SKIPPED || e->flags >= 64) /* the last kind */
         return 0;
     size_t used = ENTRY_HEAD;
     if (e->msg_len) {
@@ -75,6 +93,26 @@ size_t wire_entry_get(const unsigned char *p, const unsigned char *end,
             return 0;
         e->msg = (const char *)p + used;
         used += (size_t)e->msg_len + 1;
+    }
+    if (e->flags & ENTRY_STORY) {
+        if (room - used < STORY_HEAD)
+            return 0;
+        const unsigned char *f = p + used;
+        e->first_kind = f[0];
+        e->first_flags = f[1];
+        e->first_code = (int32_t)get_u32(f + 4);
+        e->first_msg_len = get_u32(f + 8);
+        if (e->first_kind > SP_KIND_SKIPPED ||
+            (e->first_flags & ~ENTRY_TASK_CODE))
+            return 0;
+        used += STORY_HEAD;
+        if (e->first_msg_len) {
+            if (room - used < (size_t)e->first_msg_len + 1 ||
+                p[used + e->first_msg_len])
+                return 0;
+            e->first_msg = (const char *)p + used;
+            used += (size_t)e->first_msg_len + 1;
+        }
     }
     if (!(e->flags & ENTRY_HAS_DATA)) {
         if (e->data_len || (e->flags & ENTRY_OUT_OF_LINE))
@@ -139,10 +177,22 @@ void wire_from_entry(const sp_entry *le, uint32_t index, int64_t shift_ns,
         w->flags |= ENTRY_EXITED;
         w->exit_status = (uint8_t)exit_status;
     }
+    w->attempt = sp_entry_attempts(le);
+    if (w->attempt > 1) { /* the first attempt, as the entry tells it */
+        const char *first = sp_entry_first_message(le);
+        size_t flen = strlen(first);
+        if (flen > MSG_MAX / 2) /* with the entry's, within a frame */
+            flen = MSG_MAX / 2;
+        w->flags |= ENTRY_STORY;
+        w->first_kind = (uint8_t)sp_entry_first_kind(le);
+        w->first_code = sp_entry_first_code(le);
+        w->first_msg = flen ? first : NULL;
+        w->first_msg_len = (uint32_t)flen;
+    }
 }
 
 void wire_to_outcome(const struct wire_entry *w, uint32_t worker_base,
-                     sp__outcome *o)
+                     sp__outcome *o, sp__outcome *first)
 {
     int64_t start = w->start > 0 ? w->start : 0;
     int64_t end = w->end > start ? w->end : start;
@@ -160,5 +210,17 @@ void wire_to_outcome(const struct wire_entry *w, uint32_t worker_base,
                       : worker_base + w->worker,
         .signo = w->kind == SP_KIND_CRASHED ? w->signo : 0,
         .exit_status = (w->flags & ENTRY_EXITED) ? w->exit_status : -1,
+        .attempt = w->attempt,
     };
+    if ((w->flags & ENTRY_STORY) && first) {
+        *first = (sp__outcome){
+            .kind = (sp_kind)w->first_kind,
+            .code = w->first_code,
+            .task_code = (w->first_flags & ENTRY_TASK_CODE) != 0,
+            .msg = w->first_msg_len ? w->first_msg : NULL,
+            .worker = SP_NO_WORKER,
+            .exit_status = -1,
+        };
+        o->first = first;
+    }
 }

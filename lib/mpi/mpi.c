@@ -254,6 +254,32 @@ static void verdict_put(unsigned char *p, int code, const struct mpi_call *c,
     put_u64(p + 32, bits);
 }
 
+void sp_mpi_local_row(const sp_task *src, sp_task *row, sp_task_policy *pol)
+{
+    *row = *src;
+    row->after = NULL;
+    row->data = NULL;
+    row->len = 0;
+    if (src->policy) {
+        *pol = *src->policy;
+        pol->retries = SP_NO_RETRIES;
+        row->policy = pol;
+    }
+}
+
+/* Rank 0: whether any task of the table may be tried again. */
+static bool any_retries(const sp_task *tasks, size_t n, const sp_options *opts)
+{
+    if (opts && opts->retries && opts->retries != SP_NO_RETRIES)
+        return n > 0;
+    for (size_t i = 0; i < n; i++) {
+        const sp_task_policy *p = tasks[i].policy;
+        if (p && p->retries && p->retries != SP_NO_RETRIES)
+            return true;
+    }
+    return false;
+}
+
 int sp_mpi_no_spawn(void *user, size_t i, const sp_task *task)
 {
     (void)user;
@@ -338,6 +364,7 @@ SP_API int sp_mpi_parallel_ex(MPI_Comm comm, const sp_task *tasks, size_t n,
         c.inflight = mopts ? mopts->inflight : 0;
         c.stoppable = opts && (opts->on_error == SP_POLICY_FAIL_FAST ||
                                opts->on_done != NULL);
+        c.retries = tasks && any_retries(tasks, n, opts);
         rc = hellos ? judge(&c, hellos, own, opts, &r) : own;
         verdict_put(verdict, rc, &c, opts, map_everywhere);
     }
@@ -367,8 +394,14 @@ SP_API int sp_mpi_parallel_ex(MPI_Comm comm, const sp_task *tasks, size_t n,
     }
 
     /* The run. Each rank's local calls take its own options, with rank 0's
-     * policy and per-task limit. */
+     * policy and per-task limit, and no retries: rank 0's run decides
+     * them, and hands a retried task out again. */
     c.local = opts ? *opts : (sp_options){0};
+    c.local.retries = 0;
+    c.local.retry_on = 0;
+    c.local.retry_delay = 0;
+    c.local.retry_delay_max = 0;
+    c.local.retry_backoff = SP_BACKOFF_DEFAULT;
     c.local.on_error = (sp_policy)get_u32(verdict + 16);
     uint64_t bits = get_u64(verdict + 32);
     memcpy(&c.local.task_timeout, &bits, sizeof bits);

@@ -5,11 +5,15 @@
  * Invariants:
  *  - Tasks are handed out only through sp__run_next() and outcomes go in
  *    only through sp__run_record(), so validation, fail-fast, on_done,
- *    the cancellation of what never started (and, once the core has them,
- *    dependencies and retries) are the core's run's, not this file's. A
- *    task may be handed out in any order and more than once (a retry):
- *    owner[i] says which rank holds task i now, and an outcome is taken
- *    only from that rank, once.
+ *    the cancellation of what never started, dependencies and retries
+ *    are the core's run's, not this file's. A task may be handed out in
+ *    any order and more than once (a retry, to any rank, with its
+ *    attempt's number and the outcomes that would be retried in the
+ *    batch): owner[i] says which rank holds task i now, and an outcome is
+ *    taken only from that rank, once, for the attempt handed out.
+ *  - A task that waits for its retry delay is never waited for: rank 0
+ *    keeps reading replies and handing out other work, and sends the
+ *    retry once it is due and a rank has room (wait_reply_until()).
  *  - Rank w holds at most depth(w) batches (sent, not yet answered). A
  *    batch is sent when a rank has room: at the start, and each time one
  *    of its replies has been read, which is how a rank asks for work.
@@ -25,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* A message on its way out. */
 struct send {
@@ -46,6 +51,8 @@ struct root {
     struct send *sends;
     int *free_list, nfree, nsends;
     uint32_t *idx; /* the batch being sent, for its argument stream */
+    uint32_t *att; /* its tasks' attempts and retry_on masks (idx_cap each) */
+    uint32_t *retry_on;
     size_t idx_cap;
     bool done;     /* sp__run_next() said nothing more will ever be */
     size_t handed; /* tasks handed out, for the size of the next batch */
@@ -227,26 +234,40 @@ static int stream_big(void *user, const void *p, size_t n)
 
 /* Hand rank w one batch: 1 when sent, 0 when no task is ready (or the run
  * is over), -1 on an error. */
+static int grow_idx(struct root *o, size_t b)
+{
+    if (b <= o->idx_cap)
+        return 0;
+    uint32_t *idx = realloc(o->idx, b * sizeof *idx);
+    if (idx)
+        o->idx = idx;
+    uint32_t *att = realloc(o->att, b * sizeof *att);
+    if (att)
+        o->att = att;
+    uint32_t *on = realloc(o->retry_on, b * sizeof *on);
+    if (on)
+        o->retry_on = on;
+    if (!idx || !att || !on)
+        return -1;
+    o->idx_cap = b;
+    return 0;
+}
+
 static int send_batch(struct root *o, int w, size_t b)
 {
-    int k = take_slot(o, BATCH_HEAD + 4 * b + 8);
+    int k = take_slot(o, BATCH_HEAD + 12 * b + 8);
     if (k < 0) {
         sp__set_error(SP_ENOMEM, "out of memory for a batch");
         return -1;
     }
-    if (b > o->idx_cap) {
-        uint32_t *idx = realloc(o->idx, b * sizeof *idx);
-        if (!idx) {
-            o->free_list[o->nfree++] = k;
-            sp__set_error(SP_ENOMEM, "out of memory for a batch");
-            return -1;
-        }
-        o->idx = idx;
-        o->idx_cap = b;
+    if (grow_idx(o, b)) {
+        o->free_list[o->nfree++] = k;
+        sp__set_error(SP_ENOMEM, "out of memory for a batch");
+        return -1;
     }
     unsigned char *p = o->sends[k].buf;
     uint32_t count = 0;
-    bool args = false;
+    bool args = false, retry = false;
     while (count < b) {
         size_t i;
         int got = sp__run_next(o->r, &i);
@@ -255,6 +276,14 @@ static int send_batch(struct root *o, int w, size_t b)
         if (got != 1)
             break;
         o->idx[count] = (uint32_t)i;
+        o->att[count] = 1;
+        o->retry_on[count] = 0;
+        if (o->c->retries) { /* which attempt, and which would be retried */
+            unsigned on = 0;
+            o->att[count] = sp__run_attempt(o->r, i, &on);
+            o->retry_on[count] = on;
+            retry = retry || on || o->att[count] > 1;
+        }
         put_u32(p + BATCH_HEAD + 4 * (size_t)count++, (uint32_t)i);
         o->owner[i] = (uint32_t)w;
         args = args || args_needed(&o->c->tasks[i]);
@@ -265,6 +294,13 @@ static int send_batch(struct root *o, int w, size_t b)
     }
     o->handed += count;
     size_t len = BATCH_HEAD + 4 * (size_t)count;
+    if (retry) { /* the attempts, then the retry_on masks */
+        for (uint32_t j = 0; j < count; j++) {
+            put_u32(p + len + 4 * (size_t)j, o->att[j]);
+            put_u32(p + len + 4 * ((size_t)count + j), o->retry_on[j]);
+        }
+        len += 8 * (size_t)count;
+    }
     struct stream_out so = {.o = o, .w = w, .k = -1};
     if (args) { /* its length goes in the batch */
         struct args_sink counting = {count_put, count_big, &so};
@@ -280,7 +316,7 @@ static int send_batch(struct root *o, int w, size_t b)
     put_u32(p, MSG_BATCH);
     put_u32(p + 4, o->next_id++);
     put_u32(p + 8, count);
-    put_u32(p + 12, args ? BATCH_ARGS : 0);
+    put_u32(p + 12, (args ? BATCH_ARGS : 0) | (retry ? BATCH_RETRY : 0));
     put_u64(p + 16, (uint64_t)(int64_t)(now * 1e9));
     put_u64(p + 24, (uint64_t)left);
     o->ranks[w].held++;
@@ -314,7 +350,7 @@ static void take(struct root *o, int w, const struct wire_entry *we,
     struct wire_entry e = *we;
     if (!(e.flags & ENTRY_NOT_STARTED) && c->wcap[w] && e.worker >= c->wcap[w])
         e.worker = c->wcap[w] - 1; /* stay in this rank's numbers */
-    wire_to_outcome(&e, c->wbase[w], &out);
+    wire_to_outcome(&e, c->wbase[w], &out, NULL);
     double now = sp__run_now(o->r);
     if (out.end > now)
         out.end = now;
@@ -436,6 +472,9 @@ static void lose_all(struct root *o)
 {
     char why[400], msg[480];
     snprintf(why, sizeof why, "%s", sp_last_error());
+    char note[480];
+    snprintf(note, sizeof note, "rank 0 could not go on: %s", why);
+    sp__run_fail(o->r, SP_ESYSTEM, note); /* first: nothing is retried */
     for (size_t i = 0; i < o->c->n; i++) {
         if (!o->owner[i])
             continue;
@@ -453,15 +492,42 @@ static void lose_all(struct root *o)
         o->owner[i] = 0;
         sp__run_record(o->r, i, &lost);
     }
-    char note[480];
-    snprintf(note, sizeof note, "rank 0 could not go on: %s", why);
-    sp__run_fail(o->r, SP_ESYSTEM, note);
+}
+
+/* A task waits for its retry delay, due at `due` (seconds of the run),
+ * while a rank has room for it: read a reply if one comes before then,
+ * else return at that time (0), having handed nothing out meanwhile. Other
+ * ranks' work goes on; rank 0 only looks for replies, every POLL_S, and
+ * returns at least every SP_CANCEL_POLL_MS (the next sp__run_next() sees
+ * a cancel handle). */
+#define POLL_S 1e-4
+static int wait_reply_until(struct root *o, double due)
+{
+    double most = sp__run_now(o->r) + SP_CANCEL_POLL_MS / 1e3;
+    if (due > most)
+        due = most;
+    for (;;) {
+        int flag = 0;
+        int err = MPI_Iprobe(MPI_ANY_SOURCE, TAG_REPLY, o->c->comm, &flag,
+                             MPI_STATUS_IGNORE);
+        if (err)
+            return sp_mpi_error("MPI_Iprobe", err);
+        if (flag)
+            return recv_reply(o);
+        double left = due - sp__run_now(o->r);
+        if (left <= 0)
+            return 0;
+        if (left > POLL_S)
+            left = POLL_S;
+        struct timespec ts = {0, (long)(left * 1e9) + 1};
+        nanosleep(&ts, NULL);
+    }
 }
 
 static int step(struct root *o)
 {
     struct mpi_call *c = o->c;
-    bool all_ended = true;
+    bool all_ended = true, room = false;
     unsigned held = 0;
     for (int w = 1; w < c->size; w++) {
         struct rank_state *rs = &o->ranks[w];
@@ -472,13 +538,17 @@ static int step(struct root *o)
             int got = send_batch(o, w, b);
             if (got < 0)
                 return -1;
-            if (!got)
+            if (!got) {
+                room = true; /* nothing ready for it now */
                 break;
+            }
         }
         held += rs->held;
     }
     bool stopped = sp__run_stopped(o->r);
-    if (!held && !o->done && !stopped) {
+    /* A retry that waits for its delay, with a rank free to take it. */
+    double due = room && !o->done && !stopped ? sp__run_due(o->r) : 0;
+    if (!held && !o->done && !stopped && !due) {
         /* Nothing out, nothing ready: outcomes went missing (a malformed
          * batch or reply). Nothing will make more ready. */
         sp__run_fail(o->r, SP_EPROTO,
@@ -504,6 +574,8 @@ static int step(struct root *o)
     }
     if (all_ended)
         return 0;
+    if (due > 0 && !stopped)
+        return wait_reply_until(o, due) ? -1 : 1;
     return recv_reply(o) ? -1 : 1;
 }
 
@@ -538,5 +610,7 @@ int sp_mpi_root(struct mpi_call *c, sp__run *r)
     free(o.owner);
     free(o.ranks);
     free(o.idx);
+    free(o.att);
+    free(o.retry_on);
     return rc;
 }

@@ -24,6 +24,10 @@
  *            i64 rank 0's clock at sending (ns since the call began),
  *            i64 time left until the deadline (ns; -1 = no deadline),
  *            count x u32 task index,
+ *            with flags & BATCH_RETRY: count x u32 attempt (1 = the
+ *            first; what sp_ctx_attempt() gives the task), then count x
+ *            u32 retry_on (the outcomes, bits 1 << sp_kind, after which
+ *            rank 0 would try that attempt again; 0 = it is the last),
  *            with flags & BATCH_ARGS: u64 length of the argument stream.
  *     END    u32 type: nothing more for this rank in this call.
  *   rank 0 -> rank w, TAG_ARGS, right after a batch with BATCH_ARGS (set
@@ -47,11 +51,20 @@
  *     message is ever above FRAME_MAX (4 MiB), far below INT_MAX.
  *   entry: u32 index, u8 kind, u8 flags (ENTRY_*), u8 signal, u8 exit
  *     status, i32 code, u32 worker (rank-local), i64 start, i64 end (ns,
- *     rank 0's clock), u32 message length, u64 data length, message bytes,
- *     data bytes when inline.
+ *     rank 0's clock), u32 message length, u32 attempt, u64 data length,
+ *     message bytes, with ENTRY_STORY the first attempt (u8 kind, u8
+ *     flags (ENTRY_TASK_CODE), u16 zero, i32 code, u32 message length,
+ *     message bytes), data bytes when inline. A message is followed by a
+ *     NUL when it is not empty. attempt: in a reply, the attempt the batch
+ *     named (0 = never started); in the map, the entry's attempts.
  *
  * The same entry layout carries the finished map from rank 0 to every
- * rank (sp_mpi_options.map_everywhere), in broadcast frames.
+ * rank (sp_mpi_options.map_everywhere), in broadcast frames; only there
+ * do entries have a story (ENTRY_STORY: more than one attempt).
+ *
+ * Retries are rank 0's: its run decides them and hands a task out again
+ * (to any rank) with the attempt's number; the ranks' local calls never
+ * retry (their options and rows carry no retries, mpi.c strips them).
  */
 #ifndef SP_MPI_PRIVATE_H
 #define SP_MPI_PRIVATE_H
@@ -74,7 +87,7 @@ enum {
 enum { MSG_BATCH = 0x53504231, MSG_END = 0x5350454e, MSG_STOP = 0x53505354 };
 enum { MSG_REPLY = 0x53505250, MSG_MAP = 0x5350414d };
 
-enum { BATCH_ARGS = 1 };
+enum { BATCH_ARGS = 1, BATCH_RETRY = 2 };
 enum { REPLY_LAST = 1, REPLY_DROPPED = 2 };
 enum {
     ENTRY_TASK_CODE = 1,   /* code is the task's own number */
@@ -82,6 +95,7 @@ enum {
     ENTRY_HAS_DATA = 4,    /* the task stored bytes (maybe 0 of them) */
     ENTRY_OUT_OF_LINE = 8, /* the bytes follow in TAG_DATA chunks */
     ENTRY_EXITED = 16,     /* CRASHED by exit: exit status is valid */
+    ENTRY_STORY = 32,      /* the first attempt follows the message */
 };
 
 #define FRAME_MAX ((size_t)4 << 20)   /* largest message of any kind */
@@ -90,6 +104,7 @@ enum {
 #define BATCH_HEAD 32                 /* bytes before a batch's indices */
 #define FRAME_HEAD 16                 /* bytes before a frame's entries */
 #define ENTRY_HEAD 48                 /* bytes before an entry's message */
+#define STORY_HEAD 12                 /* bytes before the first's message */
 #define AUTO_BATCH_MAX 4096u          /* automatic batches stay below */
 /* Longest message carried (the core keeps SP_MAX_MESSAGE bytes and a
  * "..."), so an entry always fits one frame with its inline bytes. */
@@ -132,6 +147,12 @@ struct wire_entry {
     uint32_t msg_len;
     const void *data;
     uint64_t data_len;
+    uint32_t attempt; /* see the entry's layout above */
+    /* ENTRY_STORY: the first attempt. */
+    uint8_t first_kind, first_flags;
+    int32_t first_code;
+    const char *first_msg;
+    uint32_t first_msg_len;
 };
 
 /* codec.c: the bytes an entry takes inline in a frame. */
@@ -148,13 +169,15 @@ void wire_frame_head(unsigned char *p, uint32_t type, uint32_t id,
 
 /* A rank's local entry (of a simple_parallel() map) as a wire entry:
  * times moved onto rank 0's clock by adding `shift_ns` to the local ns
- * since the local call began. */
+ * since the local call began; its attempts and first attempt as the
+ * entry tells them (a local call's entry: 1 or 0, no story). */
 void wire_from_entry(const sp_entry *le, uint32_t index, int64_t shift_ns,
                      struct wire_entry *w);
 /* A wire entry as an outcome for sp__run_record(); worker_base is added
- * to a started entry's worker. */
+ * to a started entry's worker. With ENTRY_STORY, o->first points to
+ * *first, filled in (first may be NULL otherwise). */
 void wire_to_outcome(const struct wire_entry *w, uint32_t worker_base,
-                     sp__outcome *o);
+                     sp__outcome *o, sp__outcome *first);
 
 /* args.c, rank 0: whether a row needs the argument stream. */
 bool args_needed(const sp_task *t);
@@ -202,6 +225,11 @@ const void *args_dep(const struct args *a, const sp_task *row, uint32_t k,
                      const char *key, size_t *len);
 void args_free(struct args *a);
 
+/* mpi.c: row src as a rank's local call runs it: no dependencies (rank
+ * 0's run met them), no argument bytes (they come from rank 0), and no
+ * retries (rank 0 decides them): a policy is copied to *pol with retries
+ * SP_NO_RETRIES, the rest of it (time_limit) kept. */
+void sp_mpi_local_row(const sp_task *src, sp_task *row, sp_task_policy *pol);
 /* mpi.c: sp_spawn() in a task of sp_mpi_parallel(): refused. */
 int sp_mpi_no_spawn(void *user, size_t i, const sp_task *task);
 /* mpi.c: the message of sp_last_error() without its "SP_NAME: " prefix,
@@ -225,6 +253,7 @@ struct mpi_call {
     unsigned batch;     /* rank 0's sp_mpi_options */
     unsigned inflight;  /* idem */
     bool stoppable;     /* fail-fast or on_done: ranks poll for STOP */
+    bool retries;       /* rank 0: a task of the table may be retried */
     unsigned char *buf; /* FRAME_MAX bytes for messages (>= 2 ranks) */
 };
 

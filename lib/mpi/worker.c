@@ -12,7 +12,14 @@
  * POLL_NS, and returning non-zero makes the local call start nothing more
  * and ask its running tasks to stop. A batch that arrives after the stop,
  * or after its deadline, is not run; its tasks stay without an outcome on
- * rank 0, whose run cancels them with the reason. */
+ * rank 0, whose run cancels them with the reason.
+ *
+ * Retries are rank 0's: a batch names each task's attempt (what
+ * sp_ctx_attempt() says in it) and the outcomes after which rank 0 would
+ * try it again, and the local call never retries. Under fail-fast, a
+ * batch with such tasks runs its local call collecting all, and the
+ * completion callback stops it at the first failure that is a task's last
+ * attempt, as the local call's own fail-fast would. */
 #include "sp-mpi.h"
 
 #include <stdio.h>
@@ -23,11 +30,15 @@
 
 struct worker {
     struct mpi_call *c;
-    uint32_t *idx; /* the batch's task indices */
-    sp_task *rows; /* its sub-table */
+    uint32_t *idx;        /* the batch's task indices */
+    sp_task *rows;        /* its sub-table */
+    sp_task_policy *pols; /* its rows' policies, without retries */
+    unsigned *attempt;    /* its tasks' attempts */
+    uint32_t *retry_on;   /* the outcomes rank 0 would retry them after */
     size_t cap;
     struct args args; /* its argument stream, when it came with one */
     bool stopped;
+    bool watch_last; /* stop the batch at a last attempt's failure */
     int64_t last_poll;
 };
 
@@ -51,10 +62,16 @@ int sp_mpi_local_opts(const struct mpi_call *c, int64_t left_ns, sp_options *o)
  * said so? */
 static int poll_stop(const sp_entry *e, void *arg)
 {
-    (void)e;
     struct worker *w = arg;
     if (w->stopped)
         return 1;
+    if (w->watch_last) {
+        /* Fail-fast: a failure rank 0 will not retry stops the batch. */
+        sp_kind kind = sp_entry_kind(e);
+        if (kind != SP_KIND_OK && kind != SP_KIND_CANCELLED &&
+            !((w->retry_on[sp_entry_index(e)] >> kind) & 1u))
+            return 1;
+    }
     int64_t now = sp_mpi_clock();
     if (now - w->last_poll < POLL_NS)
         return 0;
@@ -161,7 +178,16 @@ static int grow(struct worker *w, size_t count)
     sp_task *rows = realloc(w->rows, count * sizeof *rows);
     if (rows)
         w->rows = rows;
-    if (!idx || !rows)
+    sp_task_policy *pols = realloc(w->pols, count * sizeof *pols);
+    if (pols)
+        w->pols = pols;
+    unsigned *att = realloc(w->attempt, count * sizeof *att);
+    if (att)
+        w->attempt = att;
+    uint32_t *on = realloc(w->retry_on, count * sizeof *on);
+    if (on)
+        w->retry_on = on;
+    if (!idx || !rows || !pols || !att || !on)
         return -1;
     w->cap = count;
     return 0;
@@ -180,6 +206,8 @@ static int run_batch(struct worker *w, size_t len, int64_t t_recv)
     struct writer f = {
         .comm = c->comm, .buf = c->buf, .id = id, .pos = FRAME_HEAD};
     size_t head = BATCH_HEAD + (size_t)count * 4;
+    if (flags & BATCH_RETRY) /* the attempts and retry_on masks */
+        head += (size_t)count * 8;
     w->args.count = 0;
     if (len != head + ((flags & BATCH_ARGS) ? 8 : 0) || !count ||
         grow(w, count)) {
@@ -188,17 +216,25 @@ static int run_batch(struct worker *w, size_t len, int64_t t_recv)
         f.flags = REPLY_DROPPED;
         return finish(&f);
     }
-    bool bad = false;
+    bool bad = false, retried = false;
+    const unsigned char *att = m + BATCH_HEAD + 4 * (size_t)count;
     for (uint32_t k = 0; k < count; k++) {
         w->idx[k] = get_u32(m + BATCH_HEAD + 4 * (size_t)k);
         if (w->idx[k] >= c->n) {
             bad = true;
             w->idx[k] = 0;
         }
-        w->rows[k] = c->tasks[w->idx[k]];
-        w->rows[k].after = NULL; /* dependencies are rank 0's */
-        w->rows[k].data = NULL;  /* argument bytes too: in the stream */
-        w->rows[k].len = 0;
+        /* Dependencies, argument bytes (in the stream) and retries are
+         * rank 0's. */
+        sp_mpi_local_row(&c->tasks[w->idx[k]], &w->rows[k], &w->pols[k]);
+        w->attempt[k] = 1;
+        w->retry_on[k] = 0;
+        if (flags & BATCH_RETRY) {
+            uint32_t a = get_u32(att + 4 * (size_t)k);
+            w->attempt[k] = a ? a : 1;
+            w->retry_on[k] = get_u32(att + 4 * ((size_t)count + k));
+            retried = retried || w->retry_on[k];
+        }
     }
     /* From here on c->buf is free: the stream's scratch, then the reply. */
     char msg[600];
@@ -209,7 +245,7 @@ static int run_batch(struct worker *w, size_t len, int64_t t_recv)
             return code; /* MPI failed */
         snprintf(msg, sizeof msg, "%s", sp_last_error());
     }
-    if (!code && (bad || (flags & ~(uint32_t)BATCH_ARGS))) {
+    if (!code && (bad || (flags & ~(uint32_t)(BATCH_ARGS | BATCH_RETRY)))) {
         code = SP_EPROTO;
         snprintf(msg, sizeof msg,
                  bad ? "a task index beyond this rank's table of %zu tasks"
@@ -228,6 +264,10 @@ static int run_batch(struct worker *w, size_t len, int64_t t_recv)
         f.flags = REPLY_DROPPED;
         return finish(&f);
     }
+    /* Under fail-fast, a failure rank 0 will retry must stop nothing. */
+    w->watch_last = retried && lo.on_error == SP_POLICY_FAIL_FAST;
+    if (w->watch_last)
+        lo.on_error = SP_POLICY_COLLECT_ALL;
     if (c->stoppable) {
         lo.on_done = poll_stop;
         lo.on_done_arg = w;
@@ -237,7 +277,10 @@ static int run_batch(struct worker *w, size_t len, int64_t t_recv)
     int64_t t_call = sp_mpi_clock();
     int64_t shift = t_send + (t_call - t_recv);
     sp_results *lres = NULL;
-    sp__local hooks = {.dep = batch_dep, .spawn = sp_mpi_no_spawn, .user = w};
+    sp__local hooks = {.dep = batch_dep,
+                       .spawn = sp_mpi_no_spawn,
+                       .user = w,
+                       .attempt = (flags & BATCH_RETRY) ? w->attempt : NULL};
     int rc = sp__parallel(w->rows, count, &lo, &hooks, &lres);
     if (rc) {
         snprintf(msg, sizeof msg, "%s", sp_last_error());
@@ -254,6 +297,7 @@ static int run_batch(struct worker *w, size_t len, int64_t t_recv)
                 continue;
             struct wire_entry we;
             wire_from_entry(e, w->idx[k], shift, &we);
+            we.attempt = pass == 0 ? w->attempt[k] : 0;
             rc = put(&f, &we, ++sent == count);
         }
     if (!rc)
@@ -296,6 +340,9 @@ int sp_mpi_worker(struct mpi_call *c)
     }
     free(w.idx);
     free(w.rows);
+    free(w.pols);
+    free(w.attempt);
+    free(w.retry_on);
     args_free(&w.args);
     return rc;
 }

@@ -21,6 +21,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -179,9 +180,35 @@ static int on_frame(struct sp_wire_frame *f, void *arg)
         free(f->data);
         return SP_EPROTO;
     }
+    unsigned char *data = f->data;
+    void (*release)(void *) = NULL;
+    char why[160];
+    int shm = 0;
+    if (f->h.flags & SP_WIRE_SHM) { /* the bytes are in a memfd (shm.c) */
+        shm = pr->cur_ring ? SP_EPROTO
+                           : sp_proc_shm_map(pr, pr->cur, f->h.data_len, &data,
+                                             why, sizeof why);
+        if (pr->cur_ring)
+            snprintf(why, sizeof why, "a shared-memory result in the ring");
+        if (shm == SP_EPROTO) {
+            char msg[200];
+            snprintf(msg, sizeof msg, "malformed result frame: %s", why);
+            free(f->msg);
+            sp_proc_outcome(pr, i, SP_KIND_CRASHED, SP_EPROTO,
+                            atomic_load(&sp_proc_slot(pr, pr->cur)->started),
+                            pr->cur, msg, 0, 0);
+            return SP_EPROTO; /* the worker is killed: it forged a frame */
+        }
+        if (data && f->dropped) {
+            munmap(data, (size_t)f->h.data_len + 1);
+            data = NULL;
+        }
+        release = data ? sp_result_mapped : NULL;
+    }
     struct sp_outcome o = {
-        .r = {.data = f->data,
-              .len = f->data ? (size_t)f->h.data_len : 0,
+        .release = release,
+        .r = {.data = data,
+              .len = data ? (size_t)f->h.data_len : 0,
               .msg = f->msg,
               .code = f->h.code,
               .t_start = f->h.t_start,
@@ -199,6 +226,17 @@ static int on_frame(struct sp_wire_frame *f, void *arg)
         o.r.code = SP_ENOMEM;
         sp_outcome_set_msg(
             &o, NULL, "the caller ran out of memory receiving this result");
+    } else if (shm) { /* the caller could not map it */
+        o.how.kind = SP_KIND_FAILED;
+        o.how.flags = 0;
+        o.r.code = shm;
+        free(f->msg);
+        o.r.msg = NULL;
+        size_t wl = strlen(why) + 1;
+        char *copy = sp_malloc(wl);
+        if (copy)
+            memcpy(copy, why, wl);
+        sp_outcome_set_msg(&o, copy, "the caller could not map this result");
     }
     sp_complete(pr->run, i, &o, &pr->run->caller);
     return 0;
@@ -286,6 +324,7 @@ void sp_proc_feed(struct prun *pr, unsigned k, struct sp_wire_dec *d,
     if (w->kill_why == KILL_PROTO || !len)
         return; /* the rest of a broken stream is discarded */
     pr->cur = k;
+    pr->cur_ring = d != &w->dec;
     int err = sp_wire_feed(d, buf, len, on_frame, pr);
     if (!err)
         return;
@@ -332,7 +371,7 @@ int sp_proc_drain(struct prun *pr, unsigned k, size_t budget, bool to_end)
 {
     struct pworker *w = &pr->pw[k];
     while (budget && w->fd >= 0) {
-        ssize_t r = read(w->fd, pr->buf, READ_BUF);
+        ssize_t r = sp_proc_recv(pr, k); /* read(), and memfds (shm.c) */
         if (r > 0) {
             budget -= (size_t)r < budget ? (size_t)r : budget;
             sp_proc_feed(pr, k, &w->dec, pr->buf, (size_t)r);
@@ -366,6 +405,7 @@ void sp_proc_worker_gone(struct prun *pr, unsigned k, int have_status,
     sp_fds_close(w->fd);
     sp_fds_close(w->pidfd);
     w->fd = w->pidfd = -1;
+    sp_proc_shm_drop(w);
     sp_proc_out_free(w);
     sp_proc_ring_take(pr, k);
     int truncated = w->kill_why == KILL_NONE &&

@@ -580,6 +580,7 @@ static void unhold(struct pctx *c, unsigned j)
     sp_wire_dec_free(&pw->dec);
     sp_wire_dec_free(&pw->rdec);
     sp_proc_out_free(pw);
+    sp_proc_shm_drop(pw);
     pw->pid = 0;
     pw->fd = pw->pidfd = -1;
     pw->idle = pw->ready = false;

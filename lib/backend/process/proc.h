@@ -8,6 +8,7 @@
  *   fds.c      every descriptor the library owns, closed in each child
  *   worker.c   the child's side: claim, run, send the outcome, ask for work
  *   ring.c     the per-worker ring of frames in the shared mapping (ring.h)
+ *   shm.c      large results in sealed memfds, mapped by the parent
  *   loop.c     the parent's event loop: channels, pidfds, rings, limits,
  *              commands to idle workers, outcomes
  *   forkserver.c  the single-threaded server that forks a pool's workers
@@ -91,6 +92,22 @@ struct shared {
 /* How long a worker whose channel ended may take to exit, when its exit
  * cannot be watched with a pidfd (ms). */
 #define GRACE_MS 2000u
+/* A result of at least this many bytes goes through a sealed memfd that
+ * the caller maps (shm.c) instead of the channel. Filling a memfd costs
+ * more per page than the socket's copies (its pages enter the page cache
+ * one by one), which the channel's round trips outweigh only for large
+ * results: measured on the 2-CPU machine of docs/benchmarks.md with a
+ * process pool, the memfd path took 1.1x-1.5x the channel's time at 8 and
+ * 16 MiB, 0.8x at 32 and 64 MiB, 0.7x at 256 MiB and 0.6x at 1 GiB. Peak
+ * RSS is the same either way for sp_set_result_owned(): the caller holds
+ * the bytes once, the worker its own buffer. */
+#define SHM_MIN ((size_t)32 << 20)
+/* The threshold in force: SHM_MIN; white-box tests lower it to exercise
+ * the path with small results. shm.c. */
+extern size_t sp_proc_shm_min;
+/* Descriptors a worker's channel may have delivered ahead of the frames
+ * that name them (one per frame in practice). */
+#define SHM_QUEUE 4
 /* Exit status of a worker whose channel the task closed or replaced. */
 #define EXIT_CHANNEL 121
 
@@ -127,6 +144,11 @@ struct pworker {
     char proto_err[160];
     struct sp_wire_dec dec;  /* the channel's byte stream */
     struct sp_wire_dec rdec; /* the ring's byte stream */
+    /* Memfds received on the channel, in order, for SP_WIRE_SHM frames
+     * not yet decoded (-1: one that arrived but could not be kept);
+     * listed in the registry. shm.c. */
+    int shm_fd[SHM_QUEUE];
+    unsigned shm_n;
 };
 
 struct prun {
@@ -146,6 +168,7 @@ struct prun {
     char spawn_msg[160];
     char error_msg[128]; /* KILL_ERROR: the system call that failed */
     unsigned cur;        /* worker whose frames are being decoded */
+    bool cur_ring;       /* ... from its ring (else its channel) */
     pid_t parent;        /* for workers: the process to outlive */
     struct pollfd *pfd;  /* poll() set, two per worker */
     unsigned *who;       /* worker of each pfd entry */
@@ -225,6 +248,24 @@ struct sp_proc_batch {
 };
 #define SP_PROC_BATCH_FIXED sizeof(struct sp_proc_batch)
 #define SP_PROC_ROW_FIXED (12 + SP_WIRE_RUN_FIXED)
+
+/* shm.c. Worker: a sealed memfd holding len bytes of data and a NUL, or
+ * -1 (send the bytes in the stream). */
+int sp_proc_shm_fill(const void *data, size_t len);
+/* Worker: one sendmsg() of iov passing descriptor `pass`: bytes sent (the
+ * descriptor went with the first), or -1 with errno. */
+ssize_t sp_proc_send_fd(int sock, const struct iovec *iov, int cnt, int pass);
+/* Parent: read worker k's channel into pr->buf (as read() would), queuing
+ * descriptors that came with the bytes. */
+ssize_t sp_proc_recv(struct prun *pr, unsigned k);
+/* Parent: map the result of an SP_WIRE_SHM frame of worker k (len bytes)
+ * from its next queued descriptor. 0 with *data the mapping (release it
+ * with sp_result_mapped), else SP_EPROTO (a forged or broken frame),
+ * SP_ENOMEM or SP_ESYSTEM (the caller's own trouble), with why said. */
+int sp_proc_shm_map(struct prun *pr, unsigned k, uint64_t len,
+                    unsigned char **data, char *why, size_t whylen);
+/* Parent: close the descriptors still queued on w. */
+void sp_proc_shm_drop(struct pworker *w);
 
 /* spawn.c */
 int sp_proc_spawn(struct prun *pr, unsigned k);

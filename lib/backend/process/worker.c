@@ -103,6 +103,77 @@ static int send_all(int fd, struct iovec *iov, int cnt)
     return 0;
 }
 
+/* A result sp_set_result() kept in a sealed memfd (the outcome's data is
+ * this, not the bytes; release: kept_release). */
+struct kept {
+    int fd;
+};
+
+static void kept_release(void *data)
+{
+    struct kept *k = data;
+    close(k->fd);
+    free(k);
+}
+
+/* sp_set_result() of a large result in a worker: the bytes go straight
+ * into the memfd that will carry them (no malloc'd copy in the worker). */
+static int keep_result(const void *data, size_t len, void **out,
+                       void (**release)(void *))
+{
+    if (len < sp_proc_shm_min)
+        return -1;
+    struct kept *k = malloc(sizeof *k);
+    if (!k)
+        return -1;
+    if ((k->fd = sp_proc_shm_fill(data, len)) < 0) {
+        free(k);
+        return -1;
+    }
+    *out = k;
+    *release = kept_release;
+    return 0;
+}
+
+/* A large result: its bytes in a sealed memfd passed with the frame
+ * (shm.c), not through the channel: the memfd sp_set_result() kept them
+ * in (kept: not NULL), or one filled now from iov[2]. false when no memfd
+ * could be made: the caller sends the bytes in the stream. Exits when the
+ * channel is broken. */
+static bool send_shm(struct slot *s, const struct channel *ch,
+                     struct sp_wire_header *h, struct iovec *iov,
+                     const struct kept *kept)
+{
+    int mfd = kept ? kept->fd
+                   : sp_proc_shm_fill(iov[2].iov_base, (size_t)h->data_len);
+    if (mfd < 0)
+        return false;
+    h->flags |= SP_WIRE_SHM;
+    sp_wire_encode(iov[0].iov_base, h);
+    ssize_t w = sp_proc_send_fd(ch->fd, iov, 2, mfd);
+    int err = w < 0 ? errno : 0;
+    if (!kept)
+        close(mfd); /* the parent holds it now, or the send failed */
+    if (!err) {
+        size_t left = (size_t)w;
+        int cnt = 2;
+        struct iovec *v = iov;
+        while (cnt > 0 && left >= v->iov_len) {
+            left -= v->iov_len;
+            v++;
+            cnt--;
+        }
+        if (cnt > 0) {
+            v->iov_base = (char *)v->iov_base + left;
+            v->iov_len -= left;
+            err = send_all(ch->fd, v, cnt);
+        }
+    }
+    if (err)
+        channel_broken(s, err);
+    return true;
+}
+
 /* Send task i's outcome: into the ring when the task was short and the
  * ring has room (no system call; the ring also survives the worker), over
  * the channel otherwise. Exits when the channel is broken. */
@@ -134,7 +205,9 @@ static void send_result(struct prun *pr, unsigned k, const struct channel *ch,
     };
     size_t total = sizeof hdr + msg_len + (size_t)h.data_len;
     struct sp_ring ring = sp_proc_ring(pr, k);
-    if (o->r.t_end - o->r.t_start < SLOW_NS && total <= RING / 4 &&
+    const struct kept *kept =
+        o->release == kept_release ? (const struct kept *)o->r.data : NULL;
+    if (!kept && o->r.t_end - o->r.t_start < SLOW_NS && total <= RING / 4 &&
         sp_ring_put(&ring, iov, 3, total, RING / 2) == 0)
         return;
     struct slot *s = sp_proc_slot(pr, k);
@@ -142,10 +215,13 @@ static void send_result(struct prun *pr, unsigned k, const struct channel *ch,
         /* The task broke the channel. A frame that fits the ring still gets
          * through (the parent reads a dead worker's ring to the end); the
          * worker cannot go on either way. */
-        if (total <= RING)
+        if (total <= RING && !kept)
             sp_ring_put(&ring, iov, 3, total, RING);
         channel_broken(s, EBADF);
     }
+    if ((kept || h.data_len >= sp_proc_shm_min) &&
+        send_shm(s, ch, &h, iov, kept))
+        return;
     int err = send_all(ch->fd, iov, 3);
     if (err)
         channel_broken(s, err);
@@ -362,8 +438,8 @@ static int remote_spawn(struct sp_ctx *ctx, const sp_task *t)
     return c.code;
 }
 
-static const struct sp_remote remote = {.spawn = remote_spawn,
-                                        .dep = remote_dep};
+static const struct sp_remote remote = {
+    .spawn = remote_spawn, .dep = remote_dep, .keep = keep_result};
 
 /* ---- the loop ----------------------------------------------------------- */
 
