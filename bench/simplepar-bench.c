@@ -84,6 +84,7 @@ struct config {
     char label[32];
     enum who who;
     sp_backend backend;        /* WHO_SIMPLEPAR */
+    int index_keys;            /* WHO_SIMPLEPAR: sp_options.index_keys */
     const struct c_peer *peer; /* WHO_C_PEER */
     const char *py_executor;   /* WHO_PYTHON: "thread" or "process" */
     const char *py_mode;       /* WHO_PYTHON: "submit" or "batch" */
@@ -106,6 +107,7 @@ enum {
     C_PROCESS_PEERS = 1 << 4,
     PY_THREAD = 1 << 5,
     PY_PROCESS = 1 << 6,
+    INDEX = 1 << 7, /* serial and thread also index-keyed (no keys) */
 };
 
 struct workload {
@@ -118,6 +120,8 @@ struct workload {
     int has_value; /* the body produces a result to collect */
     sp_task *tasks;
     char *keys;
+    int index;       /* build itasks too: the workload has index-keyed runs */
+    sp_task *itasks; /* the same rows with NULL keys; NULL unless index */
 };
 
 struct settings {
@@ -271,9 +275,12 @@ static double run_once(const struct workload *w, struct config *c, int sum)
             c->checksum = s;
         return dt;
     }
-    sp_options o = {.backend = c->backend, .max_workers = c->workers};
+    sp_options o = {.backend = c->backend,
+                    .max_workers = c->workers,
+                    .index_keys = c->index_keys};
     sp_results *res = NULL;
-    int rc = simple_parallel(w->tasks, w->n, &o, &res);
+    int rc =
+        simple_parallel(c->index_keys ? w->itasks : w->tasks, w->n, &o, &res);
     if (rc || sp_results_ok(res) != w->n) {
         fprintf(stderr, "%s/%s: %s\n", w->name, c->label,
                 rc ? sp_last_error() : "a task failed");
@@ -386,6 +393,15 @@ static int configs(struct config *cs, unsigned workers, unsigned what)
             c->who = WHO_SIMPLEPAR;
             c->backend = ours[k].backend;
             c->process = ours[k].backend == SP_BACKEND_PROCESS;
+            c->workers = ours[k].flag == SERIAL ? 1 : workers;
+        }
+    for (size_t k = 0; (what & INDEX) && k < 2; k++)
+        if (what & ours[k].flag) {
+            struct config *c = &cs[nc++];
+            snprintf(c->label, sizeof c->label, "%s-index", ours[k].label);
+            c->who = WHO_SIMPLEPAR;
+            c->backend = ours[k].backend;
+            c->index_keys = 1;
             c->workers = ours[k].flag == SERIAL ? 1 : workers;
         }
     for (size_t k = 0; opt.c_peers && k < N_C_PEERS; k++)
@@ -615,7 +631,8 @@ static void build(struct workload *w)
 {
     w->tasks = calloc(w->n ? w->n : 1, sizeof *w->tasks);
     w->keys = malloc((w->n ? w->n : 1) * 16);
-    if (!w->tasks || !w->keys) {
+    w->itasks = w->index ? calloc(w->n ? w->n : 1, sizeof *w->itasks) : NULL;
+    if (!w->tasks || !w->keys || (w->index && !w->itasks)) {
         fprintf(stderr, "out of memory\n");
         exit(1);
     }
@@ -623,6 +640,8 @@ static void build(struct workload *w)
         snprintf(w->keys + i * 16, 16, "task-%u", (unsigned)(i % 100000000));
         w->tasks[i] =
             (sp_task){.key = w->keys + i * 16, .fn = sp_body, .arg = w};
+        if (w->index)
+            w->itasks[i] = (sp_task){.fn = sp_body, .arg = w};
     }
 }
 
@@ -630,6 +649,7 @@ static void unbuild(struct workload *w)
 {
     free(w->tasks);
     free(w->keys);
+    free(w->itasks);
 }
 
 /* ---- workloads ---------------------------------------------------------- */
@@ -639,11 +659,12 @@ static void bench_overhead(const struct settings *s)
     struct workload w = {.name = "overhead",
                          .py_name = "overhead",
                          .n = s->tasks,
-                         .body = body_empty};
+                         .body = body_empty,
+                         .index = 1};
     build(&w);
     struct config cs[MAX_CONFIGS];
-    int nc =
-        configs(cs, s->workers, SERIAL | THREAD | C_THREAD_PEERS | PY_THREAD);
+    int nc = configs(cs, s->workers,
+                     SERIAL | THREAD | INDEX | C_THREAD_PEERS | PY_THREAD);
     measure(&w, cs, nc);
     char title[96];
     snprintf(title, sizeof title, "%zu empty tasks", w.n);
@@ -914,42 +935,56 @@ static long peak_rss_kib(void)
 static void bench_scale(const struct settings *s)
 {
     printf("\nscale: per-task cost as the table grows (thread, %u workers, "
-           "median of %d)\n  %-10s %10s %14s\n",
-           s->workers, opt.reps, "tasks", "us/task", "peak RSS MiB");
-    double x[8], ys[8];
+           "median of %d)\n  %-10s %10s %13s %14s\n",
+           s->workers, opt.reps, "tasks", "us/task", "index us/task",
+           "peak RSS MiB");
+    double x[8], ys[16];
     size_t nx = 0;
     for (size_t n = 10; n <= s->scale_max && nx < 8; n *= 10) {
-        struct workload w = {.name = "scale", .n = n, .body = body_empty};
+        struct workload w = {
+            .name = "scale", .n = n, .body = body_empty, .index = 1};
         build(&w);
-        struct config c = {.label = "thread",
-                           .who = WHO_SIMPLEPAR,
-                           .backend = SP_BACKEND_THREAD,
-                           .workers = s->workers};
-        measure(&w, &c, 1);
-        struct stats st = summarise(c.samples, opt.reps);
-        double us = st.median / (double)n * 1e6;
-        printf("  %-10zu %10.4f %14.1f\n", n, us,
+        /* Keyed and index-keyed, interleaved. */
+        struct config c[2] = {{.label = "thread",
+                               .who = WHO_SIMPLEPAR,
+                               .backend = SP_BACKEND_THREAD,
+                               .workers = s->workers},
+                              {.label = "thread-index",
+                               .who = WHO_SIMPLEPAR,
+                               .backend = SP_BACKEND_THREAD,
+                               .index_keys = 1,
+                               .workers = s->workers}};
+        measure(&w, c, 2);
+        double us[2];
+        for (int k = 0; k < 2; k++) {
+            struct stats st = summarise(c[k].samples, opt.reps);
+            us[k] = st.median / (double)n * 1e6;
+            double f = 1e6 / (double)n;
+            emit(&(struct row){.workload = "scale",
+                               .runner = c[k].label,
+                               .unit = "us/task",
+                               .ratio_to = "peak_rss_kib",
+                               .best_peer = "",
+                               .workers = s->workers,
+                               .n = n,
+                               .st = {st.median * f, st.min * f, st.max * f},
+                               .ratio = (double)peak_rss_kib(),
+                               .vs_best = -1,
+                               .checksum = c[k].checksum},
+                 1);
+        }
+        printf("  %-10zu %10.4f %13.4f %14.1f\n", n, us[0], us[1],
                (double)peak_rss_kib() / 1024);
-        double k = 1e6 / (double)n;
-        emit(&(struct row){.workload = "scale",
-                           .runner = "thread",
-                           .unit = "us/task",
-                           .ratio_to = "peak_rss_kib",
-                           .best_peer = "",
-                           .workers = s->workers,
-                           .n = n,
-                           .st = {st.median * k, st.min * k, st.max * k},
-                           .ratio = (double)peak_rss_kib(),
-                           .vs_best = -1,
-                           .checksum = c.checksum},
-             1);
         x[nx] = (double)n;
-        ys[nx++] = us;
+        ys[nx] = us[0];
+        ys[8 + nx++] = us[1];
         unbuild(&w);
     }
-    const char *names[] = {"thread"};
+    /* Series-major: the index-keyed series follows the keyed one. */
+    memmove(ys + nx, ys + 8, nx * sizeof *ys);
+    const char *names[] = {"thread", "thread-index"};
     svg_lines("scale", "Cost per task as the table grows", "tasks",
-              "us per task (median)", x, nx, ys, names, 1);
+              "us per task (median)", x, nx, ys, names, 2);
 }
 
 static void bench_mockapi(const struct settings *s)
@@ -2151,7 +2186,9 @@ static const struct workload_def workloads[] = {
     {"overhead", 1, 9,
      "100,000 empty tasks (--tasks) on 2 workers (--workers): the cost per "
      "task of validation, scheduling, timing and the results map, with no "
-     "work to hide it. serial and thread against the C thread peers and "
+     "work to hide it. serial and thread, keyed (keys formatted before the "
+     "timing) and index-keyed (serial-index, thread-index: "
+     "sp_options.index_keys, no keys), against the C thread peers and "
      "Python threads; figure: us per task, ratio to serial.",
      bench_overhead},
     {"overhead-process", 1, 12,
@@ -2204,9 +2241,10 @@ static const struct workload_def workloads[] = {
      "table (1,000 x 10 ms on 1,000 threads) cold and warm the same way, "
      "against the ideal: io-1000's thread row is warm.",
      bench_seed002},
-    {"scale", 0, 4,
-     "the thread overhead for 10, 100, ..., 1,000,000 empty tasks with the "
-     "peak RSS: the cost per task should stay flat.",
+    {"scale", 0, 6,
+     "the thread overhead for 10, 100, ..., 1,000,000 empty tasks, keyed "
+     "and index-keyed, with the peak RSS: the cost per task should stay "
+     "flat.",
      bench_scale},
     {"mpi", 0, 40,
      "libsimplepar-mpi under mpiexec -n 3 (rank 0 schedules, 2 worker "

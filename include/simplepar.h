@@ -263,7 +263,8 @@ typedef struct sp_task_policy {
  */
 typedef struct sp_task {
     /** Unique, non-empty, NUL-terminated key. Borrowed for the duration of
-     *  the call; the results map keeps its own copy. */
+     *  the call; the results map keeps its own copy. NULL in every row of
+     *  an index-keyed call (::sp_options.index_keys), and only there. */
     const char *key;
     /** The callback; must not be NULL. */
     sp_task_fn fn;
@@ -407,7 +408,9 @@ SP_API int sp_vfail(sp_ctx *ctx, int code, const char *fmt, va_list ap)
 SP_API int sp_cancelled(sp_ctx *ctx);
 
 /** @brief The running task's key (borrowed from the task table, or the
- *  library's copy for a spawned task); valid until the callback returns. */
+ *  library's copy for a spawned task); valid until the callback returns.
+ *  "" in an index-keyed call (::sp_options.index_keys): sp_ctx_index()
+ *  names the task. */
 SP_API const char *sp_ctx_key(const sp_ctx *ctx);
 
 /**
@@ -461,7 +464,8 @@ SP_API const void *sp_dep_result(sp_ctx *ctx, const char *key, size_t *len);
  * @retval SP_ENOKEY, SP_ENOFN, SP_ENOTSUP  the row is invalid, as in
  *                       simple_parallel().
  * @retval SP_ENOTSUP    also: the call takes no spawned tasks (a task of
- *                       sp_mpi_parallel(), <simplepar/mpi.h>).
+ *                       sp_mpi_parallel(), <simplepar/mpi.h>, or of an
+ *                       index-keyed call, ::sp_options.index_keys).
  * @retval SP_EDUPKEY    the key is already in the call.
  * @retval SP_EDEPKEY    after names a key that is not in the call.
  * @retval SP_ECYCLE     after names the task's own key.
@@ -595,7 +599,10 @@ SP_API size_t sp_results_count(const sp_results *res);
 SP_API const sp_entry *sp_results_at(const sp_results *res, size_t index);
 
 /** @brief The entry for @p key in O(1); NULL when no task had that key.
- *  Valid until sp_results_free(). */
+ *  Valid until sp_results_free(). A map of an index-keyed call
+ *  (::sp_options.index_keys) has no keys: this returns NULL and, unlike
+ *  other pointer-returning functions, sets sp_last_error() to
+ *  ::SP_EINVAL saying so; use sp_results_at(). */
 SP_API const sp_entry *sp_results_get(const sp_results *res, const char *key);
 
 /** @brief How many entries ended with @p kind. */
@@ -620,7 +627,9 @@ SP_API unsigned sp_results_workers(const sp_results *res);
  *  pointer obtained from it becomes invalid. */
 SP_API void sp_results_free(sp_results *res);
 
-/** @brief The entry's key: the map's own NUL-terminated copy. */
+/** @brief The entry's key: the map's own NUL-terminated copy; "" (never
+ *  NULL) in a map of an index-keyed call (::sp_options.index_keys), where
+ *  sp_entry_index() names the task. */
 SP_API const char *sp_entry_key(const sp_entry *e);
 
 /** @brief The entry's index in the task table. */
@@ -672,11 +681,19 @@ SP_API const void *sp_entry_data(const sp_entry *e, size_t *len);
 SP_API const char *sp_entry_str(const sp_entry *e);
 
 /** @brief When the task started, in seconds since the call started. For a
- *  task that never started: when it was cancelled. */
+ *  task that never started: when it was cancelled.
+ *
+ *  Resolution: times are read from CLOCK_MONOTONIC in nanoseconds (its
+ *  resolution, clock_getres(), is 1 ns on Linux). To read the clock once
+ *  per task, a worker's reading at the end of one task is also the start
+ *  of the next task it takes at once, so a task's start includes the
+ *  time (tens of nanoseconds) its worker spent recording the task before
+ *  and taking this one; a worker's tasks never overlap. */
 SP_API double sp_entry_start(const sp_entry *e);
 
-/** @brief When the task ended, in seconds since the call started. For a
- *  task that never started: equal to sp_entry_start(). */
+/** @brief When the task ended, in seconds since the call started (read
+ *  as sp_entry_start() says). For a task that never started: equal to
+ *  sp_entry_start(). */
 SP_API double sp_entry_end(const sp_entry *e);
 
 /**
@@ -1009,10 +1026,26 @@ typedef struct sp_options {
     /** How the delay grows: ::SP_BACKOFF_FIXED (the default, also for
      *  ::SP_BACKOFF_DEFAULT) or ::SP_BACKOFF_DOUBLING. */
     sp_backoff retry_backoff;
+    /** 1 = an index-keyed table: every ::sp_task.key is NULL and the
+     *  entries are addressed by their index (sp_results_at()), so the
+     *  caller formats no keys and the library builds no key index; there
+     *  are no duplicates to reject. 0 (default) = every row has a unique
+     *  string key. Other values give ::SP_EOPTION.
+     *
+     *  In an index-keyed call: a row with a non-NULL key, or with
+     *  ::sp_task.after (dependencies name keys), gives ::SP_EINVAL naming
+     *  the row, before anything runs; sp_spawn() gives ::SP_ENOTSUP;
+     *  sp_entry_key() and sp_ctx_key() return ""; sp_results_get()
+     *  returns NULL and sets sp_last_error() (::SP_EINVAL); the trace and
+     *  the SVG chart name each task "#I" (its index). Every backend and
+     *  pool takes it; sp_mpi_parallel() (<simplepar/mpi.h>) refuses it
+     *  with ::SP_ENOTSUP. Everything else (kinds, fail-fast, deadline,
+     *  cancel, retries, on_done, the counts) is as for a keyed table. */
+    int index_keys;
     /** Reserved for later options. Must be zero: non-zero gives
      *  ::SP_ENOTSUP. (Its size keeps sp_options as large as in 0.1 on
-     *  every ABI: 20 bytes on LP64.) */
-    unsigned char reserved[28 - sizeof(void *)];
+     *  every ABI: 16 bytes on LP64.) */
+    unsigned char reserved[24 - sizeof(void *)];
 } sp_options;
 
 /**
@@ -1021,7 +1054,11 @@ typedef struct sp_options {
  * Validates the whole table and the options first; on any error nothing has
  * run (no callback was called) and *out is left NULL. Errors are reported
  * for the first offending row in table order, with a message naming its
- * index and key (see sp_last_error()).
+ * index and key (see sp_last_error()). On the thread backend a table of
+ * 32,768 rows or more is validated by the calling thread and a helper
+ * thread (all signals blocked) that is joined before the run starts; the
+ * outcome and the error are those of one thread, and a helper that cannot
+ * be created only makes validation slower.
  *
  * Once validation passes, every task comes back in the map: OK with its
  * result bytes, or FAILED / CRASHED / TIMED_OUT / CANCELLED with a code and
@@ -1052,10 +1089,12 @@ typedef struct sp_options {
  *
  * @retval 0              every task ran or was accounted for; see the map.
  * @retval SP_EINVAL      @p out is NULL, or a row has len > 0 with NULL
- *                        data.
+ *                        data; in an index-keyed call
+ *                        (::sp_options.index_keys), a row has a key or
+ *                        ::sp_task.after.
  * @retval SP_ENULLTABLE  @p tasks is NULL and @p n > 0.
- * @retval SP_ENOKEY      a key is NULL or "".
- * @retval SP_EDUPKEY     two tasks share a key.
+ * @retval SP_ENOKEY      a key is NULL or "" (keyed calls).
+ * @retval SP_EDUPKEY     two tasks share a key (keyed calls).
  * @retval SP_ENOFN       a callback is NULL.
  * @retval SP_EDEPKEY     an ::sp_task.after key is not in the table.
  * @retval SP_ECYCLE      a task depends on itself, or the dependencies

@@ -978,6 +978,17 @@ class table
         return *this;
     }
 
+    /** @brief Append a row without a key, for an index-keyed run
+     *  (options::index_keys()). @return *this. */
+    template <class F, class = std::enable_if_t<
+                           !std::is_same_v<std::decay_t<F>, task> &&
+                           std::is_invocable_v<std::decay_t<F> &, context &>>>
+    table &add(F &&fn)
+    {
+        rows_.emplace_back(std::string(), std::forward<F>(fn));
+        return *this;
+    }
+
     /** @brief Append a row. @return *this. */
     table &add(task row)
     {
@@ -1647,6 +1658,16 @@ class options
         return *this;
     }
 
+    /** @brief An index-keyed run (@p on, the default of this setter):
+     *  every row's key is empty (table::add(fn)) and the results are read
+     *  by position (results::by_index()); see ::sp_options.index_keys. A
+     *  row with a key then makes run() throw ::SP_EINVAL. */
+    options &index_keys(bool on = true) noexcept
+    {
+        native_.index_keys = on ? 1 : 0;
+        return *this;
+    }
+
     /** @brief Further attempts for a task that ended with one of the
      *  retry_on() outcomes, 0 .. ::SP_MAX_RETRIES; 0 = none (default). A
      *  row's task_policy may set its own. See ::sp_options.retries. */
@@ -1803,6 +1824,7 @@ results run_with(const table &tasks, const options &opts, Call &&call,
                  bool stateless_only = false)
 {
     std::vector<sp_task> rows(tasks.size()); // zeroed: reserved fields 0
+    sp_options native = opts.native();
     std::vector<std::vector<const char *>> after(tasks.size());
     for (std::size_t i = 0; i < tasks.size(); i++) {
         const task &t = tasks[i];
@@ -1820,7 +1842,10 @@ results run_with(const table &tasks, const options &opts, Call &&call,
                             "not have: give it a function or a lambda "
                             "without captures, and its input as data()");
         after[i] = after_list(t, what);
-        rows[i].key = t.key().c_str();
+        // An index-keyed run passes an empty key as NULL; any other key
+        // goes as it is, so the C library refuses it with its message.
+        rows[i].key =
+            native.index_keys && t.key().empty() ? nullptr : t.key().c_str();
         if (t.stateless()) {
             rows[i].fn = t.stateless_fn();
             rows[i].arg = t.stateless_arg();
@@ -1833,7 +1858,6 @@ results run_with(const table &tasks, const options &opts, Call &&call,
         rows[i].len = t.data().size();
         rows[i].policy = t.policy();
     }
-    sp_options native = opts.native();
     done_state st{&opts.done_callback(), nullptr};
     if (opts.done_callback()) {
         native.on_done = invoke_done;

@@ -52,6 +52,10 @@ SP_PRIVATE_API int sp__run_begin(const sp_task *tasks, size_t n,
     uint64_t t0 = sp_now();
     SP_CHECK(out, SP_EINVAL, "the 'out' argument is NULL");
     *out = NULL;
+    SP_CHECK(!opts || !opts->index_keys, SP_ENOTSUP,
+             "sp_options.index_keys: this call needs a key per task; "
+             "index-keyed tables run through simple_parallel() and "
+             "sp_pool_run()");
     sp__run *r = sp_aligned_alloc(64, sizeof *r);
     SP_CHECK(r, SP_ENOMEM, "cannot allocate the state of a run");
     int err = sp_run_init(&r->run, tasks, n, opts, t0);
@@ -220,6 +224,10 @@ SP_PRIVATE_API int sp__parallel(const sp_task *tasks, size_t n,
 {
     SP_CHECK(local && local->dep && local->spawn, SP_EINVAL,
              "sp__parallel: the hooks are missing");
+    SP_CHECK(!opts || !opts->index_keys, SP_ENOTSUP,
+             "sp_options.index_keys: this call needs a key per task; "
+             "index-keyed tables run through simple_parallel() and "
+             "sp_pool_run()");
     return sp_call_local(tasks, n, opts, out, local);
 }
 

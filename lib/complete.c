@@ -301,10 +301,16 @@ static void record(struct sp_run *run, size_t i, struct sp_outcome *o,
     how.flags |= SP_EF_DONE;
     o->how.flags = 0;
     /* One exchange publishes the outcome (release) and tells whether a
-     * spawned task marked this one as waited for meanwhile (graph.c). */
-    uint32_t old = atomic_exchange_explicit(&e->how, sp_how_pack(how),
-                                            memory_order_acq_rel);
-    unsigned old_flags = sp_how_unpack(old).flags;
+     * spawned task marked this one as waited for meanwhile (graph.c). An
+     * index-keyed call has no spawned task: a store does. */
+    unsigned old_flags = 0;
+    if (run->res->by_index)
+        atomic_store_explicit(&e->how, sp_how_pack(how), memory_order_release);
+    else
+        old_flags =
+            sp_how_unpack(atomic_exchange_explicit(&e->how, sp_how_pack(how),
+                                                   memory_order_acq_rel))
+                .flags;
     t->counts[kind]++;
     if (SP_UNLIKELY(kind != SP_KIND_OK || run->opts.on_done ||
                     run->graph.succ_off || (old_flags & SP_EF_WAITED)))
@@ -357,7 +363,7 @@ void sp_complete_skip(struct sp_run *run, size_t i, uint32_t cause,
     struct sp_how dh = sp_entry_how(d);
     char why[320], msg[420];
     elide(why, sizeof why, d->r.msg ? d->r.msg : "", 300);
-    snprintf(msg, sizeof msg, "dependency '%.64s' %s%s%s", d->key,
+    snprintf(msg, sizeof msg, "dependency '%.64s' %s%s%s", sp_entry_key(d),
              sp_kind_name((sp_kind)dh.kind), why[0] ? ": " : "", why);
     uint64_t now = sp_now();
     uint64_t at = now > run->t0 ? now - run->t0 : 0;

@@ -57,6 +57,9 @@ static int check_options(const sp_options *o)
                   o->stack_size <= SP_MAX_STACK_SIZE),
              SP_EOPTION, "stack_size %zu must be 0 or between %zu and %zu",
              o->stack_size, (size_t)PTHREAD_STACK_MIN, SP_MAX_STACK_SIZE);
+    SP_CHECK(o->index_keys == 0 || o->index_keys == 1, SP_EOPTION,
+             "index_keys %d must be 0 (keyed) or 1 (index-keyed)",
+             o->index_keys);
     for (size_t i = 0; i < sizeof o->reserved; i++)
         SP_CHECK(!o->reserved[i], SP_ENOTSUP,
                  "sp_options.reserved[%zu] is not zero; it must be", i);
@@ -86,17 +89,22 @@ int sp_run_init(struct sp_run *run, const sp_task *tasks, size_t n,
     run->ops = backends[opts->backend];
     run->stop = &run->stop_local;
     atomic_init(&run->failfast_cause, UINT32_MAX);
-    run->res = sp_results_alloc(n);
+    run->res = sp_results_alloc(n, opts->index_keys != 0);
     SP_CHECK(run->res, SP_ENOMEM, "cannot allocate a results map of %zu", n);
     bool retries = opts->retries && opts->retries != SP_NO_RETRIES;
-    err = sp_table_index(tasks, n, run->res, &retries);
+    bool after = false; /* some row has 'after' (never when index-keyed) */
+    /* A big table of a call on threads may be validated by two. */
+    bool split = opts->backend == SP_BACKEND_THREAD && opts->max_workers != 1;
+    err = opts->index_keys
+              ? sp_table_index_plain(tasks, n, run->res, &retries, split)
+              : sp_table_index(tasks, n, run->res, &retries, &after, split);
     if (!err && retries && n &&
         !(run->tries = sp_calloc(n, sizeof *run->tries)))
         err = sp_set_error(SP_ENOMEM,
                            "cannot allocate the retry records of "
                            "%zu tasks",
                            n);
-    if (!err)
+    if (!err && after)
         err = sp_table_graph(run);
     if (!err && (err = sp_graph_init(run)) != 0)
         sp_graph_free(&run->graph);

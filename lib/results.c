@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* The results map: allocation, lookup by key, accessors, free. */
+#define _DEFAULT_SOURCE /* madvise(MADV_HUGEPAGE) where the system has it */
 #include "sp-private.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -21,20 +23,46 @@ void sp_data_release(void (*release)(void *), void *data, size_t len)
         release(data);
 }
 
-sp_results *sp_results_alloc(size_t n)
+/* Arrays of at least this many bytes (the entries, the key index of big
+ * tables) are placed on 2 MiB boundaries and offered transparent huge
+ * pages: malloc maps arrays this large afresh for each call, and a
+ * million tasks' entries would otherwise take 16,384 page faults, which
+ * made the cost per task grow with the table (bench `scale`). */
+#define BIG_ARRAY ((size_t)8 << 20)
+#define HUGE_PAGE ((size_t)2 << 20)
+
+static void *big_alloc(size_t size, bool zero)
+{
+    if (size < BIG_ARRAY)
+        return zero ? sp_calloc(1, size) : sp_malloc(size);
+    size_t round = (size + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+    void *p = sp_aligned_alloc(HUGE_PAGE, round);
+    if (!p)
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    madvise(p, round, MADV_HUGEPAGE); /* advice: failure changes nothing */
+#endif
+    if (zero)
+        memset(p, 0, size);
+    return p;
+}
+
+sp_results *sp_results_alloc(size_t n, bool by_index)
 {
     sp_results *res = sp_calloc(1, sizeof *res);
     if (!res)
         return NULL;
     res->n = n;
+    res->by_index = by_index;
     size_t cap = 8;
     while (cap < 2 * n)
         cap *= 2;
-    res->mask = cap - 1;
+    res->mask = by_index ? 0 : cap - 1;
     /* Not zeroed: sp_table_index() initialises every entry it indexes. */
-    res->entries = sp_malloc((n ? n : 1) * sizeof *res->entries);
-    res->slots = sp_calloc(cap, sizeof *res->slots);
-    if (!res->entries || !res->slots) {
+    res->entries = big_alloc((n ? n : 1) * sizeof *res->entries, false);
+    if (!by_index)
+        res->slots = big_alloc(cap * sizeof *res->slots, true);
+    if (!res->entries || (!by_index && !res->slots)) {
         sp_results_free(res);
         return NULL;
     }
@@ -101,6 +129,8 @@ SP_API const sp_entry *sp_results_at(const sp_results *res, size_t index)
 
 size_t sp_results_find(const sp_results *res, const char *key, size_t len)
 {
+    if (res->by_index)
+        return SIZE_MAX;
     uint64_t h = sp_hash(key, len);
     uint64_t tag = h >> 32;
     for (size_t pos = (size_t)h & res->mask;; pos = (pos + 1) & res->mask) {
@@ -117,7 +147,15 @@ size_t sp_results_find(const sp_results *res, const char *key, size_t len)
 
 SP_API const sp_entry *sp_results_get(const sp_results *res, const char *key)
 {
-    if (!res || !key || !sp_results_total(res))
+    if (!res || !key)
+        return NULL;
+    if (res->by_index) {
+        sp_set_error(SP_EINVAL, "sp_results_get: the map is index-keyed "
+                                "(sp_options.index_keys) and has no keys; use "
+                                "sp_results_at()");
+        return NULL;
+    }
+    if (!sp_results_total(res))
         return NULL;
     size_t i = sp_results_find(res, key, strlen(key));
     return i == SIZE_MAX ? NULL : sp_entry_at(res, i);
@@ -198,7 +236,16 @@ SP_API unsigned sp_results_workers(const sp_results *res)
 
 SP_API const char *sp_entry_key(const sp_entry *e)
 {
-    return e ? e->key : "";
+    return e && e->key ? e->key : "";
+}
+
+const char *sp_entry_name(const sp_entry *e, char *buf)
+{
+    if (e->key)
+        snprintf(buf, SP_NAME_LEN, "\"%.64s\"", e->key);
+    else
+        snprintf(buf, SP_NAME_LEN, "#%lu", (unsigned long)e->index);
+    return buf;
 }
 
 SP_API size_t sp_entry_index(const sp_entry *e)

@@ -696,10 +696,9 @@ void sp_sched_cancel_rest(struct sp_sched *s)
     if (why == SP_STOP_FAILFAST && failed != UINT32_MAX && !run->res->note) {
         /* Name the task whose failure stopped the run; the map keeps the
          * message, every entry points to it. */
-        char msg[128];
-        snprintf(msg, sizeof msg,
-                 "not started: task \"%.64s\" failed (fail-fast)",
-                 sp_entry_at(run->res, failed)->key);
+        char msg[128], name[SP_NAME_LEN];
+        snprintf(msg, sizeof msg, "not started: task %s failed (fail-fast)",
+                 sp_entry_name(sp_entry_at(run->res, failed), name));
         size_t len = strlen(msg) + 1;
         if ((run->res->note = sp_malloc(len)) != NULL) {
             memcpy(run->res->note, msg, len);

@@ -184,9 +184,18 @@ struct sp_results {
     /* Whether any entry owns memory (data or message), so freeing a map of
      * bare results need not walk it. Set check-then-store by completion. */
     atomic_bool owns;
+    /* An index-keyed call (sp_options.index_keys): every key is NULL and
+     * there is no index (slots NULL, keys NULL). */
+    bool by_index;
 };
 
-sp_results *sp_results_alloc(size_t n);
+/* A map for n tasks: with its key index, or (by_index) without one. */
+sp_results *sp_results_alloc(size_t n, bool by_index);
+
+/* How messages name entry i: its key in quotes, or "#i" in an index-keyed
+ * call. buf of SP_NAME_LEN bytes; returns buf. */
+#define SP_NAME_LEN 80
+const char *sp_entry_name(const sp_entry *e, char *buf);
 
 /* Spawned task x (0-based among spawned ones). */
 static inline struct sp_xtask *sp_xtask_at(const sp_results *res, size_t x)
@@ -598,9 +607,15 @@ const char *sp_errno_text(int err, char *buf, size_t len);
 
 /* Validate rows, build the key index and copy the keys into res.
  * Returns 0 or an error code with sp_last_error() set. *retries: some
- * row's policy asks for retries. */
+ * row's policy asks for retries; *after: some row has 'after'. split: the
+ * call runs on several threads, so a big table may be validated by two
+ * (the same outcome, the same error for the same table). */
 int sp_table_index(const sp_task *tasks, size_t n, sp_results *res,
-                   bool *retries);
+                   bool *retries, bool *after, bool split);
+/* The same for an index-keyed call: every key and 'after' must be NULL;
+ * the entries are initialised, no key is copied or indexed. */
+int sp_table_index_plain(const sp_task *tasks, size_t n, sp_results *res,
+                         bool *retries, bool split);
 /* A row's own faults (key, callback, data, reserved fields, policy): 0 or
  * an error with the message set. Shared with sp_spawn(). */
 int sp_table_row_error(const sp_task *t, size_t i);
@@ -614,7 +629,8 @@ int sp_table_retry_error(unsigned retries, unsigned retry_on, int backoff,
 /* After the index: check every row's 'after' (keys in the table, no
  * cycle) and build the table's edges into run->graph; 0 or SP_EDEPKEY /
  * SP_ECYCLE / SP_ENOMEM with the message naming the row (and the keys
- * around a cycle). Nothing is built for a table without 'after'. */
+ * around a cycle). Nothing is built for a table without 'after'; core.c
+ * does not call it when sp_table_index() saw none. */
 int sp_table_graph(struct sp_run *run);
 
 /* ---- graph.c ------------------------------------------------------------ */

@@ -4,6 +4,7 @@
 #include "sp-private.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,10 +78,12 @@ _Static_assert(offsetof(sp_task, after) == 3 * sizeof(void *) &&
                "sp_task fields moved");
 _Static_assert(sizeof(sp_task_policy) == 64, "sp_task_policy changed size");
 /* The retry fields and the cancel handle took 28 + sizeof(void *) of the
- * 56 reserved bytes of 0.1. */
+ * 56 reserved bytes of 0.1, index_keys 4 more. */
 _Static_assert(offsetof(sp_options, task_timeout) + sizeof(double) + 56 ==
                        sizeof(sp_options) &&
-                   offsetof(sp_options, reserved) + 28 - sizeof(void *) ==
+                   offsetof(sp_options, index_keys) + 28 - sizeof(void *) ==
+                       sizeof(sp_options) &&
+                   offsetof(sp_options, reserved) + 24 - sizeof(void *) ==
                        sizeof(sp_options),
                "sp_options changed");
 _Static_assert(SP_RETRY_FAILED == 1u << SP_KIND_FAILED &&
@@ -162,6 +165,9 @@ int sp_table_row_error(const sp_task *t, size_t i)
     return 0;
 }
 
+_Static_assert(sizeof((sp_task){0}.reserved) == sizeof(void *),
+               "the fast row checks look at one reserved pointer");
+
 #if defined(__GNUC__)
 #define PREFETCH(p) __builtin_prefetch(p)
 #else
@@ -174,31 +180,74 @@ int sp_table_row_error(const sp_task *t, size_t i)
  * tables and each insert is one random access. */
 #define BLOCK 256
 
-/* Insert rows [lo, hi) of one block; 0 or SP_EDUPKEY. */
-static int insert_block(const sp_task *tasks, sp_results *res, size_t lo,
-                        size_t hi, const uint64_t *hs, const size_t *ls,
-                        char *arena)
+/* One share of the table's validation: rows [lo, hi), their keys copied
+ * into a chain of its own. `shared`: another thread inserts into the same
+ * index at the same time, so slots are claimed with a compare-and-swap. */
+struct share {
+    const sp_task *tasks;
+    sp_results *res;
+    size_t lo, hi;
+    struct sp_keys *keys; /* its chain of key arenas */
+    bool retries, after;
+    bool shared;
+    int err;
+};
+
+/* Put row i (hash h) in the index: 0, or SP_EDUPKEY with *first the row
+ * that has the key. With `shared`, slots are accessed atomically: a
+ * claimed slot is never written again, so a row that loses the race for a
+ * slot reads the winner's (relaxed is enough: what it compares, the
+ * caller's keys, was written before the threads started). */
+static inline int insert_one(const sp_task *tasks, sp_results *res, size_t i,
+                             uint64_t h, bool shared, size_t *first)
 {
+    const char *key = tasks[i].key;
+    uint64_t tag = h >> 32, mine = tag << 32 | (uint64_t)(i + 1);
+    for (size_t pos = (size_t)h & res->mask;; pos = (pos + 1) & res->mask) {
+        uint64_t slot;
+        if (shared) {
+            /* The index is plain uint64_t everywhere else; here, while two
+             * threads fill it, it is used as _Atomic of the same size. */
+            _Atomic uint64_t *a = (_Atomic uint64_t *)&res->slots[pos];
+            slot = atomic_load_explicit(a, memory_order_relaxed);
+            while (!slot)
+                if (atomic_compare_exchange_weak_explicit(a, &slot, mine,
+                                                          memory_order_relaxed,
+                                                          memory_order_relaxed))
+                    return 0;
+        } else {
+            slot = res->slots[pos];
+            if (!slot) {
+                res->slots[pos] = mine;
+                return 0;
+            }
+        }
+        size_t j = (size_t)(slot & 0xffffffffu) - 1;
+        if ((slot >> 32) == tag && strcmp(tasks[j].key, key) == 0) {
+            *first = j;
+            return SP_EDUPKEY;
+        }
+    }
+}
+
+/* Insert rows [lo, hi) of one block; 0 or SP_EDUPKEY. */
+static int insert_block(struct share *sh, size_t lo, size_t hi,
+                        const uint64_t *hs, const size_t *ls, char *arena)
+{
+    const sp_task *tasks = sh->tasks;
+    sp_results *res = sh->res;
     for (size_t i = lo; i < hi; i++) {
         if (i + 16 < hi)
             PREFETCH(&res->slots[hs[i + 16 - lo] & res->mask]);
-        const char *key = tasks[i].key;
-        uint64_t h = hs[i - lo], tag = h >> 32;
-        for (size_t pos = (size_t)h & res->mask;; pos = (pos + 1) & res->mask) {
-            uint64_t slot = res->slots[pos];
-            if (!slot) {
-                res->slots[pos] = tag << 32 | (uint64_t)(i + 1);
-                break;
-            }
-            size_t j = (size_t)(slot & 0xffffffffu) - 1;
-            if ((slot >> 32) == tag && strcmp(tasks[j].key, key) == 0)
-                return sp_set_error(SP_EDUPKEY,
-                                    "duplicate task key \"%.*s\" at index "
-                                    "%zu (first at index %zu)",
-                                    KEY_SHOWN, key, i, j);
-        }
+        size_t j = 0;
+        if (SP_UNLIKELY(insert_one(tasks, res, i, hs[i - lo], sh->shared, &j)))
+            return sh->shared ? SP_EDUPKEY
+                              : sp_set_error(SP_EDUPKEY,
+                                             "duplicate task key \"%.*s\" at "
+                                             "index %zu (first at index %zu)",
+                                             KEY_SHOWN, tasks[i].key, i, j);
         size_t len = ls[i - lo];
-        memcpy(arena, key, len + 1);
+        memcpy(arena, tasks[i].key, len + 1);
         sp_entry *e = &res->entries[i];
         e->key = arena;
         memset(&e->r, 0, sizeof e->r);
@@ -209,43 +258,238 @@ static int insert_block(const sp_task *tasks, sp_results *res, size_t lo,
     return 0;
 }
 
-int sp_table_index(const sp_task *tasks, size_t n, sp_results *res,
-                   bool *retries)
+/* Validate and index one share; sh->err: 0 or the first error met. */
+static void index_share(struct share *sh)
 {
+    const sp_task *tasks = sh->tasks;
     uint64_t hs[BLOCK];
     size_t ls[BLOCK];
-    struct sp_keys **tail = &res->keys;
+    struct sp_keys **tail = &sh->keys;
 
-    for (size_t lo = 0; lo < n; lo += BLOCK) {
-        size_t hi = lo + BLOCK < n ? lo + BLOCK : n, total = 0;
+    for (size_t lo = sh->lo; lo < sh->hi; lo += BLOCK) {
+        size_t hi = lo + BLOCK < sh->hi ? lo + BLOCK : sh->hi, total = 0;
         int row_err = 0;
         /* A bad row ends the block; duplicates before it come first. */
         for (size_t i = lo; i < hi; i++) {
             const sp_task *t = &tasks[i];
-            if (i + 8 < n)
+            if (i + 8 < sh->hi)
                 PREFETCH(&tasks[i + 8]);
-            if ((row_err = sp_table_row_error(t, i)) != 0) {
-                hi = i;
-                break;
+            /* One test for the common row; anything unusual is looked
+             * at. */
+            if (SP_UNLIKELY(!t->key || !t->key[0] || !t->fn ||
+                            (!t->data && t->len) || t->reserved[0] ||
+                            t->policy)) {
+                if ((row_err = sp_table_row_error(t, i)) != 0) {
+                    hi = i;
+                    break;
+                }
+                if (t->policy && t->policy->retries &&
+                    t->policy->retries != SP_NO_RETRIES)
+                    sh->retries = true;
             }
-            if (SP_UNLIKELY(t->policy != NULL) && t->policy->retries &&
-                t->policy->retries != SP_NO_RETRIES)
-                *retries = true;
+            if (SP_UNLIKELY(t->after != NULL))
+                sh->after = true;
             ls[i - lo] = strlen(t->key);
             hs[i - lo] = sp_hash(t->key, ls[i - lo]);
             total += ls[i - lo] + 1;
         }
         struct sp_keys *k = sp_malloc(sizeof *k + total + 1);
-        if (!k)
-            return sp_set_error(SP_ENOMEM, "cannot allocate %zu bytes of keys",
-                                total);
+        if (!k) {
+            sh->err = sp_set_error(SP_ENOMEM,
+                                   "cannot allocate %zu bytes of keys", total);
+            return;
+        }
         k->next = NULL;
         *tail = k;
         tail = &k->next;
-        int err = insert_block(tasks, res, lo, hi, hs, ls, k->bytes);
-        if (err || row_err)
-            return err ? err : row_err;
+        int err = insert_block(sh, lo, hi, hs, ls, k->bytes);
+        if (err || row_err) {
+            sh->err = err ? err : row_err;
+            return;
+        }
     }
+}
+
+static void plain_share(struct share *sh);
+
+/* The helper thread of a split validation: its share, keyed or not. */
+static void *share_thread(void *arg)
+{
+    struct share *sh = arg;
+    if (sh->res->by_index)
+        plain_share(sh);
+    else
+        index_share(sh);
+    return NULL;
+}
+
+/* Tables at least this long are validated by two threads when the call
+ * runs on threads: validation is the one part of a call that runs before
+ * any worker, and on a keyed table it is about half of a call's cost. */
+#define SPLIT_MIN ((size_t)1 << 15)
+
+/* Whether a table of n rows is validated by two threads. */
+static bool split_pays(bool split, size_t n)
+{
+    return split && n >= SPLIT_MIN && sp_online_cpus() > 1;
+}
+
+/* Run b's share on a helper thread (signals blocked: the caller's signals
+ * stay with its own threads) while the calling thread runs a's. false:
+ * the helper could not be started; nothing was done. */
+static bool run_shares(struct share *a, struct share *b)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_t t;
+    int rc = sp_pthread_create(&t, NULL, share_thread, b);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc)
+        return false;
+    share_thread(a);
+    pthread_join(t, NULL);
+    return true;
+}
+
+static void free_keys(struct sp_keys *k)
+{
+    for (struct sp_keys *next; k; k = next) {
+        next = k->next;
+        free(k);
+    }
+}
+
+/* The second half of the table on a helper thread while the calling
+ * thread does the first. false: the helper could not be started (nothing
+ * was done). Any error in either half, or a duplicate across them, undoes
+ * both: the caller then runs the one-thread path, whose error names the
+ * first offending row in table order as always. */
+static bool index_split(const sp_task *tasks, size_t n, sp_results *res,
+                        bool *retries, bool *after, int *err)
+{
+    size_t mid = n / 2;
+    struct share a = {.tasks = tasks, .res = res, .hi = mid, .shared = true};
+    struct share b = {
+        .tasks = tasks, .res = res, .lo = mid, .hi = n, .shared = true};
+    if (!run_shares(&a, &b))
+        return false;
+    if (a.err || b.err) {
+        free_keys(a.keys);
+        free_keys(b.keys);
+        memset(res->slots, 0, (res->mask + 1) * sizeof *res->slots);
+        return false;
+    }
+    struct sp_keys **tail = &a.keys;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = b.keys;
+    res->keys = a.keys;
+    *retries |= a.retries || b.retries;
+    *after = a.after || b.after;
+    res->ready = n;
+    *err = 0;
+    return true;
+}
+
+int sp_table_index(const sp_task *tasks, size_t n, sp_results *res,
+                   bool *retries, bool *after, bool split)
+{
+    int err = 0;
+    if (split_pays(split, n) &&
+        index_split(tasks, n, res, retries, after, &err))
+        return err;
+    struct share sh = {.tasks = tasks, .res = res, .hi = n};
+    index_share(&sh);
+    res->keys = sh.keys;
+    *retries |= sh.retries;
+    *after = sh.after;
+    if (sh.err)
+        return sh.err;
+    res->ready = n;
+    return 0;
+}
+
+/* A row of an index-keyed call that the fast check refused: name the
+ * fault. The key and 'after' first: a keyed table passed with the option
+ * set is the likely mistake. */
+SP_NOINLINE static int plain_row_error(const sp_task *t, size_t i)
+{
+    if (t->key)
+        return sp_set_error(SP_EINVAL,
+                            "task at index %zu has the key \"%.*s\" but "
+                            "sp_options.index_keys is set: every key of an "
+                            "index-keyed table must be NULL",
+                            i, KEY_SHOWN, t->key);
+    if (t->after)
+        return sp_set_error(SP_EINVAL,
+                            "task at index %zu has 'after' but "
+                            "sp_options.index_keys is set: dependencies name "
+                            "keys, so an index-keyed table has none",
+                            i);
+    if (!t->fn)
+        return sp_set_error(SP_ENOFN, "task at index %zu has a NULL callback",
+                            i);
+    if (!t->data && t->len)
+        return sp_set_error(
+            SP_EINVAL, "task at index %zu has len %zu but no data", i, t->len);
+    for (size_t r = 0; r < sizeof t->reserved / sizeof t->reserved[0]; r++)
+        if (t->reserved[r])
+            return sp_set_error(SP_ENOTSUP,
+                                "task at index %zu sets reserved field %zu; "
+                                "it must be zero",
+                                i, r);
+    if (t->policy) {
+        char who[64];
+        snprintf(who, sizeof who, "task at index %zu", i);
+        return sp_table_policy_error(t->policy, who);
+    }
+    return 0;
+}
+
+/* Check rows [lo, hi) of an index-keyed table and set up their entries;
+ * sh->err: 0 or the first error. */
+static void plain_share(struct share *sh)
+{
+    const sp_task *tasks = sh->tasks;
+    sp_entry *entries = sh->res->entries;
+    for (size_t i = sh->lo; i < sh->hi; i++) {
+        const sp_task *t = &tasks[i];
+        /* One test for the common row; anything unusual is looked at. */
+        if (SP_UNLIKELY(t->key || t->after || !t->fn || (!t->data && t->len) ||
+                        t->reserved[0] || t->policy)) {
+            if ((sh->err = plain_row_error(t, i)) != 0)
+                return;
+            if (t->policy->retries && t->policy->retries != SP_NO_RETRIES)
+                sh->retries = true;
+        }
+        sp_entry *e = &entries[i];
+        e->key = NULL;
+        memset(&e->r, 0, sizeof e->r);
+        e->index = (uint32_t)i;
+        atomic_init(&e->how, 0);
+    }
+}
+
+int sp_table_index_plain(const sp_task *tasks, size_t n, sp_results *res,
+                         bool *retries, bool split)
+{
+    if (split_pays(split, n)) {
+        struct share a = {.tasks = tasks, .res = res, .hi = n / 2};
+        struct share b = {.tasks = tasks, .res = res, .lo = n / 2, .hi = n};
+        if (run_shares(&a, &b) && !a.err && !b.err) {
+            *retries |= a.retries || b.retries;
+            res->ready = n;
+            return 0;
+        }
+        /* An error in either half is found again by one thread, so its
+         * message names the first bad row. */
+    }
+    struct share sh = {.tasks = tasks, .res = res, .hi = n};
+    plain_share(&sh);
+    if (sh.err)
+        return sh.err;
+    *retries |= sh.retries;
     res->ready = n;
     return 0;
 }

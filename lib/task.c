@@ -190,7 +190,7 @@ SP_API int sp_cancelled(sp_ctx *ctx)
 
 SP_API const char *sp_ctx_key(const sp_ctx *ctx)
 {
-    return ctx ? ctx->task->key : "";
+    return ctx && ctx->task->key ? ctx->task->key : "";
 }
 
 SP_API const void *sp_ctx_data(const sp_ctx *ctx, size_t *len)
@@ -218,6 +218,10 @@ SP_API int sp_spawn(sp_ctx *ctx, const sp_task *task)
 {
     if (!ctx)
         return sp_set_error(SP_EINVAL, "sp_spawn: the context is NULL");
+    if (ctx->run->opts.index_keys)
+        return sp_set_error(SP_ENOTSUP,
+                            "sp_spawn: an index-keyed call "
+                            "(sp_options.index_keys) takes no spawned tasks");
     if (ctx->run->remote)
         return ctx->run->remote->spawn(ctx, task);
     return sp_graph_spawn(ctx->run, ctx->index, task);

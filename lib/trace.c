@@ -139,8 +139,20 @@ static void track_meta(sp_out *o, unsigned tid, const char *name)
                   tid, tid);
 }
 
+/* A task's name in the trace and the chart: its key, or "#I" (its index)
+ * in a map of an index-keyed call, whose keys are "". buf: 24 bytes. */
+static const char *task_name(const sp_entry *e, char *buf)
+{
+    const char *key = sp_entry_key(e);
+    if (key[0])
+        return key;
+    snprintf(buf, 24, "#%zu", sp_entry_index(e));
+    return buf;
+}
+
 static void task_event(sp_out *o, const sp_entry *e, unsigned idle_track)
 {
+    char name[24];
     unsigned w = sp_entry_worker(e);
     sp_kind kind = sp_entry_kind(e);
     unsigned long long start = to_ns(sp_entry_start(e)),
@@ -149,7 +161,7 @@ static void task_event(sp_out *o, const sp_entry *e, unsigned idle_track)
     sp_entry_data(e, &bytes);
 
     sp_out_puts(o, ",\n{\"name\":");
-    json_str(o, sp_entry_key(e));
+    json_str(o, task_name(e, name));
     sp_out_puts(o, ",\"cat\":");
     json_str(o, sp_kind_name(kind));
     if (w == SP_NO_WORKER) {
@@ -218,6 +230,7 @@ struct svg_src {
     const sp_results *res;
     unsigned tracks;
     char detail[192];
+    char name[24]; /* the bar's label in an index-keyed map */
 };
 
 static const char *svg_row(void *src, size_t row, char *buf, size_t len)
@@ -243,7 +256,7 @@ static void svg_bar(void *src, size_t i, sp_gantt_bar *out)
         .index = i,
         .start = sp_entry_start(e),
         .end = sp_entry_end(e),
-        .label = sp_entry_key(e),
+        .label = task_name(e, s->name),
     };
     sp_fmt_fixed(a, sizeof a, out->start, 6);
     int len;

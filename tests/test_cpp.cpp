@@ -1572,6 +1572,33 @@ void test_export()
     CHECK_EQ(code_of([&] { (void)empty.svg(); }), static_cast<int>(SP_EINVAL));
 }
 
+void test_index_keys()
+{
+    // Keyless rows, read by position; the same callable twice is fine.
+    sp::table t;
+    auto same = [](sp::context &c) { c.set_result(std::to_string(c.index())); };
+    for (int i = 0; i < 6; i++)
+        t.add(same);
+    sp::results res = sp::run(t, opts().index_keys());
+    CHECK_EQ(res.size(), 6u);
+    CHECK_EQ(res.ok(), 6u);
+    for (std::size_t i = 0; i < 6; i++) {
+        CHECK_EQ(res.by_index(i).data(), std::string_view(std::to_string(i)));
+        CHECK_EQ(res.by_index(i).key(), ""sv);
+    }
+    CHECK(!res.find("0"));
+    // A keyed row in an index-keyed run is refused before anything runs.
+    t.add("k", same);
+    bool threw = false;
+    try {
+        sp::results again = sp::run(t, opts().index_keys());
+        CHECK(false); // not reached: run() threw
+    } catch (const sp::error &e) {
+        threw = e.code() == SP_EINVAL;
+    }
+    CHECK(threw);
+}
+
 struct test_case {
     const char *name;
     void (*fn)();
@@ -1604,6 +1631,7 @@ const test_case tests[] = {
     {"pool_cancel", test_pool_cancel, false},
     {"owned_result", test_owned_result, false},
     {"export", test_export, false},
+    {"index_keys", test_index_keys, false},
 };
 
 } // namespace

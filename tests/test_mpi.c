@@ -615,6 +615,15 @@ static void test_validation_on_every_rank(void **state)
     rc = sp_mpi_parallel_ex(MPI_COMM_WORLD, t, 4, NULL, &m, &res);
     expect_everywhere(rc, SP_ENOTSUP, "reserved");
 
+    /* Index-keyed tables (keys NULL) need keys here: refused everywhere. */
+    sp_task plain[4] = {{.fn = counting_task},
+                        {.fn = counting_task},
+                        {.fn = counting_task},
+                        {.fn = counting_task}};
+    sp_options ix = {.index_keys = 1};
+    rc = sp_mpi_parallel(MPI_COMM_WORLD, plain, 4, &ix, &res);
+    expect_everywhere(rc, SP_ENOTSUP, "sp_options.index_keys");
+
     /* 'out' NULL on one rank fails the call everywhere. */
     rc = sp_mpi_parallel(MPI_COMM_WORLD, t, 4, NULL,
                          rank == size - 1 ? NULL : &res);

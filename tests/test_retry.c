@@ -1248,8 +1248,8 @@ static void test_bad_retry_options(void **state)
     o.retry_backoff = (sp_backoff)3;
     expect_error(t, 1, &o, SP_EOPTION, "retry_backoff 3", NULL);
     o = test_opts();
-    o.reserved[19] = 1;
-    expect_error(t, 1, &o, SP_ENOTSUP, "reserved[19]", NULL);
+    o.reserved[15] = 1;
+    expect_error(t, 1, &o, SP_ENOTSUP, "reserved[15]", NULL);
 }
 
 static int spawns_bad(sp_ctx *ctx, void *arg)

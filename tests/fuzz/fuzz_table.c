@@ -7,7 +7,10 @@
  * simple_parallel() on the serial backend is checked against a slow
  * reference: the first offending row in table order (rows, then
  * dependencies, then cycles), or every key back with its own result, each
- * task having run after the tasks it waits for. */
+ * task having run after the tasks it waits for. The rows then run again
+ * as an index-keyed table (sp_options.index_keys) with part of the keys
+ * made NULL: refused at the first row with a key or an after list, or
+ * every entry back by index. */
 #include "simplepar.h"
 
 #include <stdlib.h>
@@ -77,6 +80,19 @@ static int reference(const sp_task *t, size_t n)
     return cycle ? SP_ECYCLE : 0;
 }
 
+/* The same for an index-keyed table: the first row, in table order, with
+ * a key or an after list (SP_EINVAL) or no callback. */
+static int reference_plain(const sp_task *t, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (t[i].key || t[i].after)
+            return SP_EINVAL;
+        if (!t[i].fn)
+            return SP_ENOFN;
+    }
+    return 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > 4096)
@@ -135,6 +151,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             for (size_t k = 0; t[i].after && t[i].after[k]; k++)
                 if (turn[find(t, n, t[i].after[k])] >= turn[i])
                     abort(); /* ran before what it waits for */
+        }
+    } else if (res || !strstr(sp_last_error(), sp_err_name(rc))) {
+        abort();
+    }
+    sp_results_free(res);
+    res = NULL;
+
+    /* The same rows as an index-keyed table: keys whose first byte is even
+     * become NULL, the others stay and must be refused. */
+    for (size_t i = 0; i < n; i++)
+        if (t[i].key && !((unsigned char)t[i].key[0] & 1))
+            t[i].key = NULL;
+    ran = 0;
+    o.index_keys = 1;
+    want = reference_plain(t, n);
+    rc = simple_parallel(t, n, &o, &res);
+    if (rc != want)
+        abort();
+    if (rc == 0) {
+        if (sp_results_ok(res) != n || sp_results_get(res, "x"))
+            abort();
+        for (size_t i = 0; i < n; i++) {
+            const sp_entry *e = sp_results_at(res, i);
+            if (sp_entry_index(e) != i || strcmp(sp_entry_str(e), "") ||
+                strcmp(sp_entry_key(e), "") || turn[i] != i + 1)
+                abort(); /* serial: table order */
         }
     } else if (res || !strstr(sp_last_error(), sp_err_name(rc))) {
         abort();

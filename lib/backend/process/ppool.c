@@ -628,7 +628,10 @@ static bool add_row(struct pctx *c, struct pbatch *b, uint32_t n, size_t i)
 {
     struct sp_run *run = c->pr.run;
     const sp_task *t = i < run->n ? &run->tasks[i] : sp_graph_row(run, i);
-    uint32_t klen = (uint32_t)strlen(t->key) + 1;
+    /* An index-keyed call's rows have no key: "" goes (the worker's
+     * sp_ctx_key() says "" too). */
+    const char *key = t->key ? t->key : "";
+    uint32_t klen = (uint32_t)strlen(key) + 1;
     uint64_t dlen = t->data ? t->len : 0;
     uint32_t pol = t->policy ? (uint32_t)sizeof *t->policy : 0;
     size_t need =
@@ -661,7 +664,7 @@ static bool add_row(struct pctx *c, struct pbatch *b, uint32_t n, size_t i)
     memcpy(q + 8, &t->arg, 8);
     memcpy(q + 16, &klen, 4);
     memcpy(q + 20, &dlen, 8);
-    memcpy(q + SP_WIRE_RUN_FIXED, t->key, klen);
+    memcpy(q + SP_WIRE_RUN_FIXED, key, klen);
     if (dlen)
         memcpy(q + SP_WIRE_RUN_FIXED + klen, t->data, (size_t)dlen);
     if (pol)

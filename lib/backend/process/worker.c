@@ -628,7 +628,7 @@ static void run_batch(const unsigned char *p, size_t len)
         channel_broken(s, EPROTO);
     memcpy(&head, p, sizeof head);
     if (head.rs >= pool_pr.nslots ||
-        head.count > (len - SP_PROC_BATCH_FIXED) / (SP_PROC_ROW_FIXED + 2))
+        head.count > (len - SP_PROC_BATCH_FIXED) / (SP_PROC_ROW_FIXED + 1))
         channel_broken(s, EPROTO);
     uint32_t count = head.count;
     struct brow *rows = count ? calloc(count, sizeof *rows) : NULL;
@@ -643,7 +643,8 @@ static void run_batch(const unsigned char *p, size_t len)
         uint32_t klen = get32(q + 16);
         uint64_t dlen = get64(q + 20);
         size_t room = len - at - SP_PROC_ROW_FIXED;
-        if ((pol && pol != sizeof rows[r].policy) || klen < 2 || klen > room ||
+        /* klen 1: the "" of an index-keyed call's row. */
+        if ((pol && pol != sizeof rows[r].policy) || klen < 1 || klen > room ||
             dlen > room - klen || pol > room - klen - dlen ||
             q[SP_WIRE_RUN_FIXED + klen - 1])
             channel_broken(s, EPROTO);
