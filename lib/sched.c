@@ -27,9 +27,13 @@
  *  2. An idle worker can take ANY task that has not started: it steals the
  *     back half (at least one task) of a busy worker's range. A slow task
  *     therefore holds up only itself.
- *  3. `stealable` counts non-empty ranges: each change between empty and
- *     non-empty is made by one CAS or by the owner's store into its own
- *     empty range, and counted once.
+ *  3. `stealable` counts non-empty ranges and ranges on their way to a
+ *     claim: a chunk is counted before it leaves the counter, and a steal
+ *     that empties its victim hands that count to the thief's range. So
+ *     whoever reads the counter (acquire) and then `stealable` never finds
+ *     both empty while a task not yet started sits in a range (the thread
+ *     pool decides from that whether to bring more workers). Each change
+ *     is counted once; the count may be high for a moment, never low.
  *  4. `heap_min` is the heap's smallest index or UINT32_MAX; it changes only
  *     under the lock.
  *  5. A worker's `busy` flag is set before it looks for work and cleared,
@@ -372,12 +376,10 @@ static bool take_heap(struct sp_sched *s, uint32_t below, size_t *i,
 /* ---- the static list ---------------------------------------------------- */
 
 /* Give claim c the range [lo, hi); c's range is empty, so no thief races
- * this store (thieves only CAS non-empty ranges). */
-static void set_range(struct sp_sched *s, struct sp_claim *c, uint64_t lo,
-                      uint64_t hi)
+ * this store (thieves only CAS non-empty ranges). The caller has counted
+ * a non-empty range in `stealable` already (invariant 3). */
+static void set_range(struct sp_claim *c, uint64_t lo, uint64_t hi)
 {
-    if (hi > lo)
-        atomic_fetch_add_explicit(&s->stealable, 1, memory_order_relaxed);
     atomic_store_explicit(&c->range, pack((uint32_t)lo, (uint32_t)hi),
                           memory_order_relaxed);
 }
@@ -429,11 +431,18 @@ static int claim_chunk(struct sp_sched *s, struct sp_claim *c, uint32_t hmin,
         return -1;
     uint64_t k = (n - cur) / s->chunk_div;
     k = k < 1 ? 1 : k > CHUNK_MAX ? CHUNK_MAX : k;
-    uint64_t lo = atomic_fetch_add_explicit(s->cursor, k, memory_order_relaxed);
+    /* A chunk of more than one task leaves a range: count it before it
+     * leaves the counter (invariant 3), uncount it if it comes out empty. */
+    if (k > 1)
+        atomic_fetch_add_explicit(&s->stealable, 1, memory_order_relaxed);
+    uint64_t lo = atomic_fetch_add_explicit(s->cursor, k, memory_order_release);
+    uint64_t hi = lo + k < n ? lo + k : n;
+    if (lo < n && hi > lo + 1)
+        set_range(c, lo + 1, hi);
+    else if (k > 1)
+        atomic_fetch_sub_explicit(&s->stealable, 1, memory_order_relaxed);
     if (lo >= n)
         return 0;
-    uint64_t hi = lo + k < n ? lo + k : n;
-    set_range(s, c, lo + 1, hi);
     *pos = lo;
     return 1;
 }
@@ -454,10 +463,18 @@ static bool steal(struct sp_sched *s, unsigned w, uint64_t *pos)
                 if (atomic_compare_exchange_weak_explicit(
                         &v->range, &r, pack(lo, mid), memory_order_relaxed,
                         memory_order_relaxed)) {
-                    if (mid == lo)
+                    /* The victim's count (if this emptied it) passes to
+                     * the thief's range; only the difference is counted,
+                     * after the store (invariant 3). */
+                    bool rest = hi > mid + 1;
+                    if (rest)
+                        set_range(&s->claims[w], (uint64_t)mid + 1, hi);
+                    if (rest && mid != lo)
+                        atomic_fetch_add_explicit(&s->stealable, 1,
+                                                  memory_order_relaxed);
+                    else if (!rest && mid == lo)
                         atomic_fetch_sub_explicit(&s->stealable, 1,
                                                   memory_order_relaxed);
-                    set_range(s, &s->claims[w], (uint64_t)mid + 1, hi);
                     *pos = mid;
                     return true;
                 }

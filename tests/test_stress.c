@@ -113,8 +113,15 @@ static void test_ten_thousand_threads(void **state)
     sp_results *res = NULL;
     assert_int_equal(simple_parallel(t, n, &o, &res), 0);
     /* Every task saw all the others running at the same time. */
-    if (sp_results_ok(res) != n)
-        fail_msg("%s", sp_entry_message(sp_results_at(res, 0)));
+    if (sp_results_ok(res) != n) {
+        const sp_entry *bad = NULL;
+        for (size_t i = 0; i < n && !bad; i++)
+            if (sp_entry_kind(sp_results_at(res, i)) != SP_KIND_OK)
+                bad = sp_results_at(res, i);
+        fail_msg("%zu of %zu OK on %u workers; task %s: %s", sp_results_ok(res),
+                 n, sp_results_workers(res), sp_entry_key(bad),
+                 sp_entry_message(bad));
+    }
     assert_int_equal(sp_results_workers(res), n);
     sp_results_free(res);
     free(t);

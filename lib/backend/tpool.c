@@ -137,10 +137,13 @@ static bool stopped(const struct sp_trun *r)
 static bool runnable(const struct sp_trun *r)
 {
     const struct sp_sched *s = &r->run->sched;
+    /* The counter before `stealable`, with acquire: a chunk is counted
+     * in `stealable` before it leaves the counter (sched.c, invariant 3),
+     * so a task not yet started is never missed here. */
     return !stopped(r) &&
            (atomic_load_explicit(&s->heap_min, memory_order_relaxed) !=
                 UINT32_MAX ||
-            atomic_load_explicit(s->cursor, memory_order_relaxed) <
+            atomic_load_explicit(s->cursor, memory_order_acquire) <
                 s->n_static ||
             atomic_load_explicit(&s->stealable, memory_order_relaxed) > 0);
 }
