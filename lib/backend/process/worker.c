@@ -103,6 +103,42 @@ static int send_all(int fd, struct iovec *iov, int cnt)
     return 0;
 }
 
+/* Set when a short frame found the ring full and went over the channel,
+ * which wakes the parent; cleared once the ring takes a frame again. */
+static bool ring_nudged;
+
+/* How long a worker whose ring is full waits for the parent to drain it
+ * before it sends over its channel anyway (ns). */
+#define RING_WAIT_NS 1000000u
+
+/* Put a short task's frame into the ring; false: send it over the channel.
+ * A full ring means the parent is behind: the first frame that finds it so
+ * goes over the channel, which wakes the parent (it takes every ring when
+ * it wakes); the frames after it wait for room, giving the CPU away,
+ * rather than each paying a system call in the worker and another in the
+ * parent while the parent has the most to do. */
+static bool ring_put_short(const struct sp_ring *ring, struct iovec *iov,
+                           size_t total)
+{
+    if (sp_ring_put(ring, iov, 3, total, RING / 2) == 0) {
+        ring_nudged = false;
+        return true;
+    }
+    if (!ring_nudged) {
+        ring_nudged = true;
+        return false;
+    }
+    uint64_t end = sp_now() + RING_WAIT_NS;
+    do {
+        sched_yield();
+        if (sp_ring_put(ring, iov, 3, total, RING / 2) == 0) {
+            ring_nudged = false;
+            return true;
+        }
+    } while (sp_now() < end);
+    return false; /* the parent is slow or stuck: the channel tells */
+}
+
 /* Send task i's outcome: into the ring when the task was short and the
  * ring has room (no system call; the ring also survives the worker), over
  * the channel otherwise. Exits when the channel is broken. */
@@ -135,7 +171,7 @@ static void send_result(struct prun *pr, unsigned k, const struct channel *ch,
     size_t total = sizeof hdr + msg_len + (size_t)h.data_len;
     struct sp_ring ring = sp_proc_ring(pr, k);
     if (o->r.t_end - o->r.t_start < SLOW_NS && total <= RING / 4 &&
-        sp_ring_put(&ring, iov, 3, total, RING / 2) == 0)
+        ring_put_short(&ring, iov, total))
         return;
     struct slot *s = sp_proc_slot(pr, k);
     if (!channel_intact(ch)) {
@@ -465,6 +501,7 @@ static void worker_init(struct prun *pr, unsigned k, int fd)
     /* A worker forked by a task of a worker (a nested call) inherits what
      * that one read ahead of its own channel: not this channel's bytes. */
     rin.off = rin.len = 0;
+    ring_nudged = false;
     free_deps(); /* nor the answers its running task got */
     ws.pr = pr;
     ws.k = ws.wid = k;
