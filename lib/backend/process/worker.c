@@ -467,22 +467,25 @@ static bool run_task(size_t i, unsigned attempt, const sp_task *row)
     struct sp_run *run = ws.pr->run;
     struct slot *s = sp_proc_slot(ws.pr, ws.k);
     uint64_t now = sp_now();
-    atomic_store(&s->started, now);
-    atomic_store(&s->attempt, attempt);
-    atomic_store(&s->current, (uint32_t)i + 1);
+    /* Release stores: the parent reads the slot after an acquire of its
+     * phase, or after the worker died. The claim alone is sequentially
+     * consistent: it is published before the stop flag is read. */
+    atomic_store_explicit(&s->started, now, memory_order_release);
+    atomic_store_explicit(&s->attempt, attempt, memory_order_release);
+    atomic_store_explicit(&s->current, (uint32_t)i + 1, memory_order_release);
     atomic_store(&s->phase, SLOT_CLAIMED);
     if (!sp_run_may_start(run, now)) {
-        atomic_store(&s->phase, SLOT_IDLE);
-        atomic_store(&s->current, 0);
+        atomic_store_explicit(&s->phase, SLOT_IDLE, memory_order_release);
+        atomic_store_explicit(&s->current, 0, memory_order_release);
         return false; /* never started: the parent cancels it */
     }
-    atomic_store(&s->phase, SLOT_RUNNING);
+    atomic_store_explicit(&s->phase, SLOT_RUNNING, memory_order_release);
     struct sp_outcome o;
     if (!row)
         row = &run->tasks[i];
     sp_task_exec_row(run, i, row, attempt, ws.wid, now, &o);
     free_deps();
-    atomic_store(&s->phase, SLOT_SENDING);
+    atomic_store_explicit(&s->phase, SLOT_SENDING, memory_order_release);
     /* Fail-fast takes effect here at once, unless the task is to be tried
      * again; the parent records the outcome when the frame arrives. */
     if (sp_complete_stops(run, o.how.kind) &&
@@ -490,8 +493,8 @@ static bool run_task(size_t i, unsigned attempt, const sp_task *row)
         sp_run_stop(run, SP_STOP_FAILFAST);
     send_result(ws.pr, ws.k, &ws.ch, &o, i);
     sp_outcome_free(&o);
-    atomic_store(&s->phase, SLOT_IDLE);
-    atomic_store(&s->current, 0);
+    atomic_store_explicit(&s->phase, SLOT_IDLE, memory_order_release);
+    atomic_store_explicit(&s->current, 0, memory_order_release);
     return true;
 }
 
