@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Written only in a forked worker, before any signal can use it: the slot
@@ -110,6 +111,8 @@ static bool ring_nudged;
 /* How long a worker whose ring is full waits for the parent to drain it
  * before it sends over its channel anyway (ns). */
 #define RING_WAIT_NS 1000000u
+/* How long it sleeps between looks (ns). */
+#define RING_NAP_NS 20000
 
 /* Put a short task's frame into the ring; false: send it over the channel.
  * A full ring means the parent is behind: the first frame that finds it so
@@ -130,7 +133,8 @@ static bool ring_put_short(const struct sp_ring *ring, struct iovec *iov,
     }
     uint64_t end = sp_now() + RING_WAIT_NS;
     do {
-        sched_yield();
+        /* Asleep, not spinning: the parent may need this CPU. */
+        nanosleep(&(struct timespec){0, RING_NAP_NS}, NULL);
         if (sp_ring_put(ring, iov, 3, total, RING / 2) == 0) {
             ring_nudged = false;
             return true;
