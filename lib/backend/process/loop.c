@@ -511,14 +511,31 @@ static void dispatch(struct prun *pr)
         memory_order_relaxed);
 }
 
+/* A table of at most SOLO_TASKS tasks gets a second worker only once its
+ * first worker has had SOLO_MS without emptying the counter: a fork costs
+ * more than a few short tasks, which the first worker finishes alone
+ * before a second one would have started. */
+#define SOLO_TASKS 64u
+#define SOLO_MS 1
+
 /* Whether another worker should be forked now: while the counter has
- * tasks, or a handed-back task has no idle worker to take it. */
-static int want_worker(const struct prun *pr)
+ * tasks (for a small table: after SOLO_MS, *solo_ms says how long is
+ * left), or a handed-back task has no idle worker to take it. */
+static int want_worker(const struct prun *pr, uint64_t t_first, int *solo_ms)
 {
+    *solo_ms = -1;
     if (pr->spawn_blocked || atomic_load(pr->run->stop) || pr->alive >= pr->nw)
         return 0;
-    if (static_left(pr))
+    if (static_left(pr)) {
+        uint64_t now;
+        if (pr->alive && pr->run->sched.n_static <= SOLO_TASKS &&
+            (now = sp_now()) - t_first < SOLO_MS * 1000000u) {
+            *solo_ms =
+                (int)((t_first + SOLO_MS * 1000000u - now + 999999) / 1000000u);
+            return 0;
+        }
         return 1;
+    }
     if (!heap_ready(pr))
         return 0;
     for (unsigned k = 0; k < pr->used; k++)
@@ -649,12 +666,13 @@ void sp_proc_event_loop(struct prun *pr)
     struct pollfd *pfd = pr->pfd;
     unsigned *who = pr->who;
     struct sp_run *run = pr->run;
+    uint64_t t_first = sp_now(); /* about when the first worker was forked */
     for (;;) {
         sp_sched_tick(&run->sched, sp_now()); /* retries whose delay passed */
         dispatch(pr);
         /* Fork on demand, one at a time, into the lowest empty slot. */
-        int more = 0;
-        if (want_worker(pr)) {
+        int more = 0, solo_ms;
+        if (want_worker(pr, t_first, &solo_ms)) {
             for (unsigned k = 0; k < pr->nw; k++) {
                 if (!pr->pw[k].pid) {
                     more = sp_proc_spawn(pr, k) == 0;
@@ -684,7 +702,10 @@ void sp_proc_event_loop(struct prun *pr)
                 who[nfds++] = k | 0x80000000u;
             }
         }
-        int r = poll(pfd, nfds, more ? 0 : sp_proc_poll_timeout(pr, sp_now()));
+        int timeout = more ? 0 : sp_proc_poll_timeout(pr, sp_now());
+        if (solo_ms >= 0 && solo_ms < timeout)
+            timeout = solo_ms;
+        int r = poll(pfd, nfds, timeout);
         if (r < 0 && errno != EINTR && errno != EAGAIN) {
             poll_failed(pr, errno);
             continue;
