@@ -208,6 +208,7 @@ static struct {
     struct channel ch;
     struct dep_cache *deps; /* answers for the running task */
     sp_task_policy policy;  /* the spawned task's, from its RUN command */
+    bool spawned;           /* one of its tasks spawned a task */
 } ws;
 
 /* Bytes read from the channel ahead of need: a command's header and a
@@ -389,6 +390,7 @@ static int remote_spawn(struct sp_ctx *ctx, const sp_task *t)
     }
     if (pol)
         memcpy(q, t->policy, pol);
+    ws.spawned = true;
     send_request(SP_WIRE_SPAWN, ctx->index, t->key, p, len);
     free(p);
     struct sp_wire_cmd c;
@@ -509,6 +511,7 @@ static void worker_init(struct prun *pr, unsigned k, int fd)
      * that one read ahead of its own channel: not this channel's bytes. */
     rin.off = rin.len = 0;
     ring_nudged = false;
+    ws.spawned = false;
     free_deps(); /* nor the answers its running task got */
     ws.pr = pr;
     ws.k = ws.wid = k;
@@ -542,6 +545,14 @@ _Noreturn void sp_proc_worker_main(struct prun *pr, unsigned k, int fd)
                 break;
             continue;
         }
+        /* The counter is empty. A table without edges and retries, whose
+         * tasks this worker ran spawned nothing, has nothing more for it
+         * unless a worker dies before starting its task, and then the
+         * parent forks another: leave without asking (a round trip to the
+         * parent per worker at the end of every call). */
+        if (hmin == UINT32_MAX && !run->graph.succ && !run->tries &&
+            !ws.spawned)
+            break;
         sp_task row;
         unsigned attempt = 1;
         unsigned char *payload = NULL;
