@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -522,7 +523,64 @@ static void test_small_table_first_worker_crashes(void **state)
     }
 }
 
+/* ---- wide calls -----------------------------------------------------------
+ */
+
+static int naps_or_crashes(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    size_t i = sp_ctx_index(ctx);
+    if (i % 97 == 13)
+        return segfault(ctx, NULL);
+    test_sleep_ms(test_ms(20));
+    return sp_set_resultf(ctx, "w%zu", i);
+}
+
+/* A call as wide as its table: the workers are forked in batches while the
+ * first ones already run (and some crash); every key comes back, each
+ * crash under its own key, nothing is left behind. Under valgrind
+ * (SP_TEST_SCALE > 1) a tenth as wide. */
+static void test_thousand_workers(void **state)
+{
+    (void)state;
+    size_t n = test_scale() > 1 ? 100 : 1000;
+    sp_task *t = calloc(n, sizeof *t);
+    char(*keys)[8] = calloc(n, sizeof *keys);
+    assert_non_null(t);
+    assert_non_null(keys);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(keys[i], sizeof keys[i], "w%zu", i);
+        t[i] = (sp_task){.key = keys[i], .fn = naps_or_crashes};
+    }
+    int fds = test_open_fds();
+    sp_options o = {.backend = SP_BACKEND_PROCESS, .max_workers = (unsigned)n};
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, n, &o, &res), 0);
+    size_t crashed = 0;
+    for (size_t i = 0; i < n; i++) {
+        const sp_entry *e = sp_results_at(res, i);
+        if (i % 97 == 13) {
+            assert_int_equal(sp_entry_kind(e), SP_KIND_CRASHED);
+            assert_int_equal(sp_entry_signal(e), SIGSEGV);
+            crashed++;
+            continue;
+        }
+        char want[16];
+        snprintf(want, sizeof want, "w%zu", i);
+        if (sp_entry_kind(e) != SP_KIND_OK || strcmp(sp_entry_str(e), want))
+            fail_msg("%s: kind %d: %s", keys[i], (int)sp_entry_kind(e),
+                     sp_entry_message(e));
+    }
+    assert_int_equal(sp_results_ok(res), n - crashed);
+    sp_results_free(res);
+    assert_int_equal(test_open_fds(), fds);
+    assert_no_children();
+    free(keys);
+    free(t);
+}
+
 static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_thousand_workers),
     cmocka_unit_test(test_slow_caller_loses_nothing),
     cmocka_unit_test(test_slow_caller_loses_nothing_pool),
     cmocka_unit_test(test_small_table_of_slow_tasks_spreads),

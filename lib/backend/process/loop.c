@@ -432,11 +432,6 @@ static void worker_ended(struct prun *pr, unsigned k)
     pr->spawn_blocked = 0; /* a slot is free: forking may work again */
 }
 
-static bool static_left(const struct prun *pr)
-{
-    return atomic_load(&pr->sh->next) < pr->run->sched.n_static;
-}
-
 static bool heap_ready(const struct prun *pr)
 {
     return atomic_load_explicit(&pr->run->sched.heap_min,
@@ -518,15 +513,18 @@ static void dispatch(struct prun *pr)
 #define SOLO_TASKS 64u
 #define SOLO_MS 1
 
-/* Whether another worker should be forked now: while the counter has
- * tasks (for a small table: after SOLO_MS, *solo_ms says how long is
- * left), or a handed-back task has no idle worker to take it. */
-static int want_worker(const struct prun *pr, uint64_t t_first, int *solo_ms)
+/* How many workers should be forked now: while the counter has more tasks
+ * than there are workers not running one (forked and not started yet, or
+ * between tasks; for a small table: after SOLO_MS, *solo_ms says how long
+ * is left), or one when a handed-back task has no idle worker to take it. */
+static unsigned want_workers(const struct prun *pr, uint64_t t_first,
+                             int *solo_ms)
 {
     *solo_ms = -1;
     if (pr->spawn_blocked || atomic_load(pr->run->stop) || pr->alive >= pr->nw)
         return 0;
-    if (static_left(pr)) {
+    uint64_t next = atomic_load(&pr->sh->next);
+    if (next < pr->run->sched.n_static) {
         uint64_t now;
         if (pr->alive && pr->run->sched.n_static <= SOLO_TASKS &&
             (now = sp_now()) - t_first < SOLO_MS * 1000000u) {
@@ -534,7 +532,15 @@ static int want_worker(const struct prun *pr, uint64_t t_first, int *solo_ms)
                 (int)((t_first + SOLO_MS * 1000000u - now + 999999) / 1000000u);
             return 0;
         }
-        return 1;
+        uint64_t left = pr->run->sched.n_static - next;
+        unsigned room = pr->nw - pr->alive, free = 0;
+        for (unsigned k = 0; k < pr->used; k++)
+            free += pr->pw[k].pid && !pr->pw[k].kill_why &&
+                    !atomic_load_explicit(&sp_proc_slot(pr, k)->current,
+                                          memory_order_relaxed);
+        if (left <= free)
+            return 1; /* one at a time, as when every task is claimed */
+        return left - free < room ? (unsigned)(left - free) : room;
     }
     if (!heap_ready(pr))
         return 0;
@@ -542,6 +548,27 @@ static int want_worker(const struct prun *pr, uint64_t t_first, int *solo_ms)
         if (pr->pw[k].pid && pr->pw[k].idle)
             return 0;
     return 1;
+}
+
+/* Fork up to `want` workers into the lowest empty slots, one after the
+ * other, for at most SPAWN_BATCH_NS before the channels are read again (a
+ * round of the loop costs time in proportion to the workers). Whether one
+ * was forked. */
+#define SPAWN_BATCH_NS 2000000u
+static int spawn_some(struct prun *pr, unsigned want)
+{
+    int made = 0;
+    uint64_t end = sp_now() + SPAWN_BATCH_NS;
+    for (unsigned k = 0; want && k < pr->nw; k++) {
+        if (pr->pw[k].pid)
+            continue;
+        if (sp_proc_spawn(pr, k))
+            break;
+        made = 1;
+        if (--want && sp_now() >= end)
+            break;
+    }
+    return made;
 }
 
 /* The time limit of the task in worker k's slot (its row's policy, else
@@ -670,16 +697,12 @@ void sp_proc_event_loop(struct prun *pr)
     for (;;) {
         sp_sched_tick(&run->sched, sp_now()); /* retries whose delay passed */
         dispatch(pr);
-        /* Fork on demand, one at a time, into the lowest empty slot. */
+        /* Fork on demand, as many as the waiting tasks want (a batch at a
+         * time), into the lowest empty slots. */
         int more = 0, solo_ms;
-        if (want_worker(pr, t_first, &solo_ms)) {
-            for (unsigned k = 0; k < pr->nw; k++) {
-                if (!pr->pw[k].pid) {
-                    more = sp_proc_spawn(pr, k) == 0;
-                    break;
-                }
-            }
-        }
+        unsigned want = want_workers(pr, t_first, &solo_ms);
+        if (want)
+            more = spawn_some(pr, want);
         /* No worker left: done, unless a retry waits for its delay (a
          * worker is forked for it then). */
         if (!pr->alive &&
