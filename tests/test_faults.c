@@ -187,8 +187,11 @@ static int nap(sp_ctx *ctx, void *arg)
 }
 
 /* A wide call forks its workers in batches: a fork that fails in the
- * middle of one (the 1st, 2nd, the 40th) leaves the call with the workers
- * it has, forking again once one ends; every key comes back OK. */
+ * middle of one (the 1st, the 2nd, the 9th of the first batch) leaves the
+ * call with the workers it has, forking again once one ends; every key
+ * comes back OK. (Under valgrind workers start so slowly that the parent
+ * may fork fewer than 10, each running more tasks: the 10th fork need not
+ * happen there.) */
 static void test_fork_fails_in_a_wide_batch(void **state)
 {
     (void)state;
@@ -201,7 +204,7 @@ static void test_fork_fails_in_a_wide_batch(void **state)
         snprintf(k[i], sizeof k[i], "n%zu", i);
         t[i] = (sp_task){.key = k[i], .fn = nap};
     }
-    static const long nth[] = {2, 3, 40};
+    static const long nth[] = {2, 3, 10};
     for (size_t j = 0; j < sizeof nth / sizeof nth[0]; j++) {
         int fds = test_open_fds();
         long fired = atomic_load(&fi->fired);
@@ -211,7 +214,8 @@ static void test_fork_fails_in_a_wide_batch(void **state)
         sp_results *res = NULL;
         assert_int_equal(simple_parallel(t, W, &o, &res), 0);
         atomic_store(&fi->fork, 0);
-        assert_int_equal(atomic_load(&fi->fired), fired + 1);
+        if (nth[j] <= 3 || test_scale() <= 1)
+            assert_int_equal(atomic_load(&fi->fired), fired + 1);
         assert_int_equal(sp_results_ok(res), W);
         for (size_t i = 0; i < W; i++) {
             char want[8];
