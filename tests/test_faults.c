@@ -220,6 +220,57 @@ static void test_fork_fails(void **state)
     assert_true(k > 1 && k < 100);
 }
 
+static int nap(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    test_sleep_ms(test_ms(20));
+    return sp_set_resultf(ctx, "n%zu", sp_ctx_index(ctx));
+}
+
+/* A wide call forks its workers in batches: a fork that fails in the
+ * middle of one (the 1st, the 2nd, the 9th of the first batch) leaves the
+ * call with the workers it has, forking again once one ends; every key
+ * comes back OK. (Under valgrind workers start so slowly that the parent
+ * may fork fewer than 10, each running more tasks: the 10th fork need not
+ * happen there.) */
+static void test_fork_fails_in_a_wide_batch(void **state)
+{
+    (void)state;
+    if (test_backend != SP_BACKEND_PROCESS)
+        skip(); /* only the process backend forks */
+    enum { W = 64 };
+    sp_task t[W];
+    char k[W][8];
+    for (size_t i = 0; i < W; i++) {
+        snprintf(k[i], sizeof k[i], "n%zu", i);
+        t[i] = (sp_task){.key = k[i], .fn = nap};
+    }
+    static const long nth[] = {2, 3, 10};
+    for (size_t j = 0; j < sizeof nth / sizeof nth[0]; j++) {
+        int fds = test_open_fds();
+        long fired = atomic_load(&fi->fired);
+        atomic_store(&fi->fork, nth[j]);
+        sp_options o = test_opts();
+        o.max_workers = W;
+        sp_results *res = NULL;
+        assert_int_equal(simple_parallel(t, W, &o, &res), 0);
+        atomic_store(&fi->fork, 0);
+        if (nth[j] <= 3 || test_scale() <= 1)
+            assert_int_equal(atomic_load(&fi->fired), fired + 1);
+        assert_int_equal(sp_results_ok(res), W);
+        for (size_t i = 0; i < W; i++) {
+            char want[8];
+            snprintf(want, sizeof want, "n%zu", i);
+            assert_string_equal(sp_entry_str(sp_results_at(res, i)), want);
+        }
+        sp_results_free(res);
+        assert_int_equal(test_open_fds(), fds);
+        errno = 0;
+        assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+        assert_int_equal(errno, ECHILD);
+    }
+}
+
 /* The smallest RLIMIT_NOFILE under which exactly `free_fds` descriptor
  * numbers are free (RLIMIT_NOFILE caps descriptor numbers, not counts). */
 static rlim_t limit_with_free(int free_fds)
@@ -536,6 +587,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup(test_thread_creation_fails, setup),
     cmocka_unit_test_setup(test_wide_thread_creation_fails, setup),
     cmocka_unit_test_setup(test_fork_fails, setup),
+    cmocka_unit_test_setup(test_fork_fails_in_a_wide_batch, setup),
     cmocka_unit_test_setup(test_pipe_fails, setup),
     cmocka_unit_test_setup(test_eintr_storm, setup),
     cmocka_unit_test_setup(test_signals_blocked_in_caller, setup),

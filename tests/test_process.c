@@ -7,8 +7,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -376,7 +380,211 @@ static void test_many_runs_no_leaks(void **state)
     pthread_join(th, NULL);
 }
 
+/* ---- a caller slow to read: full rings -------------------------------- */
+
+enum { SLOW_N = 20000, SLOW_CRASH_EVERY = 4001 };
+
+static int index_or_crash(sp_ctx *ctx, void *arg)
+{
+    size_t i = sp_ctx_index(ctx);
+    if (arg && i % SLOW_CRASH_EVERY == SLOW_CRASH_EVERY - 1)
+        return segfault(ctx, NULL);
+    return sp_set_resultf(ctx, "r%zu", i);
+}
+
+/* The caller stalls now and then in on_done, on its own thread: the
+ * workers fill their rings with short tasks' frames meanwhile and must wait
+ * for room (or use their channels) without losing or repeating one. */
+static int stall_now_and_then(const sp_entry *e, void *user)
+{
+    (void)e;
+    unsigned *seen = user;
+    if (++*seen % 2000 == 0)
+        test_sleep_ms(3);
+    return 0;
+}
+
+static void check_slow_caller(sp_pool *pool, bool crash)
+{
+    sp_task *t = calloc(SLOW_N, sizeof *t);
+    char(*keys)[16] = calloc(SLOW_N, sizeof *keys);
+    assert_non_null(t);
+    assert_non_null(keys);
+    for (size_t i = 0; i < SLOW_N; i++) {
+        snprintf(keys[i], sizeof keys[i], "k%zu", i);
+        t[i] = (sp_task){
+            .key = keys[i], .fn = index_or_crash, .arg = crash ? t : NULL};
+    }
+    unsigned seen = 0;
+    sp_options o = {.backend = SP_BACKEND_PROCESS,
+                    .max_workers = 2,
+                    .on_done = stall_now_and_then,
+                    .on_done_arg = &seen};
+    int fds = test_open_fds();
+    sp_results *res = NULL;
+    int rc = pool ? sp_pool_run(pool, t, SLOW_N, &o, &res)
+                  : simple_parallel(t, SLOW_N, &o, &res);
+    assert_int_equal(rc, 0);
+    assert_int_equal(seen, SLOW_N);
+    size_t crashed = 0;
+    for (size_t i = 0; i < SLOW_N; i++) {
+        const sp_entry *e = sp_results_at(res, i);
+        if (crash && i % SLOW_CRASH_EVERY == SLOW_CRASH_EVERY - 1) {
+            assert_int_equal(sp_entry_kind(e), SP_KIND_CRASHED);
+            crashed++;
+            continue;
+        }
+        char want[24];
+        snprintf(want, sizeof want, "r%zu", i);
+        const char *got = sp_entry_str(e);
+        if (sp_entry_kind(e) != SP_KIND_OK || strcmp(got, want))
+            fail_msg("%s: kind %d, result \"%s\"", keys[i],
+                     (int)sp_entry_kind(e), got);
+    }
+    assert_int_equal(sp_results_ok(res), SLOW_N - crashed);
+    sp_results_free(res);
+    if (!pool) {
+        assert_int_equal(test_open_fds(), fds);
+        assert_no_children();
+    }
+    free(keys);
+    free(t);
+}
+
+static void test_slow_caller_loses_nothing(void **state)
+{
+    (void)state;
+    check_slow_caller(NULL, false);
+    check_slow_caller(NULL, true);
+}
+
+static void test_slow_caller_loses_nothing_pool(void **state)
+{
+    (void)state;
+    sp_pool *pool = NULL;
+    sp_pool_options po = {.backend = SP_BACKEND_PROCESS, .max_workers = 2};
+    assert_int_equal(sp_pool_create(&po, &pool), 0);
+    check_slow_caller(pool, false);
+    check_slow_caller(pool, true);
+    sp_pool_free(pool);
+    assert_no_children();
+}
+
+/* ---- small tables -------------------------------------------------------- */
+
+static int sleeps(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    test_sleep_ms(test_ms(150));
+    return sp_set_resultf(ctx, "slept %zu", sp_ctx_index(ctx));
+}
+
+/* A small table forks one worker first; slow tasks still spread over more
+ * (the first worker holds its task long past the wait for a second). */
+static void test_small_table_of_slow_tasks_spreads(void **state)
+{
+    (void)state;
+    sp_task t[6];
+    char keys[6][8];
+    for (int i = 0; i < 6; i++) {
+        snprintf(keys[i], sizeof keys[i], "s%d", i);
+        t[i] = (sp_task){.key = keys[i], .fn = sleeps};
+    }
+    sp_options o = {.backend = SP_BACKEND_PROCESS, .max_workers = 3};
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, 6, &o, &res), 0);
+    assert_int_equal(sp_results_ok(res), 6);
+    unsigned used = 0;
+    for (size_t i = 0; i < 6; i++)
+        used |= 1u << sp_entry_worker(sp_results_at(res, i));
+    assert_true(used != 1u && (used & (used - 1)) != 0); /* two or more */
+    sp_results_free(res);
+    assert_no_children();
+}
+
+/* A small table whose first task crashes the only worker: the call goes on
+ * in a replacement, every other key OK. */
+static void test_small_table_first_worker_crashes(void **state)
+{
+    (void)state;
+    sp_task t[] = {{.key = "segv", .fn = segfault},
+                   {.key = "a", .fn = ok_task},
+                   {.key = "b", .fn = ok_task},
+                   {.key = "c", .fn = ok_task}};
+    for (unsigned w = 1; w <= 4; w++) {
+        sp_options o = {.backend = SP_BACKEND_PROCESS, .max_workers = w};
+        sp_results *res = NULL;
+        assert_int_equal(simple_parallel(t, 4, &o, &res), 0);
+        assert_int_equal(sp_results_ok(res), 3);
+        assert_int_equal(sp_entry_kind(sp_results_get(res, "segv")),
+                         SP_KIND_CRASHED);
+        sp_results_free(res);
+        assert_no_children();
+    }
+}
+
+/* ---- wide calls -----------------------------------------------------------
+ */
+
+static int naps_or_crashes(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    size_t i = sp_ctx_index(ctx);
+    if (i % 97 == 13)
+        return segfault(ctx, NULL);
+    test_sleep_ms(test_ms(20));
+    return sp_set_resultf(ctx, "w%zu", i);
+}
+
+/* A call as wide as its table: the workers are forked in batches while the
+ * first ones already run (and some crash); every key comes back, each
+ * crash under its own key, nothing is left behind. Under valgrind
+ * (SP_TEST_SCALE > 1) a tenth as wide. */
+static void test_thousand_workers(void **state)
+{
+    (void)state;
+    size_t n = test_scale() > 1 ? 100 : 1000;
+    sp_task *t = calloc(n, sizeof *t);
+    char(*keys)[8] = calloc(n, sizeof *keys);
+    assert_non_null(t);
+    assert_non_null(keys);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(keys[i], sizeof keys[i], "w%zu", i);
+        t[i] = (sp_task){.key = keys[i], .fn = naps_or_crashes};
+    }
+    int fds = test_open_fds();
+    sp_options o = {.backend = SP_BACKEND_PROCESS, .max_workers = (unsigned)n};
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, n, &o, &res), 0);
+    size_t crashed = 0;
+    for (size_t i = 0; i < n; i++) {
+        const sp_entry *e = sp_results_at(res, i);
+        if (i % 97 == 13) {
+            assert_int_equal(sp_entry_kind(e), SP_KIND_CRASHED);
+            assert_int_equal(sp_entry_signal(e), SIGSEGV);
+            crashed++;
+            continue;
+        }
+        char want[16];
+        snprintf(want, sizeof want, "w%zu", i);
+        if (sp_entry_kind(e) != SP_KIND_OK || strcmp(sp_entry_str(e), want))
+            fail_msg("%s: kind %d: %s", keys[i], (int)sp_entry_kind(e),
+                     sp_entry_message(e));
+    }
+    assert_int_equal(sp_results_ok(res), n - crashed);
+    sp_results_free(res);
+    assert_int_equal(test_open_fds(), fds);
+    assert_no_children();
+    free(keys);
+    free(t);
+}
+
 static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_thousand_workers),
+    cmocka_unit_test(test_slow_caller_loses_nothing),
+    cmocka_unit_test(test_slow_caller_loses_nothing_pool),
+    cmocka_unit_test(test_small_table_of_slow_tasks_spreads),
+    cmocka_unit_test(test_small_table_first_worker_crashes),
     cmocka_unit_test(test_every_crash_kind),
     cmocka_unit_test(test_sigchld_ignored),
     cmocka_unit_test(test_caller_sigchld_handler),

@@ -472,11 +472,6 @@ static void worker_ended(struct prun *pr, unsigned k)
     pr->spawn_blocked = 0; /* a slot is free: forking may work again */
 }
 
-static bool static_left(const struct prun *pr)
-{
-    return atomic_load(&pr->sh->next) < pr->run->sched.n_static;
-}
-
 static bool heap_ready(const struct prun *pr)
 {
     return atomic_load_explicit(&pr->run->sched.heap_min,
@@ -551,20 +546,69 @@ static void dispatch(struct prun *pr)
         memory_order_relaxed);
 }
 
-/* Whether another worker should be forked now: while the counter has
- * tasks, or a handed-back task has no idle worker to take it. */
-static int want_worker(const struct prun *pr)
+/* A table of at most SOLO_TASKS tasks gets a second worker only once its
+ * first worker has had SOLO_MS without emptying the counter: a fork costs
+ * more than a few short tasks, which the first worker finishes alone
+ * before a second one would have started. */
+#define SOLO_TASKS 64u
+#define SOLO_MS 1
+
+/* How many workers should be forked now: while the counter has more tasks
+ * than there are workers not running one (forked and not started yet, or
+ * between tasks; for a small table: after SOLO_MS, *solo_ms says how long
+ * is left), or one when a handed-back task has no idle worker to take it. */
+static unsigned want_workers(const struct prun *pr, uint64_t t_first,
+                             int *solo_ms)
 {
+    *solo_ms = -1;
     if (pr->spawn_blocked || atomic_load(pr->run->stop) || pr->alive >= pr->nw)
         return 0;
-    if (static_left(pr))
-        return 1;
+    uint64_t next = atomic_load(&pr->sh->next);
+    if (next < pr->run->sched.n_static) {
+        uint64_t now;
+        if (pr->alive && pr->run->sched.n_static <= SOLO_TASKS &&
+            (now = sp_now()) - t_first < SOLO_MS * 1000000u) {
+            *solo_ms =
+                (int)((t_first + SOLO_MS * 1000000u - now + 999999) / 1000000u);
+            return 0;
+        }
+        uint64_t left = pr->run->sched.n_static - next;
+        unsigned room = pr->nw - pr->alive, free = 0;
+        for (unsigned k = 0; k < pr->used; k++)
+            free += pr->pw[k].pid && !pr->pw[k].kill_why &&
+                    !atomic_load_explicit(&sp_proc_slot(pr, k)->current,
+                                          memory_order_relaxed);
+        if (left <= free)
+            return 1; /* one at a time, as when every task is claimed */
+        return left - free < room ? (unsigned)(left - free) : room;
+    }
     if (!heap_ready(pr))
         return 0;
     for (unsigned k = 0; k < pr->used; k++)
         if (pr->pw[k].pid && pr->pw[k].idle)
             return 0;
     return 1;
+}
+
+/* Fork up to `want` workers into the lowest empty slots, one after the
+ * other, for at most SPAWN_BATCH_NS before the channels are read again (a
+ * round of the loop costs time in proportion to the workers). Whether one
+ * was forked. */
+#define SPAWN_BATCH_NS 2000000u
+static int spawn_some(struct prun *pr, unsigned want)
+{
+    int made = 0;
+    uint64_t end = sp_now() + SPAWN_BATCH_NS;
+    for (unsigned k = 0; want && k < pr->nw; k++) {
+        if (pr->pw[k].pid)
+            continue;
+        if (sp_proc_spawn(pr, k))
+            break;
+        made = 1;
+        if (--want && sp_now() >= end)
+            break;
+    }
+    return made;
 }
 
 /* The time limit of the task in worker k's slot (its row's policy, else
@@ -689,19 +733,16 @@ void sp_proc_event_loop(struct prun *pr)
     struct pollfd *pfd = pr->pfd;
     unsigned *who = pr->who;
     struct sp_run *run = pr->run;
+    uint64_t t_first = sp_now(); /* about when the first worker was forked */
     for (;;) {
         sp_sched_tick(&run->sched, sp_now()); /* retries whose delay passed */
         dispatch(pr);
-        /* Fork on demand, one at a time, into the lowest empty slot. */
-        int more = 0;
-        if (want_worker(pr)) {
-            for (unsigned k = 0; k < pr->nw; k++) {
-                if (!pr->pw[k].pid) {
-                    more = sp_proc_spawn(pr, k) == 0;
-                    break;
-                }
-            }
-        }
+        /* Fork on demand, as many as the waiting tasks want (a batch at a
+         * time), into the lowest empty slots. */
+        int more = 0, solo_ms;
+        unsigned want = want_workers(pr, t_first, &solo_ms);
+        if (want)
+            more = spawn_some(pr, want);
         /* No worker left: done, unless a retry waits for its delay (a
          * worker is forked for it then). */
         if (!pr->alive &&
@@ -724,7 +765,10 @@ void sp_proc_event_loop(struct prun *pr)
                 who[nfds++] = k | 0x80000000u;
             }
         }
-        int r = poll(pfd, nfds, more ? 0 : sp_proc_poll_timeout(pr, sp_now()));
+        int timeout = more ? 0 : sp_proc_poll_timeout(pr, sp_now());
+        if (solo_ms >= 0 && solo_ms < timeout)
+            timeout = solo_ms;
+        int r = poll(pfd, nfds, timeout);
         if (r < 0 && errno != EINTR && errno != EAGAIN) {
             poll_failed(pr, errno);
             continue;

@@ -11,7 +11,8 @@
  * They publish in their slot which task they run and in which phase, and
  * send each outcome back as a frame (ring.c, worker.c). The parent's event
  * loop (loop.c) reads them on the calling thread and reports every outcome
- * to sp_complete(); workers are forked on demand while work remains, each
+ * to sp_complete(); workers are forked on demand while work remains (a
+ * small table's second only once its first has run a while: loop.c), each
  * holding only its own channel (fds.c), replaced when they die, killed with
  * their process group at a time limit, and all reaped before the call
  * returns (spawn.c). */

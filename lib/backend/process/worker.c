@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Written only in a forked worker, before any signal can use it: the slot
@@ -174,6 +175,45 @@ static bool send_shm(struct slot *s, const struct channel *ch,
     return true;
 }
 
+/* Set when a short frame found the ring full and went over the channel,
+ * which wakes the parent; cleared once the ring takes a frame again. */
+static bool ring_nudged;
+
+/* How long a worker whose ring is full waits for the parent to drain it
+ * before it sends over its channel anyway (ns). */
+#define RING_WAIT_NS 1000000u
+/* How long it sleeps between looks (ns). */
+#define RING_NAP_NS 20000
+
+/* Put a short task's frame into the ring; false: send it over the channel.
+ * A full ring means the parent is behind: the first frame that finds it so
+ * goes over the channel, which wakes the parent (it takes every ring when
+ * it wakes); the frames after it wait for room, giving the CPU away,
+ * rather than each paying a system call in the worker and another in the
+ * parent while the parent has the most to do. */
+static bool ring_put_short(const struct sp_ring *ring, struct iovec *iov,
+                           size_t total)
+{
+    if (sp_ring_put(ring, iov, 3, total, RING / 2) == 0) {
+        ring_nudged = false;
+        return true;
+    }
+    if (!ring_nudged) {
+        ring_nudged = true;
+        return false;
+    }
+    uint64_t end = sp_now() + RING_WAIT_NS;
+    do {
+        /* Asleep, not spinning: the parent may need this CPU. */
+        nanosleep(&(struct timespec){0, RING_NAP_NS}, NULL);
+        if (sp_ring_put(ring, iov, 3, total, RING / 2) == 0) {
+            ring_nudged = false;
+            return true;
+        }
+    } while (sp_now() < end);
+    return false; /* the parent is slow or stuck: the channel tells */
+}
+
 /* Send task i's outcome: into the ring when the task was short and the
  * ring has room (no system call; the ring also survives the worker), over
  * the channel otherwise. Exits when the channel is broken. */
@@ -208,7 +248,7 @@ static void send_result(struct prun *pr, unsigned k, const struct channel *ch,
     const struct kept *kept =
         o->release == kept_release ? (const struct kept *)o->r.data : NULL;
     if (!kept && o->r.t_end - o->r.t_start < SLOW_NS && total <= RING / 4 &&
-        sp_ring_put(&ring, iov, 3, total, RING / 2) == 0)
+        ring_put_short(&ring, iov, total))
         return;
     struct slot *s = sp_proc_slot(pr, k);
     if (!channel_intact(ch)) {
@@ -244,6 +284,7 @@ static struct {
     struct channel ch;
     struct dep_cache *deps; /* answers for the running task */
     sp_task_policy policy;  /* the spawned task's, from its RUN command */
+    bool spawned;           /* one of its tasks spawned a task */
 } ws;
 
 /* Bytes read from the channel ahead of need: a command's header and a
@@ -425,6 +466,7 @@ static int remote_spawn(struct sp_ctx *ctx, const sp_task *t)
     }
     if (pol)
         memcpy(q, t->policy, pol);
+    ws.spawned = true;
     send_request(SP_WIRE_SPAWN, ctx->index, t->key, p, len);
     free(p);
     struct sp_wire_cmd c;
@@ -507,22 +549,25 @@ static bool run_task(size_t i, unsigned attempt, const sp_task *row)
     struct sp_run *run = ws.pr->run;
     struct slot *s = sp_proc_slot(ws.pr, ws.k);
     uint64_t now = sp_now();
-    atomic_store(&s->started, now);
-    atomic_store(&s->attempt, attempt);
-    atomic_store(&s->current, (uint32_t)i + 1);
+    /* Release stores: the parent reads the slot after an acquire of its
+     * phase, or after the worker died. The claim alone is sequentially
+     * consistent: it is published before the stop flag is read. */
+    atomic_store_explicit(&s->started, now, memory_order_release);
+    atomic_store_explicit(&s->attempt, attempt, memory_order_release);
+    atomic_store_explicit(&s->current, (uint32_t)i + 1, memory_order_release);
     atomic_store(&s->phase, SLOT_CLAIMED);
     if (!sp_run_may_start(run, now)) {
-        atomic_store(&s->phase, SLOT_IDLE);
-        atomic_store(&s->current, 0);
+        atomic_store_explicit(&s->phase, SLOT_IDLE, memory_order_release);
+        atomic_store_explicit(&s->current, 0, memory_order_release);
         return false; /* never started: the parent cancels it */
     }
-    atomic_store(&s->phase, SLOT_RUNNING);
+    atomic_store_explicit(&s->phase, SLOT_RUNNING, memory_order_release);
     struct sp_outcome o;
     if (!row)
         row = &run->tasks[i];
     sp_task_exec_row(run, i, row, attempt, ws.wid, now, &o);
     free_deps();
-    atomic_store(&s->phase, SLOT_SENDING);
+    atomic_store_explicit(&s->phase, SLOT_SENDING, memory_order_release);
     /* Fail-fast takes effect here at once, unless the task is to be tried
      * again; the parent records the outcome when the frame arrives. */
     if (sp_complete_stops(run, o.how.kind) &&
@@ -530,8 +575,8 @@ static bool run_task(size_t i, unsigned attempt, const sp_task *row)
         sp_run_stop(run, SP_STOP_FAILFAST);
     send_result(ws.pr, ws.k, &ws.ch, &o, i);
     sp_outcome_free(&o);
-    atomic_store(&s->phase, SLOT_IDLE);
-    atomic_store(&s->current, 0);
+    atomic_store_explicit(&s->phase, SLOT_IDLE, memory_order_release);
+    atomic_store_explicit(&s->current, 0, memory_order_release);
     return true;
 }
 
@@ -541,6 +586,8 @@ static void worker_init(struct prun *pr, unsigned k, int fd)
     /* A worker forked by a task of a worker (a nested call) inherits what
      * that one read ahead of its own channel: not this channel's bytes. */
     rin.off = rin.len = 0;
+    ring_nudged = false;
+    ws.spawned = false;
     free_deps(); /* nor the answers its running task got */
     ws.pr = pr;
     ws.k = ws.wid = k;
@@ -574,6 +621,14 @@ _Noreturn void sp_proc_worker_main(struct prun *pr, unsigned k, int fd)
                 break;
             continue;
         }
+        /* The counter is empty. A table without edges and retries, whose
+         * tasks this worker ran spawned nothing, has nothing more for it
+         * unless a worker dies before starting its task, and then the
+         * parent forks another: leave without asking (a round trip to the
+         * parent per worker at the end of every call). */
+        if (hmin == UINT32_MAX && !run->graph.succ && !run->tries &&
+            !ws.spawned)
+            break;
         sp_task row;
         unsigned attempt = 1;
         unsigned char *payload = NULL;
