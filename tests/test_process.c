@@ -545,7 +545,7 @@ static void test_thousand_workers(void **state)
     (void)state;
     size_t n = test_scale() > 1 ? 100 : 1000;
     sp_task *t = calloc(n, sizeof *t);
-    char(*keys)[8] = calloc(n, sizeof *keys);
+    char(*keys)[24] = calloc(n, sizeof *keys);
     assert_non_null(t);
     assert_non_null(keys);
     for (size_t i = 0; i < n; i++) {
@@ -565,7 +565,7 @@ static void test_thousand_workers(void **state)
             crashed++;
             continue;
         }
-        char want[16];
+        char want[24];
         snprintf(want, sizeof want, "w%zu", i);
         if (sp_entry_kind(e) != SP_KIND_OK || strcmp(sp_entry_str(e), want))
             fail_msg("%s: kind %d: %s", keys[i], (int)sp_entry_kind(e),
