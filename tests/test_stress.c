@@ -11,6 +11,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* Room for any key the tests format from a size_t. */
+#define KEY_LEN 24
+
 #if defined(__SANITIZE_THREAD__)
 #define TEST_TSAN 1
 #elif defined(__has_feature)
@@ -99,13 +102,14 @@ static void test_ten_thousand_threads(void **state)
         skip(); /* threads only: 10,000 processes are not the point */
     /* TSan supports about 8,000 threads at once. */
     size_t n = TEST_TSAN ? 4000 : 10000;
-    char *keys = malloc(n * 8);
+    char *keys = malloc(n * KEY_LEN);
     sp_task *t = calloc(n, sizeof *t);
     arrived = 0;
     for (size_t i = 0; i < n; i++) {
-        snprintf(keys + i * 8, 8, "%zu", i);
-        t[i] = (sp_task){
-            .key = keys + i * 8, .fn = rendezvous, .arg = (void *)(uintptr_t)n};
+        snprintf(keys + i * KEY_LEN, KEY_LEN, "%zu", i);
+        t[i] = (sp_task){.key = keys + i * KEY_LEN,
+                         .fn = rendezvous,
+                         .arg = (void *)(uintptr_t)n};
     }
     sp_options o = test_opts();
     o.max_workers = (unsigned)n;
@@ -145,13 +149,13 @@ static int wide_task(sp_ctx *ctx, void *arg)
 static void wide_stopped(sp_policy policy, double deadline)
 {
     size_t n = test_backend == SP_BACKEND_PROCESS ? 100 : 300;
-    char *keys = malloc(n * 8);
+    char *keys = malloc(n * KEY_LEN);
     sp_task *t = calloc(n, sizeof *t);
     assert_non_null(keys);
     assert_non_null(t);
     for (size_t i = 0; i < n; i++) {
-        snprintf(keys + i * 8, 8, "w%zu", i);
-        t[i] = (sp_task){.key = keys + i * 8, .fn = wide_task};
+        snprintf(keys + i * KEY_LEN, KEY_LEN, "w%zu", i);
+        t[i] = (sp_task){.key = keys + i * KEY_LEN, .fn = wide_task};
     }
     sp_options o = test_opts();
     o.max_workers = (unsigned)n;
@@ -163,18 +167,18 @@ static void wide_stopped(sp_policy policy, double deadline)
     for (size_t i = 0; i < n; i++) {
         const sp_entry *e = sp_results_at(res, i);
         sp_kind k = sp_entry_kind(e);
-        assert_string_equal(sp_entry_key(e), keys + i * 8);
+        assert_string_equal(sp_entry_key(e), keys + i * KEY_LEN);
         if (deadline > 0) {
             /* task 0 fails before the deadline; the rest wait for it */
             if (i == 0 && k == SP_KIND_FAILED)
                 continue;
             if (k != SP_KIND_CANCELLED && k != SP_KIND_TIMED_OUT)
-                fail_msg("%s: %s", keys + i * 8, sp_kind_name(k));
+                fail_msg("%s: %s", keys + i * KEY_LEN, sp_kind_name(k));
         } else if (i == 0) {
             assert_int_equal(k, SP_KIND_FAILED);
             assert_int_equal(sp_entry_code(e), 3);
         } else if (k != SP_KIND_CANCELLED) {
-            fail_msg("%s: %s", keys + i * 8, sp_kind_name(k));
+            fail_msg("%s: %s", keys + i * KEY_LEN, sp_kind_name(k));
         }
     }
     sp_results_free(res);
@@ -206,13 +210,13 @@ static void test_wide_short_sleeps(void **state)
 {
     (void)state;
     size_t n = test_backend == SP_BACKEND_PROCESS ? 100 : 400;
-    char *keys = malloc(n * 8);
+    char *keys = malloc(n * KEY_LEN);
     sp_task *t = calloc(n, sizeof *t);
     assert_non_null(keys);
     assert_non_null(t);
     for (size_t i = 0; i < n; i++) {
-        snprintf(keys + i * 8, 8, "s%zu", i);
-        t[i] = (sp_task){.key = keys + i * 8, .fn = short_sleep};
+        snprintf(keys + i * KEY_LEN, KEY_LEN, "s%zu", i);
+        t[i] = (sp_task){.key = keys + i * KEY_LEN, .fn = short_sleep};
     }
     sp_options o = test_opts();
     o.max_workers = (unsigned)n;
@@ -221,12 +225,115 @@ static void test_wide_short_sleeps(void **state)
         assert_int_equal(simple_parallel(t, n, &o, &res), 0);
         assert_int_equal(sp_results_ok(res), n);
         for (size_t i = 0; i < n; i++) {
-            char want[8];
+            char want[KEY_LEN];
             snprintf(want, sizeof want, "%zu", i);
             assert_string_equal(sp_entry_str(sp_results_at(res, i)), want);
         }
         sp_results_free(res);
     }
+    free(t);
+    free(keys);
+}
+
+/* Threads of this process (Linux: /proc/self/task), or -1. */
+static int threads_now(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return -1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+static pthread_mutex_t hold_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hold_cv = PTHREAD_COND_INITIALIZER;
+static int hold_open;
+
+/* Blocks until hold_open: a busy thread of the shared pool. */
+static int held(sp_ctx *ctx, void *arg)
+{
+    (void)ctx;
+    (void)arg;
+    pthread_mutex_lock(&hold_lock);
+    while (!hold_open)
+        pthread_cond_wait(&hold_cv, &hold_lock);
+    pthread_mutex_unlock(&hold_lock);
+    return 0;
+}
+
+static void *held_call(void *arg)
+{
+    sp_task t[4] = {{.key = "h0", .fn = held},
+                    {.key = "h1", .fn = held},
+                    {.key = "h2", .fn = held},
+                    {.key = "h3", .fn = held}};
+    sp_options o = test_opts();
+    o.backend = SP_BACKEND_THREAD;
+    o.max_workers = 4;
+    sp_results *res = NULL;
+    int rc = simple_parallel(t, 4, &o, &res);
+    *(size_t *)arg = rc ? 0 : sp_results_ok(res);
+    sp_results_free(res);
+    return NULL;
+}
+
+/* A wide call after a wide thread call left hundreds of idle threads in
+ * the shared pool, while another thread's call keeps 4 of them busy: a
+ * process call about to fork that many workers first ends the idle ones
+ * (every fork would copy their stacks), never the busy ones; every key of
+ * every call comes back, and thread calls work again afterwards. */
+static void test_wide_call_after_idle_threads(void **state)
+{
+    (void)state;
+    size_t n = 300;
+    char *keys = malloc(n * KEY_LEN);
+    sp_task *t = calloc(n, sizeof *t);
+    assert_non_null(keys);
+    assert_non_null(t);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(keys + i * KEY_LEN, KEY_LEN, "w%zu", i);
+        t[i] = (sp_task){.key = keys + i * KEY_LEN, .fn = short_sleep};
+    }
+    hold_open = 0;
+    size_t held_ok = 0;
+    pthread_t other;
+    assert_int_equal(pthread_create(&other, NULL, held_call, &held_ok), 0);
+
+    sp_options o = test_opts();
+    o.backend = SP_BACKEND_THREAD;
+    o.max_workers = (unsigned)n;
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, n, &o, &res), 0);
+    assert_int_equal(sp_results_ok(res), n);
+    sp_results_free(res);
+
+    o = test_opts(); /* the backend under test */
+    o.max_workers = (unsigned)n;
+    assert_int_equal(simple_parallel(t, n, &o, &res), 0);
+    assert_int_equal(sp_results_ok(res), n);
+    sp_results_free(res);
+    int left = threads_now();
+    if (test_backend == SP_BACKEND_PROCESS && left >= 0)
+        /* this thread, the other caller, its 4 busy workers, the 16
+         * idle threads kept, and a few a sanitizer's runtime may hold */
+        assert_in_range(left, 1, 1 + 1 + 4 + 16 + 4);
+
+    pthread_mutex_lock(&hold_lock);
+    hold_open = 1;
+    pthread_cond_broadcast(&hold_cv);
+    pthread_mutex_unlock(&hold_lock);
+    assert_int_equal(pthread_join(other, NULL), 0);
+    assert_int_equal(held_ok, 4);
+
+    o = test_opts();
+    o.backend = SP_BACKEND_THREAD;
+    o.max_workers = 8;
+    assert_int_equal(simple_parallel(t, 16, &o, &res), 0);
+    assert_int_equal(sp_results_ok(res), 16);
+    sp_results_free(res);
     free(t);
     free(keys);
 }
@@ -308,6 +415,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_million_tasks),
     cmocka_unit_test(test_ten_thousand_threads),
     cmocka_unit_test(test_wide_short_sleeps),
+    cmocka_unit_test(test_wide_call_after_idle_threads),
     cmocka_unit_test(test_wide_fail_fast),
     cmocka_unit_test(test_wide_deadline),
     cmocka_unit_test(test_thousand_crashing_runs),

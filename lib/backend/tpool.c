@@ -39,6 +39,7 @@ struct sp_tthread {
     _Atomic bool woken; /* taken off the idle stack to work */
     bool idle;          /* on the idle stack */
     bool creator;       /* may start threads for a run (tpool.c) */
+    bool retire;        /* shed: ends when it wakes (pool lock) */
     void *wstate;       /* what set-up stored */
 };
 
@@ -56,8 +57,9 @@ struct sp_tpool {
     unsigned next_index;
     struct sp_trun *head, *tail; /* queued runs, oldest first */
     bool closing;
-    bool trimming; /* idle threads end (sp_tpool_shared_trim()) */
-    bool detached; /* threads free themselves when they end */
+    bool trimming;     /* idle threads end (sp_tpool_shared_trim()) */
+    unsigned retiring; /* shed threads not yet ended (shed()) */
+    bool detached;     /* threads free themselves when they end */
 };
 
 static _Thread_local struct sp_tthread *self;
@@ -338,9 +340,12 @@ static void *thread_main(void *arg)
                 w = 0;
             }
         }
-        if (!t->woken && (p->trimming || (w == ETIMEDOUT && !pick(p))))
+        if (!t->woken &&
+            (p->trimming || t->retire || (w == ETIMEDOUT && !pick(p))))
             break; /* idle too long, or asked to end */
     }
+    if (t->retire)
+        p->retiring--;
     p->nthreads--;
     if (p->detached)
         unlink_thread(p, t);
@@ -971,6 +976,7 @@ void sp_tpool_wait(struct sp_trun *r)
 static struct sp_tpool shared;
 static pthread_once_t shared_once = PTHREAD_ONCE_INIT;
 static int shared_err;
+static _Atomic bool shared_made; /* shared_init() succeeded */
 /* Threads of the parent, in a forked child: kept reachable, never used. */
 static struct sp_tthread *orphans;
 
@@ -999,6 +1005,7 @@ static void shared_child(void)
     shared.idle = NULL;
     shared.nidle = 0;
     shared.nthreads = 0;
+    shared.retiring = 0;
     shared.head = shared.tail = NULL;
     shared.owner = getpid();
     pthread_mutex_unlock(&shared.lock);
@@ -1013,6 +1020,7 @@ static void shared_init(void)
         shared.detached = true;
         pthread_attr_setdetachstate(&shared.attr, PTHREAD_CREATE_DETACHED);
         pthread_atfork(shared_prepare, shared_parent, shared_child);
+        atomic_store_explicit(&shared_made, true, memory_order_release);
     }
 }
 
@@ -1033,6 +1041,58 @@ void sp_tpool_shared_trim(void)
         pthread_cond_wait(&shared.changed, &shared.lock);
     }
     shared.trimming = false;
+    pthread_mutex_unlock(&shared.lock);
+}
+
+static void *no_op(void *arg)
+{
+    return arg;
+}
+
+/* A detached thread's stack is not unmapped when it ends: the C library
+ * keeps it for reuse and, past its cache's size (40 MiB in glibc), unmaps
+ * the stacks of threads that have ended when a thread is next made or
+ * joined. One thread made and joined lets it do so now. */
+static void flush_stacks(void)
+{
+    pthread_attr_t a;
+    pthread_t th;
+    if (pthread_attr_init(&a))
+        return;
+    pthread_attr_setstacksize(&a, 64 * 1024);
+    if (pthread_create(&th, &a, no_op, NULL) == 0)
+        pthread_join(th, NULL);
+    pthread_attr_destroy(&a);
+}
+
+void sp_tpool_shed(unsigned keep)
+{
+    /* Only a pool that exists has threads; do not make one to look. */
+    if (!atomic_load_explicit(&shared_made, memory_order_acquire))
+        return;
+    pthread_mutex_lock(&shared.lock);
+    if (shared.nidle > keep) {
+        /* Keep the `keep` threads that worked last (the top of the
+         * stack), end the rest. */
+        struct sp_tthread **q = &shared.idle;
+        for (unsigned k = 0; k < keep && *q; k++)
+            q = &(*q)->idle_next;
+        struct sp_tthread *t = *q;
+        *q = NULL;
+        for (struct sp_tthread *next; t; t = next) {
+            next = t->idle_next;
+            t->idle = false;
+            t->retire = true;
+            shared.nidle--;
+            shared.retiring++;
+            sem_post(&t->sem);
+        }
+        while (shared.retiring > 0)
+            pthread_cond_wait(&shared.changed, &shared.lock);
+        pthread_mutex_unlock(&shared.lock);
+        flush_stacks();
+        return;
+    }
     pthread_mutex_unlock(&shared.lock);
 }
 

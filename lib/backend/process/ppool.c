@@ -450,6 +450,7 @@ int sp_ppool_create(const sp_pool_options *po, unsigned workers,
     }
     /* Everything the workers read is in place: the server is a copy of
      * this process as it is now. */
+    sp_proc_shed(workers); /* the server copies this process */
     rc = sp_forkserver_start(&p->fs, pool_main, p);
     for (unsigned k = 0; k < workers && !rc; k++)
         rc = fork_worker(p, &p->w[k]);

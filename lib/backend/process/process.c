@@ -87,6 +87,7 @@ static int process_start(struct sp_run *run)
     run->stop = &pr->sh->stop;
     run->sched.cursor = &pr->sh->next;
 
+    sp_proc_shed(run->workers < run->n ? run->workers : run->n);
     if (sp_proc_spawn(pr, 0)) { /* not even one worker: nothing has run */
         int err = sp_set_error(pr->spawn_err, "%s", pr->spawn_msg);
         free_prun(run);
