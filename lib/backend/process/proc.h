@@ -293,16 +293,19 @@ void sp_proc_worker_gone(struct prun *pr, unsigned k, int have_status,
                          int status);
 /* Milliseconds poll() may sleep before a limit or a ring scan is due. */
 /* Every idle thread of the shared thread pool (simple_parallel()'s
- * threads, kept for 2 s) adds its stack's mappings to the caller, and
- * each fork() copies them and each worker's exit tears them down:
- * measured on 2 CPUs, after a call on 1,000 threads a one-shot call of
- * 1,000 workers took 0.36-0.44 s instead of 0.09-0.13 s, about 0.4 us per
- * idle thread per fork. Ending them costs about 45 us each (0.047 s for
- * 984), so a call about to fork at least SHED_FORKS workers (or a pool
- * of that many, whose fork server every worker copies) first ends every
- * idle thread but the SHED_KEEP that worked last: the same call then
- * took 0.17-0.20 s, shedding included. */
-#define SHED_FORKS 128u
+ * threads, kept for 2 s) makes each fork() dearer: the child copies its
+ * stack's mappings, and glibc's fork handler writes to every other
+ * thread's descriptor in the child (a copy-on-write fault per thread per
+ * fork). Measured on 2 CPUs: after a call on 1,000 threads, a one-shot
+ * call of 1,000 workers took 0.36-0.44 s instead of 0.09-0.13 s; with 100
+ * idle threads, 1,000 sleeps on 100 workers 0.16 s instead of 0.11 s
+ * (120 more page faults per fork). Ending an idle thread costs about
+ * 45 us (0.047 s for 984), about what it adds to 50 forks. So a call about
+ * to fork at least SHED_FORKS workers (or a pool of that many, whose fork
+ * server every worker copies) first ends every idle thread but the
+ * SHED_KEEP that worked last: the same calls then took 0.17-0.20 s
+ * (shedding included) and 0.13-0.14 s. */
+#define SHED_FORKS 48u
 #define SHED_KEEP 16u
 static inline void sp_proc_shed(size_t forks)
 {
