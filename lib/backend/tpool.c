@@ -311,8 +311,11 @@ static void *thread_main(void *arg)
         if (r) {
             unsigned slot = attach(r);
             unsigned bring = take_pending(r, SP_TPOOL_FAN);
+            /* A nested call's caller helps instead of bringing: then
+             * every worker may start threads. */
+            bool create = t->creator || r->helper;
             pthread_mutex_unlock(&p->lock);
-            bring_workers(r, bring, t->creator);
+            bring_workers(r, bring, create);
             serve(r, slot);
             pthread_mutex_lock(&p->lock);
             detach(p, r, slot);
@@ -442,7 +445,9 @@ static int start_thread(struct sp_tpool *p, bool creator)
  * thread's TLS vector with malloc, which gives every thread that calls it
  * a malloc thread cache (measured: 3 MiB more peak RSS for 10,000
  * threads when every worker started threads). A worker that finds no idle
- * thread leaves its share to the creators; the caller brings until none
+ * thread leaves its share to the creators and wakes the caller (which may
+ * be asleep waiting for a completion: tasks that wait for each other
+ * complete only once all have their workers); the caller brings until none
  * is pending, so every share is brought or dropped. Measured on 2 CPUs:
  * 10,000 workers for 10,000 sleeps had their last task started after
  * about 0.40 s when the caller brought them all under the pool lock,
@@ -588,6 +593,10 @@ static void bring_workers(struct sp_trun *r, unsigned k, bool create)
             pthread_mutex_lock(&p->lock);
             r->pending += k;
             pthread_mutex_unlock(&p->lock);
+            /* The caller brings them; it may be asleep waiting for a
+             * completion that needs these very workers (tasks that wait
+             * for each other): wake it. */
+            sp_complete_kick(r->run);
             return;
         }
         if (rc) {
