@@ -16,7 +16,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static int check(struct sp_wire_frame *f, void *arg)
 {
     size_t *consumed = arg;
-    *consumed += SP_WIRE_HEADER + f->h.msg_len + (size_t)f->h.data_len;
+    /* A shared-memory frame's data is in its memfd, not in the stream. */
+    size_t in_stream = f->h.flags & SP_WIRE_SHM ? 0 : (size_t)f->h.data_len;
+    *consumed += SP_WIRE_HEADER + f->h.msg_len + in_stream;
     if (f->h.type == SP_WIRE_IDLE) {
         if (f->msg || f->data || f->h.index || f->h.msg_len || f->h.data_len)
             abort();
@@ -38,6 +40,8 @@ static int check(struct sp_wire_frame *f, void *arg)
         abort(); /* the decoder let a bad header through */
     if (f->msg && strlen(f->msg) > f->h.msg_len)
         abort();
+    if ((f->h.flags & SP_WIRE_SHM) && (f->data || !f->h.data_len))
+        abort(); /* its bytes cannot have come from the stream */
     if (f->data && f->data[f->h.data_len] != 0)
         abort();
     free(f->msg);
