@@ -89,7 +89,8 @@ int sp_run_init(struct sp_run *run, const sp_task *tasks, size_t n,
     run->ops = backends[opts->backend];
     run->stop = &run->stop_local;
     atomic_init(&run->failfast_cause, UINT32_MAX);
-    run->res = sp_results_alloc(n, opts->index_keys != 0);
+    run->res = sp_results_alloc(n, opts->index_keys != 0,
+                                opts->backend == SP_BACKEND_PROCESS);
     SP_CHECK(run->res, SP_ENOMEM, "cannot allocate a results map of %zu", n);
     bool retries = opts->retries && opts->retries != SP_NO_RETRIES;
     bool after = false; /* some row has 'after' (never when index-keyed) */

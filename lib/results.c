@@ -31,23 +31,72 @@ void sp_data_release(void (*release)(void *), void *data, size_t len)
 #define BIG_ARRAY ((size_t)8 << 20)
 #define HUGE_PAGE ((size_t)2 << 20)
 
-static void *big_alloc(size_t size, bool zero)
+/* Arrays of a call whose workers are forked, from this size on, get pages
+ * of their own that no child inherits (MADV_DONTFORK): no worker reads the
+ * map (outcomes come back as frames), and a page the parent shared with
+ * its children would be copied on the parent's first write to it, once per
+ * page, while it records outcomes; the forks also copy fewer page tables.
+ * Below this size the copies are too few to pay for the system call. */
+#define UNFORKED_MIN ((size_t)64 << 10)
+#define PAGE ((size_t)4096)
+
+/* An array of `size` bytes, in *blk (what the free needs). */
+static void *big_alloc(size_t size, bool zero, bool unforked,
+                       struct sp_block *blk)
 {
-    if (size < BIG_ARRAY)
-        return zero ? sp_calloc(1, size) : sp_malloc(size);
-    size_t round = (size + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
-    void *p = sp_aligned_alloc(HUGE_PAGE, round);
-    if (!p)
-        return NULL;
-#ifdef MADV_HUGEPAGE
-    madvise(p, round, MADV_HUGEPAGE); /* advice: failure changes nothing */
+    *blk = (struct sp_block){0};
+    bool big = size >= BIG_ARRAY;
+#ifdef MADV_DONTFORK
+    unforked = unforked && size >= UNFORKED_MIN;
+#else
+    unforked = false;
 #endif
-    if (zero)
-        memset(p, 0, size);
+    void *p;
+    if (big) {
+        size_t round = (size + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+        p = blk->base = sp_aligned_alloc(HUGE_PAGE, round);
+        if (!p)
+            return NULL;
+#ifdef MADV_HUGEPAGE
+        madvise(p, round, MADV_HUGEPAGE); /* advice: failure changes nothing */
+#endif
+        if (zero)
+            memset(p, 0, size);
+    } else if (unforked) {
+        /* Whole pages of its own (no other allocation may lose a page to
+         * the children), from plain malloc with room to align: glibc keeps
+         * a freed block of this size for the next call, while an aligned
+         * one is mapped afresh, and faulted in page by page, every call. */
+        blk->base =
+            zero ? sp_calloc(1, size + 2 * PAGE) : sp_malloc(size + 2 * PAGE);
+        if (!blk->base)
+            return NULL;
+        p = (void *)(((uintptr_t)blk->base + PAGE - 1) &
+                     ~(uintptr_t)(PAGE - 1));
+    } else {
+        return blk->base = zero ? sp_calloc(1, size) : sp_malloc(size);
+    }
+#ifdef MADV_DONTFORK
+    size_t round = (size + PAGE - 1) & ~(PAGE - 1);
+    if (unforked && madvise(p, round, MADV_DONTFORK) == 0) {
+        blk->kept = p;
+        blk->kept_len = round;
+    }
+#endif
     return p;
 }
 
-sp_results *sp_results_alloc(size_t n, bool by_index)
+static void big_free(const struct sp_block *blk)
+{
+#ifdef MADV_DONTFORK
+    /* The pages go back to malloc, which may hand them to anything. */
+    if (blk->kept)
+        madvise(blk->kept, blk->kept_len, MADV_DOFORK);
+#endif
+    free(blk->base);
+}
+
+sp_results *sp_results_alloc(size_t n, bool by_index, bool forks)
 {
     sp_results *res = sp_calloc(1, sizeof *res);
     if (!res)
@@ -59,9 +108,11 @@ sp_results *sp_results_alloc(size_t n, bool by_index)
         cap *= 2;
     res->mask = by_index ? 0 : cap - 1;
     /* Not zeroed: sp_table_index() initialises every entry it indexes. */
-    res->entries = big_alloc((n ? n : 1) * sizeof *res->entries, false);
+    res->entries = big_alloc((n ? n : 1) * sizeof *res->entries, false, forks,
+                             &res->entries_blk);
     if (!by_index)
-        res->slots = big_alloc(cap * sizeof *res->slots, true);
+        res->slots =
+            big_alloc(cap * sizeof *res->slots, true, forks, &res->slots_blk);
     if (!res->entries || (!by_index && !res->slots)) {
         sp_results_free(res);
         return NULL;
@@ -104,8 +155,8 @@ SP_API void sp_results_free(sp_results *res)
     }
     for (size_t k = 0; k < SP_XSEGS; k++)
         free(res->xt.seg[k]);
-    free(res->entries);
-    free(res->slots);
+    big_free(&res->entries_blk);
+    big_free(&res->slots_blk);
     free(res->note);
     free(res->thread_note);
     for (struct sp_keys *k = res->keys, *next; k; k = next) {
@@ -181,7 +232,8 @@ int sp_results_index_add(sp_results *res, size_t i)
             const char *k = sp_entry_at(res, j)->key;
             index_put(slots, cap - 1, sp_hash(k, strlen(k)), j);
         }
-        free(res->slots);
+        big_free(&res->slots_blk);
+        res->slots_blk = (struct sp_block){.base = slots};
         res->slots = slots;
         res->mask = cap - 1;
     }

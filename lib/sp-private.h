@@ -166,6 +166,14 @@ struct sp_xtasks {
     _Atomic size_t count; /* published after the task is complete */
 };
 
+/* A big array of the map: the block to free, and the pages kept from
+ * forked children (NULL: none), which go back to fork before the free. */
+struct sp_block {
+    void *base;
+    void *kept;
+    size_t kept_len;
+};
+
 struct sp_results {
     size_t n;             /* rows of the table; spawned tasks follow (xt) */
     size_t ready;         /* entries initialised so far (all n once indexed) */
@@ -173,6 +181,8 @@ struct sp_results {
     struct sp_keys *keys; /* chain of arenas holding every key */
     uint64_t *slots; /* open-addressing index: hash32 << 32 | (index + 1) */
     size_t mask;     /* slot count - 1 */
+    /* How entries and slots were allocated (results.c). */
+    struct sp_block entries_blk, slots_blk;
     uint64_t elapsed_ns;
     unsigned workers;
     char *note; /* owned: why tasks were cancelled after a backend error */
@@ -189,8 +199,10 @@ struct sp_results {
     bool by_index;
 };
 
-/* A map for n tasks: with its key index, or (by_index) without one. */
-sp_results *sp_results_alloc(size_t n, bool by_index);
+/* A map for n tasks: with its key index, or (by_index) without one.
+ * forks: the call's workers are forked processes, which never read the
+ * map; its big arrays are then not inherited by them. */
+sp_results *sp_results_alloc(size_t n, bool by_index, bool forks);
 
 /* How messages name entry i: its key in quotes, or "#i" in an index-keyed
  * call. buf of SP_NAME_LEN bytes; returns buf. */

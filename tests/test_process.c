@@ -536,6 +536,118 @@ static int naps_or_crashes(sp_ctx *ctx, void *arg)
     return sp_set_resultf(ctx, "w%zu", i);
 }
 
+/* ---- a map of its own: big tables' arrays are not in the workers ------- */
+
+enum { BIG_ROWS = 4000 }; /* entries and key index both over 64 KiB */
+
+static int big_nested_ok(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    return sp_set_resultf(ctx, "n%zu", sp_ctx_index(ctx));
+}
+
+static int big_row(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    size_t i = sp_ctx_index(ctx);
+    if (i % 500 == 7 && sp_ctx_attempt(ctx) == 1)
+        return sp_fail(ctx, 3, "first attempt of %s fails", sp_ctx_key(ctx));
+    if (i % 1000 == 1) { /* after "k0": its result comes from the parent */
+        size_t len;
+        const char *d = sp_dep_result(ctx, "k0", &len);
+        if (!d || strcmp(d, "k0"))
+            return sp_fail(ctx, 4, "dependency result %s", d ? d : "missing");
+    }
+    if (i == 5 && sp_spawn(ctx, &(sp_task){.key = "spawned", .fn = ok_task}))
+        return sp_fail(ctx, 5, "spawn: %s", sp_last_error());
+    if (i == 9) { /* a call of its own, from a worker: its map is its own */
+        enum { M = 3000 };
+        sp_task *t = calloc(M, sizeof *t);
+        char(*keys)[16] = calloc(M, sizeof *keys);
+        if (!t || !keys)
+            return sp_fail(ctx, 6, "out of memory");
+        for (size_t j = 0; j < M; j++) {
+            snprintf(keys[j], sizeof keys[j], "n%zu", j);
+            t[j] = (sp_task){.key = keys[j], .fn = big_nested_ok};
+        }
+        sp_options o = {.backend = SP_BACKEND_PROCESS, .max_workers = 2};
+        sp_results *res = NULL;
+        int rc = simple_parallel(t, M, &o, &res);
+        size_t ok = rc ? 0 : sp_results_ok(res);
+        const sp_entry *e = rc ? NULL : sp_results_get(res, "n2999");
+        bool right = e && !strcmp(sp_entry_str(e), "n2999");
+        sp_results_free(res);
+        free(keys);
+        free(t);
+        if (ok != M || !right)
+            return sp_fail(ctx, 7, "nested call: %zu of %d OK", ok, (int)M);
+    }
+    return sp_set_resultf(ctx, "%s", sp_ctx_key(ctx));
+}
+
+/* A call of BIG_ROWS keyed tasks with dependencies, a spawned task,
+ * retries and a nested process call: the map's arrays are kept from the
+ * forked workers (results.c), and nothing a worker needs was in them.
+ * Afterwards those pages are the caller's to fork again. */
+static void test_big_map_not_inherited(void **state)
+{
+    (void)state;
+    sp_task *t = calloc(BIG_ROWS, sizeof *t);
+    char(*keys)[16] = calloc(BIG_ROWS, sizeof *keys);
+    assert_non_null(t);
+    assert_non_null(keys);
+    static const char *after_k0[] = {"k0", NULL};
+    for (size_t i = 0; i < BIG_ROWS; i++) {
+        snprintf(keys[i], sizeof keys[i], "k%zu", i);
+        t[i] = (sp_task){.key = keys[i],
+                         .fn = big_row,
+                         .after = i % 1000 == 1 ? after_k0 : NULL};
+    }
+    sp_options o = {.backend = SP_BACKEND_PROCESS,
+                    .max_workers = 2,
+                    .retries = 1,
+                    .retry_on = SP_RETRY_FAILED};
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, BIG_ROWS, &o, &res), 0);
+    for (size_t i = 0; i < BIG_ROWS; i++) {
+        const sp_entry *e = sp_results_get(res, keys[i]);
+        if (sp_entry_kind(e) != SP_KIND_OK || strcmp(sp_entry_str(e), keys[i]))
+            fail_msg("%s: kind %d: %s", keys[i], (int)sp_entry_kind(e),
+                     sp_entry_message(e));
+        assert_int_equal(sp_entry_attempts(e), i % 500 == 7 ? 2 : 1);
+    }
+    assert_int_equal(sp_entry_kind(sp_results_get(res, "spawned")), SP_KIND_OK);
+    assert_int_equal(sp_results_ok(res), BIG_ROWS + 1);
+    sp_results_free(res);
+
+    /* Freed pages may come back from malloc for anything: a child must
+     * see them again. */
+    size_t len = BIG_ROWS * 64;
+    unsigned char *p = malloc(len);
+    assert_non_null(p);
+    memset(p, 0x5a, len);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* A missing page faults: killed by it, not caught by cmocka's
+         * handler (which would run the remaining tests in this child). */
+        signal(SIGSEGV, SIG_DFL);
+        signal(SIGBUS, SIG_DFL);
+        for (size_t i = 0; i < len; i++)
+            if (p[i] != 0x5a)
+                _exit(1);
+        _exit(0);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    free(p);
+    free(keys);
+    free(t);
+    assert_no_children();
+}
+
 /* A call as wide as its table: the workers are forked in batches while the
  * first ones already run (and some crash); every key comes back, each
  * crash under its own key, nothing is left behind. Under valgrind
@@ -581,6 +693,7 @@ static void test_thousand_workers(void **state)
 
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_thousand_workers),
+    cmocka_unit_test(test_big_map_not_inherited),
     cmocka_unit_test(test_slow_caller_loses_nothing),
     cmocka_unit_test(test_slow_caller_loses_nothing_pool),
     cmocka_unit_test(test_small_table_of_slow_tasks_spreads),
