@@ -577,6 +577,30 @@ bool sp_sched_claim_one(struct sp_sched *s, size_t *i)
     return true;
 }
 
+bool sp_sched_claim_span(struct sp_sched *s, uint32_t most, uint32_t *lo,
+                         uint32_t *hi)
+{
+    uint64_t cur = atomic_load_explicit(s->cursor, memory_order_relaxed);
+    if (cur >= s->n_static)
+        return false;
+    /* Guided: a quarter of each worker's share of what is left. */
+    unsigned nw = s->run->workers ? s->run->workers : 1;
+    uint64_t left = s->n_static - cur, share = left / (4u * nw);
+    uint32_t want = share < 1 ? 1 : share > most ? most : (uint32_t)share;
+    uint64_t pos =
+        atomic_fetch_add_explicit(s->cursor, want, memory_order_relaxed);
+    if (pos >= s->n_static)
+        return false;
+    *lo = (uint32_t)pos;
+    *hi = (uint32_t)(pos + want < s->n_static ? pos + want : s->n_static);
+    return true;
+}
+
+size_t sp_sched_index_at(const struct sp_sched *s, uint32_t pos)
+{
+    return index_at(s, pos);
+}
+
 /* Under the lock: whether any worker other than w may still make a task
  * ready, or any task is ready. */
 static bool work_may_appear(struct sp_sched *s, unsigned w)

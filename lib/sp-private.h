@@ -703,6 +703,13 @@ bool sp_sched_idle(struct sp_sched *s, unsigned w);
  * backend's workers share the counter through a mapping); false at the end.
  */
 bool sp_sched_claim_one(struct sp_sched *s, size_t *i);
+/* Claim up to `most` positions of the static list at once, [*lo, *hi)
+ * (guided: fewer as the list runs out); false at the end. For workers that
+ * keep their claimed span where the parent can read it (process). */
+bool sp_sched_claim_span(struct sp_sched *s, uint32_t most, uint32_t *lo,
+                         uint32_t *hi);
+/* The task at position pos of the static list. */
+size_t sp_sched_index_at(const struct sp_sched *s, uint32_t pos);
 /* The task the static list would hand out next, UINT32_MAX at its end. */
 uint32_t sp_sched_peek(const struct sp_sched *s);
 /* Take the lowest ready index from the heap, if any (a backend that hands

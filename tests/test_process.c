@@ -536,6 +536,54 @@ static int naps_or_crashes(sp_ctx *ctx, void *arg)
     return sp_set_resultf(ctx, "w%zu", i);
 }
 
+/* ---- spans: short tasks are claimed several at a time ------------------ */
+
+static int quick_or_crash(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    size_t i = sp_ctx_index(ctx);
+    if (i % 1000 == 500) {
+        volatile uintptr_t addr = 64;
+        *(volatile int *)addr = 1;
+    }
+    return sp_set_resultf(ctx, "q%zu", i);
+}
+
+/* Short tasks are claimed in spans (worker.c); a worker that crashes in
+ * the middle of one leaves the rest of it, which other workers run: every
+ * key comes back once, each crash under its own. */
+static void test_crash_inside_a_span(void **state)
+{
+    (void)state;
+    enum { N = 20000 };
+    sp_task *t = calloc(N, sizeof *t);
+    char(*keys)[16] = calloc(N, sizeof *keys);
+    assert_non_null(t);
+    assert_non_null(keys);
+    for (size_t i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof keys[i], "q%zu", i);
+        t[i] = (sp_task){.key = keys[i], .fn = quick_or_crash};
+    }
+    sp_options o = {.backend = SP_BACKEND_PROCESS, .max_workers = 2};
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, N, &o, &res), 0);
+    for (size_t i = 0; i < N; i++) {
+        const sp_entry *e = sp_results_at(res, i);
+        if (i % 1000 == 500) {
+            assert_int_equal(sp_entry_kind(e), SP_KIND_CRASHED);
+            assert_int_equal(sp_entry_signal(e), SIGSEGV);
+        } else if (sp_entry_kind(e) != SP_KIND_OK ||
+                   strcmp(sp_entry_str(e), keys[i]))
+            fail_msg("%s: kind %d: %s", keys[i], (int)sp_entry_kind(e),
+                     sp_entry_message(e));
+    }
+    assert_int_equal(sp_results_ok(res), N - N / 1000);
+    sp_results_free(res);
+    free(keys);
+    free(t);
+    assert_no_children();
+}
+
 /* ---- a map of its own: big tables' arrays are not in the workers ------- */
 
 enum { BIG_ROWS = 4000 }; /* entries and key index both over 64 KiB */
@@ -694,6 +742,7 @@ static void test_thousand_workers(void **state)
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_thousand_workers),
     cmocka_unit_test(test_big_map_not_inherited),
+    cmocka_unit_test(test_crash_inside_a_span),
     cmocka_unit_test(test_slow_caller_loses_nothing),
     cmocka_unit_test(test_slow_caller_loses_nothing_pool),
     cmocka_unit_test(test_small_table_of_slow_tasks_spreads),

@@ -461,12 +461,36 @@ void sp_proc_worker_gone(struct prun *pr, unsigned k, int have_status,
     atomic_store(&s->phase, SLOT_IDLE);
 }
 
+/* A one-shot worker that died left the tasks of its span it had not
+ * started (worker.c): another worker runs them, unless the run stopped
+ * (then they are cancelled with the rest). Its current task, which may
+ * still be in the span, is sp_proc_worker_gone()'s. */
+static void hand_back_span(struct prun *pr, unsigned k)
+{
+    struct sp_run *run = pr->run;
+    struct slot *s = sp_proc_slot(pr, k);
+    uint64_t r = atomic_load(&s->range);
+    atomic_store(&s->range, 0);
+    uint32_t cur = atomic_load(&s->current);
+    uint32_t lo = (uint32_t)r, hi = (uint32_t)(r >> 32);
+    if (hi > run->sched.n_static) /* it wrote nonsense: trust none of it */
+        return;
+    for (uint32_t pos = lo; pos < hi && !atomic_load(run->stop); pos++) {
+        size_t i = sp_sched_index_at(&run->sched, pos);
+        if (cur && i == cur - 1)
+            continue;
+        if (!sp_complete_has(run, i) && !sp_complete_waiting(run, i))
+            sp_sched_push(&run->sched, i, false);
+    }
+}
+
 /* Worker k is gone (its pidfd fired), or its channel ended: reap it and
  * account for it. */
 static void worker_ended(struct prun *pr, unsigned k)
 {
     int status = 0, have_status = 0;
     sp_proc_reap(pr, k, &have_status, &status);
+    hand_back_span(pr, k);
     sp_proc_worker_gone(pr, k, have_status, status);
     pr->alive--;
     pr->spawn_blocked = 0; /* a slot is free: forking may work again */

@@ -82,6 +82,7 @@ int sp_proc_spawn(struct prun *pr, unsigned k)
     atomic_store(&s->current, 0);
     atomic_store(&s->attempt, 0);
     atomic_store(&s->phase, SLOT_IDLE);
+    atomic_store(&s->range, 0);
     atomic_store(&s->signo, 0);
     atomic_store(&s->send_err, 0);
     atomic_store(&s->head, 0);

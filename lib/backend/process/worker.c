@@ -179,6 +179,10 @@ static bool send_shm(struct slot *s, const struct channel *ch,
  * which wakes the parent; cleared once the ring takes a frame again. */
 static bool ring_nudged;
 
+/* Most tasks a worker claims at once from the counter (after a task
+ * shorter than SLOW_NS; guided: fewer as the table runs out). */
+#define SPAN_MAX 64u
+
 /* How long a worker whose ring is full waits for the parent to drain it
  * before it sends over its channel anyway (ns). */
 #define RING_WAIT_NS 1000000u
@@ -192,10 +196,11 @@ static bool ring_nudged;
  * rather than each paying a system call in the worker and another in the
  * parent while the parent has the most to do. */
 static bool ring_put_short(const struct sp_ring *ring, struct iovec *iov,
-                           size_t total)
+                           size_t total, bool *quick)
 {
     if (sp_ring_put(ring, iov, 3, total, RING / 2) == 0) {
         ring_nudged = false;
+        *quick = true;
         return true;
     }
     if (!ring_nudged) {
@@ -216,8 +221,9 @@ static bool ring_put_short(const struct sp_ring *ring, struct iovec *iov,
 
 /* Send task i's outcome: into the ring when the task was short and the
  * ring has room (no system call; the ring also survives the worker), over
- * the channel otherwise. Exits when the channel is broken. */
-static void send_result(struct prun *pr, unsigned k, const struct channel *ch,
+ * the channel otherwise. Exits when the channel is broken. true: it went
+ * into the ring at once (nothing waited). */
+static bool send_result(struct prun *pr, unsigned k, const struct channel *ch,
                         const struct sp_outcome *o, size_t i)
 {
     unsigned char hdr[SP_WIRE_HEADER];
@@ -247,9 +253,10 @@ static void send_result(struct prun *pr, unsigned k, const struct channel *ch,
     struct sp_ring ring = sp_proc_ring(pr, k);
     const struct kept *kept =
         o->release == kept_release ? (const struct kept *)o->r.data : NULL;
+    bool quick = false;
     if (!kept && o->r.t_end - o->r.t_start < SLOW_NS && total <= RING / 4 &&
-        ring_put_short(&ring, iov, total))
-        return;
+        ring_put_short(&ring, iov, total, &quick))
+        return quick;
     struct slot *s = sp_proc_slot(pr, k);
     if (!channel_intact(ch)) {
         /* The task broke the channel. A frame that fits the ring still gets
@@ -261,10 +268,11 @@ static void send_result(struct prun *pr, unsigned k, const struct channel *ch,
     }
     if ((kept || h.data_len >= sp_proc_shm_min) &&
         send_shm(s, ch, &h, iov, kept))
-        return;
+        return false;
     int err = send_all(ch->fd, iov, 3);
     if (err)
         channel_broken(s, err);
+    return false;
 }
 
 /* ---- talking to the parent while the worker runs ------------------------ */
@@ -285,6 +293,10 @@ static struct {
     struct dep_cache *deps; /* answers for the running task */
     sp_task_policy policy;  /* the spawned task's, from its RUN command */
     bool spawned;           /* one of its tasks spawned a task */
+    /* When its last task ended, if it has gone straight on since (its frame
+     * went into the ring at once); else 0. The next task's start, as on
+     * the thread backend: one clock reading per task. */
+    uint64_t end;
 } ws;
 
 /* Bytes read from the channel ahead of need: a command's header and a
@@ -544,11 +556,13 @@ static uint32_t ask(size_t *i, unsigned *attempt, sp_task *row,
 
 /* Run attempt `attempt` of task i (row: its definition when it was
  * spawned, else NULL). false when the run stopped before it could start. */
-static bool run_task(size_t i, unsigned attempt, const sp_task *row)
+static bool run_task(size_t i, unsigned attempt, const sp_task *row,
+                     const uint64_t *span)
 {
     struct sp_run *run = ws.pr->run;
     struct slot *s = sp_proc_slot(ws.pr, ws.k);
-    uint64_t now = sp_now();
+    uint64_t now = ws.end ? ws.end : sp_now();
+    ws.end = 0;
     /* Release stores: the parent reads the slot after an acquire of its
      * phase, or after the worker died. The claim alone is sequentially
      * consistent: it is published before the stop flag is read. */
@@ -556,6 +570,10 @@ static bool run_task(size_t i, unsigned attempt, const sp_task *row)
     atomic_store_explicit(&s->attempt, attempt, memory_order_release);
     atomic_store_explicit(&s->current, (uint32_t)i + 1, memory_order_release);
     atomic_store(&s->phase, SLOT_CLAIMED);
+    /* Only now does the span stop naming it: a worker that dies between
+     * the two is handed back once (loop.c skips its current task). */
+    if (span)
+        atomic_store_explicit(&s->range, *span, memory_order_release);
     if (!sp_run_may_start(run, now)) {
         atomic_store_explicit(&s->phase, SLOT_IDLE, memory_order_release);
         atomic_store_explicit(&s->current, 0, memory_order_release);
@@ -565,7 +583,7 @@ static bool run_task(size_t i, unsigned attempt, const sp_task *row)
     struct sp_outcome o;
     if (!row)
         row = &run->tasks[i];
-    sp_task_exec_row(run, i, row, attempt, ws.wid, now, &o);
+    uint64_t end = sp_task_exec_row(run, i, row, attempt, ws.wid, now, &o);
     free_deps();
     atomic_store_explicit(&s->phase, SLOT_SENDING, memory_order_release);
     /* Fail-fast takes effect here at once, unless the task is to be tried
@@ -573,10 +591,11 @@ static bool run_task(size_t i, unsigned attempt, const sp_task *row)
     if (sp_complete_stops(run, o.how.kind) &&
         !sp_complete_retries(run, row, attempt, o.how.kind))
         sp_run_stop(run, SP_STOP_FAILFAST);
-    send_result(ws.pr, ws.k, &ws.ch, &o, i);
+    bool quick = send_result(ws.pr, ws.k, &ws.ch, &o, i);
     sp_outcome_free(&o);
     atomic_store_explicit(&s->phase, SLOT_IDLE, memory_order_release);
     atomic_store_explicit(&s->current, 0, memory_order_release);
+    ws.end = quick ? end : 0;
     return true;
 }
 
@@ -588,6 +607,7 @@ static void worker_init(struct prun *pr, unsigned k, int fd)
     rin.off = rin.len = 0;
     ring_nudged = false;
     ws.spawned = false;
+    ws.end = 0;
     free_deps(); /* nor the answers its running task got */
     ws.pr = pr;
     ws.k = ws.wid = k;
@@ -610,16 +630,41 @@ _Noreturn void sp_proc_worker_main(struct prun *pr, unsigned k, int fd)
     run->watched = false;
     run->remote = &remote;
 
+    struct slot *s = sp_proc_slot(pr, k);
+    /* Spans only where nothing can become ready ahead of the static list
+     * but a spawned task (no edges, no retries). */
+    bool spans = !run->graph.succ && !run->tries;
     for (;;) {
+        size_t i;
+        /* The rest of the span this worker claimed, in its slot, where the
+         * parent finds the tasks not started should the worker die. */
+        uint64_t r = atomic_load_explicit(&s->range, memory_order_relaxed);
+        uint32_t lo = (uint32_t)r, hi = (uint32_t)(r >> 32);
+        if (lo < hi) {
+            uint64_t rest = (uint64_t)hi << 32 | (lo + 1);
+            if (!run_task(sp_sched_index_at(&run->sched, lo), 1, NULL, &rest))
+                break;
+            continue;
+        }
         /* The counter, unless the parent holds a lower ready index. */
         uint32_t hmin =
             atomic_load_explicit(&pr->sh->heap_min, memory_order_relaxed);
-        size_t i;
-        if ((hmin == UINT32_MAX || hmin >= sp_sched_peek(&run->sched)) &&
-            sp_sched_claim_one(&run->sched, &i)) {
-            if (!run_task(i, 1, NULL)) /* the static list: first attempts */
-                break;
-            continue;
+        if (hmin == UINT32_MAX || hmin >= sp_sched_peek(&run->sched)) {
+            /* After a short task, a span of several: the counter is a
+             * cache line every worker writes, one claim a task made it
+             * the workers' dearest step. */
+            if (spans && ws.end &&
+                sp_sched_claim_span(&run->sched, SPAN_MAX, &lo, &hi)) {
+                atomic_store_explicit(&s->range, (uint64_t)hi << 32 | lo,
+                                      memory_order_release);
+                continue;
+            }
+            if (sp_sched_claim_one(&run->sched, &i)) {
+                /* the static list: first attempts */
+                if (!run_task(i, 1, NULL, NULL))
+                    break;
+                continue;
+            }
         }
         /* The counter is empty. A table without edges and retries, whose
          * tasks this worker ran spawned nothing, has nothing more for it
@@ -633,10 +678,11 @@ _Noreturn void sp_proc_worker_main(struct prun *pr, unsigned k, int fd)
         unsigned attempt = 1;
         unsigned char *payload = NULL;
         uint32_t what = ask(&i, &attempt, &row, &payload);
+        ws.end = 0; /* it waited for the answer */
         if (what == SP_CMD_EXIT)
             break;
-        bool go_on =
-            what == SP_CMD_CLAIM || run_task(i, attempt, row.key ? &row : NULL);
+        bool go_on = what == SP_CMD_CLAIM ||
+                     run_task(i, attempt, row.key ? &row : NULL, NULL);
         free(payload);
         if (!go_on)
             break;
@@ -679,6 +725,7 @@ static void run_batch(const unsigned char *p, size_t len)
 {
     struct slot *s = sp_proc_slot(&pool_pr, ws.k);
     struct sp_proc_batch head;
+    ws.end = 0; /* it waited for the batch */
     if (len < SP_PROC_BATCH_FIXED)
         channel_broken(s, EPROTO);
     memcpy(&head, p, sizeof head);
@@ -737,7 +784,7 @@ static void run_batch(const unsigned char *p, size_t len)
             channel_broken(s, EPROTO);
         if (!atomic_compare_exchange_weak(&s->range, &r, r + 1))
             continue;
-        if (!run_task(rows[lo].index, rows[lo].attempt, &rows[lo].row))
+        if (!run_task(rows[lo].index, rows[lo].attempt, &rows[lo].row, NULL))
             break; /* the call stopped: the parent accounts for the rest */
     }
     free(rows);
