@@ -115,6 +115,43 @@ static inline int test_open_fds(void)
     return n - 1; /* the directory's own descriptor */
 }
 
+/* A table of n rows that run fn(ctx, arg), keyed prefix and the row's
+ * index ("w0", "w1", ...), for the tests of wide and long calls. */
+#define TEST_KEY_LEN 24
+typedef struct test_table {
+    sp_task *t;
+    char *keys; /* n keys of TEST_KEY_LEN bytes */
+    size_t n;
+} test_table;
+
+static inline test_table test_table_new(size_t n, const char *prefix,
+                                        sp_task_fn fn, void *arg)
+{
+    test_table tt = {calloc(n ? n : 1, sizeof *tt.t),
+                     malloc((n ? n : 1) * TEST_KEY_LEN), n};
+    assert_non_null(tt.t);
+    assert_non_null(tt.keys);
+    for (size_t i = 0; i < n; i++) {
+        char *key = tt.keys + i * TEST_KEY_LEN;
+        snprintf(key, TEST_KEY_LEN, "%s%zu", prefix, i);
+        tt.t[i] = (sp_task){.key = key, .fn = fn, .arg = arg};
+    }
+    return tt;
+}
+
+/* Row i's key. */
+static inline const char *test_key(const test_table *tt, size_t i)
+{
+    return tt->keys + i * TEST_KEY_LEN;
+}
+
+static inline void test_table_free(test_table *tt)
+{
+    free(tt->t);
+    free(tt->keys);
+    *tt = (test_table){0};
+}
+
 /* Sleep for ms milliseconds (tests keep these short). */
 static inline void test_sleep_ms(unsigned ms)
 {

@@ -556,31 +556,23 @@ static void test_crash_inside_a_span(void **state)
 {
     (void)state;
     enum { N = 20000 };
-    sp_task *t = calloc(N, sizeof *t);
-    char(*keys)[16] = calloc(N, sizeof *keys);
-    assert_non_null(t);
-    assert_non_null(keys);
-    for (size_t i = 0; i < N; i++) {
-        snprintf(keys[i], sizeof keys[i], "q%zu", i);
-        t[i] = (sp_task){.key = keys[i], .fn = quick_or_crash};
-    }
+    test_table tt = test_table_new(N, "q", quick_or_crash, NULL);
     sp_options o = {.backend = SP_BACKEND_PROCESS, .max_workers = 2};
     sp_results *res = NULL;
-    assert_int_equal(simple_parallel(t, N, &o, &res), 0);
+    assert_int_equal(simple_parallel(tt.t, N, &o, &res), 0);
     for (size_t i = 0; i < N; i++) {
         const sp_entry *e = sp_results_at(res, i);
         if (i % 1000 == 500) {
             assert_int_equal(sp_entry_kind(e), SP_KIND_CRASHED);
             assert_int_equal(sp_entry_signal(e), SIGSEGV);
         } else if (sp_entry_kind(e) != SP_KIND_OK ||
-                   strcmp(sp_entry_str(e), keys[i]))
-            fail_msg("%s: kind %d: %s", keys[i], (int)sp_entry_kind(e),
+                   strcmp(sp_entry_str(e), test_key(&tt, i)))
+            fail_msg("%s: kind %d: %s", test_key(&tt, i), (int)sp_entry_kind(e),
                      sp_entry_message(e));
     }
     assert_int_equal(sp_results_ok(res), N - N / 1000);
     sp_results_free(res);
-    free(keys);
-    free(t);
+    test_table_free(&tt);
     assert_no_children();
 }
 
@@ -640,27 +632,21 @@ static int big_row(sp_ctx *ctx, void *arg)
 static void test_big_map_not_inherited(void **state)
 {
     (void)state;
-    sp_task *t = calloc(BIG_ROWS, sizeof *t);
-    char(*keys)[16] = calloc(BIG_ROWS, sizeof *keys);
-    assert_non_null(t);
-    assert_non_null(keys);
+    test_table tt = test_table_new(BIG_ROWS, "k", big_row, NULL);
     static const char *after_k0[] = {"k0", NULL};
-    for (size_t i = 0; i < BIG_ROWS; i++) {
-        snprintf(keys[i], sizeof keys[i], "k%zu", i);
-        t[i] = (sp_task){.key = keys[i],
-                         .fn = big_row,
-                         .after = i % 1000 == 1 ? after_k0 : NULL};
-    }
+    for (size_t i = 1; i < BIG_ROWS; i += 1000)
+        tt.t[i].after = after_k0;
     sp_options o = {.backend = SP_BACKEND_PROCESS,
                     .max_workers = 2,
                     .retries = 1,
                     .retry_on = SP_RETRY_FAILED};
     sp_results *res = NULL;
-    assert_int_equal(simple_parallel(t, BIG_ROWS, &o, &res), 0);
+    assert_int_equal(simple_parallel(tt.t, BIG_ROWS, &o, &res), 0);
     for (size_t i = 0; i < BIG_ROWS; i++) {
-        const sp_entry *e = sp_results_get(res, keys[i]);
-        if (sp_entry_kind(e) != SP_KIND_OK || strcmp(sp_entry_str(e), keys[i]))
-            fail_msg("%s: kind %d: %s", keys[i], (int)sp_entry_kind(e),
+        const char *key = test_key(&tt, i);
+        const sp_entry *e = sp_results_get(res, key);
+        if (sp_entry_kind(e) != SP_KIND_OK || strcmp(sp_entry_str(e), key))
+            fail_msg("%s: kind %d: %s", key, (int)sp_entry_kind(e),
                      sp_entry_message(e));
         assert_int_equal(sp_entry_attempts(e), i % 500 == 7 ? 2 : 1);
     }
@@ -691,8 +677,7 @@ static void test_big_map_not_inherited(void **state)
     assert_int_equal(waitpid(pid, &st, 0), pid);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     free(p);
-    free(keys);
-    free(t);
+    test_table_free(&tt);
     assert_no_children();
 }
 
@@ -704,18 +689,11 @@ static void test_thousand_workers(void **state)
 {
     (void)state;
     size_t n = test_scale() > 1 ? 100 : 1000;
-    sp_task *t = calloc(n, sizeof *t);
-    char(*keys)[24] = calloc(n, sizeof *keys);
-    assert_non_null(t);
-    assert_non_null(keys);
-    for (size_t i = 0; i < n; i++) {
-        snprintf(keys[i], sizeof keys[i], "w%zu", i);
-        t[i] = (sp_task){.key = keys[i], .fn = naps_or_crashes};
-    }
+    test_table tt = test_table_new(n, "w", naps_or_crashes, NULL);
     int fds = test_open_fds();
     sp_options o = {.backend = SP_BACKEND_PROCESS, .max_workers = (unsigned)n};
     sp_results *res = NULL;
-    assert_int_equal(simple_parallel(t, n, &o, &res), 0);
+    assert_int_equal(simple_parallel(tt.t, n, &o, &res), 0);
     size_t crashed = 0;
     for (size_t i = 0; i < n; i++) {
         const sp_entry *e = sp_results_at(res, i);
@@ -725,18 +703,16 @@ static void test_thousand_workers(void **state)
             crashed++;
             continue;
         }
-        char want[24];
-        snprintf(want, sizeof want, "w%zu", i);
-        if (sp_entry_kind(e) != SP_KIND_OK || strcmp(sp_entry_str(e), want))
-            fail_msg("%s: kind %d: %s", keys[i], (int)sp_entry_kind(e),
+        if (sp_entry_kind(e) != SP_KIND_OK ||
+            strcmp(sp_entry_str(e), test_key(&tt, i)))
+            fail_msg("%s: kind %d: %s", test_key(&tt, i), (int)sp_entry_kind(e),
                      sp_entry_message(e));
     }
     assert_int_equal(sp_results_ok(res), n - crashed);
     sp_results_free(res);
     assert_int_equal(test_open_fds(), fds);
     assert_no_children();
-    free(keys);
-    free(t);
+    test_table_free(&tt);
 }
 
 static const struct CMUnitTest tests[] = {

@@ -11,9 +11,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* Room for any key the tests format from a size_t. */
-#define KEY_LEN 24
-
 #if defined(__SANITIZE_THREAD__)
 #define TEST_TSAN 1
 #elif defined(__has_feature)
@@ -102,20 +99,13 @@ static void test_ten_thousand_threads(void **state)
         skip(); /* threads only: 10,000 processes are not the point */
     /* TSan supports about 8,000 threads at once. */
     size_t n = TEST_TSAN ? 4000 : 10000;
-    char *keys = malloc(n * KEY_LEN);
-    sp_task *t = calloc(n, sizeof *t);
+    test_table tt = test_table_new(n, "", rendezvous, (void *)(uintptr_t)n);
     arrived = 0;
-    for (size_t i = 0; i < n; i++) {
-        snprintf(keys + i * KEY_LEN, KEY_LEN, "%zu", i);
-        t[i] = (sp_task){.key = keys + i * KEY_LEN,
-                         .fn = rendezvous,
-                         .arg = (void *)(uintptr_t)n};
-    }
     sp_options o = test_opts();
     o.max_workers = (unsigned)n;
     o.stack_size = TEST_TSAN || TEST_ASAN ? 0 : 64 * 1024;
     sp_results *res = NULL;
-    assert_int_equal(simple_parallel(t, n, &o, &res), 0);
+    assert_int_equal(simple_parallel(tt.t, n, &o, &res), 0);
     /* Every task saw all the others running at the same time. */
     if (sp_results_ok(res) != n) {
         const sp_entry *bad = NULL;
@@ -128,8 +118,7 @@ static void test_ten_thousand_threads(void **state)
     }
     assert_int_equal(sp_results_workers(res), n);
     sp_results_free(res);
-    free(t);
-    free(keys);
+    test_table_free(&tt);
 }
 
 /* A wide call stopped while its workers still come (issue 17: workers are
@@ -149,41 +138,33 @@ static int wide_task(sp_ctx *ctx, void *arg)
 static void wide_stopped(sp_policy policy, double deadline)
 {
     size_t n = test_backend == SP_BACKEND_PROCESS ? 100 : 300;
-    char *keys = malloc(n * KEY_LEN);
-    sp_task *t = calloc(n, sizeof *t);
-    assert_non_null(keys);
-    assert_non_null(t);
-    for (size_t i = 0; i < n; i++) {
-        snprintf(keys + i * KEY_LEN, KEY_LEN, "w%zu", i);
-        t[i] = (sp_task){.key = keys + i * KEY_LEN, .fn = wide_task};
-    }
+    test_table tt = test_table_new(n, "w", wide_task, NULL);
     sp_options o = test_opts();
     o.max_workers = (unsigned)n;
     o.on_error = policy;
     o.deadline = deadline;
     sp_results *res = NULL;
-    assert_int_equal(simple_parallel(t, n, &o, &res), 0);
+    assert_int_equal(simple_parallel(tt.t, n, &o, &res), 0);
     assert_int_equal(sp_results_count(res), n);
     for (size_t i = 0; i < n; i++) {
         const sp_entry *e = sp_results_at(res, i);
         sp_kind k = sp_entry_kind(e);
-        assert_string_equal(sp_entry_key(e), keys + i * KEY_LEN);
+        assert_string_equal(sp_entry_key(e), test_key(&tt, i));
         if (deadline > 0) {
             /* task 0 fails before the deadline; the rest wait for it */
             if (i == 0 && k == SP_KIND_FAILED)
                 continue;
             if (k != SP_KIND_CANCELLED && k != SP_KIND_TIMED_OUT)
-                fail_msg("%s: %s", keys + i * KEY_LEN, sp_kind_name(k));
+                fail_msg("%s: %s", test_key(&tt, i), sp_kind_name(k));
         } else if (i == 0) {
             assert_int_equal(k, SP_KIND_FAILED);
             assert_int_equal(sp_entry_code(e), 3);
         } else if (k != SP_KIND_CANCELLED) {
-            fail_msg("%s: %s", keys + i * KEY_LEN, sp_kind_name(k));
+            fail_msg("%s: %s", test_key(&tt, i), sp_kind_name(k));
         }
     }
     sp_results_free(res);
-    free(t);
-    free(keys);
+    test_table_free(&tt);
 }
 
 static void test_wide_fail_fast(void **state)
@@ -210,29 +191,21 @@ static void test_wide_short_sleeps(void **state)
 {
     (void)state;
     size_t n = test_backend == SP_BACKEND_PROCESS ? 100 : 400;
-    char *keys = malloc(n * KEY_LEN);
-    sp_task *t = calloc(n, sizeof *t);
-    assert_non_null(keys);
-    assert_non_null(t);
-    for (size_t i = 0; i < n; i++) {
-        snprintf(keys + i * KEY_LEN, KEY_LEN, "s%zu", i);
-        t[i] = (sp_task){.key = keys + i * KEY_LEN, .fn = short_sleep};
-    }
+    test_table tt = test_table_new(n, "s", short_sleep, NULL);
     sp_options o = test_opts();
     o.max_workers = (unsigned)n;
     for (int call = 0; call < 2; call++) { /* threads started, then reused */
         sp_results *res = NULL;
-        assert_int_equal(simple_parallel(t, n, &o, &res), 0);
+        assert_int_equal(simple_parallel(tt.t, n, &o, &res), 0);
         assert_int_equal(sp_results_ok(res), n);
         for (size_t i = 0; i < n; i++) {
-            char want[KEY_LEN];
+            char want[TEST_KEY_LEN];
             snprintf(want, sizeof want, "%zu", i);
             assert_string_equal(sp_entry_str(sp_results_at(res, i)), want);
         }
         sp_results_free(res);
     }
-    free(t);
-    free(keys);
+    test_table_free(&tt);
 }
 
 /* The library's own (hidden, linked from the static core): end the
@@ -293,14 +266,7 @@ static void test_wide_call_after_idle_threads(void **state)
 {
     (void)state;
     size_t n = 300;
-    char *keys = malloc(n * KEY_LEN);
-    sp_task *t = calloc(n, sizeof *t);
-    assert_non_null(keys);
-    assert_non_null(t);
-    for (size_t i = 0; i < n; i++) {
-        snprintf(keys + i * KEY_LEN, KEY_LEN, "w%zu", i);
-        t[i] = (sp_task){.key = keys + i * KEY_LEN, .fn = short_sleep};
-    }
+    test_table tt = test_table_new(n, "w", short_sleep, NULL);
     hold_open = 0;
     size_t held_ok = 0;
     pthread_t other;
@@ -310,13 +276,13 @@ static void test_wide_call_after_idle_threads(void **state)
     o.backend = SP_BACKEND_THREAD;
     o.max_workers = (unsigned)n;
     sp_results *res = NULL;
-    assert_int_equal(simple_parallel(t, n, &o, &res), 0);
+    assert_int_equal(simple_parallel(tt.t, n, &o, &res), 0);
     assert_int_equal(sp_results_ok(res), n);
     sp_results_free(res);
 
     o = test_opts(); /* the backend under test */
     o.max_workers = (unsigned)n;
-    assert_int_equal(simple_parallel(t, n, &o, &res), 0);
+    assert_int_equal(simple_parallel(tt.t, n, &o, &res), 0);
     assert_int_equal(sp_results_ok(res), n);
     sp_results_free(res);
     int left = threads_now();
@@ -335,11 +301,10 @@ static void test_wide_call_after_idle_threads(void **state)
     o = test_opts();
     o.backend = SP_BACKEND_THREAD;
     o.max_workers = 8;
-    assert_int_equal(simple_parallel(t, 16, &o, &res), 0);
+    assert_int_equal(simple_parallel(tt.t, 16, &o, &res), 0);
     assert_int_equal(sp_results_ok(res), 16);
     sp_results_free(res);
-    free(t);
-    free(keys);
+    test_table_free(&tt);
     /* The tests after this one measure RSS and descriptors: no pool
      * thread may end (after its idle time) while they do. */
     sp_tpool_shared_trim();

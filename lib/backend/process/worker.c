@@ -80,6 +80,24 @@ static _Noreturn void channel_broken(struct slot *s, int err)
 }
 
 /* 0, or the errno of the failed send. */
+/* Step past `done` bytes of the cnt parts at *iov (moving *iov, trimming
+ * the part it stops in); the parts left. */
+static int iov_advance(struct iovec **iov, int cnt, size_t done)
+{
+    struct iovec *v = *iov;
+    while (cnt > 0 && done >= v->iov_len) {
+        done -= v->iov_len;
+        v++;
+        cnt--;
+    }
+    if (cnt > 0) {
+        v->iov_base = (char *)v->iov_base + done;
+        v->iov_len -= done;
+    }
+    *iov = v;
+    return cnt;
+}
+
 static int send_all(int fd, struct iovec *iov, int cnt)
 {
     while (cnt > 0) {
@@ -90,16 +108,7 @@ static int send_all(int fd, struct iovec *iov, int cnt)
                 continue;
             return errno;
         }
-        size_t left = (size_t)w;
-        while (cnt > 0 && left >= iov->iov_len) {
-            left -= iov->iov_len;
-            iov++;
-            cnt--;
-        }
-        if (cnt > 0) {
-            iov->iov_base = (char *)iov->iov_base + left;
-            iov->iov_len -= left;
-        }
+        cnt = iov_advance(&iov, cnt, (size_t)w);
     }
     return 0;
 }
@@ -155,20 +164,11 @@ static bool send_shm(struct slot *s, const struct channel *ch,
     int err = w < 0 ? errno : 0;
     if (!kept)
         close(mfd); /* the parent holds it now, or the send failed */
-    if (!err) {
-        size_t left = (size_t)w;
-        int cnt = 2;
+    if (!err) {     /* the rest of the header and message, if any */
         struct iovec *v = iov;
-        while (cnt > 0 && left >= v->iov_len) {
-            left -= v->iov_len;
-            v++;
-            cnt--;
-        }
-        if (cnt > 0) {
-            v->iov_base = (char *)v->iov_base + left;
-            v->iov_len -= left;
+        int cnt = iov_advance(&v, 2, (size_t)w);
+        if (cnt > 0)
             err = send_all(ch->fd, v, cnt);
-        }
     }
     if (err)
         channel_broken(s, err);
