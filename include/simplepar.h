@@ -307,7 +307,7 @@ typedef struct sp_task {
  * The bytes are copied at once, so @p data may be a local buffer. A later
  * call replaces an earlier one. The stored copy is followed by a NUL byte
  * that is not counted in its length, so text results can be read with
- * sp_entry_str(). On the process backend a result of 32 MiB or more is
+ * sp_entry_str(). On the process backend a result of 256 KiB or more is
  * copied straight into the sealed memfd that carries it to the caller
  * (see sp_set_result_owned()), not into a second buffer of the worker.
  *
@@ -341,7 +341,7 @@ SP_API int sp_set_result(sp_ctx *ctx, const void *data, size_t len);
  *                itself); on the process backend in the worker, after the
  *                bytes were sent (the caller's map holds the bytes it
  *                received, which sp_results_free() frees). On the process
- *                backend a result of 32 MiB or more is written into a
+ *                backend a result of 256 KiB or more is written into a
  *                sealed memfd that the caller maps read-only as the
  *                entry's bytes (no copy in the caller; the worker's peak
  *                is this buffer); sp_results_free() unmaps it. Without

@@ -57,3 +57,9 @@ SP_WEAK int sp_memfd(void)
     return -1;
 #endif
 }
+
+SP_WEAK void *sp_mmap(void *addr, size_t len, int prot, int flags, int fd,
+                      off_t off)
+{
+    return mmap(addr, len, prot, flags, fd, off);
+}

@@ -44,6 +44,9 @@ pid_t sp_fork(void);
 /* A memfd for a large result in a worker process (close-on-exec, sealable),
  * or -1 with errno set (ENOSYS where there are none). */
 int sp_memfd(void);
+/* mmap(): where the caller maps a result's memfd (a test makes it fail as
+ * when the caller is out of mappings). */
+void *sp_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
 
 #if defined(__GNUC__)
 #define SP_NOINLINE __attribute__((noinline))

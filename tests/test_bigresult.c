@@ -47,6 +47,19 @@ int sp_memfd(void)
     return fd;
 }
 
+/* Whether the caller's mapping of a result fails (as when it is out of
+ * mappings: vm.max_map_count), over the library's weak sp_mmap(). */
+static bool mmap_fails;
+
+void *sp_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+    if (mmap_fails) {
+        errno = ENOMEM;
+        return MAP_FAILED;
+    }
+    return mmap(addr, len, prot, flags, fd, off);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -57,6 +70,7 @@ static int setup(void **state)
         memfd_mode = m;
     }
     atomic_store(memfd_mode, MEMFD_REAL);
+    mmap_fails = false;
     sp_proc_shm_min = SHM_AT;
     return 0;
 }
@@ -320,6 +334,31 @@ static void no_memfd_falls_back(void **state)
     assert_int_equal(test_open_fds(), fds);
 }
 
+/* The caller cannot map the memfds (out of mappings): it reads them into
+ * memory of its own; the bytes are intact, nothing is left open. */
+static void unmappable_memfd_is_read(void **state)
+{
+    (void)state;
+    if (test_backend != SP_BACKEND_PROCESS)
+        skip();
+    int fds = test_open_fds();
+    mmap_fails = true;
+    struct big b[2] = {{.len = 2 * SHM_AT, .seed = 3},
+                       {.len = 2 * SHM_AT, .seed = 8, .copy = 1}};
+    sp_task t[2] = {{.key = "owned", .fn = big_task, .arg = &b[0]},
+                    {.key = "copied", .fn = big_task, .arg = &b[1]}};
+    sp_results *res = NULL;
+    assert_int_equal(run(t, 2, 2, false, &res), 0);
+    mmap_fails = false;
+    for (int k = 0; k < 2; k++) {
+        const sp_entry *e = sp_results_get(res, t[k].key);
+        check_bytes(e, &b[k]);
+        assert_false(in_memfd_mapping(sp_entry_data(e, NULL)));
+    }
+    sp_results_free(res);
+    assert_int_equal(test_open_fds(), fds);
+}
+
 /* A worker killed right after making its memfd: that task is CRASHED
  * under its key, the others are OK, no descriptor is left. */
 static void dies_holding_memfd(bool pool)
@@ -476,6 +515,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup(big_dependency, setup),
     cmocka_unit_test_setup(default_threshold, setup),
     cmocka_unit_test_setup(no_memfd_falls_back, setup),
+    cmocka_unit_test_setup(unmappable_memfd_is_read, setup),
     cmocka_unit_test_setup(crash_with_memfd, setup),
     cmocka_unit_test_setup(crash_with_memfd_pool, setup),
     cmocka_unit_test_setup(forged_unsealed, setup),

@@ -185,9 +185,10 @@ static int on_frame(struct sp_wire_frame *f, void *arg)
     char why[160];
     int shm = 0;
     if (f->h.flags & SP_WIRE_SHM) { /* the bytes are in a memfd (shm.c) */
+        bool mapped = false;
         shm = pr->cur_ring ? SP_EPROTO
                            : sp_proc_shm_map(pr, pr->cur, f->h.data_len, &data,
-                                             why, sizeof why);
+                                             &mapped, why, sizeof why);
         if (pr->cur_ring)
             snprintf(why, sizeof why, "a shared-memory result in the ring");
         if (shm == SP_EPROTO) {
@@ -200,10 +201,11 @@ static int on_frame(struct sp_wire_frame *f, void *arg)
             return SP_EPROTO; /* the worker is killed: it forged a frame */
         }
         if (data && f->dropped) {
-            munmap(data, (size_t)f->h.data_len + 1);
+            sp_data_release(mapped ? sp_result_mapped : NULL, data,
+                            (size_t)f->h.data_len);
             data = NULL;
         }
-        release = data ? sp_result_mapped : NULL;
+        release = data && mapped ? sp_result_mapped : NULL;
     }
     struct sp_outcome o = {
         .release = release,

@@ -95,15 +95,18 @@ struct shared {
  * cannot be watched with a pidfd (ms). */
 #define GRACE_MS 2000u
 /* A result of at least this many bytes goes through a sealed memfd that
- * the caller maps (shm.c) instead of the channel. Filling a memfd costs
- * more per page than the socket's copies (its pages enter the page cache
- * one by one), which the channel's round trips outweigh only for large
- * results: measured on the 2-CPU machine of docs/benchmarks.md with a
- * process pool, the memfd path took 1.1x-1.5x the channel's time at 8 and
- * 16 MiB, 0.8x at 32 and 64 MiB, 0.7x at 256 MiB and 0.6x at 1 GiB. Peak
- * RSS is the same either way for sp_set_result_owned(): the caller holds
- * the bytes once, the worker its own buffer. */
-#define SHM_MIN ((size_t)32 << 20)
+ * the caller maps (shm.c) instead of the channel. Below it a memfd's fixed
+ * costs (create, seal, pass, map, unmap) are more than the channel's
+ * copies; above it the socket's buffer (about 200 KiB) fills and each
+ * result costs round trips. Measured on the 2-CPU machine of
+ * docs/benchmarks.md when quiet (2026-11-24, a process pool, 4 results per
+ * call), the memfd path took 2.3x the channel's time at 96 KiB, 1.3x at
+ * 128, 0.84x at 192, 0.54x at 256 KiB, 0.29-0.39x from 384 KiB to 16 MiB
+ * and 0.43-0.49x up to 256 MiB. (An earlier measurement on a loaded
+ * machine had put the crossing at 32 MiB.) Peak RSS is the same either way
+ * for sp_set_result_owned(): the caller holds the bytes once, the worker
+ * its own buffer. */
+#define SHM_MIN ((size_t)256 << 10)
 /* The threshold in force: SHM_MIN; white-box tests lower it to exercise
  * the path with small results. shm.c. */
 extern size_t sp_proc_shm_min;
@@ -261,11 +264,14 @@ ssize_t sp_proc_send_fd(int sock, const struct iovec *iov, int cnt, int pass);
  * descriptors that came with the bytes. */
 ssize_t sp_proc_recv(struct prun *pr, unsigned k);
 /* Parent: map the result of an SP_WIRE_SHM frame of worker k (len bytes)
- * from its next queued descriptor. 0 with *data the mapping (release it
- * with sp_result_mapped), else SP_EPROTO (a forged or broken frame),
- * SP_ENOMEM or SP_ESYSTEM (the caller's own trouble), with why said. */
+ * from its next queued descriptor. 0 with *data the bytes: the mapping
+ * (*mapped; release it with sp_result_mapped), or a copy in malloc'd
+ * memory where the caller could not map it (free it); else SP_EPROTO (a
+ * forged or broken frame), SP_ENOMEM or SP_ESYSTEM (the caller's own
+ * trouble), with why said. */
 int sp_proc_shm_map(struct prun *pr, unsigned k, uint64_t len,
-                    unsigned char **data, char *why, size_t whylen);
+                    unsigned char **data, bool *mapped, char *why,
+                    size_t whylen);
 /* Parent: close the descriptors still queued on w. */
 void sp_proc_shm_drop(struct pworker *w);
 

@@ -179,11 +179,36 @@ void sp_proc_shm_drop(struct pworker *w)
     w->shm_n = 0;
 }
 
+/* Read the len + 1 bytes of fd into memory of the caller's own: for when
+ * it cannot map them (out of mappings: vm.max_map_count). NULL: out of
+ * memory too, or the read failed. */
+static unsigned char *shm_copy(int fd, size_t len)
+{
+    unsigned char *p = sp_malloc(len + 1);
+    if (!p)
+        return NULL;
+    for (size_t off = 0; off < len + 1;) {
+        size_t n =
+            len + 1 - off < ((size_t)1 << 30) ? len + 1 - off : (size_t)1 << 30;
+        ssize_t r = pread(fd, p + off, n, (off_t)off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            free(p);
+            return NULL;
+        }
+        off += (size_t)r;
+    }
+    return p;
+}
+
 int sp_proc_shm_map(struct prun *pr, unsigned k, uint64_t len,
-                    unsigned char **data, char *why, size_t whylen)
+                    unsigned char **data, bool *mapped, char *why,
+                    size_t whylen)
 {
     struct pworker *w = &pr->pw[k];
     *data = NULL;
+    *mapped = false;
     if (!w->shm_n) {
         snprintf(why, whylen,
                  "a shared-memory result came without its "
@@ -217,15 +242,25 @@ int sp_proc_shm_map(struct prun *pr, unsigned k, uint64_t len,
 #endif
         snprintf(why, whylen, "a shared-memory result is not sealed");
     } else {
-        void *p = mmap(NULL, (size_t)len + 1, PROT_READ,
-                       MAP_SHARED | SHM_POPULATE, fd, 0);
-        if (p == MAP_FAILED) {
+        void *p = sp_mmap(NULL, (size_t)len + 1, PROT_READ,
+                          MAP_SHARED | SHM_POPULATE, fd, 0);
+        *mapped = p != MAP_FAILED;
+        if (p == MAP_FAILED) { /* sealed: its bytes cannot change now */
+            int err = errno;
+            p = shm_copy(fd, (size_t)len);
+            errno = err;
+        }
+        if (!p) {
             char text[96];
             snprintf(why, whylen, "the caller could not map this result: %s",
                      sp_errno_text(errno, text, sizeof text));
             code = SP_ENOMEM;
         } else if (((const unsigned char *)p)[len] != 0) {
-            munmap(p, (size_t)len + 1);
+            if (*mapped)
+                munmap(p, (size_t)len + 1);
+            else
+                free(p);
+            *mapped = false;
             snprintf(why, whylen,
                      "a shared-memory result does not end in a NUL byte");
         } else {
