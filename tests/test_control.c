@@ -93,6 +93,54 @@ static void test_completion_callback(void **state)
     sp_results_free(res);
 }
 
+/* Fail-fast in the middle of many quick tasks (which process workers claim
+ * in spans): every key comes back once, each either run (its own result)
+ * or cancelled without a worker; none runs after the stop is seen. */
+static int quick_or_fails(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    if (sp_ctx_index(ctx) == 10000)
+        return sp_fail(ctx, 5, "boom");
+    return quick(ctx, arg);
+}
+
+static void test_fail_fast_among_quick_tasks(void **state)
+{
+    (void)state;
+    size_t N = test_scale() > 1 ? 12000 : 20000; /* valgrind: fewer */
+    test_table tt = test_table_new(N, "q", quick_or_fails, NULL);
+    sp_options o = test_opts();
+    o.max_workers = 2;
+    o.on_error = SP_FAIL_FAST;
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(tt.t, N, &o, &res), 0);
+    assert_int_equal(sp_results_count(res), N);
+    size_t ok = 0, cancelled = 0;
+    for (size_t i = 0; i < N; i++) {
+        const sp_entry *e = sp_results_at(res, i);
+        assert_string_equal(sp_entry_key(e), test_key(&tt, i));
+        sp_kind k = sp_entry_kind(e);
+        if (i == 10000) {
+            assert_int_equal(k, SP_KIND_FAILED);
+        } else if (k == SP_KIND_OK) {
+            char want[24];
+            snprintf(want, sizeof want, "%zu", i);
+            assert_string_equal(sp_entry_str(e), want);
+            ok++;
+        } else {
+            if (k != SP_KIND_CANCELLED)
+                fail_msg("%s: %s", test_key(&tt, i), sp_kind_name(k));
+            assert_int_equal(sp_entry_worker(e), SP_NO_WORKER);
+            assert_non_null(strstr(sp_entry_message(e), "fail-fast"));
+            cancelled++;
+        }
+    }
+    assert_int_equal(ok + cancelled + 1, N);
+    assert_int_equal(sp_results_ok(res), ok);
+    sp_results_free(res);
+    test_table_free(&tt);
+}
+
 static void test_fail_fast(void **state)
 {
     (void)state;
@@ -485,6 +533,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_slow_task_holds_up_only_itself),
     cmocka_unit_test(test_completion_callback),
     cmocka_unit_test(test_fail_fast),
+    cmocka_unit_test(test_fail_fast_among_quick_tasks),
     cmocka_unit_test(test_collect_all_keeps_going),
     cmocka_unit_test(test_deadline),
     cmocka_unit_test(test_deadline_keeps_late_success),
