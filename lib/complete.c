@@ -302,11 +302,18 @@ static void record(struct sp_run *run, size_t i, struct sp_outcome *o,
     o->how.flags = 0;
     /* One exchange publishes the outcome (release) and tells whether a
      * spawned task marked this one as waited for meanwhile (graph.c). An
-     * index-keyed call has no spawned task: a store does. */
+     * index-keyed call has no spawned task, and in a run whose completions
+     * and marks all happen on one thread nothing can come between: a
+     * store does (an exchange waits for the entry's cache line). */
     unsigned old_flags = 0;
     if (run->res->by_index)
         atomic_store_explicit(&e->how, sp_how_pack(how), memory_order_release);
-    else
+    else if (run->completes_alone) {
+        old_flags =
+            sp_how_unpack(atomic_load_explicit(&e->how, memory_order_relaxed))
+                .flags;
+        atomic_store_explicit(&e->how, sp_how_pack(how), memory_order_release);
+    } else
         old_flags =
             sp_how_unpack(atomic_exchange_explicit(&e->how, sp_how_pack(how),
                                                    memory_order_acq_rel))

@@ -468,6 +468,11 @@ struct sp_run {
      * that holds them, not a forked worker). */
     const struct sp_cancel *cancel[2];
     bool watched;
+    /* Every completion of this run happens on one thread (the process
+     * backend's parent, which also marks the entries spawned tasks wait
+     * for): an entry's state is published with a store, not an exchange.
+     * Set by the backend before the first completion. */
+    bool completes_alone;
     int stop_code; /* SP_STOP_ERROR: the sp_error to report */
     /* Why memory may run out in this run (e.g. fewer threads could be
      * created than planned), for entries whose result could not be stored;

@@ -52,6 +52,9 @@ static void free_prun(struct sp_run *run)
 
 static int process_start(struct sp_run *run)
 {
+    /* The parent records every outcome and answers every spawn on the
+     * calling thread. */
+    run->completes_alone = true;
     if (run->engine) /* sp_pool_run(): the pool's workers */
         return sp_ppool_start(run);
     struct prun *pr = sp_calloc(1, sizeof *pr);
