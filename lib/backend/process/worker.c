@@ -79,7 +79,6 @@ static _Noreturn void channel_broken(struct slot *s, int err)
     _exit(EXIT_CHANNEL);
 }
 
-/* 0, or the errno of the failed send. */
 /* Step past `done` bytes of the cnt parts at *iov (moving *iov, trimming
  * the part it stops in); the parts left. */
 static int iov_advance(struct iovec **iov, int cnt, size_t done)
@@ -98,6 +97,7 @@ static int iov_advance(struct iovec **iov, int cnt, size_t done)
     return cnt;
 }
 
+/* 0, or the errno of the failed send. */
 static int send_all(int fd, struct iovec *iov, int cnt)
 {
     while (cnt > 0) {
