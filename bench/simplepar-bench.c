@@ -122,6 +122,8 @@ struct workload {
     char *keys;
     int index;       /* build itasks too: the workload has index-keyed runs */
     sp_task *itasks; /* the same rows with NULL keys; NULL unless index */
+    int isolate;     /* each timed run of a C configuration in a fresh
+                        process (see measure_isolated()) */
 };
 
 struct settings {
@@ -133,11 +135,11 @@ struct settings {
 };
 
 static struct {
-    int reps, smoke, c_peers, python, tty;
+    int reps, smoke, c_peers, python, tty, isolate;
     FILE *json, *csv;
     const char *svg_dir, *python_path, *peer_script;
     double t_start;
-} opt = {.reps = 7, .c_peers = 1, .python = 1};
+} opt = {.reps = 7, .c_peers = 1, .python = 1, .isolate = 1};
 
 static unsigned peer_runs[N_C_PEERS]; /* tables each C peer ran in */
 
@@ -353,8 +355,136 @@ static struct stats summarise(const double *in, int reps)
     return (struct stats){med, s[0], s[reps - 1]};
 }
 
+/* ---- isolation ---------------------------------------------------------- */
+
+/* A workload that forks many processes or starts many threads (isolate
+ * set) runs each timed run of each C configuration, simplepar's and the C
+ * peers', in a fresh process: this harness again, executed with
+ * --isolated-child, which builds the same workload, runs that one row
+ * once to warm up and once timed, and prints the time. The harness
+ * process carries what the rows before it left: the OpenMP peer's team
+ * (1,000 threads after io-1000, kept to the end of the program), other
+ * pools' idle threads and their stacks, gigabytes mapped and freed. Every
+ * fork copies those mappings, and glibc's fork handler writes to each
+ * other thread's descriptor in the child, so a fork there cost 2-3 times
+ * one in a small program, for simplepar and for the pre-forked peer alike.
+ * A fresh process per run measures each row as a program that does only
+ * that would see it. --no-isolate runs everything in the harness. */
+static struct {
+    const char *def;          /* parent: the workload running now */
+    const struct settings *s; /* parent: its settings */
+    const char *table, *label; /* child: the one row it runs */
+    FILE *out;                 /* child: where its figures go */
+} iso;
+
+/* What a child needs besides its workload and row: the settings and the
+ * options that decide a table's rows, as bytes. */
+struct iso_args {
+    struct settings s;
+    int smoke, c_peers;
+};
+
+static int wide_spawn(char *const argv[], char *line, size_t len,
+                      double *rss_mib);
+
+/* One timed run of row `label` of table w in a fresh process: 0 and *t,
+ * *sum (*skipped set when the row could not start its workers), or -1. */
+static int isolated_run(const struct workload *w, const char *label, double *t,
+                        unsigned long long *sum, int *skipped)
+{
+    char self[4096], hex[2 * sizeof(struct iso_args) + 1], line[256];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len <= 0)
+        return -1;
+    self[len] = 0;
+    struct iso_args a;
+    memset(&a, 0, sizeof a); /* the padding too: it is printed */
+    a.s = *iso.s;
+    a.s.bigresult_lib = NULL;
+    a.smoke = opt.smoke;
+    a.c_peers = opt.c_peers;
+    for (size_t k = 0; k < sizeof a; k++)
+        snprintf(hex + 2 * k, 3, "%02x", ((const unsigned char *)&a)[k]);
+    char *argv[] = {self,        "--isolated-child", (char *)iso.def,
+                    (char *)w->name, (char *)label,  hex,
+                    NULL};
+    double rss;
+    char word[16] = "";
+    if (wide_spawn(argv, line, sizeof line, &rss) ||
+        sscanf(line, "%15s %lf %llu", word, t, sum) != 3)
+        return -1;
+    *skipped = !strcmp(word, "skipped");
+    return 0;
+}
+
+static void measure_isolated(const struct workload *w, struct config *cs,
+                             int nc)
+{
+    for (int c = 0; c < nc; c++)
+        if (cs[c].who == WHO_PYTHON)
+            run_python(w, &cs[c]);
+    for (int r = 0; r < opt.reps; r++)
+        for (int c = 0; c < nc; c++) {
+            if (cs[c].who == WHO_PYTHON || cs[c].skipped)
+                continue;
+            progress("%s: repetition %d/%d, %s(%u), in a fresh process",
+                     w->name, r + 1, opt.reps, cs[c].label, cs[c].workers);
+            double t;
+            unsigned long long sum;
+            int skipped;
+            if (isolated_run(w, cs[c].label, &t, &sum, &skipped)) {
+                fprintf(stderr, "%s/%s: the isolated run failed\n", w->name,
+                        cs[c].label);
+                exit(1);
+            }
+            if (skipped) {
+                cs[c].skipped = "could not start its workers";
+                continue;
+            }
+            if (r > 0 && sum != cs[c].checksum) {
+                fprintf(stderr, "%s/%s: checksum %llu, then %llu\n", w->name,
+                        cs[c].label, (unsigned long long)cs[c].checksum, sum);
+                exit(1);
+            }
+            cs[c].checksum = sum;
+            cs[c].samples[r] = t;
+        }
+    progress(NULL);
+}
+
+/* In a child: run the row it was made for (a warm-up, then the timed
+ * run), print its figures and end; every other table is left out. */
+static void measure_child(const struct workload *w, struct config *cs, int nc)
+{
+    for (int c = 0; c < nc; c++)
+        cs[c].skipped = "run in another process";
+    if (strcmp(w->name, iso.table))
+        return;
+    for (int c = 0; c < nc; c++) {
+        if (strcmp(cs[c].label, iso.label) || cs[c].who == WHO_PYTHON)
+            continue;
+        cs[c].skipped = NULL;
+        run_once(w, &cs[c], 1);
+        double t = cs[c].skipped ? 0 : run_once(w, &cs[c], 0);
+        fprintf(iso.out, "%s %.9f %llu\n", cs[c].skipped ? "skipped" : "ran",
+                t, (unsigned long long)cs[c].checksum);
+        fflush(iso.out);
+        _exit(0);
+    }
+    fprintf(stderr, "%s: no row %s\n", w->name, iso.label);
+    _exit(2);
+}
+
 static void measure(const struct workload *w, struct config *cs, int nc)
 {
+    if (iso.out) {
+        measure_child(w, cs, nc);
+        return;
+    }
+    if (w->isolate && opt.isolate && iso.s) {
+        measure_isolated(w, cs, nc);
+        return;
+    }
     for (int c = 0; c < nc; c++) {
         if (cs[c].who == WHO_PYTHON) {
             run_python(w, &cs[c]);
@@ -677,7 +807,8 @@ static void bench_overhead_process(const struct settings *s)
     struct workload w = {.name = "overhead-process",
                          .py_name = "overhead",
                          .n = s->ptasks,
-                         .body = body_empty};
+                         .body = body_empty,
+                         .isolate = 1};
     build(&w);
     struct config cs[MAX_CONFIGS];
     int nc = configs(cs, s->workers,
@@ -700,7 +831,8 @@ static void io_table(const struct settings *s, unsigned workers, int wide)
                          .py_arg = msarg,
                          .n = s->io_n,
                          .body = body_sleep,
-                         .body_arg = (void *)(uintptr_t)MS};
+                         .body_arg = (void *)(uintptr_t)MS,
+                         .isolate = 1};
     build(&w);
     struct config cs[MAX_CONFIGS];
     /* Python's process pool is left out on the wide table: forking 1,000
@@ -2420,6 +2552,9 @@ static void usage(FILE *f, int full)
                       "sp_results_write_svg()), scale.svg, sweep.svg"},
         {"--no-python", "leave out the Python peers"},
         {"--no-peers", "leave out every peer, C and Python"},
+        {"--no-isolate", "run io's and overhead-process's rows in the "
+                         "harness process too (by default each of their "
+                         "timed runs has a fresh process of its own)"},
         {"--python PATH", "the Python interpreter (default python3)"},
         {"--require PEER", "fail unless the C peer PEER was built and ran "
                            "(repeatable; for tests)"},
@@ -2433,6 +2568,39 @@ static void usage(FILE *f, int full)
     fputs("Each workload ends with the time it took; a progress line goes to "
           "stderr when it\nis a terminal.\n",
           f);
+}
+
+/* --isolated-child DEF TABLE LABEL ARGS: run workload DEF as the parent
+ * would, measuring only row LABEL of table TABLE (measure_child()); the
+ * figures go to standard output, everything else the workload prints to
+ * /dev/null. */
+static int isolated_child_main(const char *def, const char *table,
+                               const char *label, const char *hex)
+{
+    struct iso_args a;
+    const struct workload_def *d = find_workload(def);
+    if (!d || strlen(hex) != 2 * sizeof a)
+        return 2;
+    for (size_t k = 0; k < sizeof a; k++) {
+        unsigned byte;
+        if (sscanf(hex + 2 * k, "%2x", &byte) != 1)
+            return 2;
+        ((unsigned char *)&a)[k] = (unsigned char)byte;
+    }
+    int fd = dup(STDOUT_FILENO);
+    iso.out = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!iso.out || !freopen("/dev/null", "w", stdout))
+        return 2;
+    opt.reps = 1;
+    opt.smoke = a.smoke;
+    opt.c_peers = a.c_peers;
+    opt.python = 0;
+    opt.tty = 0;
+    iso.table = table;
+    iso.label = label;
+    d->run(&a.s);
+    fprintf(stderr, "no table %s in %s\n", table, def);
+    return 2;
 }
 
 int main(int argc, char **argv)
@@ -2460,6 +2628,8 @@ int main(int argc, char **argv)
     /* A dead pipe reader must not kill the harness. */
     signal(SIGPIPE, SIG_IGN);
 
+    if (argc == 6 && !strcmp(argv[1], "--isolated-child"))
+        return isolated_child_main(argv[2], argv[3], argv[4], argv[5]);
     if (argc == 6 && !strcmp(argv[1], "--wide-child"))
         return wide_child_main(argv[2], strtoul(argv[3], NULL, 10),
                                (unsigned)atoi(argv[4]),
@@ -2507,6 +2677,8 @@ int main(int argc, char **argv)
             required[nrequired++] = v, i++;
         else if (!strcmp(a, "--no-python"))
             opt.python = 0;
+        else if (!strcmp(a, "--no-isolate"))
+            opt.isolate = 0;
         else if (!strcmp(a, "--no-peers"))
             opt.python = opt.c_peers = 0;
         else if (!strcmp(a, "--smoke"))
@@ -2593,8 +2765,10 @@ int main(int argc, char **argv)
         printf(" %s", c_peers[k].name);
     printf("%s%s\n", with_python() ? " python" : "",
            !opt.c_peers && !with_python() ? " none" : "");
+    iso.s = &s;
     for (int k = 0; k < nchosen; k++) {
         double t0 = now_s();
+        iso.def = chosen[k]->name;
         chosen[k]->run(&s);
         printf("  (%s took %.1f s)\n", chosen[k]->name, now_s() - t0);
         fflush(stdout);
