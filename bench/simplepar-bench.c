@@ -2326,14 +2326,16 @@ static const struct workload_def workloads[] = {
     {"overhead-process", 1, 12,
      "20,000 empty tasks (--process-tasks) on 2 worker processes: fork, the "
      "shared ring and the frame decoder per task. process against the "
-     "pre-forked pool and Python processes; figure: us per task, ratio to "
-     "serial.",
+     "pre-forked pool and Python processes; each timed run of a C row in a "
+     "fresh process (--no-isolate: in the harness); figure: us per task, "
+     "ratio to serial.",
      bench_overhead_process},
     {"io", 1, 55,
      "1,000 tasks that sleep 10 ms, on 100 workers and on 1,000: what "
      "starting and switching between many workers costs. Every backend and "
-     "peer (no Python processes at 1,000); figure: wall seconds, ratio to "
-     "the ideal ceil(tasks / workers) x 10 ms.",
+     "peer (no Python processes at 1,000); each timed run of a C row in a "
+     "fresh process (--no-isolate: in the harness); figure: wall seconds, "
+     "ratio to the ideal ceil(tasks / workers) x 10 ms.",
      bench_io},
     {"cpu", 1, 8,
      "seed 001's log count: /api/v1/login counted in 100 files of 10,000 "
