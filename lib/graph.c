@@ -36,6 +36,10 @@ int sp_graph_init(struct sp_run *run)
         return sp_set_error_errno(SP_ETHREAD, rc,
                                   "cannot initialise the graph's lock");
     g->lock_ready = true;
+    /* An index-keyed call has no spawned task; the others' completions
+     * publish with a store where the heavy fence works (fence.c). */
+    g->light = !run->res->by_index && sp_fence_ready();
+    atomic_init(&g->marked, false);
     return 0;
 }
 
@@ -338,6 +342,14 @@ static int spawn_locked(struct sp_run *run, const sp_task *t, size_t *out)
     }
     atomic_store_explicit(&res->xt.count, total - run->n + 1,
                           memory_order_release);
+    /* Completions that publish with a store (light, and not all on one
+     * thread) learn of marks from `marked`: set it, then make every thread
+     * pass a barrier, before the first mark (fence.c). */
+    if (nafter && g->light && !run->completes_alone &&
+        !atomic_load_explicit(&g->marked, memory_order_relaxed)) {
+        atomic_store_explicit(&g->marked, true, memory_order_relaxed);
+        sp_fence_heavy();
+    }
     /* Attach to each dependency; one that has ended is settled at once. */
     for (size_t k = 0; k < nafter; k++) {
         size_t d = x->deps[k];

@@ -48,6 +48,16 @@ int sp_memfd(void);
  * when the caller is out of mappings). */
 void *sp_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
 
+/* ---- the asymmetric fence (fence.c) --------------------------------------
+ * Whether sp_fence_heavy() works in this process (registered once, at the
+ * first call): a full memory barrier on every thread of the process before
+ * it returns, so the other side needs only the compiler's order
+ * (atomic_signal_fence). membarrier(2) on Linux; false elsewhere. */
+bool sp_fence_ready(void);
+void sp_fence_heavy(void);
+/* The system call behind them (a hook: a test makes it fail). */
+int sp_membarrier(int cmd, unsigned flags);
+
 #if defined(__GNUC__)
 #define SP_NOINLINE __attribute__((noinline))
 #define SP_UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -425,6 +435,12 @@ struct sp_graph {
     struct sp_dyn_edge *edges;
     size_t nedges, edges_cap;
     uint32_t free_edge; /* recycled edges, or SP_NO_EDGE */
+    /* light: completions publish an entry with a store and then look at
+     * `marked`, which the first spawner to mark an entry sets before a
+     * heavy fence (fence.c, complete.c's record()); set at init when the
+     * fence works. */
+    bool light;
+    _Atomic bool marked;
 };
 
 /* Ways a task's context reaches the caller when it runs in a worker

@@ -621,6 +621,83 @@ static void test_nested_call_sees_its_own_dependencies(void **state)
     sp_results_free(res);
 }
 
+/* Spawned tasks that wait for tasks ending at that very moment: every
+ * RACE_EVERYth task spawns one after the task that follows it, which the
+ * other worker is likely running or finishing. On threads the first mark
+ * of a call is where completions stop publishing with a store (fence.c);
+ * every spawned task must run once, after its dependency, with its
+ * result, in every call. A lost mark would leave a waiter pending: the
+ * deadline then turns the hang into a failure. Built a second time with
+ * membarrier(2) refused (tests/no_membarrier.c), which runs the
+ * exchange instead. */
+#define RACE_N 2000
+#define RACE_EVERY 25
+
+static int race_waiter(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    size_t klen, len;
+    const char *key = sp_ctx_data(ctx, &klen);
+    const uint32_t *v = sp_dep_result(ctx, key, &len);
+    if (!v || len != sizeof *v)
+        return sp_fail(ctx, 1, "no result from %s: %s", key, sp_last_error());
+    uint32_t w = *v + 1;
+    return sp_set_result(ctx, &w, sizeof w);
+}
+
+static int race_leaf(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    uint32_t i = (uint32_t)sp_ctx_index(ctx);
+    if (i % RACE_EVERY == 0 && i + 1 < RACE_N) {
+        char key[32], dep[32];
+        snprintf(key, sizeof key, "w%u", (unsigned)i);
+        snprintf(dep, sizeof dep, "k%u", (unsigned)i + 1);
+        const char *after[] = {dep, NULL};
+        sp_task t = {.key = key,
+                     .fn = race_waiter,
+                     .after = after,
+                     .data = dep,
+                     .len = strlen(dep) + 1};
+        if (sp_spawn(ctx, &t))
+            return sp_fail(ctx, 2, "spawn: %s", sp_last_error());
+    }
+    return sp_set_result(ctx, &i, sizeof i);
+}
+
+static void test_spawns_race_completions(void **state)
+{
+    (void)state;
+    test_table tt = test_table_new(RACE_N, "k", race_leaf, NULL);
+    size_t waiters = (RACE_N - 2) / RACE_EVERY + 1;
+    unsigned calls = test_backend == SP_BACKEND_THREAD ? 40 : 4;
+    if (test_scale() > 1) /* valgrind */
+        calls = 2;
+    for (unsigned c = 0; c < calls; c++) {
+        sp_options o = test_opts();
+        o.max_workers = 2;
+        o.deadline = 15; /* reached only if a waiter is lost */
+        sp_results *res = NULL;
+        assert_int_equal(simple_parallel(tt.t, tt.n, &o, &res), 0);
+        assert_int_equal(sp_results_count(res), RACE_N + waiters);
+        assert_int_equal(sp_results_ok(res), RACE_N + waiters);
+        for (size_t i = 0; i + 1 < RACE_N; i += RACE_EVERY) {
+            char key[32];
+            snprintf(key, sizeof key, "w%zu", i);
+            const sp_entry *e = sp_results_get(res, key);
+            assert_non_null(e);
+            size_t len;
+            const uint32_t *v = sp_entry_data(e, &len);
+            assert_int_equal(len, sizeof *v);
+            assert_int_equal(*v, i + 2);
+            assert_true(sp_entry_start(e) >=
+                        sp_entry_end(sp_results_at(res, i + 1)));
+        }
+        sp_results_free(res);
+    }
+    test_table_free(&tt);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_chain_and_diamond),
     cmocka_unit_test(test_fan_out_fan_in),
@@ -634,6 +711,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_deadline_dooms_two_levels),
     cmocka_unit_test(test_spawned_task_on_a_later_worker),
     cmocka_unit_test(test_nested_call_sees_its_own_dependencies),
+    cmocka_unit_test(test_spawns_race_completions),
 };
 
 TEST_MAIN("graph", tests)

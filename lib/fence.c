@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: MIT */
+/* An asymmetric fence: a cheap side that only keeps the compiler's order,
+ * and a dear side that makes every thread of the process pass a full
+ * memory barrier before it returns (Linux membarrier(2), the private
+ * expedited command: an interrupt to each CPU running one of them).
+ *
+ * What it is for (complete.c, graph.c): on threads, each completion
+ * publishes its entry, and a spawned task may mark that entry "waited
+ * for" at the same moment; exactly one of the two must see the other. An
+ * atomic exchange per completion did that, and it was half of recording
+ * an outcome (it waits until the entry's other stores have left the
+ * store buffer). Marks are rare and completions are not: so a completion
+ * stores, then looks at a per-run flag; the first spawner that marks sets
+ * the flag and then runs the dear side before it marks anything. Either
+ * the completion's second look sees the flag (and looks for waiting
+ * tasks under the graph's lock), or the store was visible before the
+ * spawner marked, which then finds the entry done. Folly's
+ * asymmetric_thread_fence_light/heavy and userspace RCU pair the same
+ * way.
+ *
+ * Where the kernel has no such command, or refuses it (seccomp), the
+ * completions keep the exchange. */
+#define _GNU_SOURCE /* syscall() */
+#include "sp-private.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <unistd.h>
+#if defined(__linux__)
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#endif
+
+#if defined(__GNUC__)
+#define SP_WEAK __attribute__((weak))
+#else
+#define SP_WEAK
+#endif
+
+/* The system call, a hook like hooks.c's: a test makes it fail to run the
+ * completions' exchange instead. */
+SP_WEAK int sp_membarrier(int cmd, unsigned flags)
+{
+#if defined(__linux__) && defined(SYS_membarrier)
+    return (int)syscall(SYS_membarrier, cmd, flags, 0);
+#else
+    (void)cmd;
+    (void)flags;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+/* The process whose registration worked, and the last one that tried.
+ * By process id, not once per program: a forked child (a process worker
+ * whose task makes a call on threads) registers for itself. No lock:
+ * registering twice is harmless, and a lock held by another thread at a
+ * fork would stay locked in the child. */
+static _Atomic pid_t ready_pid, tried_pid;
+
+bool sp_fence_ready(void)
+{
+    pid_t me = getpid();
+    if (atomic_load_explicit(&ready_pid, memory_order_acquire) == me)
+        return true;
+    if (atomic_load_explicit(&tried_pid, memory_order_relaxed) == me)
+        return false;
+    bool ok = false;
+#if defined(__linux__) && defined(SYS_membarrier)
+    int cmds = sp_membarrier(MEMBARRIER_CMD_QUERY, 0);
+    ok = cmds >= 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+         sp_membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0) == 0;
+#endif
+    atomic_store_explicit(ok ? &ready_pid : &tried_pid, me,
+                          memory_order_release);
+    return ok;
+}
+
+void sp_fence_heavy(void)
+{
+#if defined(__linux__) && defined(SYS_membarrier)
+    /* Cannot fail once the process is registered (membarrier(2)). */
+    (void)sp_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0);
+#endif
+}
