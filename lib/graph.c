@@ -11,10 +11,12 @@
  * spawned task may wait for any task of the call, finished or not: for a
  * dependency that has not ended, an edge is kept under the graph's lock
  * and the dependency's entry is marked SP_EF_WAITED. sp_complete()
- * publishes an entry's outcome with one atomic exchange, so exactly one of
- * the two sees the other: the spawner finds the dependency done and
- * releases the edge itself, or the completion finds the mark and releases
- * the waiting tasks under the lock.
+ * publishes an entry's outcome so that exactly one of the two sees the
+ * other (an atomic exchange, or a store and a second look at `marked`, set
+ * before the run's first mark and a fence: lib/fence.c): the spawner finds
+ * the dependency done and releases the edge itself, or the completion
+ * finds the mark (or the flag) and releases the waiting tasks under the
+ * lock.
  *
  * A call made by a companion library (sp__parallel(), lib/sp-collect.h)
  * runs tasks whose dependencies were met elsewhere: its dependency results
