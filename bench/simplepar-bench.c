@@ -371,8 +371,8 @@ static struct stats summarise(const double *in, int reps)
  * A fresh process per run measures each row as a program that does only
  * that would see it. --no-isolate runs everything in the harness. */
 static struct {
-    const char *def;          /* parent: the workload running now */
-    const struct settings *s; /* parent: its settings */
+    const char *def;           /* parent: the workload running now */
+    const struct settings *s;  /* parent: its settings */
     const char *table, *label; /* child: the one row it runs */
     FILE *out;                 /* child: where its figures go */
 } iso;
@@ -405,8 +405,12 @@ static int isolated_run(const struct workload *w, const char *label, double *t,
     a.c_peers = opt.c_peers;
     for (size_t k = 0; k < sizeof a; k++)
         snprintf(hex + 2 * k, 3, "%02x", ((const unsigned char *)&a)[k]);
-    char *argv[] = {self,        "--isolated-child", (char *)iso.def,
-                    (char *)w->name, (char *)label,  hex,
+    char *argv[] = {self,
+                    "--isolated-child",
+                    (char *)iso.def,
+                    (char *)w->name,
+                    (char *)label,
+                    hex,
                     NULL};
     double rss;
     char word[16] = "";
@@ -466,8 +470,8 @@ static void measure_child(const struct workload *w, struct config *cs, int nc)
         cs[c].skipped = NULL;
         run_once(w, &cs[c], 1);
         double t = cs[c].skipped ? 0 : run_once(w, &cs[c], 0);
-        fprintf(iso.out, "%s %.9f %llu\n", cs[c].skipped ? "skipped" : "ran",
-                t, (unsigned long long)cs[c].checksum);
+        fprintf(iso.out, "%s %.9f %llu\n", cs[c].skipped ? "skipped" : "ran", t,
+                (unsigned long long)cs[c].checksum);
         fflush(iso.out);
         _exit(0);
     }

@@ -81,7 +81,7 @@ SP_PRIVATE_API int sp__run_begin(const sp_task *tasks, size_t n,
 
 SP_PRIVATE_API int sp__run_next(sp__run *r, size_t *i)
 {
-    uint64_t now = sp_now();
+    uint64_t now = sp_run_now(&r->run);
     if (!sp_run_may_start(&r->run, now))
         return -1;
     struct sp_sched *s = &r->run.sched;
@@ -233,14 +233,14 @@ SP_PRIVATE_API int sp__parallel(const sp_task *tasks, size_t n,
 
 SP_PRIVATE_API double sp__run_now(const sp__run *r)
 {
-    uint64_t now = sp_now();
+    uint64_t now = sp_run_now(&r->run);
     return now > r->run.t0 ? (double)(now - r->run.t0) / 1e9 : 0.0;
 }
 
 SP_PRIVATE_API int sp__run_stopped(const sp__run *r)
 {
     return atomic_load(r->run.stop) != SP_STOP_NONE ||
-           (r->run.deadline && sp_now() >= r->run.deadline);
+           (r->run.deadline && sp_run_now(&r->run) >= r->run.deadline);
 }
 
 SP_PRIVATE_API double sp__run_deadline(const sp__run *r)

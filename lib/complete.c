@@ -194,7 +194,7 @@ static SP_NOINLINE bool retry(struct sp_run *run, size_t i,
         return false;
     struct rule r;
     rule_of(run, row, &r);
-    uint64_t now = sp_now(), delay = delay_after(&r, attempt);
+    uint64_t now = sp_run_now(run), delay = delay_after(&r, attempt);
     /* No attempt starts after a stop or the deadline. */
     if (!sp_run_may_start(run, now) ||
         (run->deadline && now + delay >= run->deadline))
@@ -318,10 +318,13 @@ static void record(struct sp_run *run, size_t i, struct sp_outcome *o,
             sp_how_unpack(atomic_load_explicit(&e->how, memory_order_relaxed))
                 .flags;
         atomic_store_explicit(&e->how, sp_how_pack(how), memory_order_release);
-    } else if (run->graph.light && !atomic_load_explicit(&run->graph.marked,
-                                                         memory_order_relaxed)) {
+    } else if (run->graph.light &&
+               !atomic_load_explicit(&run->graph.marked,
+                                     memory_order_relaxed)) {
         atomic_store_explicit(&e->how, sp_how_pack(how), memory_order_release);
-        atomic_signal_fence(memory_order_seq_cst); /* the store, then the look */
+        /* The store, then the look (the compiler's order; the CPU's is
+         * the spawner's fence). */
+        atomic_signal_fence(memory_order_seq_cst);
         if (SP_UNLIKELY(
                 atomic_load_explicit(&run->graph.marked, memory_order_relaxed)))
             old_flags = SP_EF_WAITED;
@@ -384,7 +387,7 @@ void sp_complete_skip(struct sp_run *run, size_t i, uint32_t cause,
     elide(why, sizeof why, d->r.msg ? d->r.msg : "", 300);
     snprintf(msg, sizeof msg, "dependency '%.64s' %s%s%s", sp_entry_key(d),
              sp_kind_name((sp_kind)dh.kind), why[0] ? ": " : "", why);
-    uint64_t now = sp_now();
+    uint64_t now = sp_run_now(run);
     uint64_t at = now > run->t0 ? now - run->t0 : 0;
     struct sp_outcome o = {
         .r = {.code = SP_ESKIPPED,
@@ -560,7 +563,7 @@ void sp_run_stop(struct sp_run *run, int why)
     int none = SP_STOP_NONE;
     if (!atomic_compare_exchange_strong(run->stop, &none, why))
         return;
-    uint64_t now = sp_now();
+    uint64_t now = sp_run_now(run);
     atomic_store(&run->stop_ns, now > run->t0 ? now - run->t0 : 1);
     if (run->ops && run->ops->stop)
         run->ops->stop(run);

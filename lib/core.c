@@ -80,6 +80,7 @@ int sp_run_init(struct sp_run *run, const sp_task *tasks, size_t n,
     if (err)
         return err;
     memset(run, 0, sizeof *run);
+    sp_clock_start(&run->clk);
     run->tasks = tasks;
     run->n = n;
     run->opts = *opts;
@@ -135,7 +136,7 @@ sp_results *sp_run_close(struct sp_run *run)
     free(run->tries); /* every record ended with its task's last attempt */
     run->tries = NULL;
     sp_results *res = run->res;
-    res->elapsed_ns = sp_now() - run->t0;
+    res->elapsed_ns = sp_run_now(run) - run->t0;
     run->res = NULL;
     return res;
 }

@@ -523,7 +523,7 @@ bool sp_sched_claim(struct sp_sched *s, unsigned w, uint64_t *now, size_t *i)
         /* Its other dependencies may have ended after this worker's last
          * clock reading (their workers completed them first): read it
          * again, so the task never starts before a dependency ended. */
-        *now = sp_now();
+        *now = sp_run_now(s->run);
         return true;
     }
     /* Fast path: the front of the worker's own range, when the heap is
@@ -550,7 +550,7 @@ slow:;
      * after the worker's last clock reading: read it again. (A task taken
      * after the deadline passed is left for the cancellation sweep.) */
     bool got = claim_slow(s, w, i);
-    *now = sp_now();
+    *now = sp_run_now(s->run);
     return got && sp_run_may_start(s->run, *now);
 }
 
@@ -620,7 +620,7 @@ bool sp_sched_idle_leave(struct sp_sched *s, unsigned w)
     struct sp_claim *c = &s->claims[w];
     bool again = false;
     if (sp_sched_later_pending(s)) /* due ones first; the others wait */
-        sp_sched_tick(s, sp_now());
+        sp_sched_tick(s, sp_run_now(s->run));
     pthread_mutex_lock(&s->lock);
     atomic_store(&c->busy, 0);
     if (!atomic_load(&s->over) &&
@@ -672,7 +672,7 @@ bool sp_sched_idle(struct sp_sched *s, unsigned w)
             pthread_cond_wait(&s->wake, &s->lock);
         }
         s->sleepers--;
-        uint64_t now = until ? sp_now() : 0;
+        uint64_t now = until ? sp_run_now(s->run) : 0;
         if (until && now >= until) {
             /* Stopping may wake the backend, which takes this lock. */
             pthread_mutex_unlock(&s->lock);
@@ -722,7 +722,7 @@ void sp_sched_cancel_rest(struct sp_sched *s)
     int why = atomic_load(run->stop);
     uint64_t at = atomic_load(&run->stop_ns);
     if (!why || !at) {
-        uint64_t now = sp_now();
+        uint64_t now = sp_run_now(run);
         at = now > run->t0 ? now - run->t0 : 0;
     }
     struct sp_outcome o = {

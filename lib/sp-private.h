@@ -48,6 +48,50 @@ int sp_memfd(void);
  * when the caller is out of mappings). */
 void *sp_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
 
+static inline uint64_t sp_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- the run clock (clock.c) ---------------------------------------------
+ * A run's timestamps: the CPU's time-stamp counter scaled to
+ * CLOCK_MONOTONIC ns where the kernel keeps time with it, else sp_now(). */
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__linux__)
+#define SP_HAVE_TSC 1
+static inline uint64_t sp_tsc(void)
+{
+    return __builtin_ia32_rdtsc();
+}
+#else
+#define SP_HAVE_TSC 0
+#endif
+
+struct sp_clock {
+    uint64_t ns0, tsc0; /* read side by side at the run's start */
+    uint64_t mult;      /* ns per tick, 32.32 fixed point; 0: sp_now() */
+};
+
+/* Anchor c now (c->ns0 is CLOCK_MONOTONIC now) and give it the process's
+ * rate, if there is one yet. */
+void sp_clock_start(struct sp_clock *c);
+
+static inline uint64_t sp_clock_now(const struct sp_clock *c)
+{
+#if SP_HAVE_TSC
+    if (c->mult) {
+        uint64_t d = sp_tsc() - c->tsc0;
+        if ((int64_t)d < 0) /* another CPU's counter, a hair behind */
+            d = 0;
+        /* d * mult >> 32 without overflow for any d. */
+        return c->ns0 + (d >> 32) * c->mult +
+               (((d & 0xffffffffu) * c->mult) >> 32);
+    }
+#endif
+    return sp_now();
+}
+
 /* ---- the asymmetric fence (fence.c) --------------------------------------
  * Whether sp_fence_heavy() works in this process (registered once, at the
  * first call): a full memory barrier on every thread of the process before
@@ -472,6 +516,9 @@ struct sp_run {
     unsigned workers;      /* workers planned for this run */
     unsigned workers_used; /* workers the backend started (the map says so) */
     uint64_t t0;           /* CLOCK_MONOTONIC ns at entry */
+    /* Where the run's timestamps come from (clock.c): every start, end and
+     * deadline check of the run reads sp_run_now(). */
+    struct sp_clock clk;
     uint64_t deadline;     /* absolute ns, 0 = none */
     uint64_t task_timeout; /* ns, 0 = none */
     /* enum sp_stop. Points at stop_local, or, in a forked worker and its
@@ -577,11 +624,9 @@ extern const struct sp_backend_ops sp_backend_thread;
 extern const struct sp_backend_ops sp_backend_serial;
 extern const struct sp_backend_ops sp_backend_process;
 
-static inline uint64_t sp_now(void)
+static inline uint64_t sp_run_now(const struct sp_run *run)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    return sp_clock_now(&run->clk);
 }
 
 /* ---- core.c ------------------------------------------------------------- */

@@ -177,7 +177,7 @@ SP_API int sp_cancelled(sp_ctx *ctx)
     if (!why && run->watched && sp_run_cancel_fired(run))
         why = atomic_load_explicit(run->stop, memory_order_relaxed);
     if (!why && (run->deadline || ctx->limit)) {
-        uint64_t now = sp_now();
+        uint64_t now = sp_run_now(run);
         if (!sp_run_may_start(run, now))
             why = atomic_load_explicit(run->stop, memory_order_relaxed);
         else if (ctx->limit && now - ctx->start >= ctx->limit)
@@ -339,7 +339,7 @@ uint64_t sp_task_exec_row(struct sp_run *run, size_t i, const sp_task *t,
                          .limit = sp_task_limit(run, t),
                          .start = start};
     int rc = t->fn(&ctx, t->arg);
-    uint64_t end = sp_now();
+    uint64_t end = sp_run_now(run);
     classify(&ctx, rc, end - start);
     out->r.t_start = start - run->t0;
     out->r.t_end = end - run->t0;

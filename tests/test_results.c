@@ -172,6 +172,36 @@ static int slow_ms(sp_ctx *ctx, void *arg)
     return sp_set_result_str(ctx, "slept");
 }
 
+/* Task times agree with the clock on the wall: a task that sleeps 30 ms
+ * lasts 30 ms, and neither it nor the call lasts longer than the call
+ * measured from outside. From a process's second call on (50 ms after its
+ * first) they come from the time-stamp counter where the kernel keeps
+ * time with it (lib/clock.c): the later rounds are on it. */
+static void test_task_times_match_the_wall(void **state)
+{
+    (void)state;
+    unsigned ms = test_ms(30);
+    sp_task t = {.key = "nap", .fn = slow_ms, .arg = (void *)(uintptr_t)ms};
+    for (int k = 0; k < 4; k++) {
+        struct timespec a, b;
+        sp_options o = test_opts();
+        sp_results *res = NULL;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        assert_int_equal(simple_parallel(&t, 1, &o, &res), 0);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        double outside = (double)(b.tv_sec - a.tv_sec) +
+                         (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+        const sp_entry *e = sp_results_at(res, 0);
+        double d = sp_entry_end(e) - sp_entry_start(e);
+        if (d < ms / 1e3 - 1e-6 || d > outside + 1e-6 ||
+            sp_results_elapsed(res) > outside + 1e-6)
+            fail_msg("round %d: the task lasted %.9f s, the call %.9f s, "
+                     "%.9f s from outside",
+                     k, d, sp_results_elapsed(res), outside);
+        sp_results_free(res);
+    }
+}
+
 /* The timeline is real: 4 tasks of 150 ms on 4 workers overlap (except on
  * the serial backend, where they follow each other). 150 ms leaves room for
  * forking four workers on a loaded machine. */
@@ -494,6 +524,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_failing_calls_set_last_error),
     cmocka_unit_test(test_mixed_outcomes),
     cmocka_unit_test(test_timings_and_workers),
+    cmocka_unit_test(test_task_times_match_the_wall),
     cmocka_unit_test(test_timeline_overlap),
     cmocka_unit_test(test_one_mib_payloads),
     cmocka_unit_test(test_hundred_thousand_tasks),

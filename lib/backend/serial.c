@@ -23,7 +23,7 @@ static int serial_start(struct sp_run *run)
 /* The whole run happens here: one claiming worker, the calling thread. */
 static void serial_wait(struct sp_run *run)
 {
-    uint64_t now = sp_now();
+    uint64_t now = sp_run_now(run);
     size_t i;
     for (;;) {
         while (sp_sched_claim(&run->sched, 0, &now, &i)) {

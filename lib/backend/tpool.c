@@ -196,7 +196,7 @@ static void serve(struct sp_trun *r, unsigned slot)
     struct sp_run *run = r->run;
     struct sp_sched *s = &run->sched;
     struct sp_tally *t = s->claims[slot].tally;
-    uint64_t now = sp_now();
+    uint64_t now = sp_run_now(run);
     size_t i;
     do {
         while (sp_sched_claim(s, slot, &now, &i)) {
@@ -945,7 +945,7 @@ static void help(struct sp_trun *r)
     struct sp_run *run = r->run;
     struct sp_sched *s = &run->sched;
     struct sp_tally *t = s->claims[0].tally;
-    uint64_t now = sp_now();
+    uint64_t now = sp_run_now(run);
     size_t i;
     do {
         while (sp_sched_claim(s, 0, &now, &i)) {
@@ -1000,7 +1000,7 @@ void sp_tpool_wait(struct sp_trun *r)
         if (sp_complete_drain_until(run, until))
             break;
         waits++;
-        sp_sched_tick(&run->sched, sp_now());
+        sp_sched_tick(&run->sched, sp_run_now(run));
         if (adaptive && adapt(r, waits))
             waits = 0;
         bring_pending(r);

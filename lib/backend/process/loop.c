@@ -33,7 +33,7 @@ void sp_proc_outcome(struct prun *pr, size_t i, sp_kind kind, int code,
                      uint8_t signo, uint8_t exit_status)
 {
     struct sp_run *run = pr->run;
-    uint64_t now = sp_now();
+    uint64_t now = sp_run_now(pr->run);
     struct sp_outcome o = {
         .r = {.code = code,
               .t_start = start > run->t0 ? start - run->t0 : 0,
@@ -761,7 +761,8 @@ void sp_proc_event_loop(struct prun *pr)
     struct sp_run *run = pr->run;
     uint64_t t_first = sp_now(); /* about when the first worker was forked */
     for (;;) {
-        sp_sched_tick(&run->sched, sp_now()); /* retries whose delay passed */
+        /* Retries whose delay passed. */
+        sp_sched_tick(&run->sched, sp_run_now(run));
         dispatch(pr);
         /* Fork on demand, as many as the waiting tasks want (a batch at a
          * time), into the lowest empty slots. */
@@ -791,7 +792,7 @@ void sp_proc_event_loop(struct prun *pr)
                 who[nfds++] = k | 0x80000000u;
             }
         }
-        int timeout = more ? 0 : sp_proc_poll_timeout(pr, sp_now());
+        int timeout = more ? 0 : sp_proc_poll_timeout(pr, sp_run_now(run));
         if (solo_ms >= 0 && solo_ms < timeout)
             timeout = solo_ms;
         int r = poll(pfd, nfds, timeout);
@@ -825,6 +826,6 @@ void sp_proc_event_loop(struct prun *pr)
             }
         }
         poll_exits(pr);
-        sp_proc_enforce_limits(pr, sp_now());
+        sp_proc_enforce_limits(pr, sp_run_now(run));
     }
 }

@@ -55,8 +55,13 @@ static int process_start(struct sp_run *run)
     /* The parent records every outcome and answers every spawn on the
      * calling thread. */
     run->completes_alone = true;
-    if (run->engine) /* sp_pool_run(): the pool's workers */
+    if (run->engine) { /* sp_pool_run(): the pool's workers */
+        /* They read CLOCK_MONOTONIC (their run is rebuilt from each batch,
+         * without the run clock): so does the parent, whose timestamps
+         * (a crashed task's end) meet theirs. */
+        run->clk.mult = 0;
         return sp_ppool_start(run);
+    }
     struct prun *pr = sp_calloc(1, sizeof *pr);
     run->backend = pr;
     if (!pr)

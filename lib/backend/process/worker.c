@@ -561,7 +561,7 @@ static bool run_task(size_t i, unsigned attempt, const sp_task *row,
 {
     struct sp_run *run = ws.pr->run;
     struct slot *s = sp_proc_slot(ws.pr, ws.k);
-    uint64_t now = ws.end ? ws.end : sp_now();
+    uint64_t now = ws.end ? ws.end : sp_run_now(ws.pr->run);
     ws.end = 0;
     /* Release stores: the parent reads the slot after an acquire of its
      * phase, or after the worker died. The claim alone is sequentially
