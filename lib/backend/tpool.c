@@ -40,8 +40,8 @@ struct sp_tthread {
     bool idle;          /* on the idle stack */
     bool creator;       /* may start threads for a run (tpool.c) */
     bool retire;        /* shed: ends when it wakes (pool lock) */
-    bool coming;        /* woken or started by sp_tpool_grow(), not yet
-                           back at pick() (counted in the pool's coming) */
+    bool coming;        /* woken or started, not yet at pick() (counted
+                           in the pool's `coming`) */
     void *wstate;       /* what set-up stored */
 };
 
@@ -56,7 +56,7 @@ struct sp_tpool {
     struct sp_tthread *idle;    /* idle stack, most recent first */
     unsigned nidle;             /* threads on it */
     unsigned nthreads;          /* started and not ended */
-    unsigned coming;            /* threads with `coming` set */
+    unsigned coming;            /* threads on their way to pick() */
     unsigned next_index;
     struct sp_trun *head, *tail; /* queued runs, oldest first */
     bool closing;
@@ -270,6 +270,8 @@ static struct sp_tthread *take_idle(struct sp_tpool *p)
     p->idle = t->idle_next;
     p->nidle--;
     t->idle = false;
+    t->coming = true;
+    p->coming++;
     atomic_store_explicit(&t->woken, true, memory_order_release);
     return t;
 }
@@ -399,6 +401,8 @@ static void link_thread(struct sp_tpool *p, struct sp_tthread *t)
 {
     t->index = p->next_index++;
     p->nthreads++;
+    t->coming = true;
+    p->coming++;
     t->prev = NULL;
     t->next = p->threads;
     if (p->threads)
@@ -425,20 +429,17 @@ static int create_thread(struct sp_tpool *p, struct sp_tthread *t)
 }
 
 /* Start one thread (pool lock held); 0, ENOMEM or pthread_create's
- * error. creator: it may start threads for the runs it joins; coming:
- * sp_tpool_grow() sent for it. */
-static int start_thread(struct sp_tpool *p, bool creator, bool coming)
+ * error. creator: it may start threads for the runs it joins. */
+static int start_thread(struct sp_tpool *p, bool creator)
 {
     struct sp_tthread *t = new_tthread(p);
     if (!t)
         return ENOMEM;
     t->creator = creator;
-    t->coming = coming;
-    p->coming += coming;
     link_thread(p, t);
     int rc = create_thread(p, t);
     if (rc) {
-        p->coming -= coming;
+        arrived(p, t);
         p->nthreads--;
         p->next_index--;
         unlink_thread(p, t);
@@ -589,6 +590,7 @@ static int bring(struct sp_tpool *p, struct sp_trun *r, bool create)
     if (rc) {
         pthread_mutex_lock(&p->lock);
         r->brought--;
+        arrived(p, t);
         p->nthreads--;
         unlink_thread(p, t);
         pthread_cond_broadcast(&p->changed); /* sp_tpool_shared_trim() */
@@ -704,7 +706,7 @@ int sp_tpool_create(const struct sp_tpool_conf *conf, struct sp_tpool **out)
     unsigned started = 0;
     pthread_mutex_lock(&p->lock);
     for (; started < conf->start && !rc; started += !rc)
-        rc = start_thread(p, false, false);
+        rc = start_thread(p, false);
     /* Every set-up has run before the pool is handed out. */
     const struct sp_tthread *failed = NULL;
     for (;;) {
@@ -798,7 +800,7 @@ int sp_tpool_submit(struct sp_trun *r, unsigned want)
         if (wake_one(p))
             continue;
         if ((full = p->nthreads >= p->conf.cap || p->closing) ||
-            (rc = start_thread(p, true, false)) != 0)
+            (rc = start_thread(p, true)) != 0)
             break;
     }
     if (!got && !r->helper && !p->nthreads) {
@@ -821,26 +823,21 @@ int sp_tpool_submit(struct sp_trun *r, unsigned want)
     return 0;
 }
 
-/* Threads already sent for count as workers on their way: a burst of
- * ready tasks (10,000 released by one dependency) would otherwise start a
- * thread per task while the first ones are still being created, hundreds
- * where they are slow to start (under valgrind). The count is the pool's,
- * not the run's: a thread sent for serves whichever run pick() gives it,
- * so another run growing at the same moment may wait for its next push. */
+/* Threads already woken or started (by this, by sp_tpool_submit() or by
+ * the workers that bring others) count as workers on their way: a burst
+ * of ready tasks (10,000 released by one dependency) would otherwise start
+ * a thread per task while the first ones are still being created,
+ * hundreds where they are slow to start (under valgrind). The count is
+ * the pool's, not the run's: a thread on its way serves whichever run
+ * pick() gives it, so another run growing at the same moment may wait for
+ * its next push. */
 void sp_tpool_grow(struct sp_trun *r)
 {
     struct sp_tpool *p = r->pool;
     pthread_mutex_lock(&p->lock);
-    if (!r->done && r->attached + p->coming < r->target && !p->closing) {
-        struct sp_tthread *t = take_idle(p);
-        if (t) {
-            t->coming = true;
-            p->coming++;
-            sem_post(&t->sem);
-        } else if (p->nthreads < p->conf.cap) {
-            start_thread(p, false, true); /* failing: one worker fewer */
-        }
-    }
+    if (!r->done && r->attached + p->coming < r->target && !p->closing &&
+        !wake_one(p) && p->nthreads < p->conf.cap)
+        start_thread(p, false); /* failing only means one worker fewer */
     pthread_mutex_unlock(&p->lock);
 }
 
