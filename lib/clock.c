@@ -44,7 +44,7 @@ static _Atomic int anchor_state;
 static uint64_t anchor_ns, anchor_tsc, anchor_w;
 static _Atomic uint64_t rate;
 
-static bool kernel_uses_tsc(void)
+bool sp_clock_kernel_tsc(void)
 {
     int ok = atomic_load_explicit(&tsc_ok, memory_order_relaxed);
     if (ok >= 0)
@@ -89,7 +89,7 @@ void sp_clock_start(struct sp_clock *c)
     c->mult = 0;
 #if SP_HAVE_TSC
     uint64_t w;
-    if (!kernel_uses_tsc()) {
+    if (!sp_clock_kernel_tsc()) {
         c->ns0 = sp_now();
         return;
     }

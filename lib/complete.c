@@ -300,16 +300,14 @@ static void record(struct sp_run *run, size_t i, struct sp_outcome *o,
     struct sp_how how = o->how;
     how.flags |= SP_EF_DONE;
     o->how.flags = 0;
-    /* Publish the outcome (release), and learn whether a spawned task
-     * marked this entry as waited for meanwhile (graph.c). An index-keyed
-     * call has no spawned task, and in a run whose completions and marks
-     * all happen on one thread nothing can come between: a store does. On
-     * threads, while no spawner has marked any entry of the run, a store
-     * and a second look at `marked` (fence.c: the first spawner to mark
-     * sets it and fences every thread first): if it is set now, a mark
-     * this store overwrote is possible, and the waiting edges are looked
-     * for under the lock. Otherwise one exchange, which waits for the
-     * entry's other stores to leave the store buffer. */
+    /* One exchange publishes the outcome (release) and tells whether a
+     * spawned task marked this one as waited for meanwhile (graph.c). An
+     * index-keyed call has no spawned task, and in a run whose completions
+     * and marks all happen on one thread nothing can come between: a
+     * store does (an exchange waits for the entry's cache line). A store
+     * on threads too, with an asymmetric fence (membarrier) on the
+     * spawner's side, was tried: the wait moved to the scheduler's next
+     * compare-and-swap, 1-2 % in all (docs/benchmarks.md, 2026-11-24). */
     unsigned old_flags = 0;
     if (run->res->by_index)
         atomic_store_explicit(&e->how, sp_how_pack(how), memory_order_release);
@@ -318,16 +316,6 @@ static void record(struct sp_run *run, size_t i, struct sp_outcome *o,
             sp_how_unpack(atomic_load_explicit(&e->how, memory_order_relaxed))
                 .flags;
         atomic_store_explicit(&e->how, sp_how_pack(how), memory_order_release);
-    } else if (run->graph.light &&
-               !atomic_load_explicit(&run->graph.marked,
-                                     memory_order_relaxed)) {
-        atomic_store_explicit(&e->how, sp_how_pack(how), memory_order_release);
-        /* The store, then the look (the compiler's order; the CPU's is
-         * the spawner's fence). */
-        atomic_signal_fence(memory_order_seq_cst);
-        if (SP_UNLIKELY(
-                atomic_load_explicit(&run->graph.marked, memory_order_relaxed)))
-            old_flags = SP_EF_WAITED;
     } else
         old_flags =
             sp_how_unpack(atomic_exchange_explicit(&e->how, sp_how_pack(how),

@@ -11,12 +11,10 @@
  * spawned task may wait for any task of the call, finished or not: for a
  * dependency that has not ended, an edge is kept under the graph's lock
  * and the dependency's entry is marked SP_EF_WAITED. sp_complete()
- * publishes an entry's outcome so that exactly one of the two sees the
- * other (an atomic exchange, or a store and a second look at `marked`, set
- * before the run's first mark and a fence: lib/fence.c): the spawner finds
- * the dependency done and releases the edge itself, or the completion
- * finds the mark (or the flag) and releases the waiting tasks under the
- * lock.
+ * publishes an entry's outcome with one atomic exchange, so exactly one of
+ * the two sees the other: the spawner finds the dependency done and
+ * releases the edge itself, or the completion finds the mark and releases
+ * the waiting tasks under the lock.
  *
  * A call made by a companion library (sp__parallel(), lib/sp-collect.h)
  * runs tasks whose dependencies were met elsewhere: its dependency results
@@ -38,10 +36,6 @@ int sp_graph_init(struct sp_run *run)
         return sp_set_error_errno(SP_ETHREAD, rc,
                                   "cannot initialise the graph's lock");
     g->lock_ready = true;
-    /* An index-keyed call has no spawned task; the others' completions
-     * publish with a store where the heavy fence works (fence.c). */
-    g->light = !run->res->by_index && sp_fence_ready();
-    atomic_init(&g->marked, false);
     return 0;
 }
 
@@ -344,14 +338,6 @@ static int spawn_locked(struct sp_run *run, const sp_task *t, size_t *out)
     }
     atomic_store_explicit(&res->xt.count, total - run->n + 1,
                           memory_order_release);
-    /* Completions that publish with a store (light, and not all on one
-     * thread) learn of marks from `marked`: set it, then make every thread
-     * pass a barrier, before the first mark (fence.c). */
-    if (nafter && g->light && !run->completes_alone &&
-        !atomic_load_explicit(&g->marked, memory_order_relaxed)) {
-        atomic_store_explicit(&g->marked, true, memory_order_relaxed);
-        sp_fence_heavy();
-    }
     /* Attach to each dependency; one that has ended is settled at once. */
     for (size_t k = 0; k < nafter; k++) {
         size_t d = x->deps[k];

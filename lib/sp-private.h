@@ -76,6 +76,11 @@ struct sp_clock {
 /* Anchor c now (c->ns0 is CLOCK_MONOTONIC now) and give it the process's
  * rate, if there is one yet. */
 void sp_clock_start(struct sp_clock *c);
+#if SP_HAVE_TSC
+/* Whether the kernel keeps time with the counter (its clocksource is
+ * "tsc"); looked up once per process. */
+bool sp_clock_kernel_tsc(void);
+#endif
 
 static inline uint64_t sp_clock_now(const struct sp_clock *c)
 {
@@ -91,16 +96,6 @@ static inline uint64_t sp_clock_now(const struct sp_clock *c)
 #endif
     return sp_now();
 }
-
-/* ---- the asymmetric fence (fence.c) --------------------------------------
- * Whether sp_fence_heavy() works in this process (registered once, at the
- * first call): a full memory barrier on every thread of the process before
- * it returns, so the other side needs only the compiler's order
- * (atomic_signal_fence). membarrier(2) on Linux; false elsewhere. */
-bool sp_fence_ready(void);
-void sp_fence_heavy(void);
-/* The system call behind them (a hook: a test makes it fail). */
-int sp_membarrier(int cmd, unsigned flags);
 
 #if defined(__GNUC__)
 #define SP_NOINLINE __attribute__((noinline))
@@ -479,12 +474,6 @@ struct sp_graph {
     struct sp_dyn_edge *edges;
     size_t nedges, edges_cap;
     uint32_t free_edge; /* recycled edges, or SP_NO_EDGE */
-    /* light: completions publish an entry with a store and then look at
-     * `marked`, which the first spawner to mark an entry sets before a
-     * heavy fence (fence.c, complete.c's record()); set at init when the
-     * fence works. */
-    bool light;
-    _Atomic bool marked;
 };
 
 /* Ways a task's context reaches the caller when it runs in a worker

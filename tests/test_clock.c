@@ -1,29 +1,24 @@
 /* SPDX-License-Identifier: MIT */
 /* The run clock (lib/clock.c), on its own: where the kernel keeps time
- * with the CPU's time-stamp counter, a run anchored 50 ms or more after
- * the process's first one gets a rate, and its readings agree with
- * CLOCK_MONOTONIC read around them and never go back, on this thread and
- * on another. Elsewhere every reading is CLOCK_MONOTONIC's. White-box:
- * links the core archive. */
+ * with the CPU's time-stamp counter (clock.c reads its clocksource), a
+ * run anchored 50 ms or more after the process's first one gets a rate,
+ * and its readings agree with CLOCK_MONOTONIC read around them and never
+ * go back, on this thread and on another. Elsewhere every reading is
+ * CLOCK_MONOTONIC's. White-box: links the core archive. */
 #include "common.h"
 
 #include "sp-private.h"
 
 #include <pthread.h>
 
-/* Whether the kernel's clocksource is the counter (as clock.c asks). */
+/* Whether runs may read the counter here (clock.c's own answer). */
 static bool kernel_tsc(void)
 {
-    char name[32] = "";
-    FILE *f = fopen("/sys/devices/system/clocksource/clocksource0/"
-                    "current_clocksource",
-                    "r");
-    if (f) {
-        if (!fgets(name, sizeof name, f))
-            name[0] = 0;
-        fclose(f);
-    }
-    return strcmp(name, "tsc\n") == 0;
+#if SP_HAVE_TSC
+    return sp_clock_kernel_tsc();
+#else
+    return false;
+#endif
 }
 
 /* Readings of c between two of CLOCK_MONOTONIC, for about 20 ms: each

@@ -623,13 +623,10 @@ static void test_nested_call_sees_its_own_dependencies(void **state)
 
 /* Spawned tasks that wait for tasks ending at that very moment: every
  * RACE_EVERYth task spawns one after the task that follows it, which the
- * other worker is likely running or finishing. On threads the first mark
- * of a call is where completions stop publishing with a store (fence.c);
- * every spawned task must run once, after its dependency, with its
- * result, in every call. A lost mark would leave a waiter pending: the
- * deadline then turns the hang into a failure. Built a second time with
- * membarrier(2) refused (tests/no_membarrier.c), which runs the
- * exchange instead. */
+ * other worker is likely running or finishing: every spawned task must
+ * run once, after its dependency, with its result, in every call. A lost
+ * mark would leave a waiter pending: the deadline then turns the hang
+ * into a failure. */
 #define RACE_N 2000
 #define RACE_EVERY 25
 
