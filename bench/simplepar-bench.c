@@ -387,6 +387,18 @@ struct iso_args {
 static int wide_spawn(char *const argv[], char *line, size_t len,
                       double *rss_mib);
 
+/* Whether rows can run in fresh processes: this program can find itself
+ * (/proc/self/exe; elsewhere every row runs in the harness). */
+static int can_isolate(void)
+{
+    char self[4096];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len <= 0)
+        return 0;
+    self[len] = 0;
+    return opt.isolate && iso.s && access(self, X_OK) == 0;
+}
+
 /* One timed run of row `label` of table w in a fresh process: 0 and *t,
  * *sum (*skipped set when the row could not start its workers), or -1. */
 static int isolated_run(const struct workload *w, const char *label, double *t,
@@ -485,7 +497,7 @@ static void measure(const struct workload *w, struct config *cs, int nc)
         measure_child(w, cs, nc);
         return;
     }
-    if (w->isolate && opt.isolate && iso.s) {
+    if (w->isolate && can_isolate()) {
         measure_isolated(w, cs, nc);
         return;
     }
@@ -1659,7 +1671,7 @@ static void bench_calls(const struct settings *s)
      * (measure_isolated()): there a one-shot process call took about 0.45
      * ms, against 0.9-1.6 ms in the harness, whose pools and peers every
      * fork copied. */
-    int isolated = opt.isolate && iso.s;
+    int isolated = can_isolate();
     if (iso.out) { /* a child: its one row, a warm-up and one timed run */
         for (int k = 0; k < ROWS; k++) {
             if (strcmp(rows[k].label, iso.label))
