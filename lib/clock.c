@@ -62,9 +62,7 @@ bool sp_clock_kernel_tsc(void)
     atomic_store_explicit(&tsc_ok, ok, memory_order_relaxed);
     return ok;
 }
-#endif
 
-#if SP_HAVE_TSC
 /* Both clocks side by side: the counter before and after CLOCK_MONOTONIC,
  * the counter's midpoint paired with it; the best of up to three tries (a
  * preemption between the reads spoils one). *w: the ticks between the two

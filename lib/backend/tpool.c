@@ -299,7 +299,7 @@ static void unlink_thread(struct sp_tpool *p, struct sp_tthread *t)
 static unsigned take_pending(struct sp_trun *r, unsigned k);
 static void bring_workers(struct sp_trun *r, unsigned k, bool create);
 
-/* A thread sp_tpool_grow() sent for is here (pool lock). */
+/* A thread woken or started is at pick(), or ends (pool lock). */
 static void arrived(struct sp_tpool *p, struct sp_tthread *t)
 {
     if (t->coming) {

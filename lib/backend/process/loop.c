@@ -33,7 +33,7 @@ void sp_proc_outcome(struct prun *pr, size_t i, sp_kind kind, int code,
                      uint8_t signo, uint8_t exit_status)
 {
     struct sp_run *run = pr->run;
-    uint64_t now = sp_run_now(pr->run);
+    uint64_t now = sp_run_now(run);
     struct sp_outcome o = {
         .r = {.code = code,
               .t_start = start > run->t0 ? start - run->t0 : 0,
