@@ -3,6 +3,7 @@
  * row, and drive the run through the backend contract (sp-private.h):
  * start, wait, finish, then cancel what never started. Nothing here knows
  * which backend it is driving. */
+#include "sp-collect.h"
 #include "sp-private.h"
 
 #include <limits.h>
@@ -222,6 +223,24 @@ unsigned sp_online_cpus(void)
     if (n < 1)
         return 1;
     return n > SP_MAX_WORKERS ? SP_MAX_WORKERS : (unsigned)n;
+}
+
+SP_PRIVATE_API void sp__workers(const sp_options *opts, size_t n,
+                                unsigned *most, unsigned *first)
+{
+    static const sp_options defaults;
+    if (!opts)
+        opts = &defaults;
+    const struct sp_backend_ops *ops = (unsigned)opts->backend < N_BACKENDS
+                                           ? backends[opts->backend]
+                                           : &sp_backend_thread;
+    unsigned w = ops->workers(opts, n);
+    if (n && w > n)
+        w = (unsigned)n;
+    w = w ? w : 1;
+    unsigned s = ops->first ? ops->first(opts, w) : w;
+    *most = w;
+    *first = s ? s : 1;
 }
 
 SP_API int simple_parallel(const sp_task *tasks, size_t n,

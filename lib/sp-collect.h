@@ -122,6 +122,15 @@ SP_PRIVATE_API void sp__run_put(sp__run *r, size_t i, const sp__outcome *o);
 SP_PRIVATE_API const void *sp__run_dep_at(const sp__run *r, size_t i, size_t k,
                                           size_t *len);
 
+/* The workers simple_parallel() would use for a table of n rows with these
+ * options: *most, the most at once (max_workers, or the backend's default,
+ * at most n), and *first, those it starts with (the thread backend's
+ * default starts one per CPU and adds more while they block). Both at
+ * least 1. opts may be NULL (the defaults) and is not validated (an
+ * unknown backend counts as the thread backend). */
+SP_PRIVATE_API void sp__workers(const sp_options *opts, size_t n,
+                                unsigned *most, unsigned *first);
+
 /* Seconds since the run began (for sp__outcome.start/end). */
 SP_PRIVATE_API double sp__run_now(const sp__run *r);
 

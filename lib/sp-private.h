@@ -580,6 +580,8 @@ struct sp_ctx {
  * this order, on the calling thread:
  *
  *   workers(opts, n)  the worker count for 0 = default, capped by n (pure)
+ *   first(opts, most) optional: of those `most`, how many a
+ *                     simple_parallel() run starts with (pure; NULL: all)
  *   start(run)        create or acquire workers. On failure return a
  *                     negative sp_error with sp_last_error() set and NO
  *                     callback run; nothing else is called then.
@@ -602,6 +604,7 @@ struct sp_ctx {
 struct sp_backend_ops {
     const char *name; /* in messages: "thread", "process", ... */
     unsigned (*workers)(const sp_options *opts, size_t n);
+    unsigned (*first)(const sp_options *opts, unsigned most); /* optional */
     int (*start)(struct sp_run *run);
     void (*wait)(struct sp_run *run);
     void (*finish)(struct sp_run *run);

@@ -7,12 +7,14 @@
  * dependencies released by recorded outcomes, with their results; and
  * sp__parallel(), whose dependency results and spawns go to the caller's
  * hooks on every backend; retries decided by the run, with attempt
- * numbers handed out and given to sp__parallel()'s tasks. */
+ * numbers handed out and given to sp__parallel()'s tasks; and the worker
+ * counts of sp__workers(). */
 #include "common.h"
 
 #include "sp-collect.h"
 
 #include <stdatomic.h>
+#include <unistd.h>
 
 static int never(sp_ctx *ctx, void *arg)
 {
@@ -609,6 +611,41 @@ static void test_parallel_attempts(void **state)
     }
 }
 
+/* The worker counts the MPI library sizes its batches by are the backends'
+ * own: max_workers when set; else the thread backend's cap, starting one
+ * per CPU, the process backend's one per CPU, the serial backend's one;
+ * never more than the table's rows, never 0. */
+static void test_workers_are_the_backends(void **state)
+{
+    (void)state;
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned cpus = online > 0 ? (unsigned)online : 1, most = 0, first = 0;
+    unsigned wide = SP_THREAD_DEFAULT_CAP + 10;
+    sp__workers(NULL, wide, &most, &first);
+    assert_int_equal(most, SP_THREAD_DEFAULT_CAP);
+    assert_int_equal(first, cpus < most ? cpus : most);
+    sp__workers(NULL, 1, &most, &first);
+    assert_int_equal(most, 1);
+    assert_int_equal(first, 1);
+    sp__workers(&(sp_options){.max_workers = 5}, 100, &most, &first);
+    assert_int_equal(most, 5);
+    assert_int_equal(first, 5); /* set: all start at once */
+    sp__workers(&(sp_options){.max_workers = 5}, 3, &most, &first);
+    assert_int_equal(most, 3);
+    assert_int_equal(first, 3);
+    sp__workers(&(sp_options){.backend = SP_BACKEND_PROCESS}, wide, &most,
+                &first);
+    assert_int_equal(most, cpus);
+    assert_int_equal(first, cpus);
+    sp__workers(&(sp_options){.backend = SP_BACKEND_SERIAL, .max_workers = 8},
+                wide, &most, &first);
+    assert_int_equal(most, 1);
+    assert_int_equal(first, 1);
+    sp__workers(&(sp_options){.backend = (sp_backend)77}, 0, &most, &first);
+    assert_int_equal(most, SP_THREAD_DEFAULT_CAP); /* as the thread backend */
+    assert_true(first >= 1 && first <= most);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_validation_is_simple_parallels),
     cmocka_unit_test(test_outcomes_as_given),
@@ -621,6 +658,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_retry_delay),
     cmocka_unit_test(test_put_a_story),
     cmocka_unit_test(test_parallel_attempts),
+    cmocka_unit_test(test_workers_are_the_backends),
 };
 
 TEST_MAIN("collect", tests)

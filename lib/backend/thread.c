@@ -30,6 +30,14 @@ static unsigned thread_workers(const sp_options *opts, size_t n)
     return opts->max_workers ? opts->max_workers : SP_THREAD_DEFAULT_CAP;
 }
 
+/* Of a run's `most` workers, those it starts with: all of them when
+ * max_workers is set, else one per CPU (more come while they block). */
+static unsigned thread_first(const sp_options *opts, unsigned most)
+{
+    unsigned cpus = sp_online_cpus();
+    return opts->max_workers || most <= cpus ? most : cpus;
+}
+
 static void free_trun(struct sp_run *run)
 {
     struct sp_trun *r = run->backend;
@@ -73,10 +81,8 @@ static int thread_start(struct sp_run *run)
         r->target = r->cap;
         if (!run->engine && !run->opts.max_workers) {
             /* The default: one worker per CPU, more while they block. */
-            unsigned cpus = sp_online_cpus();
             r->adaptive = true;
-            if (want > cpus)
-                want = cpus;
+            want = thread_first(&run->opts, want);
             r->target = want;
         }
         err = sp_tpool_submit(r, want);
@@ -117,6 +123,7 @@ static void thread_grow(struct sp_run *run)
 const struct sp_backend_ops sp_backend_thread = {
     .name = "thread",
     .workers = thread_workers,
+    .first = thread_first,
     .start = thread_start,
     .wait = thread_wait,
     .finish = thread_finish,

@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 int64_t sp_mpi_clock(void)
 {
@@ -102,36 +101,6 @@ static uint64_t table_hash(const sp_task *tasks, size_t n)
     return h;
 }
 
-/* The local workers a batch of this rank may use (*most: what numbers
- * them) and those it starts with (*start: what sizes its batches), from
- * opts->max_workers as include/simplepar.h gives them, at most n each. The
- * thread backend's default starts one per CPU and grows while they block,
- * up to SP_THREAD_DEFAULT_CAP. */
-static void local_workers(const sp_options *opts, size_t n, uint32_t *most,
-                          uint32_t *start)
-{
-    unsigned w = opts ? opts->max_workers : 0, s;
-    sp_backend b = opts ? opts->backend : SP_BACKEND_THREAD;
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    unsigned ncpu = cpus > 0 ? (unsigned)cpus : 1;
-    if (b == SP_BACKEND_SERIAL)
-        w = s = 1;
-    else if (w)
-        s = w;
-    else if (b == SP_BACKEND_PROCESS)
-        w = s = ncpu;
-    else {
-        w = SP_THREAD_DEFAULT_CAP;
-        s = ncpu < w ? ncpu : w;
-    }
-    if (n && w > n)
-        w = (unsigned)n;
-    if (n && s > n)
-        s = (unsigned)n;
-    *most = w ? w : 1;
-    *start = s ? s : 1;
-}
-
 /* This rank's own checks: its arguments and its options. */
 static int local_checks(const sp_options *opts, const sp_mpi_options *m,
                         sp_results **out)
@@ -171,8 +140,10 @@ static int local_checks(const sp_options *opts, const sp_mpi_options *m,
 static void hello_put(unsigned char *p, size_t n, uint64_t hash,
                       const sp_options *opts, int code)
 {
-    uint32_t most, start;
-    local_workers(opts, n, &most, &start);
+    /* The local workers a batch of this rank may use (most: what numbers
+     * them) and those it starts with (start: what sizes its batches). */
+    unsigned most, start;
+    sp__workers(opts, n, &most, &start);
     put_u64(p, n);
     put_u64(p + 8, hash);
     put_u32(p + 16, most);
