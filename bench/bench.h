@@ -201,6 +201,7 @@ void run_python(const struct workload *w, struct config *c);
 int cmp_double(const void *a, const void *b);
 struct stats summarise(const double *in, int reps);
 int can_isolate(void);
+int run_child(char *const argv[], char *line, size_t len, double *rss_mib);
 int isolated_run(const struct workload *w, const char *label, double *t,
                  unsigned long long *sum, int *skipped);
 void measure_isolated(const struct workload *w, struct config *cs, int nc);
@@ -264,7 +265,6 @@ void bench_mpi(const struct settings *s);
 /* ---- wide.c ----------------------------------------------------------------
  */
 int wide_child_main(const char *kind, size_t n, unsigned ms, unsigned workers);
-int wide_spawn(char *const argv[], char *line, size_t len, double *rss_mib);
 void bench_seed002(const struct settings *s);
 
 /* ---- simplepar-bench.c -----------------------------------------------------

@@ -239,6 +239,42 @@ int can_isolate(void)
     return opt.isolate && iso.s && access(self, X_OK) == 0;
 }
 
+/* Run one child (argv: the program and its arguments, NULL-terminated)
+ * and read its one line; 0, or -1 if it failed. *rss_mib: its peak RSS. */
+int run_child(char *const argv[], char *line, size_t len, double *rss_mib)
+{
+    int fd[2];
+    if (pipe(fd))
+        return -1;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fd[0]);
+        close(fd[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        dup2(fd[1], STDOUT_FILENO);
+        close(fd[0]);
+        close(fd[1]);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    close(fd[1]);
+    FILE *f = fdopen(fd[0], "r");
+    int got = f && fgets(line, (int)len, f) != NULL;
+    if (f)
+        fclose(f);
+    else
+        close(fd[0]);
+    int st;
+    struct rusage ru;
+    while (wait4(pid, &st, 0, &ru) < 0 && errno == EINTR)
+        ;
+    *rss_mib = (double)ru.ru_maxrss / 1024;
+    return got && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
 /* One timed run of row `label` of table w in a fresh process: 0 and *t,
  * *sum (*skipped set when the row could not start its workers), or -1. */
 int isolated_run(const struct workload *w, const char *label, double *t,
@@ -266,7 +302,7 @@ int isolated_run(const struct workload *w, const char *label, double *t,
                     NULL};
     double rss;
     char word[16] = "";
-    if (wide_spawn(argv, line, sizeof line, &rss) ||
+    if (run_child(argv, line, sizeof line, &rss) ||
         sscanf(line, "%15s %lf %llu", word, t, sum) != 3)
         return -1;
     *skipped = !strcmp(word, "skipped");

@@ -58,42 +58,6 @@ int wide_child_main(const char *kind, size_t n, unsigned ms, unsigned workers)
     return 0;
 }
 
-/* Run one child (argv: the program and its arguments, NULL-terminated)
- * and read its one line; 0, or -1 if it failed. */
-int wide_spawn(char *const argv[], char *line, size_t len, double *rss_mib)
-{
-    int fd[2];
-    if (pipe(fd))
-        return -1;
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(fd[0]);
-        close(fd[1]);
-        return -1;
-    }
-    if (pid == 0) {
-        dup2(fd[1], STDOUT_FILENO);
-        close(fd[0]);
-        close(fd[1]);
-        execvp(argv[0], argv);
-        _exit(127);
-    }
-    close(fd[1]);
-    FILE *f = fdopen(fd[0], "r");
-    int got = f && fgets(line, (int)len, f) != NULL;
-    if (f)
-        fclose(f);
-    else
-        close(fd[0]);
-    int st;
-    struct rusage ru;
-    while (wait4(pid, &st, 0, &ru) < 0 && errno == EINTR)
-        ;
-    *rss_mib = (double)ru.ru_maxrss / 1024;
-    return got && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
-}
-
 static int wide_run_c(const char *kind, size_t n, unsigned ms, unsigned workers,
                       struct wide_out *o)
 {
@@ -106,7 +70,7 @@ static int wide_run_c(const char *kind, size_t n, unsigned ms, unsigned workers,
     snprintf(a_ms, sizeof a_ms, "%u", ms);
     snprintf(a_w, sizeof a_w, "%u", workers);
     char *argv[] = {self, "--wide-child", (char *)kind, a_n, a_ms, a_w, NULL};
-    if (wide_spawn(argv, line, sizeof line, &o->rss_mib))
+    if (run_child(argv, line, sizeof line, &o->rss_mib))
         return -1;
     return sscanf(line, "%lf %lf %zu %zu", &o->wall[0], &o->wall[1], &o->ok[0],
                   &o->ok[1]) == 4
@@ -123,7 +87,7 @@ static int wide_run_asyncio(const char *script, size_t n, unsigned ms,
     char *argv[] = {(char *)opt.python_path, (char *)script, a_n, a_ms, NULL};
     double rss_child;
     long kib;
-    if (wide_spawn(argv, line, sizeof line, &rss_child) ||
+    if (run_child(argv, line, sizeof line, &rss_child) ||
         sscanf(line, "{\"wall\": %lf, \"peak_rss_kib\": %ld, \"ok\": %zu}",
                &o->wall[0], &kib, &o->ok[0]) != 3)
         return -1;
