@@ -3,14 +3,14 @@
  * sp_pool_free()).
  *
  * A pool is an engine and a little bookkeeping. The engine is a thread
- * pool (backend/tpool.c), a process pool (backend/process/ppool.c) or,
+ * pool (backend/thread/tpool.c), a process pool (backend/process/ppool.c) or,
  * for a serial pool, the calling thread itself, which calls take in turn.
  * sp_pool_run() is simple_parallel() with the pool's engine in the run
  * (sp_call()): the same validation, scheduler, completion path and map.
  * The bookkeeping counts calls in flight, so that sp_pool_free() waits for
  * them, and refuses a free from the pool's own tasks. */
 #include "backend/process/ppool.h"
-#include "backend/tpool.h"
+#include "backend/thread/tpool.h"
 #include "sp-private.h"
 
 #include <stdlib.h>

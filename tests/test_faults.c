@@ -9,7 +9,7 @@
 #define _DEFAULT_SOURCE /* setitimer */
 #include "common.h"
 #include "fault.h"
-#include "backend/tpool.h"
+#include "backend/thread/tpool.h"
 
 #include <dirent.h>
 #include <errno.h>

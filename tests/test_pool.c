@@ -21,7 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* Private: end the shared pool's idle threads (backend/tpool.c), so that
+/* Private: end the shared pool's idle threads (backend/thread/shared.c), so that
  * thread counts compare. */
 void sp_tpool_shared_trim(void);
 

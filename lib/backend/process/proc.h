@@ -28,7 +28,7 @@
 #include "../../sp-wire.h"
 #include "ring.h"
 
-#include "../tpool.h"
+#include "../thread/tpool.h"
 
 #include <poll.h>
 #include <sys/uio.h>

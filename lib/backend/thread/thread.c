@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The thread backend: a run served by a pool of threads that outlive it
- * (tpool.c). simple_parallel() uses the process-wide shared pool, whose
+ * (tpool.h). simple_parallel() uses the process-wide shared pool, whose
  * idle threads wait for the next call and exit after SP_SHARED_IDLE_MS, so
  * repeated calls create no threads; a call that sets a stack size gets a
  * pool of its own, ended with the call; sp_pool_run() uses its pool.

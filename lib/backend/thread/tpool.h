@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Pools of worker threads that outlive a call (tpool.c). The thread
+/* Pools of worker threads that outlive a call (this folder, whose files
+ * tpool-private.h lists). The thread
  * backend (thread.c) serves every run from one: the process-wide shared
  * pool, a pool of its own when the call sets a stack size, or the sp_pool
  * it was given (pool.c).
@@ -17,13 +18,13 @@
 #ifndef SP_TPOOL_H
 #define SP_TPOOL_H
 
-#include "../sp-private.h"
+#include "../../sp-private.h"
 
 struct sp_tpool;
 struct sp_tthread;
 
 /* The workers the caller of sp_tpool_submit() brings before it returns,
- * and the most each joining worker brings (tpool.c). */
+ * and the most each joining worker brings (bring.c). */
 #define SP_TPOOL_FIRST 4u
 #define SP_TPOOL_FAN 2u
 
@@ -49,7 +50,7 @@ struct sp_trun {
      * workers block (sleep, I/O) with tasks waiting. */
     unsigned target;
     bool adaptive;
-    /* The adaptive window, opened when the run is submitted (tpool.c). */
+    /* The adaptive window, opened when the run is submitted (adapt.c). */
     uint64_t win_wall, win_cpu;
     long win_vol, win_invol;
     /* Under the pool lock: */
@@ -59,11 +60,11 @@ struct sp_trun {
     unsigned nfree;
     /* Workers asked for and not yet brought: each worker that joins
      * brings up to SP_TPOOL_FAN of them before it serves, and the caller
-     * brings them while it waits (tpool.c, "Bringing workers"). */
+     * brings them while it waits (bring.c). */
     unsigned pending;
     unsigned brought; /* workers brought: woken or started */
     unsigned wanted;  /* workers asked for, for the message on failure */
-    struct sp_tthread *spare;  /* thread records for them (tpool.c) */
+    struct sp_tthread *spare;  /* thread records for them (bring.c) */
     struct sp_tthread *helper; /* the pool thread that made the call */
     bool queued;
     bool done; /* nothing runs or will start: the caller may finish */
