@@ -13,7 +13,9 @@
  *              commands to idle workers, outcomes
  *   forkserver.c  the single-threaded server that forks a pool's workers
  *   ppool.c    process pools: workers that outlive a call, leased by each
- *              call in turn (ppool.h)
+ *              call in turn (ppool.h); with ppool-lease.c (leasing and
+ *              giving back), ppool-batch.c (a call's batches) and
+ *              ppool-call.c (a call's loop), ppool-private.h between them
  *
  * A one-shot call (simple_parallel()) forks its workers and maps its own
  * shared memory; a pool call leases the pool's running workers, whose slots
