@@ -754,10 +754,68 @@ static void poll_failed(struct prun *pr, int err)
             worker_ended(pr, k);
 }
 
+nfds_t sp_proc_poll_set(struct prun *pr)
+{
+    nfds_t n = 0;
+    for (unsigned k = 0; k < pr->used; k++) {
+        struct pworker *w = &pr->pw[k];
+        if (!w->pid)
+            continue;
+        sp_proc_flush(pr, k);
+        if (w->fd >= 0) {
+            pr->pfd[n] = (struct pollfd){
+                .fd = w->fd,
+                .events = (short)(POLLIN | (w->out ? POLLOUT : 0))};
+            pr->who[n++] = k;
+        }
+        if (w->pidfd >= 0) {
+            pr->pfd[n] = (struct pollfd){.fd = w->pidfd, .events = POLLIN};
+            pr->who[n++] = k | SP_PROC_WHO_PIDFD;
+        }
+    }
+    return n;
+}
+
+void sp_proc_poll_events(struct prun *pr, nfds_t nfds, int r,
+                         void (*closed)(void *arg, unsigned k),
+                         void (*ended)(void *arg, unsigned k), void *arg)
+{
+    for (unsigned k = 0; k < pr->used; k++)
+        if (pr->pw[k].pid)
+            sp_proc_ring_take(pr, k);
+    for (nfds_t j = 0; r > 0 && j < nfds; j++) {
+        unsigned k = pr->who[j] & ~SP_PROC_WHO_PIDFD;
+        struct pworker *w = &pr->pw[k];
+        short ev = pr->pfd[j].revents;
+        if (!ev || !w->pid)
+            continue;
+        if (pr->who[j] & SP_PROC_WHO_PIDFD) {
+            ended(arg, k); /* pidfd: it exited */
+            continue;
+        }
+        if (ev & POLLOUT)
+            sp_proc_flush(pr, k);
+        if ((ev & ~POLLOUT) && sp_proc_drain(pr, k, 8 * READ_BUF, false)) {
+            /* The channel ended: the worker is exiting or was killed.
+             * With a pidfd its exit is awaited there; without one it is
+             * reaped now. */
+            sp_fds_close(w->fd);
+            w->fd = -1;
+            if (closed)
+                closed(arg, k);
+            if (w->pidfd < 0)
+                ended(arg, k);
+        }
+    }
+}
+
+static void ended_cb(void *arg, unsigned k)
+{
+    worker_ended(arg, k);
+}
+
 void sp_proc_event_loop(struct prun *pr)
 {
-    struct pollfd *pfd = pr->pfd;
-    unsigned *who = pr->who;
     struct sp_run *run = pr->run;
     uint64_t t_first = sp_now(); /* about when the first worker was forked */
     for (;;) {
@@ -775,56 +833,16 @@ void sp_proc_event_loop(struct prun *pr)
         if (!pr->alive &&
             (atomic_load(run->stop) || !sp_sched_later_pending(&run->sched)))
             break;
-        nfds_t nfds = 0;
-        for (unsigned k = 0; k < pr->used; k++) {
-            struct pworker *w = &pr->pw[k];
-            if (!w->pid)
-                continue;
-            sp_proc_flush(pr, k);
-            if (w->fd >= 0) {
-                pfd[nfds] = (struct pollfd){
-                    .fd = w->fd,
-                    .events = (short)(POLLIN | (w->out ? POLLOUT : 0))};
-                who[nfds++] = k;
-            }
-            if (w->pidfd >= 0) {
-                pfd[nfds] = (struct pollfd){.fd = w->pidfd, .events = POLLIN};
-                who[nfds++] = k | 0x80000000u;
-            }
-        }
+        nfds_t nfds = sp_proc_poll_set(pr);
         int timeout = more ? 0 : sp_proc_poll_timeout(pr, sp_run_now(run));
         if (solo_ms >= 0 && solo_ms < timeout)
             timeout = solo_ms;
-        int r = poll(pfd, nfds, timeout);
+        int r = poll(pr->pfd, nfds, timeout);
         if (r < 0 && errno != EINTR && errno != EAGAIN) {
             poll_failed(pr, errno);
             continue;
         }
-        for (unsigned k = 0; k < pr->used; k++)
-            if (pr->pw[k].pid)
-                sp_proc_ring_take(pr, k);
-        for (nfds_t j = 0; r > 0 && j < nfds; j++) {
-            unsigned k = who[j] & 0x7fffffffu;
-            struct pworker *w = &pr->pw[k];
-            if (!pfd[j].revents || !w->pid)
-                continue;
-            if (who[j] & 0x80000000u) {
-                worker_ended(pr, k); /* pidfd: it exited */
-                continue;
-            }
-            if (pfd[j].revents & POLLOUT)
-                sp_proc_flush(pr, k);
-            if ((pfd[j].revents & ~POLLOUT) &&
-                sp_proc_drain(pr, k, 8 * READ_BUF, false)) {
-                /* The channel ended: the worker is exiting or was killed.
-                 * With a pidfd its exit is awaited there; without one it
-                 * is reaped now. */
-                sp_fds_close(w->fd);
-                w->fd = -1;
-                if (w->pidfd < 0)
-                    worker_ended(pr, k);
-            }
-        }
+        sp_proc_poll_events(pr, nfds, r, NULL, ended_cb, pr);
         poll_exits(pr);
         sp_proc_enforce_limits(pr, sp_run_now(run));
     }

@@ -193,12 +193,24 @@ static void loop_failed(struct pctx *c, int err)
             ended(c, j);
 }
 
+/* The call's worker j: its channel ended (the pool's record of it has no
+ * descriptor either), or its process is gone. */
+static void closed_cb(void *arg, unsigned j)
+{
+    struct pctx *c = arg;
+    c->held[j]->fd = -1;
+}
+
+static void ended_cb(void *arg, unsigned j)
+{
+    ended(arg, j);
+}
+
 void sp_ppool_wait(struct sp_run *run)
 {
     struct pctx *c = run->backend;
     struct prun *pr = &c->pr;
     struct pollfd *pfd = pr->pfd;
-    unsigned *who = pr->who;
     for (;;) {
         /* The deadline, a cancel handle, retries whose delay passed. */
         sp_sched_tick(&run->sched, sp_now());
@@ -222,23 +234,7 @@ void sp_ppool_wait(struct sp_run *run)
                 poll(NULL, 0, (int)((until - now + 999999) / 1000000));
             continue;
         }
-        nfds_t nfds = 0;
-        for (unsigned j = 0; j < pr->used; j++) {
-            struct pworker *w = &pr->pw[j];
-            if (!w->pid)
-                continue;
-            sp_proc_flush(pr, j);
-            if (w->fd >= 0) {
-                pfd[nfds] = (struct pollfd){
-                    .fd = w->fd,
-                    .events = (short)(POLLIN | (w->out ? POLLOUT : 0))};
-                who[nfds++] = j;
-            }
-            if (w->pidfd >= 0) {
-                pfd[nfds] = (struct pollfd){.fd = w->pidfd, .events = POLLIN};
-                who[nfds++] = j | 0x80000000u;
-            }
-        }
+        nfds_t nfds = sp_proc_poll_set(pr);
         int timeout = sp_proc_poll_timeout(pr, sp_now());
         int r = poll(pfd, nfds, 0);
         if (r == 0 && timeout) {
@@ -257,29 +253,7 @@ void sp_ppool_wait(struct sp_run *run)
             loop_failed(c, errno);
             continue;
         }
-        for (unsigned j = 0; j < pr->used; j++)
-            if (pr->pw[j].pid)
-                sp_proc_ring_take(pr, j);
-        for (nfds_t k = 0; r > 0 && k < nfds; k++) {
-            unsigned j = who[k] & 0x7fffffffu;
-            struct pworker *w = &pr->pw[j];
-            if (!pfd[k].revents || !w->pid)
-                continue;
-            if (who[k] & 0x80000000u) {
-                ended(c, j); /* pidfd: it exited */
-                continue;
-            }
-            if (pfd[k].revents & POLLOUT)
-                sp_proc_flush(pr, j);
-            if ((pfd[k].revents & ~POLLOUT) &&
-                sp_proc_drain(pr, j, 8 * READ_BUF, false)) {
-                sp_fds_close(w->fd);
-                w->fd = -1;
-                c->held[j]->fd = -1;
-                if (w->pidfd < 0)
-                    ended(c, j);
-            }
-        }
+        sp_proc_poll_events(pr, nfds, r, closed_cb, ended_cb, c);
         /* What a worker that just said IDLE finished is in its ring. */
         for (unsigned j = 0; j < pr->used; j++)
             if (pr->pw[j].pid && pr->pw[j].idle)

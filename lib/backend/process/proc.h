@@ -299,7 +299,6 @@ int sp_proc_drain(struct prun *pr, unsigned k, size_t budget, bool to_end);
  * descriptors and account for the task in its slot. */
 void sp_proc_worker_gone(struct prun *pr, unsigned k, int have_status,
                          int status);
-/* Milliseconds poll() may sleep before a limit or a ring scan is due. */
 /* Every idle thread of the shared thread pool (simple_parallel()'s
  * threads, kept for 2 s) makes each fork() dearer: the child copies its
  * stack's mappings, and glibc's fork handler writes to every other
@@ -320,7 +319,22 @@ static inline void sp_proc_shed(size_t forks)
     if (forks >= SHED_FORKS)
         sp_tpool_shed(SHED_KEEP);
 }
+/* Milliseconds poll() may sleep before a limit or a ring scan is due. */
 int sp_proc_poll_timeout(struct prun *pr, uint64_t now);
+/* The poll set of pr's live workers, in pr->pfd (what each has queued is
+ * written first, as far as its socket takes it): its channel (POLLIN, and
+ * POLLOUT while output waits) and its pidfd; pr->who names the worker of
+ * each entry, with SP_PROC_WHO_PIDFD set for a pidfd. Returns how many. */
+#define SP_PROC_WHO_PIDFD 0x80000000u
+nfds_t sp_proc_poll_set(struct prun *pr);
+/* What poll() (returning r) found in that set: every live worker's ring is
+ * read, then each ready channel flushed and drained. A worker whose pidfd
+ * fired is gone: ended(arg, k) (it reaps). A channel that ended (the
+ * worker exits or was killed) is closed and closed(arg, k) called when it
+ * is not NULL; then, for a worker without a pidfd, ended(arg, k). */
+void sp_proc_poll_events(struct prun *pr, nfds_t nfds, int r,
+                         void (*closed)(void *arg, unsigned k),
+                         void (*ended)(void *arg, unsigned k), void *arg);
 /* Kill workers whose task ran past the deadline or its time limit. */
 void sp_proc_enforce_limits(struct prun *pr, uint64_t now);
 /* Queue a command for worker k (header, then payload): borrowed bytes, or
