@@ -21,8 +21,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* Private: end the shared pool's idle threads (backend/thread/shared.c), so that
- * thread counts compare. */
+/* Private: end the shared pool's idle threads (backend/thread/shared.c),
+ * so that thread counts compare. */
 void sp_tpool_shared_trim(void);
 
 struct counters {
