@@ -232,8 +232,8 @@ static int stream_big(void *user, const void *p, size_t n)
     return 0;
 }
 
-/* Hand rank w one batch: 1 when sent, 0 when no task is ready (or the run
- * is over), -1 on an error. */
+/* Room for a batch of b tasks (their indices, attempts and retry_on
+ * masks); 0, or -1 when out of memory. */
 static int grow_idx(struct root *o, size_t b)
 {
     if (b <= o->idx_cap)
@@ -253,6 +253,8 @@ static int grow_idx(struct root *o, size_t b)
     return 0;
 }
 
+/* Hand rank w one batch: 1 when sent, 0 when no task is ready (or the run
+ * is over), -1 on an error. */
 static int send_batch(struct root *o, int w, size_t b)
 {
     int k = take_slot(o, BATCH_HEAD + 12 * b + 8);
