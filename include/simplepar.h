@@ -797,8 +797,14 @@ SP_API const char *sp_entry_first_message(const sp_entry *e);
  *    `"s":"t"` on the "not started" track at the time it was cancelled.
  *    Both carry `"name"`: the key; `"cat"`: sp_kind_name() of its kind;
  *    `"pid":1`; and `"args":{"index":I,"kind":"...","code":C,
- *    "message":"...","result_bytes":B}`, plus `"signal"` and
- *    `"exit_status"` for CRASHED entries.
+ *    "message":"...","result_bytes":B,"attempts":A}` (A as
+ *    sp_entry_attempts(): 0 for a task that never ran), plus `"signal"`
+ *    and `"exit_status"` for CRASHED entries, `"cancel_reason"`
+ *    (sp_cancel_reason_name(), e.g. "DEADLINE") for CANCELLED and SKIPPED
+ *    ones, and for a task tried more than once `"first_kind"`,
+ *    `"first_code"` and `"first_message"` (sp_entry_first_kind() and its
+ *    siblings). The event is the task's last attempt: its earlier
+ *    attempts have no slice of their own.
  *
  * Times are microseconds since the call started (as sp_entry_start()),
  * with three decimals, never negative; `ts` + `dur` is exactly the task's
@@ -829,7 +835,9 @@ SP_API int sp_results_write_trace(const sp_results *res, FILE *f);
  * to its end coloured by kind, a row "not started" with a marker for each
  * task that never ran, a time axis in seconds from the call's start, a
  * legend of the kinds present, and a `<title>` tooltip on every bar with
- * the key, kind, worker, times, code and message. Keys are drawn on bars
+ * the key, kind, worker, times, code and message (and, for a task tried
+ * more than once, "the last of N attempts (the first KIND, code C)").
+ * Keys are drawn on bars
  * wide enough for them. Each task's element carries `data-index="I"` (its
  * input index) and `class="bar"` or `class="marker"`. Text is XML-escaped;
  * characters XML cannot hold (control characters other than tab, newline

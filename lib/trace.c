@@ -183,6 +183,20 @@ static void task_event(sp_out *o, const sp_entry *e, unsigned idle_track)
     if (kind == SP_KIND_CRASHED)
         sp_out_printf(o, ",\"signal\":%d,\"exit_status\":%d",
                       sp_entry_signal(e), sp_entry_exit_status(e));
+    sp_cancel_reason why = sp_entry_cancel_reason(e);
+    if (why != SP_CANCEL_NONE) {
+        sp_out_puts(o, ",\"cancel_reason\":");
+        json_str(o, sp_cancel_reason_name(why));
+    }
+    unsigned attempts = sp_entry_attempts(e);
+    sp_out_printf(o, ",\"attempts\":%u", attempts);
+    if (attempts > 1) { /* the first attempt: the event is the last one */
+        sp_out_puts(o, ",\"first_kind\":");
+        json_str(o, sp_kind_name(sp_entry_first_kind(e)));
+        sp_out_printf(
+            o, ",\"first_code\":%d,\"first_message\":", sp_entry_first_code(e));
+        json_str(o, sp_entry_first_message(e));
+    }
     sp_out_puts(o, "}}");
 }
 
@@ -229,7 +243,7 @@ SP_API int sp_results_write_trace(const sp_results *res, FILE *f)
 struct svg_src {
     const sp_results *res;
     unsigned tracks;
-    char detail[192];
+    char detail[256];
     char name[24]; /* the bar's label in an index-keyed map */
 };
 
@@ -273,12 +287,17 @@ static void svg_bar(void *src, size_t i, sp_gantt_bar *out)
                        sp_entry_code(e));
     if (kind == SP_KIND_CRASHED && len > 0 && (size_t)len < sizeof s->detail) {
         if (sp_entry_signal(e))
-            snprintf(s->detail + len, sizeof s->detail - (size_t)len,
-                     ", signal %d", sp_entry_signal(e));
+            len += snprintf(s->detail + len, sizeof s->detail - (size_t)len,
+                            ", signal %d", sp_entry_signal(e));
         else if (sp_entry_exit_status(e) >= 0)
-            snprintf(s->detail + len, sizeof s->detail - (size_t)len,
-                     ", exit status %d", sp_entry_exit_status(e));
+            len += snprintf(s->detail + len, sizeof s->detail - (size_t)len,
+                            ", exit status %d", sp_entry_exit_status(e));
     }
+    unsigned attempts = sp_entry_attempts(e);
+    if (attempts > 1 && len > 0 && (size_t)len < sizeof s->detail)
+        snprintf(s->detail + len, sizeof s->detail - (size_t)len,
+                 ", the last of %u attempts (the first %s, code %d)", attempts,
+                 sp_kind_name(sp_entry_first_kind(e)), sp_entry_first_code(e));
     out->detail = s->detail;
     const char *msg = sp_entry_message(e);
     out->note = *msg ? msg : NULL;

@@ -9,8 +9,10 @@ include/simplepar.h.
   check-trace.py demo PROGRAM
 
 SPEC describes one entry of the map as the test read it through the
-accessors: INDEX:KIND:CODE:RESULT_BYTES:WORKER:KEYHEX:MSGHEX (WORKER -1 for
-a task that never ran; KEYHEX and MSGHEX the raw bytes in hex). "demo" runs
+accessors: INDEX:KIND:CODE:RESULT_BYTES:WORKER:KEYHEX:MSGHEX:ATTEMPTS:
+FIRST_KIND:FIRST_CODE:FIRST_MSGHEX:CANCEL_REASON (WORKER -1 for a task that
+never ran; the HEX fields the raw bytes in hex; CANCEL_REASON as
+sp_cancel_reason_name() spells it, NONE for none). "demo" runs
 the branch-fetch demo with --trace and --svg (parallel and sequential) and
 checks one event per fetched branch. Exit status 0 when every check holds;
 otherwise the failures go to stderr and the status is 1.
@@ -26,6 +28,8 @@ import xml.etree.ElementTree as ET
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
 KINDS = {"OK", "FAILED", "CRASHED", "TIMED_OUT", "CANCELLED", "SKIPPED"}
+REASONS = {"DEADLINE", "FAIL_FAST", "ON_DONE", "DEPENDENCY", "BACKEND",
+           "CALLER"}
 errors = []
 
 
@@ -49,11 +53,14 @@ def xml_text(raw):
 def parse_specs(specs):
     out = {}
     for spec in specs:
-        index, kind, code, nbytes, worker, keyhex, msghex = spec.split(":")
+        (index, kind, code, nbytes, worker, keyhex, msghex, attempts,
+         first_kind, first_code, first_hex, reason) = spec.split(":")
         out[int(index)] = {
             "kind": kind, "code": int(code), "result_bytes": int(nbytes),
             "worker": int(worker), "key": bytes.fromhex(keyhex),
-            "message": bytes.fromhex(msghex)}
+            "message": bytes.fromhex(msghex), "attempts": int(attempts),
+            "first_kind": first_kind, "first_code": int(first_code),
+            "first_message": bytes.fromhex(first_hex), "reason": reason}
     return out
 
 
@@ -151,6 +158,25 @@ def check_trace(path, tasks=None, expect=None):
                 isinstance(args.get("signal"), int)
                 and isinstance(args.get("exit_status"), int)):
             fail("CRASHED event without signal and exit_status: %r" % ev)
+        # Every task says how many attempts it had; one tried more than
+        # once also how the first ended; a task cancelled or skipped why.
+        attempts = args.get("attempts")
+        if not isinstance(attempts, int) or isinstance(attempts, bool) \
+                or attempts < 0 or (attempts == 0) != (ph == "i"):
+            fail("args.attempts missing, or not 0 exactly for a task that "
+                 "never ran: %r" % ev)
+        story = ("first_kind", "first_code", "first_message")
+        if isinstance(attempts, int) and attempts > 1:
+            if args.get("first_kind") not in KINDS or \
+                    not isinstance(args.get("first_code"), int) or \
+                    not isinstance(args.get("first_message"), str):
+                fail("a task tried again without its first attempt: %r" % ev)
+        elif any(f in args for f in story):
+            fail("first_* on a task tried once: %r" % ev)
+        cancelled = args.get("kind") in ("CANCELLED", "SKIPPED")
+        if cancelled != ("cancel_reason" in args) or \
+                (cancelled and args["cancel_reason"] not in REASONS):
+            fail("cancel_reason missing, misplaced or unknown: %r" % ev)
         i = args.get("index")
         if i in by_index:
             fail("index %r appears twice" % i)
@@ -199,7 +225,17 @@ def check_trace(path, tasks=None, expect=None):
             ("message", args.get("message"), utf8_replace(want["message"])),
             ("result_bytes", args.get("result_bytes"), want["result_bytes"]),
             ("phase", ev.get("ph"), "i" if want["worker"] < 0 else "X"),
+            ("attempts", args.get("attempts"), want["attempts"]),
+            ("cancel_reason", args.get("cancel_reason"),
+             None if want["reason"] == "NONE" else want["reason"]),
         ]
+        if want["attempts"] > 1:
+            checks += [
+                ("first_kind", args.get("first_kind"), want["first_kind"]),
+                ("first_code", args.get("first_code"), want["first_code"]),
+                ("first_message", args.get("first_message"),
+                 utf8_replace(want["first_message"])),
+            ]
         if want["worker"] >= 0:
             checks.append(("tid", ev.get("tid"), want["worker"]))
         for what, got, exp in checks:
@@ -249,6 +285,11 @@ def check_svg(path, tasks=None, expect=None):
         if want["message"] and not text.endswith(
                 "\n" + xml_text(want["message"])):
             fail("index %d: tooltip %r does not end with the message" % (i, text))
+        story = ", the last of %d attempts (the first %s, code %d)" % (
+            want["attempts"], want["first_kind"], want["first_code"])
+        if (story in text) != (want["attempts"] > 1):
+            fail("index %d: tooltip %r and %d attempts disagree"
+                 % (i, text, want["attempts"]))
         cls = "marker" if want["worker"] < 0 else "bar"
         if el.get("class") != cls:
             fail("index %d: drawn as %s, expected %s"

@@ -48,6 +48,27 @@ static int exit_task(sp_ctx *ctx, void *arg)
     _exit(7); /* process backend only: the worker dies, CRASHED */
 }
 
+/* Fails its first two attempts (crashes the first on the process
+ * backend), then succeeds. */
+static int third_time_lucky(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    unsigned a = sp_ctx_attempt(ctx);
+    if (a == 1 && test_backend == SP_BACKEND_PROCESS)
+        _exit(3);
+    if (a < 3)
+        return sp_fail(ctx, (int)(10 + a), "attempt %u <failed> \"here\"", a);
+    return sp_set_result_str(ctx, "made it");
+}
+
+/* Fails every attempt with its number as the code. */
+static int never_lucky(sp_ctx *ctx, void *arg)
+{
+    (void)arg;
+    unsigned a = sp_ctx_attempt(ctx);
+    return sp_fail(ctx, (int)(20 + a), "no luck on attempt %u", a);
+}
+
 /* Waits (at most 5 s) until asked to stop, then fails. */
 static int waits_for_cancel(sp_ctx *ctx, void *arg)
 {
@@ -66,12 +87,15 @@ static void hex(char *out, const char *s)
     *out = 0;
 }
 
-/* "INDEX:KIND:CODE:RESULT_BYTES:WORKER:KEYHEX:MSGHEX" (check-trace.py),
- * from the map's accessors. malloc'd. */
+/* "INDEX:KIND:CODE:RESULT_BYTES:WORKER:KEYHEX:MSGHEX:ATTEMPTS:FIRST_KIND:
+ * FIRST_CODE:FIRST_MSGHEX:CANCEL_REASON" (check-trace.py), from the map's
+ * accessors. malloc'd. */
 static char *spec(const sp_entry *e)
 {
-    const char *key = sp_entry_key(e), *msg = sp_entry_message(e);
-    size_t len = 0, size = 96 + 2 * strlen(key) + 2 * strlen(msg);
+    const char *key = sp_entry_key(e), *msg = sp_entry_message(e),
+               *first = sp_entry_first_message(e);
+    size_t len = 0,
+           size = 160 + 2 * strlen(key) + 2 * strlen(msg) + 2 * strlen(first);
     char *s = malloc(size);
     assert_non_null(s);
     sp_entry_data(e, &len);
@@ -83,6 +107,13 @@ static char *spec(const sp_entry *e)
     n += (int)strlen(s + n);
     s[n++] = ':';
     hex(s + n, msg);
+    n += (int)strlen(s + n);
+    n += snprintf(s + n, size - (size_t)n, ":%u:%s:%d:", sp_entry_attempts(e),
+                  sp_kind_name(sp_entry_first_kind(e)), sp_entry_first_code(e));
+    hex(s + n, first);
+    n += (int)strlen(s + n);
+    snprintf(s + n, size - (size_t)n, ":%s",
+             sp_cancel_reason_name(sp_entry_cancel_reason(e)));
     return s;
 }
 
@@ -206,6 +237,42 @@ static void test_deadline_map(void **state)
         assert_int_equal(sp_entry_exit_status(sp_results_at(res, 1)), 7);
     assert_int_equal(sp_entry_kind(sp_results_at(res, 2)), SP_KIND_TIMED_OUT);
     assert_int_equal(sp_results_count_kind(res, SP_KIND_CANCELLED), 2);
+    export_and_check(res);
+    sp_results_free(res);
+}
+
+/* Retries: each event is the task's last attempt and says how many there
+ * were and how the first ended; a task never started says why. */
+static void test_retries_map(void **state)
+{
+    (void)state;
+    sp_task t[] = {
+        {.key = "lucky", .fn = third_time_lucky},
+        {.key = "unlucky \xff", .fn = never_lucky},
+        {.key = "once", .fn = ok_task},
+        {.key = "late",
+         .fn = ok_task,
+         .after = (const char *[]){"unlucky \xff", NULL}},
+    };
+    sp_options o = test_opts();
+    o.max_workers = 2;
+    o.retries = 2;
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, 4, &o, &res), 0);
+    const sp_entry *lucky = sp_results_at(res, 0),
+                   *unlucky = sp_results_at(res, 1);
+    assert_int_equal(sp_entry_kind(lucky), SP_KIND_OK);
+    assert_int_equal(sp_entry_attempts(lucky), 3);
+    assert_int_equal(sp_entry_first_kind(lucky),
+                     test_backend == SP_BACKEND_PROCESS ? SP_KIND_CRASHED
+                                                        : SP_KIND_FAILED);
+    assert_int_equal(sp_entry_kind(unlucky), SP_KIND_FAILED);
+    assert_int_equal(sp_entry_attempts(unlucky), 3);
+    assert_int_equal(sp_entry_code(unlucky), 23);
+    assert_int_equal(sp_entry_first_code(unlucky), 21);
+    assert_int_equal(sp_entry_attempts(sp_results_at(res, 2)), 1);
+    assert_int_equal(sp_entry_kind(sp_results_at(res, 3)), SP_KIND_SKIPPED);
+    assert_int_equal(sp_entry_attempts(sp_results_at(res, 3)), 0);
     export_and_check(res);
     sp_results_free(res);
 }
@@ -366,7 +433,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_fail_fast_map), cmocka_unit_test(test_deadline_map),
     cmocka_unit_test(test_many_workers),  cmocka_unit_test(test_empty_map),
     cmocka_unit_test(test_output_text),   cmocka_unit_test(test_bad_arguments),
-    cmocka_unit_test(test_write_errors),
+    cmocka_unit_test(test_write_errors),  cmocka_unit_test(test_retries_map),
 };
 
 TEST_MAIN("trace", tests)
