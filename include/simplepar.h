@@ -735,9 +735,41 @@ SP_API unsigned sp_entry_worker(const sp_entry *e);
  * (::sp_options.retries), 0 for one that never started (CANCELLED "not
  * started", SKIPPED) and for NULL. The entry's kind, code, message,
  * result, times and worker are those of the last attempt;
- * sp_entry_first_kind() and its siblings give the first.
+ * sp_entry_attempt() gives each earlier one, sp_entry_first_kind() and
+ * its siblings the first.
  */
 SP_API unsigned sp_entry_attempts(const sp_entry *e);
+
+/**
+ * @brief Attempt @p n of the task, as an entry of its own.
+ *
+ * For a task tried more than once the map keeps every attempt: where it
+ * ran, when, and how it ended. Attempt sp_entry_attempts(e) is @p e
+ * itself. An earlier attempt is an entry owned by the map, valid until
+ * sp_results_free(), that every entry accessor reads: sp_entry_key() and
+ * sp_entry_index() are the task's; sp_entry_kind() (FAILED, CRASHED or
+ * TIMED_OUT: the outcomes that are tried again), sp_entry_code(),
+ * sp_entry_code_origin(), sp_entry_message(), sp_entry_start(),
+ * sp_entry_end(), sp_entry_worker(), sp_entry_signal() and
+ * sp_entry_exit_status() are that attempt's; it holds no result
+ * (sp_entry_data() gives NULL); sp_entry_attempts() gives @p n and
+ * sp_entry_first_kind() and its siblings the task's first attempt.
+ *
+ * @code
+ * for (unsigned n = 1; n <= sp_entry_attempts(e); n++) {
+ *     const sp_entry *a = sp_entry_attempt(e, n);
+ *     printf("attempt %u on worker %u: %s %s\n", n, sp_entry_worker(a),
+ *            sp_kind_name(sp_entry_kind(a)), sp_entry_message(a));
+ * }
+ * @endcode
+ *
+ * @param e the task's entry (from the map, not itself an attempt's).
+ * @param n 1 .. sp_entry_attempts(e).
+ * @return the attempt's entry; NULL for a NULL @p e, @p n out of range, or
+ *         an attempt the map could not keep for lack of memory. Thread-safe;
+ *         every backend (and maps of sp_mpi_parallel(), on every rank).
+ */
+SP_API const sp_entry *sp_entry_attempt(const sp_entry *e, unsigned n);
 
 /** @brief How the task's first attempt ended: for a task tried more than
  *  once, its first failure (so one that crashed and then timed out shows

@@ -43,7 +43,8 @@
  *    there), task::data() and context::data() (::sp_task.data);
  *  - retries and limits: options::retries() and its siblings,
  *    task::policy() with a task_policy (::sp_task_policy),
- *    context::attempt(), entry::attempts() and entry::first_kind() ...;
+ *    context::attempt(), entry::attempts(), entry::attempt(n) and
+ *    entry::first_kind() ...;
  *  - cancelling: the move-only class cancel (sp_cancel_create()),
  *    options::cancel(), pool_options::cancel(), entry::cancel_reason();
  *  - pools: the move-only class pool (sp_pool_create()), with per-worker
@@ -1244,6 +1245,15 @@ class entry
     std::string_view first_message() const noexcept
     {
         return sp_entry_first_message(e_);
+    }
+
+    /** @brief Attempt n (1 .. attempts()) as an entry of its own
+     *  (sp_entry_attempt()): the last is this entry; an earlier one has
+     *  that attempt's kind, code, message, times and worker, and no data.
+     *  An empty view for n out of range. */
+    entry attempt(unsigned n) const noexcept
+    {
+        return entry(sp_entry_attempt(e_, n));
     }
 
     /** @brief The C entry (NULL for an empty view). */

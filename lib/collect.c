@@ -201,14 +201,26 @@ SP_PRIVATE_API void sp__run_put(sp__run *r, size_t i, const sp__outcome *o)
 {
     struct sp_outcome c;
     to_outcome(o, &c);
-    if (o->attempt > 1 && o->first) {
-        struct sp_outcome f = {0};
-        sp__outcome first = *o->first;
-        first.data = NULL; /* only its kind, code and message are kept */
-        to_outcome(&first, &f);
-        sp_complete_set_story(&c, o->attempt, f.r.code, f.how, f.r.msg);
-        sp_outcome_free(&f);
+    unsigned n = o->attempt > 1 && o->past ? o->npast : 0;
+    if (n > o->attempt - 1)
+        n = o->attempt - 1;
+    struct sp_tried *past = n ? sp_calloc(n, sizeof *past) : NULL;
+    if (!past)
+        n = 0;
+    for (unsigned k = 0; k < n; k++) { /* all but the bytes and message */
+        sp__outcome p = o->past[k];
+        p.data = NULL;
+        p.msg = NULL;
+        struct sp_outcome f;
+        to_outcome(&p, &f);
+        past[k].r = f.r;
+        past[k].r.msg = o->past[k].msg; /* borrowed: the story copies it */
+        past[k].how = f.how;
     }
+    if (o->attempt > 1)
+        sp_complete_set_story(&c, sp_entry_at(r->run.res, i), o->attempt, past,
+                              n);
+    free(past);
     sp_complete(&r->run, i, &c, &r->run.caller);
 }
 

@@ -178,6 +178,43 @@ bool sp_complete_waiting(struct sp_run *run, size_t i)
     return slot && *slot && (*slot)->waiting;
 }
 
+/* The last attempt of rec (it failed, and another follows) joins the
+ * earlier ones, without its result. Out of memory it is dropped: the
+ * story then lacks it (sp_entry_attempt() gives NULL for it). */
+static void keep_tried(struct sp_try *rec)
+{
+    struct sp_outcome *l = &rec->last;
+    if (rec->npast == rec->cap) {
+        uint32_t cap = rec->cap ? 2 * rec->cap : 2;
+        struct sp_tried *p = sp_realloc(rec->past, cap * sizeof *p);
+        if (!p) {
+            sp_outcome_free(l);
+            return;
+        }
+        rec->past = p;
+        rec->cap = cap;
+    }
+    if (l->r.data)
+        sp_data_release(l->release, l->r.data, l->r.len);
+    struct sp_tried *t = &rec->past[rec->npast++];
+    t->r = l->r;
+    t->r.data = NULL;
+    t->r.len = 0;
+    t->how = l->how;
+    t->how.flags &= SP_EF_TASK_CODE | SP_EF_MSG_OWNED;
+    *l = (struct sp_outcome){0};
+}
+
+/* Free rec's earlier attempts and rec. */
+static void free_tried(struct sp_try *rec)
+{
+    for (uint32_t k = 0; k < rec->npast; k++)
+        if (rec->past[k].how.flags & SP_EF_MSG_OWNED)
+            free((void *)rec->past[k].r.msg);
+    free(rec->past);
+    free(rec);
+}
+
 /* Attempt `attempt` of task i failed with *o: try it again if its policy
  * says so and the run may still start it in time. Then the outcome is
  * kept in the task's record (true); otherwise nothing is touched (false). */
@@ -209,18 +246,8 @@ static SP_NOINLINE bool retry(struct sp_run *run, size_t i,
             return false;
         *slot = rec;
     }
-    if (attempt == 1) { /* the first failure is kept for the story */
-        rec->first_code = o->r.code;
-        rec->first_how = o->how;
-        rec->first_how.flags &= SP_EF_TASK_CODE;
-        if (o->r.msg) {
-            size_t len = strlen(o->r.msg) + 1;
-            if ((rec->first_msg = sp_malloc(len)) != NULL)
-                memcpy(rec->first_msg, o->r.msg, len);
-        }
-    } else {
-        sp_outcome_free(&rec->last);
-    }
+    if (attempt > 1)
+        keep_tried(rec);
     rec->last = *o;
     *o = (struct sp_outcome){0};
     rec->attempts = attempt;
@@ -232,39 +259,66 @@ static SP_NOINLINE bool retry(struct sp_run *run, size_t i,
     return true;
 }
 
-/* The last attempt of a task that had a retry record: the entry gets the
- * story of all its attempts (when there was more than one), and the record
- * is freed. attempts: how many there were. */
-static SP_NOINLINE void tell_story(struct sp_try **slot, struct sp_outcome *o,
-                                   unsigned attempts)
+/* The last attempt *o of task i, which had a retry record: the entry gets
+ * the story of all its attempts (when there was more than one), and the
+ * record is freed. *o is the record's own last attempt (pending), or the
+ * attempt after it. */
+static SP_NOINLINE void tell_story(struct sp_run *run, size_t i,
+                                   struct sp_try **slot, struct sp_outcome *o,
+                                   bool pending)
 {
     struct sp_try *rec = *slot;
     *slot = NULL;
+    unsigned attempts = pending ? rec->attempts : rec->attempts + 1;
+    if (!pending)
+        keep_tried(rec); /* the record's last attempt is an earlier one */
     sp_outcome_free(&rec->last);
     if (attempts > 1)
-        sp_complete_set_story(o, attempts, rec->first_code, rec->first_how,
-                              rec->first_msg);
-    free(rec->first_msg);
-    free(rec);
+        sp_complete_set_story(o, sp_entry_at(run->res, i), attempts, rec->past,
+                              rec->npast);
+    free_tried(rec);
 }
 
-void sp_complete_set_story(struct sp_outcome *o, unsigned attempts,
-                           int first_code, struct sp_how first_how,
-                           const char *first_msg)
+void sp_complete_set_story(struct sp_outcome *o, const sp_entry *e,
+                           unsigned attempts, const struct sp_tried *past,
+                           unsigned npast)
 {
     const char *msg = o->r.msg ? o->r.msg : "";
-    const char *first = first_msg ? first_msg : "";
-    size_t ml = strlen(msg) + 1, fl = strlen(first) + 1;
-    struct sp_story *st = sp_malloc(sizeof *st + ml + fl);
+    size_t ml = strlen(msg) + 1;
+    if (npast > attempts - 1)
+        npast = attempts - 1;
+    size_t at = sizeof(struct sp_story) + ml, align = _Alignof(struct sp_past);
+    at = (at + align - 1) / align * align;
+    size_t size = at + (size_t)npast * sizeof(struct sp_past);
+    for (unsigned k = 0; k < npast; k++)
+        size += strlen(past[k].r.msg ? past[k].r.msg : "") + 1;
+    struct sp_story *st = sp_malloc(size);
     if (!st) /* out of memory, the entry is the last attempt alone */
         return;
     st->attempts = attempts;
-    st->first_code = first_code;
-    st->first_how = first_how;
-    st->first_how.flags &= SP_EF_TASK_CODE;
+    st->npast = npast;
+    struct sp_past *views = (struct sp_past *)(void *)((char *)st + at);
+    st->past = views;
     memcpy(st->text, msg, ml);
-    memcpy(st->text + ml, first, fl);
-    st->first_msg = st->text + ml;
+    char *text = (char *)(views + npast);
+    for (unsigned k = 0; k < npast; k++) {
+        const char *m = past[k].r.msg ? past[k].r.msg : "";
+        size_t len = strlen(m) + 1;
+        memcpy(text, m, len);
+        struct sp_how how = past[k].how;
+        how.flags =
+            (uint8_t)((how.flags & SP_EF_TASK_CODE) | SP_EF_DONE | SP_EF_PAST);
+        views[k].e.key = e->key;
+        views[k].e.index = e->index;
+        views[k].e.r = past[k].r;
+        views[k].e.r.data = NULL;
+        views[k].e.r.len = 0;
+        views[k].e.r.msg = text;
+        atomic_init(&views[k].e.how, sp_how_pack(how));
+        views[k].n = k + 1;
+        views[k].story = st;
+        text += len;
+    }
     sp_outcome_set_msg(o, NULL, NULL);
     o->r.msg = st->text;
     o->how.flags |= SP_EF_STORY;
@@ -339,7 +393,7 @@ void sp_complete(struct sp_run *run, size_t i, struct sp_outcome *o,
                                ? (run->tries ? &run->tries[i] : NULL)
                                : &sp_xtask_at(run->res, i - run->n)->tries;
     if (SP_UNLIKELY(slot && *slot))
-        tell_story(slot, o, (*slot)->attempts + 1);
+        tell_story(run, i, slot, o, false);
     record(run, i, o, t);
 }
 
@@ -349,7 +403,7 @@ void sp_complete_pending(struct sp_run *run, size_t i, struct sp_tally *t)
     struct sp_try *rec = *slot;
     struct sp_outcome o = rec->last;
     rec->last = (struct sp_outcome){0};
-    tell_story(slot, &o, rec->attempts);
+    tell_story(run, i, slot, &o, true);
     record(run, i, &o, t);
 }
 

@@ -387,35 +387,69 @@ SP_API unsigned sp_entry_worker(const sp_entry *e)
     return e ? e->r.worker : SP_NO_WORKER;
 }
 
-/* The story of an entry tried more than once, else NULL. */
+/* An earlier attempt's view (sp_entry_attempt()), else NULL. */
+static const struct sp_past *past_of(const sp_entry *e)
+{
+    return e && (sp_entry_how(e).flags & SP_EF_PAST)
+               ? (const struct sp_past *)(const void *)e
+               : NULL;
+}
+
+/* The story of an entry tried more than once (or of the task an earlier
+ * attempt's view belongs to), else NULL. */
 static const struct sp_story *story(const sp_entry *e)
 {
-    return e && (sp_entry_how(e).flags & SP_EF_STORY) ? sp_entry_story(e)
-                                                      : NULL;
+    if (!e)
+        return NULL;
+    struct sp_how how = sp_entry_how(e);
+    if (how.flags & SP_EF_STORY)
+        return sp_entry_story(e);
+    if (how.flags & SP_EF_PAST)
+        return past_of(e)->story;
+    return NULL;
 }
 
 SP_API unsigned sp_entry_attempts(const sp_entry *e)
 {
+    const struct sp_past *p = past_of(e);
+    if (p)
+        return p->n;
     const struct sp_story *st = story(e);
     if (st)
         return st->attempts;
     return e && e->r.worker != SP_NO_WORKER ? 1 : 0;
 }
 
-SP_API sp_kind sp_entry_first_kind(const sp_entry *e)
+SP_API const sp_entry *sp_entry_attempt(const sp_entry *e, unsigned n)
+{
+    unsigned attempts = sp_entry_attempts(e);
+    if (!n || n > attempts)
+        return NULL;
+    if (n == attempts)
+        return e;
+    const struct sp_story *st = story(e);
+    return st && n <= st->npast ? &st->past[n - 1].e : NULL;
+}
+
+/* The first attempt: the entry itself when it is the only one, or when
+ * memory ran out to keep the first. */
+static const sp_entry *first(const sp_entry *e)
 {
     const struct sp_story *st = story(e);
-    return st ? (sp_kind)st->first_how.kind : sp_entry_kind(e);
+    return st && st->npast ? &st->past[0].e : e;
+}
+
+SP_API sp_kind sp_entry_first_kind(const sp_entry *e)
+{
+    return sp_entry_kind(first(e));
 }
 
 SP_API int sp_entry_first_code(const sp_entry *e)
 {
-    const struct sp_story *st = story(e);
-    return st ? st->first_code : sp_entry_code(e);
+    return sp_entry_code(first(e));
 }
 
 SP_API const char *sp_entry_first_message(const sp_entry *e)
 {
-    const struct sp_story *st = story(e);
-    return st ? st->first_msg : sp_entry_message(e);
+    return sp_entry_message(first(e));
 }

@@ -59,9 +59,11 @@ typedef struct sp__outcome {
      * that one's is not recorded (a stale outcome). sp__run_put(): the
      * task's last attempt, which is its number of attempts; 0 = 1. */
     unsigned attempt;
-    /* sp__run_put() with attempt > 1: how the first attempt ended (its
-     * kind, code, task_code and msg are read), else NULL. */
-    const struct sp__outcome *first;
+    /* sp__run_put() with attempt > 1: the earlier attempts, past[0] the
+     * first, npast of them (at most attempt - 1; fewer leaves the later
+     * ones unknown). Of each, all but data is read. */
+    const struct sp__outcome *past;
+    unsigned npast;
 } sp__outcome;
 
 /* Validate the table and options exactly as simple_parallel() does (same
@@ -109,8 +111,8 @@ SP_PRIVATE_API int sp__run_record(sp__run *r, size_t i, const sp__outcome *o);
  * a map finished elsewhere (libsimplepar-mpi's map on every rank). Meant
  * for a run begun with NULL options, where it applies no policy: no
  * fail-fast, no callback, no retry: the outcome is final, and with
- * o->attempt above 1 the entry tells that many attempts and the first
- * (o->first), as sp_entry_attempts() and sp_entry_first_kind() read them.
+ * o->attempt above 1 the entry tells that many attempts and the earlier
+ * ones (o->past), as sp_entry_attempts() and sp_entry_attempt() read them.
  * Once per task, in any order; tasks never put are cancelled by
  * sp__run_end(). */
 SP_PRIVATE_API void sp__run_put(sp__run *r, size_t i, const sp__outcome *o);

@@ -120,6 +120,7 @@ enum {
     SP_EF_RELEASE = 8,   /* data is freed by a function in sp_results.owned */
     SP_EF_WAITED = 16,   /* a spawned task waits for it (graph.c's edges) */
     SP_EF_STORY = 32,    /* msg is the text of a struct sp_story (retries) */
+    SP_EF_PAST = 64,     /* an earlier attempt: the entry of a struct sp_past */
 };
 
 /* What one attempt of a task came to, in the form the map keeps it. */
@@ -143,17 +144,7 @@ struct sp_how {
     uint8_t exit_status; /* CRASHED: exit status, valid when SP_EXITED */
 };
 
-/* What the map keeps of a task that had more than one attempt, in one
- * allocation behind its entry's message (SP_EF_STORY): the entry is the
- * last attempt, the story adds the count and the first attempt. Freed with
- * the entry. */
-struct sp_story {
-    uint32_t attempts;
-    int first_code;
-    struct sp_how first_how; /* kind, SP_EF_TASK_CODE, signo, exit status */
-    const char *first_msg;   /* into text, after the entry's message */
-    char text[];             /* the entry's message, NUL, the first's, NUL */
-};
+struct sp_story;
 
 /* One entry of the results map: its key and index, written by validation,
  * and its outcome, written once by sp_complete() on whichever thread ended
@@ -180,6 +171,28 @@ static inline struct sp_how sp_how_unpack(uint32_t v)
     return (struct sp_how){(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16),
                            (uint8_t)(v >> 24)};
 }
+
+/* What the map keeps of a task that had more than one attempt, in one
+ * allocation behind its entry's message (SP_EF_STORY): the entry is the
+ * last attempt; the story adds the count and each earlier attempt, as an
+ * entry of its own (struct sp_past, what sp_entry_attempt() gives). Freed
+ * with the entry. Layout: this header, the entry's message and its NUL,
+ * the sp_past array (aligned), then each earlier attempt's message and
+ * its NUL. */
+struct sp_past {
+    sp_entry e; /* the task's key and index; no result; SP_EF_PAST */
+    uint32_t n; /* which attempt: 1 .. attempts - 1 */
+    const struct sp_story *story;
+};
+
+struct sp_story {
+    uint32_t attempts;
+    /* Earlier attempts kept: attempts - 1, fewer only where memory ran
+     * out; past[k] is attempt k + 1. */
+    uint32_t npast;
+    const struct sp_past *past;
+    char text[]; /* the entry's message, NUL, ... */
+};
 
 /* How an entry ended (acquire: its record is visible once DONE is). */
 static inline struct sp_how sp_entry_how(const sp_entry *e)
@@ -352,13 +365,22 @@ struct sp_outcome {
  * the run keeps of it until its last attempt ends. Written by whoever
  * completes an attempt, read by whoever starts the next (the scheduler's
  * lock orders them). */
+struct sp_tried; /* below */
 struct sp_try {
     uint32_t attempts; /* attempts that ended */
     bool waiting;      /* its next attempt is not handed out yet */
-    int first_code;    /* the first attempt: code, how, message */
-    struct sp_how first_how;
-    char *first_msg;        /* owned, or NULL */
+    /* The attempts before the last: past[k] is attempt k + 1. npast <
+     * attempts - 1 only where memory ran out. */
+    struct sp_tried *past;
+    uint32_t npast, cap;
     struct sp_outcome last; /* the last attempt's outcome, owned */
+};
+
+/* An attempt of a task that is over, without its result: what the story
+ * keeps of it. r.msg is owned when how.flags has SP_EF_MSG_OWNED. */
+struct sp_tried {
+    struct sp_rec r; /* r.data NULL, r.len 0 */
+    struct sp_how how;
 };
 
 /* A result buffer the map frees with the task's own function. */
@@ -856,14 +878,14 @@ void sp_complete(struct sp_run *run, size_t i, struct sp_outcome *o,
 /* Task i waits for a retry that will never start (the run is over): record
  * its last attempt's outcome, kept since. Calling thread. */
 void sp_complete_pending(struct sp_run *run, size_t i, struct sp_tally *t);
-/* Make *o, the last of `attempts` (> 1) attempts of its task, tell the
- * story of them all: its message moves into a struct sp_story with the
- * count and the first attempt's code, how (kind, SP_EF_TASK_CODE, signal,
- * exit status) and message (copied; NULL = ""). Out of memory, *o stays
- * the last attempt alone. */
-void sp_complete_set_story(struct sp_outcome *o, unsigned attempts,
-                           int first_code, struct sp_how first_how,
-                           const char *first_msg);
+/* Make *o, the last of `attempts` (> 1) attempts of the task whose entry
+ * is e (its key and index are read), tell the story of them all: its
+ * message moves into a struct sp_story with the count and the earlier
+ * attempts past[0 .. npast-1] (attempts 1 .., messages copied; npast <=
+ * attempts - 1). Out of memory, *o stays the last attempt alone. */
+void sp_complete_set_story(struct sp_outcome *o, const sp_entry *e,
+                           unsigned attempts, const struct sp_tried *past,
+                           unsigned npast);
 /* Whether row t's policy has attempt `attempt` (1-based) that ended with
  * kind tried again, the run's state aside. Workers in other processes ask
  * it too (fail-fast applies only to a task's last attempt). */

@@ -539,30 +539,47 @@ static void test_retry_delay(void **state)
     sp_results_free(res);
 }
 
-/* A copied map tells the attempts and the first failure as given. */
+/* A copied map tells the attempts, each earlier one as given. */
 static void test_put_a_story(void **state)
 {
     (void)state;
-    sp_task t[2];
-    char keys[2][16];
-    make_table(t, keys, 2);
+    sp_task t[3];
+    char keys[3][16];
+    make_table(t, keys, 3);
     sp__run *r;
-    assert_int_equal(sp__run_begin(t, 2, NULL, 2, &r), 0);
-    sp__outcome first = {.kind = SP_KIND_CRASHED,
-                         .code = SP_ECRASHED,
-                         .msg = "worker killed by SIGSEGV",
-                         .exit_status = -1};
+    assert_int_equal(sp__run_begin(t, 3, NULL, 2, &r), 0);
+    sp__outcome past[2] = {{.kind = SP_KIND_CRASHED,
+                            .code = SP_ECRASHED,
+                            .msg = "worker killed by SIGSEGV",
+                            .start = 0.25,
+                            .end = 0.5,
+                            .worker = 1,
+                            .signo = 11,
+                            .exit_status = -1},
+                           {.kind = SP_KIND_TIMED_OUT,
+                            .code = SP_ETIMEDOUT,
+                            .msg = "over its limit",
+                            .start = 0.5,
+                            .end = 0.75,
+                            .worker = 0,
+                            .exit_status = -1}};
     sp__outcome last = {.kind = SP_KIND_FAILED,
                         .code = 9,
                         .task_code = 1,
                         .msg = "attempt 3 failed",
+                        .start = 1,
+                        .end = 1.5,
                         .worker = 1,
                         .exit_status = -1,
                         .attempt = 3,
-                        .first = &first};
+                        .past = past,
+                        .npast = 2};
     sp__run_put(r, 0, &last);
     sp__outcome once = {.kind = SP_KIND_OK, .worker = 0, .exit_status = -1};
     sp__run_put(r, 1, &once);
+    /* Only the first of two earlier attempts known: the second is not. */
+    last.npast = 1;
+    sp__run_put(r, 2, &last);
     sp_results *res = sp__run_end(r);
     const sp_entry *e = sp_results_at(res, 0);
     assert_int_equal(sp_entry_attempts(e), 3);
@@ -572,7 +589,34 @@ static void test_put_a_story(void **state)
     assert_int_equal(sp_entry_first_kind(e), SP_KIND_CRASHED);
     assert_int_equal(sp_entry_first_code(e), SP_ECRASHED);
     assert_string_equal(sp_entry_first_message(e), "worker killed by SIGSEGV");
+    assert_ptr_equal(sp_entry_attempt(e, 3), e);
+    const sp_entry *a1 = sp_entry_attempt(e, 1), *a2 = sp_entry_attempt(e, 2);
+    assert_non_null(a1);
+    assert_non_null(a2);
+    assert_null(sp_entry_attempt(e, 0));
+    assert_null(sp_entry_attempt(e, 4));
+    assert_int_equal(sp_entry_kind(a1), SP_KIND_CRASHED);
+    assert_int_equal(sp_entry_signal(a1), 11);
+    assert_int_equal(sp_entry_worker(a1), 1);
+    assert_true(sp_entry_start(a1) == 0.25 && sp_entry_end(a1) == 0.5);
+    assert_int_equal(sp_entry_attempts(a1), 1);
+    assert_int_equal(sp_entry_kind(a2), SP_KIND_TIMED_OUT);
+    assert_int_equal(sp_entry_code(a2), SP_ETIMEDOUT);
+    assert_string_equal(sp_entry_message(a2), "over its limit");
+    assert_int_equal(sp_entry_worker(a2), 0);
+    assert_int_equal(sp_entry_attempts(a2), 2);
+    assert_int_equal(sp_entry_first_kind(a2), SP_KIND_CRASHED);
+    assert_string_equal(sp_entry_key(a2), sp_entry_key(e));
+    assert_int_equal(sp_entry_index(a2), 0);
+    assert_null(sp_entry_data(a2, NULL));
     assert_int_equal(sp_entry_attempts(sp_results_at(res, 1)), 1);
+    assert_ptr_equal(sp_entry_attempt(sp_results_at(res, 1), 1),
+                     sp_results_at(res, 1));
+    const sp_entry *part = sp_results_at(res, 2);
+    assert_int_equal(sp_entry_attempts(part), 3);
+    assert_non_null(sp_entry_attempt(part, 1));
+    assert_null(sp_entry_attempt(part, 2)); /* not kept */
+    assert_int_equal(sp_entry_first_kind(part), SP_KIND_CRASHED);
     sp_results_free(res);
 }
 

@@ -1087,6 +1087,14 @@ void test_retries()
     CHECK_EQ(broken.code_origin(), sp::code_origin::task);
     CHECK_EQ(broken.message(), "attempt 3: no such ticker"sv);
     CHECK_EQ(broken.first_message(), "attempt 1: no such ticker"sv);
+    // Every attempt, as an entry of its own.
+    CHECK_EQ(broken.attempt(2).message(), "attempt 2: no such ticker"sv);
+    CHECK_EQ(broken.attempt(2).kind(), sp::kind::failed);
+    CHECK_EQ(broken.attempt(2).attempts(), 2u);
+    CHECK(broken.attempt(1).end() <= broken.attempt(2).start());
+    CHECK_EQ(broken.attempt(3).native(), broken.native());
+    CHECK(!broken.attempt(4));
+    CHECK(!broken.attempt(0));
     // 10 ms, then 20 ms (doubling) after the end of an attempt: the last
     // attempt cannot start before 30 ms.
     CHECK(broken.start() >= 0.0299);

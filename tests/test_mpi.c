@@ -252,6 +252,17 @@ static uint64_t map_digest(const sp_results *res)
         MIX((unsigned)sp_entry_first_code(e));
         for (const char *s = sp_entry_first_message(e); *s; s++)
             MIX(*s);
+        for (unsigned n = 1; n < sp_entry_attempts(e); n++) {
+            const sp_entry *a = sp_entry_attempt(e, n);
+            MIX(a != NULL);
+            MIX(sp_entry_kind(a));
+            MIX((unsigned)sp_entry_code(a));
+            MIX(sp_entry_worker(a));
+            MIX((uint64_t)(sp_entry_start(a) * 1e9));
+            MIX((uint64_t)(sp_entry_end(a) * 1e9));
+            for (const char *s = sp_entry_message(a); *s; s++)
+                MIX(*s);
+        }
         size_t len;
         const unsigned char *d = sp_entry_data(e, &len);
         MIX(d != NULL);
@@ -1045,6 +1056,19 @@ static void check_retries(const sp_results *res, size_t n)
     assert_int_equal(sp_entry_first_kind(e), SP_KIND_FAILED);
     assert_int_equal(sp_entry_first_code(e), 404);
     assert_string_equal(sp_entry_first_message(e), "attempt 1: no such thing");
+    /* Every attempt, each where and when it ran. */
+    const sp_entry *a2 = sp_entry_attempt(e, 2);
+    assert_non_null(a2);
+    assert_int_equal(sp_entry_kind(a2), SP_KIND_FAILED);
+    assert_int_equal(sp_entry_code(a2), 404);
+    assert_string_equal(sp_entry_message(a2), "attempt 2: no such thing");
+    assert_true(sp_entry_worker(a2) != SP_NO_WORKER);
+    assert_true(sp_entry_end(sp_entry_attempt(e, 1)) <= sp_entry_start(a2));
+    assert_true(sp_entry_end(a2) <= sp_entry_start(e));
+    e = sp_results_get(res, "flaky");
+    assert_int_equal(strncmp(sp_entry_message(sp_entry_attempt(e, 2)),
+                             "attempt 2 on rank ", 18),
+                     0);
     for (size_t i = 2; i < n; i++)
         check_once_ok(sp_results_at(res, i));
     assert_int_equal(sp_results_ok(res), n - 1);

@@ -228,6 +228,39 @@ struct done_count {
     size_t per_index[16];
 };
 
+/* Every attempt of e, read through sp_entry_attempt(): the last is e, an
+ * earlier one has kind FAILED, code 40 + n and message "attempt n failed"
+ * (flaky()), the task's key and index, no result, a worker, and ends
+ * before the next one starts. */
+static void check_flaky_attempts(const sp_entry *e)
+{
+    unsigned n = sp_entry_attempts(e);
+    assert_null(sp_entry_attempt(e, 0));
+    assert_null(sp_entry_attempt(e, n + 1));
+    assert_ptr_equal(sp_entry_attempt(e, n), e);
+    for (unsigned k = 1; k < n; k++) {
+        const sp_entry *a = sp_entry_attempt(e, k);
+        char want[32];
+        snprintf(want, sizeof want, "attempt %u failed", k);
+        assert_non_null(a);
+        assert_ptr_not_equal(a, e);
+        assert_int_equal(sp_entry_attempts(a), k);
+        assert_int_equal(sp_entry_kind(a), SP_KIND_FAILED);
+        assert_int_equal(sp_entry_code(a), 40 + (int)k);
+        assert_int_equal(sp_entry_code_origin(a), SP_ORIGIN_TASK);
+        assert_string_equal(sp_entry_message(a), want);
+        assert_string_equal(sp_entry_key(a), sp_entry_key(e));
+        assert_int_equal(sp_entry_index(a), sp_entry_index(e));
+        assert_null(sp_entry_data(a, NULL));
+        assert_true(sp_entry_worker(a) != SP_NO_WORKER);
+        assert_int_equal(sp_entry_first_kind(a), SP_KIND_FAILED);
+        assert_string_equal(sp_entry_first_message(a), "attempt 1 failed");
+        const sp_entry *next = sp_entry_attempt(e, k + 1);
+        assert_true(sp_entry_start(a) <= sp_entry_end(a));
+        assert_true(sp_entry_end(a) <= sp_entry_start(next));
+    }
+}
+
 static int count_done(const sp_entry *e, void *user)
 {
     struct done_count *d = user;
@@ -259,9 +292,13 @@ static void test_fails_twice_then_ok(void **state)
     assert_int_equal(sp_entry_first_kind(e), SP_KIND_FAILED);
     assert_int_equal(sp_entry_first_code(e), 41);
     assert_string_equal(sp_entry_first_message(e), "attempt 1 failed");
+    /* And every attempt, each as an entry of its own. */
+    check_flaky_attempts(e);
     /* A task tried once: its first attempt is its last. */
     e = sp_results_get(res, "plain");
     assert_int_equal(sp_entry_attempts(e), 1);
+    assert_ptr_equal(sp_entry_attempt(e, 1), e);
+    assert_null(sp_entry_attempt(e, 2));
     assert_int_equal(sp_entry_first_kind(e), SP_KIND_OK);
     assert_string_equal(sp_entry_first_message(e), "");
     /* Only last attempts are counted and reported. */
@@ -289,6 +326,7 @@ static void test_always_fails(void **state)
     assert_int_equal(sp_entry_first_kind(e), SP_KIND_FAILED);
     assert_int_equal(sp_entry_first_code(e), 41);
     assert_string_equal(sp_entry_first_message(e), "attempt 1 failed");
+    check_flaky_attempts(e);
     assert_int_equal(atomic_load(&sh->calls[0]), 3);
     assert_int_equal(sp_results_failed(res), 1);
     sp_results_free(res);
@@ -455,6 +493,11 @@ static void test_crashed_then_timed_out(void **state)
     assert_int_equal(sp_entry_attempts(e), 2);
     assert_int_equal(sp_entry_first_kind(e), SP_KIND_CRASHED);
     assert_non_null(strstr(sp_entry_first_message(e), "SIGSEGV"));
+    const sp_entry *a = sp_entry_attempt(e, 1);
+    assert_int_equal(sp_entry_kind(a), SP_KIND_CRASHED);
+    assert_int_equal(sp_entry_signal(a), SIGSEGV);
+    assert_int_equal(sp_entry_exit_status(a), -1);
+    assert_true(sp_entry_end(a) <= sp_entry_start(e));
     sp_results_free(res);
 }
 
@@ -1081,6 +1124,48 @@ static void test_cancel_during_a_backoff(void **state)
     sp_cancel_free(c);
 }
 
+/* Fires f->c once the second attempt of task 0 (flaky()) has ended and
+ * its next attempt waits out its delay. */
+static void *fire_after_second(void *arg)
+{
+    struct firer *f = arg;
+    for (int k = 0; k < 5000 && !atomic_load(&sh->ended[0][2]); k++)
+        test_sleep_ms(1);
+    test_sleep_ms(test_ms(20));
+    sp_cancel_fire(f->c);
+    return NULL;
+}
+
+/* Cancelled while a task tried twice waits for its third attempt: it
+ * keeps its second attempt's failure, and the first as an earlier one. */
+static void test_cancel_between_attempts(void **state)
+{
+    (void)state;
+    reset();
+    sp_task t[] = {{.key = "flaky", .fn = flaky, .arg = (void *)9}};
+    sp_cancel *c = NULL;
+    assert_int_equal(sp_cancel_create(&c), 0);
+    struct firer f = {.c = c};
+    assert_int_equal(pthread_create(&f.th, NULL, fire_after_second, &f), 0);
+    sp_options o = test_opts();
+    o.retries = 5;
+    o.retry_delay = 0.1 * test_scale(); /* then 0.2 s before the third */
+    o.retry_backoff = SP_BACKOFF_DOUBLING;
+    o.cancel = c;
+    sp_results *res = NULL;
+    assert_int_equal(simple_parallel(t, 1, &o, &res), 0);
+    pthread_join(f.th, NULL);
+    const sp_entry *e = sp_results_at(res, 0);
+    assert_int_equal(sp_entry_kind(e), SP_KIND_FAILED);
+    assert_int_equal(sp_entry_attempts(e), 2);
+    assert_int_equal(sp_entry_code(e), 42);
+    assert_string_equal(sp_entry_message(e), "attempt 2 failed");
+    assert_int_equal(atomic_load(&sh->calls[0]), 2);
+    check_flaky_attempts(e);
+    sp_results_free(res);
+    sp_cancel_free(c);
+}
+
 /* A pool's handle stops every call of the pool, in flight and new, until
  * it is reset. */
 struct pool_call {
@@ -1306,6 +1391,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_cancel_from_a_signal_handler),
     cmocka_unit_test(test_cancel_before_the_call),
     cmocka_unit_test(test_cancel_during_a_backoff),
+    cmocka_unit_test(test_cancel_between_attempts),
     cmocka_unit_test(test_cancel_every_call_of_a_pool),
     cmocka_unit_test(test_bad_policies),
     cmocka_unit_test(test_bad_retry_options),

@@ -8,23 +8,110 @@
 
 /* Entry head: index 0, kind 4, flags 5, signal 6, exit status 7, code 8,
  * worker 12, start 16, end 24, message length 32, attempt 36, data length
- * 40; then the message with its NUL; with ENTRY_STORY the first attempt:
- * kind 0, flags 1, (zero) 2, code 4, message length 8, then its message
- * with its NUL; then inline data. */
+ * 40; then the message with its NUL; with ENTRY_STORY the count of
+ * earlier attempts (u32), then each: kind 0, flags 1, signal 2, exit
+ * status 3, code 4, worker 8, message length 12, start 16, end 24, then
+ * its message with its NUL; then inline data. */
 
 static size_t msg_bytes(uint32_t msg_len)
 {
     return msg_len ? (size_t)msg_len + 1 : 0;
 }
 
+static int64_t to_ns(double s)
+{
+    return (int64_t)(s * 1e9 + 0.5);
+}
+
+/* How many bytes of an earlier attempt's message travel: together they
+ * take at most half of MSG_MAX, so the entry fits a frame. */
+static uint32_t past_msg_len(const sp_entry *a, uint32_t npast)
+{
+    size_t len = strlen(sp_entry_message(a)), most = MSG_MAX / 2 / npast;
+    return (uint32_t)(len < most ? len : most);
+}
+
+/* Bytes of the earlier attempts of e (ENTRY_STORY), as written. */
+static size_t past_size(const struct wire_entry *e)
+{
+    size_t s = 4;
+    for (uint32_t k = 0; k < e->npast; k++)
+        s += PAST_HEAD + msg_bytes(past_msg_len(
+                             sp_entry_attempt(e->story, k + 1), e->npast));
+    return s;
+}
+
 size_t wire_entry_size(const struct wire_entry *e)
 {
     size_t s = ENTRY_HEAD + msg_bytes(e->msg_len);
     if (e->flags & ENTRY_STORY)
-        s += STORY_HEAD + msg_bytes(e->first_msg_len);
+        s += past_size(e);
     if ((e->flags & ENTRY_HAS_DATA) && !(e->flags & ENTRY_OUT_OF_LINE))
         s += (size_t)e->data_len;
     return s;
+}
+
+/* Write the earlier attempts of e at p; returns the bytes written. */
+static size_t past_put(unsigned char *p, const struct wire_entry *e)
+{
+    unsigned char *start = p;
+    put_u32(p, e->npast);
+    p += 4;
+    for (uint32_t k = 0; k < e->npast; k++) {
+        const sp_entry *a = sp_entry_attempt(e->story, k + 1);
+        uint32_t mlen = past_msg_len(a, e->npast);
+        sp_kind kind = sp_entry_kind(a);
+        int exit_status = sp_entry_exit_status(a);
+        uint8_t flags = 0;
+        if (sp_entry_code_origin(a) == SP_ORIGIN_TASK)
+            flags |= ENTRY_TASK_CODE;
+        if (kind == SP_KIND_CRASHED && exit_status >= 0)
+            flags |= ENTRY_EXITED;
+        p[0] = (uint8_t)kind;
+        p[1] = flags;
+        p[2] = (uint8_t)sp_entry_signal(a);
+        p[3] = (uint8_t)(exit_status >= 0 ? exit_status : 0);
+        put_u32(p + 4, (uint32_t)sp_entry_code(a));
+        put_u32(p + 8, sp_entry_worker(a));
+        put_u32(p + 12, mlen);
+        put_u64(p + 16, (uint64_t)(to_ns(sp_entry_start(a)) + e->story_shift));
+        put_u64(p + 24, (uint64_t)(to_ns(sp_entry_end(a)) + e->story_shift));
+        p += PAST_HEAD;
+        if (mlen) {
+            memcpy(p, sp_entry_message(a), mlen);
+            p[mlen] = 0;
+            p += (size_t)mlen + 1;
+        }
+    }
+    return (size_t)(p - start);
+}
+
+/* Check the earlier attempts at p (at most room bytes) and return their
+ * size, or 0 when malformed. */
+static size_t past_check(const unsigned char *p, size_t room,
+                         struct wire_entry *e)
+{
+    if (room < 4)
+        return 0;
+    e->npast = get_u32(p);
+    if (!e->npast || e->npast >= e->attempt || e->npast > SP_MAX_RETRIES)
+        return 0;
+    e->past_raw = p;
+    size_t used = 4;
+    for (uint32_t k = 0; k < e->npast; k++) {
+        if (room - used < PAST_HEAD)
+            return 0;
+        const unsigned char *a = p + used;
+        uint32_t mlen = get_u32(a + 12);
+        if (a[0] > SP_KIND_SKIPPED ||
+            (a[1] & ~(ENTRY_TASK_CODE | ENTRY_EXITED)))
+            return 0;
+        used += PAST_HEAD;
+        if (mlen && (room - used < (size_t)mlen + 1 || p[used + mlen]))
+            return 0;
+        used += msg_bytes(mlen);
+    }
+    return used;
 }
 
 void wire_entry_put(unsigned char *p, const struct wire_entry *e)
@@ -47,19 +134,8 @@ void wire_entry_put(unsigned char *p, const struct wire_entry *e)
         p[e->msg_len] = 0;
         p += (size_t)e->msg_len + 1;
     }
-    if (e->flags & ENTRY_STORY) {
-        p[0] = e->first_kind;
-        p[1] = e->first_flags;
-        p[2] = p[3] = 0;
-        put_u32(p + 4, (uint32_t)e->first_code);
-        put_u32(p + 8, e->first_msg_len);
-        p += STORY_HEAD;
-        if (e->first_msg_len) {
-            memcpy(p, e->first_msg, e->first_msg_len);
-            p[e->first_msg_len] = 0;
-            p += (size_t)e->first_msg_len + 1;
-        }
-    }
+    if (e->flags & ENTRY_STORY)
+        p += past_put(p, e);
     if ((e->flags & ENTRY_HAS_DATA) && !(e->flags & ENTRY_OUT_OF_LINE) &&
         e->data_len)
         memcpy(p, e->data, (size_t)e->data_len);
@@ -95,24 +171,10 @@ size_t wire_entry_get(const unsigned char *p, const unsigned char *end,
         used += (size_t)e->msg_len + 1;
     }
     if (e->flags & ENTRY_STORY) {
-        if (room - used < STORY_HEAD)
+        size_t s = past_check(p + used, room - used, e);
+        if (!s)
             return 0;
-        const unsigned char *f = p + used;
-        e->first_kind = f[0];
-        e->first_flags = f[1];
-        e->first_code = (int32_t)get_u32(f + 4);
-        e->first_msg_len = get_u32(f + 8);
-        if (e->first_kind > SP_KIND_SKIPPED ||
-            (e->first_flags & ~ENTRY_TASK_CODE))
-            return 0;
-        used += STORY_HEAD;
-        if (e->first_msg_len) {
-            if (room - used < (size_t)e->first_msg_len + 1 ||
-                p[used + e->first_msg_len])
-                return 0;
-            e->first_msg = (const char *)p + used;
-            used += (size_t)e->first_msg_len + 1;
-        }
+        used += s;
     }
     if (!(e->flags & ENTRY_HAS_DATA)) {
         if (e->data_len || (e->flags & ENTRY_OUT_OF_LINE))
@@ -133,11 +195,6 @@ void wire_frame_head(unsigned char *p, uint32_t type, uint32_t id,
     put_u32(p + 4, id);
     put_u32(p + 8, count);
     put_u32(p + 12, flags);
-}
-
-static int64_t to_ns(double s)
-{
-    return (int64_t)(s * 1e9 + 0.5);
 }
 
 void wire_from_entry(const sp_entry *le, uint32_t index, int64_t shift_ns,
@@ -178,21 +235,20 @@ void wire_from_entry(const sp_entry *le, uint32_t index, int64_t shift_ns,
         w->exit_status = (uint8_t)exit_status;
     }
     w->attempt = sp_entry_attempts(le);
-    if (w->attempt > 1) { /* the first attempt, as the entry tells it */
-        const char *first = sp_entry_first_message(le);
-        size_t flen = strlen(first);
-        if (flen > MSG_MAX / 2) /* with the entry's, within a frame */
-            flen = MSG_MAX / 2;
+    /* The earlier attempts the entry kept (all, unless memory ran out). */
+    uint32_t npast = 0;
+    while (npast + 1 < w->attempt && sp_entry_attempt(le, npast + 1))
+        npast++;
+    if (npast) {
         w->flags |= ENTRY_STORY;
-        w->first_kind = (uint8_t)sp_entry_first_kind(le);
-        w->first_code = sp_entry_first_code(le);
-        w->first_msg = flen ? first : NULL;
-        w->first_msg_len = (uint32_t)flen;
+        w->npast = npast;
+        w->story = le;
+        w->story_shift = shift_ns;
     }
 }
 
 void wire_to_outcome(const struct wire_entry *w, uint32_t worker_base,
-                     sp__outcome *o, sp__outcome *first)
+                     sp__outcome *o, sp__outcome *past)
 {
     int64_t start = w->start > 0 ? w->start : 0;
     int64_t end = w->end > start ? w->end : start;
@@ -212,15 +268,28 @@ void wire_to_outcome(const struct wire_entry *w, uint32_t worker_base,
         .exit_status = (w->flags & ENTRY_EXITED) ? w->exit_status : -1,
         .attempt = w->attempt,
     };
-    if ((w->flags & ENTRY_STORY) && first) {
-        *first = (sp__outcome){
-            .kind = (sp_kind)w->first_kind,
-            .code = w->first_code,
-            .task_code = (w->first_flags & ENTRY_TASK_CODE) != 0,
-            .msg = w->first_msg_len ? w->first_msg : NULL,
-            .worker = SP_NO_WORKER,
-            .exit_status = -1,
-        };
-        o->first = first;
+    if ((w->flags & ENTRY_STORY) && past) {
+        const unsigned char *p = w->past_raw + 4;
+        for (uint32_t k = 0; k < w->npast; k++) {
+            uint32_t mlen = get_u32(p + 12);
+            int64_t s = (int64_t)get_u64(p + 16), e = (int64_t)get_u64(p + 24);
+            s = s > 0 ? s : 0;
+            e = e > s ? e : s;
+            past[k] = (sp__outcome){
+                .kind = (sp_kind)p[0],
+                .code = (int32_t)get_u32(p + 4),
+                .task_code = (p[1] & ENTRY_TASK_CODE) != 0,
+                .msg = mlen ? (const char *)p + PAST_HEAD : NULL,
+                .start = (double)s / 1e9,
+                .end = (double)e / 1e9,
+                .worker = get_u32(p + 8),
+                .signo = p[0] == SP_KIND_CRASHED ? p[2] : 0,
+                .exit_status = (p[1] & ENTRY_EXITED) ? p[3] : -1,
+                .attempt = k + 1,
+            };
+            p += PAST_HEAD + msg_bytes(mlen);
+        }
+        o->past = past;
+        o->npast = w->npast;
     }
 }

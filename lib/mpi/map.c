@@ -109,8 +109,8 @@ int sp_mpi_recv_map(struct mpi_call *c, sp__run *r, int rc, sp_results **out)
                 break;
             }
             p += used;
-            sp__outcome o, first;
-            wire_to_outcome(&w, 0, &o, &first);
+            sp__outcome o, past[SP_MAX_RETRIES];
+            wire_to_outcome(&w, 0, &o, past);
             if (!(w.flags & ENTRY_OUT_OF_LINE)) {
                 if (r && !rc)
                     sp__run_put(r, w.index, &o);

@@ -52,11 +52,13 @@
  *   entry: u32 index, u8 kind, u8 flags (ENTRY_*), u8 signal, u8 exit
  *     status, i32 code, u32 worker (rank-local), i64 start, i64 end (ns,
  *     rank 0's clock), u32 message length, u32 attempt, u64 data length,
- *     message bytes, with ENTRY_STORY the first attempt (u8 kind, u8
- *     flags (ENTRY_TASK_CODE), u16 zero, i32 code, u32 message length,
- *     message bytes), data bytes when inline. A message is followed by a
- *     NUL when it is not empty. attempt: in a reply, the attempt the batch
- *     named (0 = never started); in the map, the entry's attempts.
+ *     message bytes, with ENTRY_STORY the earlier attempts (u32 count, at
+ *     most attempt - 1; then each: u8 kind, u8 flags (ENTRY_TASK_CODE,
+ *     ENTRY_EXITED), u8 signal, u8 exit status, i32 code, u32 worker
+ *     (global), u32 message length, i64 start, i64 end, message bytes),
+ *     data bytes when inline. A message is followed by a NUL when it is
+ *     not empty. attempt: in a reply, the attempt the batch named (0 =
+ *     never started); in the map, the entry's attempts.
  *
  * The same entry layout carries the finished map from rank 0 to every
  * rank (sp_mpi_options.map_everywhere), in broadcast frames; only there
@@ -95,7 +97,7 @@ enum {
     ENTRY_HAS_DATA = 4,    /* the task stored bytes (maybe 0 of them) */
     ENTRY_OUT_OF_LINE = 8, /* the bytes follow in TAG_DATA chunks */
     ENTRY_EXITED = 16,     /* CRASHED by exit: exit status is valid */
-    ENTRY_STORY = 32,      /* the first attempt follows the message */
+    ENTRY_STORY = 32,      /* the earlier attempts follow the message */
 };
 
 #define FRAME_MAX ((size_t)4 << 20)   /* largest message of any kind */
@@ -104,8 +106,10 @@ enum {
 #define BATCH_HEAD 32                 /* bytes before a batch's indices */
 #define FRAME_HEAD 16                 /* bytes before a frame's entries */
 #define ENTRY_HEAD 48                 /* bytes before an entry's message */
-#define STORY_HEAD 12                 /* bytes before the first's message */
-#define AUTO_BATCH_MAX 4096u          /* automatic batches stay below */
+#define PAST_HEAD                                                              \
+    32                       /* bytes before an earlier attempt's              \
+                                message */
+#define AUTO_BATCH_MAX 4096u /* automatic batches stay below */
 /* Longest message carried (the core keeps SP_MAX_MESSAGE bytes and a
  * "..."), so an entry always fits one frame with its inline bytes. */
 #define MSG_MAX ((size_t)2 << 20)
@@ -148,11 +152,12 @@ struct wire_entry {
     const void *data;
     uint64_t data_len;
     uint32_t attempt; /* see the entry's layout above */
-    /* ENTRY_STORY: the first attempt. */
-    uint8_t first_kind, first_flags;
-    int32_t first_code;
-    const char *first_msg;
-    uint32_t first_msg_len;
+    /* ENTRY_STORY: npast earlier attempts. Written from the local entry
+     * `story` (sp_entry_attempt()); read at past_raw, in the frame. */
+    uint32_t npast;
+    const sp_entry *story;
+    int64_t story_shift; /* added to its times (ns), as to the entry's */
+    const unsigned char *past_raw;
 };
 
 /* codec.c: the bytes an entry takes inline in a frame. */
@@ -169,15 +174,17 @@ void wire_frame_head(unsigned char *p, uint32_t type, uint32_t id,
 
 /* A rank's local entry (of a simple_parallel() map) as a wire entry:
  * times moved onto rank 0's clock by adding `shift_ns` to the local ns
- * since the local call began; its attempts and first attempt as the
- * entry tells them (a local call's entry: 1 or 0, no story). */
+ * since the local call began; its attempts and earlier attempts as the
+ * entry tells them (a local call's entry: 1 or 0, no story). The entry
+ * must outlive w. */
 void wire_from_entry(const sp_entry *le, uint32_t index, int64_t shift_ns,
                      struct wire_entry *w);
 /* A wire entry as an outcome for sp__run_record(); worker_base is added
- * to a started entry's worker. With ENTRY_STORY, o->first points to
- * *first, filled in (first may be NULL otherwise). */
+ * to a started entry's worker. With ENTRY_STORY and past not NULL (room
+ * for SP_MAX_RETRIES), o->past points to the earlier attempts, decoded
+ * there (their messages point into the frame). */
 void wire_to_outcome(const struct wire_entry *w, uint32_t worker_base,
-                     sp__outcome *o, sp__outcome *first);
+                     sp__outcome *o, sp__outcome *past);
 
 /* args.c, rank 0: whether a row needs the argument stream. */
 bool args_needed(const sp_task *t);
