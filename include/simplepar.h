@@ -822,8 +822,9 @@ SP_API const char *sp_entry_first_message(const sp_entry *e);
  *    the map plus one;
  *  - when some task never ran, the same two events for the track
  *    `"tid":W` named `"not started"`;
- *  - one event per entry, in input order, so every key appears exactly
- *    once. A task that ran is a complete event: `"ph":"X"`,
+ *  - one event per entry, in input order: every key has exactly one
+ *    event without `"attempt"` in its args. A task that ran is a complete
+ *    event: `"ph":"X"`,
  *    `"tid"` its worker, `"ts"` its start and `"dur"` its run time. A task
  *    that never ran (worker ::SP_NO_WORKER) is an instant event `"ph":"i"`,
  *    `"s":"t"` on the "not started" track at the time it was cancelled.
@@ -835,16 +836,22 @@ SP_API const char *sp_entry_first_message(const sp_entry *e);
  *    (sp_cancel_reason_name(), e.g. "DEADLINE") for CANCELLED and SKIPPED
  *    ones, and for a task tried more than once `"first_kind"`,
  *    `"first_code"` and `"first_message"` (sp_entry_first_kind() and its
- *    siblings). The event is the task's last attempt: its earlier
- *    attempts have no slice of their own.
+ *    siblings). The event is the task's last attempt;
+ *  - then, for each task tried more than once (in input order), one
+ *    complete event per earlier attempt n (sp_entry_attempt()), on the
+ *    track of the worker that ran it: `"name"` the key, `"cat"` its kind,
+ *    `"args":{"index":I,"attempt":n,"kind":"...","code":C,
+ *    "message":"..."}` (plus `"signal"` and `"exit_status"` when it
+ *    CRASHED). A worker's time spent on attempts that failed shows where
+ *    it went.
  *
  * Times are microseconds since the call started (as sp_entry_start()),
  * with three decimals, never negative; `ts` + `dur` is exactly the task's
- * end, so the slices of one worker never overlap; `elapsed_us` is
- * sp_results_elapsed(). Strings are escaped as JSON requires (`\"`, `\\`,
- * `\n`, `\t`, ..., other control characters as `\u00XX`); bytes that are
- * not valid UTF-8 become `\ufffd` (see the group's description). The
- * stream is flushed at the end.
+ * (or the attempt's) end, so the slices of one worker never overlap;
+ * `elapsed_us` is sp_results_elapsed(). Strings are escaped as JSON
+ * requires (`\"`, `\\`, `\n`, `\t`, ..., other control characters as
+ * `\u00XX`); bytes that are not valid UTF-8 become `\ufffd` (see the
+ * group's description). The stream is flushed at the end.
  *
  * @param res the map; borrowed.
  * @param f   a stream open for writing; borrowed, left open.
@@ -869,9 +876,12 @@ SP_API int sp_results_write_trace(const sp_results *res, FILE *f);
  * legend of the kinds present, and a `<title>` tooltip on every bar with
  * the key, kind, worker, times, code and message (and, for a task tried
  * more than once, "the last of N attempts (the first KIND, code C)").
- * Keys are drawn on bars
- * wide enough for them. Each task's element carries `data-index="I"` (its
- * input index) and `class="bar"` or `class="marker"`. Text is XML-escaped;
+ * A task's earlier attempts are paler, dashed bars on the rows of the
+ * workers that ran them ("attempt n of N" in their tooltips). Keys are
+ * drawn on bars wide enough for them. Each task's element carries
+ * `data-index="I"` (its input index) and `class="bar"` or
+ * `class="marker"`; an earlier attempt's `class="attempt"`,
+ * `data-index="I"` and `data-attempt="n"`. Text is XML-escaped;
  * characters XML cannot hold (control characters other than tab, newline
  * and carriage return, U+FFFE, U+FFFF, invalid UTF-8) become U+FFFD. The
  * stream is flushed at the end.

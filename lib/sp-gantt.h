@@ -23,6 +23,8 @@ typedef struct sp_gantt_bar {
     unsigned colour;    /* index into the palette */
     int marker;         /* 1: a point in time (a task that never ran) */
     size_t index;       /* written as data-index */
+    unsigned attempt;   /* not 0: an earlier attempt of the task, drawn
+                           paler as class "attempt" with data-attempt */
     double start, end;  /* seconds on the chart's clock */
     const char *label;  /* drawn on the bar; first line of the tooltip */
     const char *detail; /* second line of the tooltip, or NULL */
@@ -146,6 +148,16 @@ static int sp_gantt_svg(sp_out *o, const sp_gantt *g)
                           "stroke=\"%s\"><title>",
                           bar.index, a, y, sp_gantt_fill[col],
                           sp_gantt_stroke[col]);
+        else if (bar.attempt)
+            sp_out_printf(o,
+                          "<rect x=\"%s\" y=\"%llu\" width=\"%s\" "
+                          "height=\"%d\" fill=\"%s\" stroke=\"%s\" "
+                          "fill-opacity=\"0.45\" stroke-dasharray=\"3 2\" "
+                          "class=\"attempt\" data-index=\"%zu\" "
+                          "data-attempt=\"%u\"><title>",
+                          a, y, sp_fmt_fixed(b, sizeof b, w, 1), ROW - 6,
+                          sp_gantt_fill[col], sp_gantt_stroke[col], bar.index,
+                          bar.attempt);
         else
             sp_out_printf(o,
                           "<rect x=\"%s\" y=\"%llu\" width=\"%s\" "

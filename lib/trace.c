@@ -25,17 +25,30 @@ static int io_error(const char *fn, const sp_out *o)
 }
 
 /* Worker tracks: the workers the run used, and any higher index an entry
- * names; *never_ran is set when some task has no worker. */
-static unsigned worker_tracks(const sp_results *res, int *never_ran)
+ * or an earlier attempt names; *never_ran is set when some task has no
+ * worker. *earlier: how many earlier attempts the map keeps. */
+static unsigned worker_tracks(const sp_results *res, int *never_ran,
+                              size_t *earlier)
 {
     unsigned tracks = sp_results_workers(res);
     *never_ran = 0;
+    *earlier = 0;
     for (size_t i = 0; i < sp_results_count(res); i++) {
-        unsigned w = sp_entry_worker(sp_results_at(res, i));
+        const sp_entry *e = sp_results_at(res, i);
+        unsigned w = sp_entry_worker(e);
         if (w == SP_NO_WORKER)
             *never_ran = 1;
         else if (w >= tracks)
             tracks = w + 1;
+        for (unsigned k = 1; k < sp_entry_attempts(e); k++) {
+            const sp_entry *a = sp_entry_attempt(e, k);
+            if (!a)
+                continue;
+            ++*earlier;
+            w = sp_entry_worker(a);
+            if (w != SP_NO_WORKER && w >= tracks)
+                tracks = w + 1;
+        }
     }
     return tracks;
 }
@@ -150,6 +163,34 @@ static const char *task_name(const sp_entry *e, char *buf)
     return buf;
 }
 
+/* An earlier attempt a (number n) of its task: a slice on its worker's
+ * track, args.attempt saying which. */
+static void attempt_event(sp_out *o, const sp_entry *a, unsigned n)
+{
+    char name[24];
+    unsigned long long start = to_ns(sp_entry_start(a)),
+                       end = to_ns(sp_entry_end(a));
+    sp_kind kind = sp_entry_kind(a);
+    sp_out_puts(o, ",\n{\"name\":");
+    json_str(o, task_name(a, name));
+    sp_out_puts(o, ",\"cat\":");
+    json_str(o, sp_kind_name(kind));
+    sp_out_printf(
+        o, ",\"ph\":\"X\",\"pid\":1,\"tid\":%u,\"ts\":", sp_entry_worker(a));
+    json_us(o, start);
+    sp_out_puts(o, ",\"dur\":");
+    json_us(o, end > start ? end - start : 0);
+    sp_out_printf(o, ",\"args\":{\"index\":%zu,\"attempt\":%u,\"kind\":",
+                  sp_entry_index(a), n);
+    json_str(o, sp_kind_name(kind));
+    sp_out_printf(o, ",\"code\":%d,\"message\":", sp_entry_code(a));
+    json_str(o, sp_entry_message(a));
+    if (kind == SP_KIND_CRASHED)
+        sp_out_printf(o, ",\"signal\":%d,\"exit_status\":%d",
+                      sp_entry_signal(a), sp_entry_exit_status(a));
+    sp_out_puts(o, "}}");
+}
+
 static void task_event(sp_out *o, const sp_entry *e, unsigned idle_track)
 {
     char name[24];
@@ -206,7 +247,8 @@ SP_API int sp_results_write_trace(const sp_results *res, FILE *f)
              "sp_results_write_trace: the 'res' argument is NULL");
     SP_CHECK(f, SP_EINVAL, "sp_results_write_trace: the 'f' argument is NULL");
     int never_ran;
-    unsigned tracks = worker_tracks(res, &never_ran);
+    size_t earlier;
+    unsigned tracks = worker_tracks(res, &never_ran, &earlier);
     size_t n = sp_results_count(res);
     sp_out o = {.f = f};
 
@@ -222,6 +264,14 @@ SP_API int sp_results_write_trace(const sp_results *res, FILE *f)
         track_meta(&o, tracks, "not started");
     for (size_t i = 0; i < n && !o.call; i++)
         task_event(&o, sp_results_at(res, i), tracks);
+    for (size_t i = 0; i < n && earlier && !o.call; i++) {
+        const sp_entry *e = sp_results_at(res, i);
+        for (unsigned k = 1; k < sp_entry_attempts(e); k++) {
+            const sp_entry *a = sp_entry_attempt(e, k);
+            if (a)
+                attempt_event(&o, a, k);
+        }
+    }
     sp_out_printf(&o,
                   "\n],\n\"displayTimeUnit\":\"ms\",\n\"otherData\":{"
                   "\"schema\":\"" TRACE_SCHEMA "\",\"schema_version\":%d,"
@@ -243,6 +293,12 @@ SP_API int sp_results_write_trace(const sp_results *res, FILE *f)
 struct svg_src {
     const sp_results *res;
     unsigned tracks;
+    /* Bars past the entries are earlier attempts: bar n + j is attempt
+     * past[j].n of entry past[j].i. */
+    struct {
+        size_t i;
+        unsigned n;
+    } * past;
     char detail[256];
     char name[24]; /* the bar's label in an index-keyed map */
 };
@@ -259,7 +315,17 @@ static const char *svg_row(void *src, size_t row, char *buf, size_t len)
 static void svg_bar(void *src, size_t i, sp_gantt_bar *out)
 {
     struct svg_src *s = src;
-    const sp_entry *e = sp_results_at(s->res, i);
+    size_t n = sp_results_count(s->res);
+    const sp_entry *e, *task = NULL;
+    unsigned attempt = 0;
+    if (i < n) {
+        e = sp_results_at(s->res, i);
+    } else { /* an earlier attempt */
+        task = sp_results_at(s->res, s->past[i - n].i);
+        attempt = s->past[i - n].n;
+        e = sp_entry_attempt(task, attempt);
+        i = s->past[i - n].i;
+    }
     unsigned w = sp_entry_worker(e);
     sp_kind kind = sp_entry_kind(e);
     char a[32], b[32], d[32];
@@ -268,6 +334,7 @@ static void svg_bar(void *src, size_t i, sp_gantt_bar *out)
         .colour = (unsigned)kind,
         .marker = w == SP_NO_WORKER,
         .index = i,
+        .attempt = attempt,
         .start = sp_entry_start(e),
         .end = sp_entry_end(e),
         .label = task_name(e, s->name),
@@ -293,8 +360,11 @@ static void svg_bar(void *src, size_t i, sp_gantt_bar *out)
             len += snprintf(s->detail + len, sizeof s->detail - (size_t)len,
                             ", exit status %d", sp_entry_exit_status(e));
     }
-    unsigned attempts = sp_entry_attempts(e);
-    if (attempts > 1 && len > 0 && (size_t)len < sizeof s->detail)
+    unsigned attempts = sp_entry_attempts(task ? task : e);
+    if (task && len > 0 && (size_t)len < sizeof s->detail)
+        snprintf(s->detail + len, sizeof s->detail - (size_t)len,
+                 ", attempt %u of %u", attempt, attempts);
+    else if (attempts > 1 && len > 0 && (size_t)len < sizeof s->detail)
         snprintf(s->detail + len, sizeof s->detail - (size_t)len,
                  ", the last of %u attempts (the first %s, code %d)", attempts,
                  sp_kind_name(sp_entry_first_kind(e)), sp_entry_first_code(e));
@@ -309,13 +379,32 @@ SP_API int sp_results_write_svg(const sp_results *res, FILE *f)
              "sp_results_write_svg: the 'res' argument is NULL");
     SP_CHECK(f, SP_EINVAL, "sp_results_write_svg: the 'f' argument is NULL");
     int never_ran;
+    size_t earlier;
     struct svg_src src = {.res = res};
-    src.tracks = worker_tracks(res, &never_ran);
+    src.tracks = worker_tracks(res, &never_ran, &earlier);
     size_t n = sp_results_count(res);
+    /* Out of memory for their list, the chart has no earlier attempts. */
+    if (earlier && !(src.past = sp_calloc(earlier, sizeof *src.past)))
+        earlier = 0;
+    if (earlier) {
+        size_t j = 0;
+        for (size_t i = 0; i < n; i++) {
+            const sp_entry *e = sp_results_at(res, i);
+            for (unsigned k = 1; k < sp_entry_attempts(e); k++)
+                if (sp_entry_attempt(e, k)) {
+                    src.past[j].i = i;
+                    src.past[j++].n = k;
+                }
+        }
+    }
 
     const char *legend[SP_GANTT_COLOURS] = {0};
-    for (size_t i = 0; i < n; i++) {
-        unsigned k = (unsigned)sp_entry_kind(sp_results_at(res, i));
+    for (size_t i = 0; i < n + earlier; i++) {
+        const sp_entry *e =
+            i < n ? sp_results_at(res, i)
+                  : sp_entry_attempt(sp_results_at(res, src.past[i - n].i),
+                                     src.past[i - n].n);
+        unsigned k = (unsigned)sp_entry_kind(e);
         if (k < SP_GANTT_COLOURS)
             legend[k] = sp_kind_name((sp_kind)k);
     }
@@ -330,7 +419,7 @@ SP_API int sp_results_write_svg(const sp_results *res, FILE *f)
     sp_gantt g = {
         .title = title,
         .rows = src.tracks + (never_ran ? 1 : 0),
-        .bars = n,
+        .bars = n + earlier,
         .t0 = 0,
         .t1 = time_end(res),
         .src = &src,
@@ -340,6 +429,7 @@ SP_API int sp_results_write_svg(const sp_results *res, FILE *f)
     };
     sp_out o = {.f = f};
     sp_gantt_svg(&o, &g);
+    free(src.past);
     if (sp_out_finish(&o))
         return io_error("sp_results_write_svg", &o);
     return 0;

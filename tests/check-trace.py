@@ -10,9 +10,10 @@ include/simplepar.h.
 
 SPEC describes one entry of the map as the test read it through the
 accessors: INDEX:KIND:CODE:RESULT_BYTES:WORKER:KEYHEX:MSGHEX:ATTEMPTS:
-FIRST_KIND:FIRST_CODE:FIRST_MSGHEX:CANCEL_REASON (WORKER -1 for a task that
-never ran; the HEX fields the raw bytes in hex; CANCEL_REASON as
-sp_cancel_reason_name() spells it, NONE for none). "demo" runs
+FIRST_KIND:FIRST_CODE:FIRST_MSGHEX:CANCEL_REASON:EARLIER (WORKER -1 for a
+task that never ran; the HEX fields the raw bytes in hex; CANCEL_REASON as
+sp_cancel_reason_name() spells it, NONE for none; EARLIER the earlier
+attempts, "KIND/CODE/WORKER/MSGHEX" each, joined by ",", or "-"). "demo" runs
 the branch-fetch demo with --trace and --svg (parallel and sequential) and
 checks one event per fetched branch. Exit status 0 when every check holds;
 otherwise the failures go to stderr and the status is 1.
@@ -30,6 +31,7 @@ SVG_NS = "{http://www.w3.org/2000/svg}"
 KINDS = {"OK", "FAILED", "CRASHED", "TIMED_OUT", "CANCELLED", "SKIPPED"}
 REASONS = {"DEADLINE", "FAIL_FAST", "ON_DONE", "DEPENDENCY", "BACKEND",
            "CALLER"}
+RETRIED = {"FAILED", "CRASHED", "TIMED_OUT"}  # what an earlier attempt is
 errors = []
 
 
@@ -54,13 +56,19 @@ def parse_specs(specs):
     out = {}
     for spec in specs:
         (index, kind, code, nbytes, worker, keyhex, msghex, attempts,
-         first_kind, first_code, first_hex, reason) = spec.split(":")
+         first_kind, first_code, first_hex, reason, earlier) = spec.split(":")
+        past = []
+        for one in ([] if earlier == "-" else earlier.split(",")):
+            k, c, w, m = one.split("/")
+            past.append({"kind": k, "code": int(c), "worker": int(w),
+                         "message": bytes.fromhex(m)})
         out[int(index)] = {
             "kind": kind, "code": int(code), "result_bytes": int(nbytes),
             "worker": int(worker), "key": bytes.fromhex(keyhex),
             "message": bytes.fromhex(msghex), "attempts": int(attempts),
             "first_kind": first_kind, "first_code": int(first_code),
-            "first_message": bytes.fromhex(first_hex), "reason": reason}
+            "first_message": bytes.fromhex(first_hex), "reason": reason,
+            "earlier": past}
     return out
 
 
@@ -110,6 +118,7 @@ def check_trace(path, tasks=None, expect=None):
 
     names = {}   # tid -> thread name
     by_index = {}
+    earlier = {}  # index -> {attempt: event}, the earlier attempts
     for ev in events:
         if not isinstance(ev, dict):
             fail("an event is not an object: %r" % (ev,))
@@ -133,6 +142,30 @@ def check_trace(path, tasks=None, expect=None):
         args = ev.get("args")
         if not isinstance(args, dict):
             fail("task event without args: %r" % ev)
+            continue
+        if "attempt" in args:  # an earlier attempt of a task tried again
+            for field, kind in (("index", int), ("attempt", int),
+                                ("kind", str), ("code", int),
+                                ("message", str)):
+                if not isinstance(args.get(field), kind) \
+                        or isinstance(args.get(field), bool):
+                    fail("args.%s missing or of the wrong type: %r"
+                         % (field, ev))
+            if ph != "X" or not is_num(ev.get("ts")) or ev["ts"] < 0 \
+                    or not is_num(ev.get("dur")) or ev["dur"] < 0:
+                fail("an earlier attempt is not a slice: %r" % ev)
+            if ev.get("cat") != args.get("kind") or \
+                    args.get("kind") not in RETRIED:
+                fail("an earlier attempt's kind is wrong: %r" % ev)
+            if args.get("kind") == "CRASHED" and not (
+                    isinstance(args.get("signal"), int)
+                    and isinstance(args.get("exit_status"), int)):
+                fail("CRASHED attempt without signal and exit_status: %r" % ev)
+            seen = earlier.setdefault(args.get("index"), {})
+            if args.get("attempt") in seen:
+                fail("attempt %r of index %r twice" % (args.get("attempt"),
+                                                       args.get("index")))
+            seen[args.get("attempt")] = ev
             continue
         for field, kind in (("index", int), ("kind", str), ("code", int),
                             ("message", str), ("result_bytes", int)):
@@ -185,9 +218,26 @@ def check_trace(path, tasks=None, expect=None):
     if sorted(by_index) != list(range(n)):
         fail("task indices are %r, expected 0..%d once each"
              % (sorted(by_index), n - 1))
+    # Earlier attempts: 1 .. attempts - 1 of a task that has an event, each
+    # on a worker's track, ending before the next attempt starts.
+    for i, seen in earlier.items():
+        task = by_index.get(i)
+        if task is None:
+            fail("earlier attempts of index %r, which has no event" % i)
+            continue
+        want = list(range(1, task["args"].get("attempts", 0)))
+        if sorted(seen) != want:
+            fail("index %r: earlier attempts %r, expected %r"
+                 % (i, sorted(seen), want))
+        chain = [seen[k] for k in sorted(seen)] + [task]
+        for a, b in zip(chain, chain[1:]):
+            if is_num(a.get("ts")) and is_num(b.get("ts")) and \
+                    a["ts"] + a.get("dur", 0) > b["ts"] + 1e-6:
+                fail("index %r: an attempt ends after the next starts" % i)
     # Tracks: every worker track is "worker N", the never-ran track is
     # "not started" and is no worker's.
-    for ev in by_index.values():
+    attempts = [ev for seen in earlier.values() for ev in seen.values()]
+    for ev in list(by_index.values()) + attempts:
         tid = ev["tid"]
         want = "worker %d" % tid if ev["ph"] == "X" else "not started"
         if names.get(tid) != want:
@@ -196,7 +246,7 @@ def check_trace(path, tasks=None, expect=None):
     # A worker runs one task at a time: its slices never overlap, which
     # trace viewers need to draw them (they nest slices, never cross them).
     per_track = {}
-    for ev in by_index.values():
+    for ev in list(by_index.values()) + attempts:
         if ev["ph"] == "X" and is_num(ev.get("ts")) and is_num(ev.get("dur")):
             per_track.setdefault(ev["tid"], []).append(ev)
     for tid, evs in per_track.items():
@@ -238,6 +288,20 @@ def check_trace(path, tasks=None, expect=None):
             ]
         if want["worker"] >= 0:
             checks.append(("tid", ev.get("tid"), want["worker"]))
+        seen = earlier.get(i, {})
+        checks.append(("earlier attempts", len(seen), len(want["earlier"])))
+        for k, past in enumerate(want["earlier"], 1):
+            a = seen.get(k)
+            if a is None:
+                continue  # counted above
+            checks += [
+                ("attempt %d kind" % k, a["args"].get("kind"), past["kind"]),
+                ("attempt %d code" % k, a["args"].get("code"), past["code"]),
+                ("attempt %d worker" % k, a.get("tid"), past["worker"]),
+                ("attempt %d message" % k, a["args"].get("message"),
+                 utf8_replace(past["message"])),
+                ("attempt %d name" % k, a.get("name"), ev.get("name")),
+            ]
         for what, got, exp in checks:
             if got != exp:
                 fail("index %d: %s is %r, expected %r" % (i, what, got, exp))
@@ -250,8 +314,20 @@ def check_svg(path, tasks=None, expect=None):
     if root.tag != SVG_NS + "svg":
         fail("root element is %r, not svg" % root.tag)
     by_index = {}
+    attempts = {}  # index -> {attempt: element}
     for el in root.iter():
         cls = el.get("class")
+        if cls == "attempt":
+            i = int(el.get("data-index", "-1"))
+            k = int(el.get("data-attempt", "0"))
+            if k < 1 or k in attempts.get(i, {}):
+                fail("attempt element %r of index %d: bad or twice" % (k, i))
+            attempts.setdefault(i, {})[k] = el
+            title = el.find(SVG_NS + "title")
+            if title is None or not title.text or \
+                    (", attempt %d of " % k) not in title.text:
+                fail("attempt %d of task %d: no tooltip naming it" % (k, i))
+            continue
         if cls not in ("bar", "marker"):
             continue
         i = int(el.get("data-index", "-1"))
@@ -294,6 +370,21 @@ def check_svg(path, tasks=None, expect=None):
         if el.get("class") != cls:
             fail("index %d: drawn as %s, expected %s"
                  % (i, el.get("class"), cls))
+        drawn = attempts.get(i, {})
+        if sorted(drawn) != list(range(1, len(want["earlier"]) + 1)):
+            fail("index %d: earlier attempts drawn %r, expected %d"
+                 % (i, sorted(drawn), len(want["earlier"])))
+        for k, past in enumerate(want["earlier"], 1):
+            a = drawn.get(k)
+            title = a.find(SVG_NS + "title") if a is not None else None
+            text = title.text if title is not None and title.text else ""
+            if a is not None and not text.startswith(
+                    key + "\n" + past["kind"] + " on worker %d" % past["worker"]):
+                fail("index %d attempt %d: tooltip %r" % (i, k, text))
+    if expect is None and attempts:
+        for i in attempts:
+            if i not in by_index:
+                fail("attempts drawn for index %d, which has no bar" % i)
     return by_index
 
 

@@ -88,14 +88,17 @@ static void hex(char *out, const char *s)
 }
 
 /* "INDEX:KIND:CODE:RESULT_BYTES:WORKER:KEYHEX:MSGHEX:ATTEMPTS:FIRST_KIND:
- * FIRST_CODE:FIRST_MSGHEX:CANCEL_REASON" (check-trace.py), from the map's
- * accessors. malloc'd. */
+ * FIRST_CODE:FIRST_MSGHEX:CANCEL_REASON:EARLIER" (check-trace.py), from
+ * the map's accessors; EARLIER is "KIND/CODE/WORKER/MSGHEX" per earlier
+ * attempt, joined by ",", or "-". malloc'd. */
 static char *spec(const sp_entry *e)
 {
     const char *key = sp_entry_key(e), *msg = sp_entry_message(e),
                *first = sp_entry_first_message(e);
     size_t len = 0,
            size = 160 + 2 * strlen(key) + 2 * strlen(msg) + 2 * strlen(first);
+    for (unsigned k = 1; k < sp_entry_attempts(e); k++)
+        size += 64 + 2 * strlen(sp_entry_message(sp_entry_attempt(e, k)));
     char *s = malloc(size);
     assert_non_null(s);
     sp_entry_data(e, &len);
@@ -112,8 +115,19 @@ static char *spec(const sp_entry *e)
                   sp_kind_name(sp_entry_first_kind(e)), sp_entry_first_code(e));
     hex(s + n, first);
     n += (int)strlen(s + n);
-    snprintf(s + n, size - (size_t)n, ":%s",
-             sp_cancel_reason_name(sp_entry_cancel_reason(e)));
+    n += snprintf(s + n, size - (size_t)n,
+                  ":%s:", sp_cancel_reason_name(sp_entry_cancel_reason(e)));
+    if (sp_entry_attempts(e) < 2)
+        s[n++] = '-';
+    for (unsigned k = 1; k < sp_entry_attempts(e); k++) {
+        const sp_entry *a = sp_entry_attempt(e, k);
+        n += snprintf(s + n, size - (size_t)n, "%s%s/%d/%u/", k > 1 ? "," : "",
+                      sp_kind_name(sp_entry_kind(a)), sp_entry_code(a),
+                      sp_entry_worker(a));
+        hex(s + n, sp_entry_message(a));
+        n += (int)strlen(s + n);
+    }
+    s[n] = 0;
     return s;
 }
 
