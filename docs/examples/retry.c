@@ -52,15 +52,18 @@ int main(void)
                sp_kind_name(sp_entry_kind(e)), sp_entry_attempts(e));
         if (sp_entry_kind(e) == SP_KIND_OK)
             printf("%s\n", sp_entry_str(e));
-        else if (sp_entry_attempts(e) > 1)
-            printf("%s (first: %s)\n", sp_entry_message(e),
-                   sp_entry_first_message(e));
         else if (sp_entry_cancel_reason(e) != SP_CANCEL_NONE)
             printf("[%s] %s\n",
                    sp_cancel_reason_name(sp_entry_cancel_reason(e)),
                    sp_entry_message(e));
         else
             printf("%s\n", sp_entry_message(e));
+        /* The attempts before the last, each an entry of its own. */
+        for (unsigned n = 1; n < sp_entry_attempts(e); n++) {
+            const sp_entry *a = sp_entry_attempt(e, n);
+            printf("%21s%s %s\n", "", sp_kind_name(sp_entry_kind(a)),
+                   sp_entry_message(a));
+        }
     }
     sp_results_free(res);
     return 0;
