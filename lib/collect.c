@@ -92,7 +92,7 @@ SP_PRIVATE_API int sp__run_next(sp__run *r, size_t *i)
     bool got = hmin != UINT32_MAX && hmin < sp_sched_peek(s) &&
                sp_sched_take(s, i); /* (skips doomed tasks: may be false) */
     if (got || sp_sched_claim_one(s, i) || sp_sched_take(s, i)) {
-        sp_complete_handout(&r->run, *i);
+        sp_retry_handout(&r->run, *i);
         r->out++;
         return 1;
     }
@@ -102,12 +102,12 @@ SP_PRIVATE_API int sp__run_next(sp__run *r, size_t *i)
 SP_PRIVATE_API unsigned sp__run_attempt(sp__run *r, size_t i,
                                         unsigned *retry_on)
 {
-    unsigned attempt = sp_complete_attempt(&r->run, i);
+    unsigned attempt = sp_retry_attempt(&r->run, i);
     if (retry_on) {
         const sp_task *t = sp_graph_row(&r->run, i);
         *retry_on = 0;
         for (int kind = SP_KIND_FAILED; kind <= SP_KIND_TIMED_OUT; kind++)
-            if (sp_complete_retries(&r->run, t, attempt, kind))
+            if (sp_retry_wanted(&r->run, t, attempt, kind))
                 *retry_on |= 1u << kind;
     }
     return attempt;
@@ -174,7 +174,7 @@ static void to_outcome(const sp__outcome *o, struct sp_outcome *c)
 
 SP_PRIVATE_API int sp__run_record(sp__run *r, size_t i, const sp__outcome *o)
 {
-    unsigned attempt = sp_complete_attempt(&r->run, i);
+    unsigned attempt = sp_retry_attempt(&r->run, i);
     if (o->attempt && o->attempt != attempt) {
         if (o->data && o->data_owned)
             free(o->data); /* the run takes owned bytes either way */
@@ -218,8 +218,7 @@ SP_PRIVATE_API void sp__run_put(sp__run *r, size_t i, const sp__outcome *o)
         past[k].how = f.how;
     }
     if (o->attempt > 1)
-        sp_complete_set_story(&c, sp_entry_at(r->run.res, i), o->attempt, past,
-                              n);
+        sp_retry_set_story(&c, sp_entry_at(r->run.res, i), o->attempt, past, n);
     free(past);
     sp_complete(&r->run, i, &c, &r->run.caller);
 }

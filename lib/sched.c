@@ -755,7 +755,7 @@ void sp_sched_cancel_rest(struct sp_sched *s)
         if (sp_complete_has(run, i))
             continue;
         uint32_t cause;
-        struct sp_try **tries = sp_complete_tries(run, i);
+        struct sp_try **tries = sp_retry_slot(run, i);
         if (tries && *tries) {
             sp_complete_pending(run, i, &run->caller); /* its last attempt */
         } else if (sp_graph_doomed(run, i, &cause)) {

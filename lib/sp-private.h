@@ -866,6 +866,50 @@ void sp_result_mapped(void *data);
  * other is the task's own function. results.c. */
 void sp_data_release(void (*release)(void *), void *data, size_t len);
 
+/* ---- retry.c (part of the completion path) ------------------------------- */
+
+/* Attempt `attempt` of task i failed with *o (FAILED, CRASHED or
+ * TIMED_OUT): when its policy says so and the run may still start it in
+ * time, keep *o in the task's retry record, hand the task back to the
+ * scheduler (at once or after its delay) and return true: nothing is
+ * recorded. Otherwise false, nothing touched. sp_complete() asks. */
+bool sp_retry(struct sp_run *run, size_t i, struct sp_outcome *o,
+              struct sp_tally *t);
+/* *o is the last attempt of task i, which has a retry record (*slot): the
+ * record's last attempt is *o itself (pending: its retry never started) or
+ * the one before it. *o gets the story of every attempt; the record is
+ * freed and *slot cleared. */
+void sp_retry_story(struct sp_run *run, size_t i, struct sp_try **slot,
+                    struct sp_outcome *o, bool pending);
+/* Make *o, the last of `attempts` (> 1) attempts of the task whose entry
+ * is e (its key and index are read), tell the story of them all: its
+ * message moves into a struct sp_story with the count and the earlier
+ * attempts past[0 .. npast-1] (attempts 1 .., messages copied; npast <=
+ * attempts - 1). Out of memory, *o stays the last attempt alone. */
+void sp_retry_set_story(struct sp_outcome *o, const sp_entry *e,
+                        unsigned attempts, const struct sp_tried *past,
+                        unsigned npast);
+/* Whether row t's policy has attempt `attempt` (1-based) that ended with
+ * kind tried again, the run's state aside. Workers in other processes ask
+ * it too (fail-fast applies only to a task's last attempt). */
+bool sp_retry_wanted(const struct sp_run *run, const sp_task *t,
+                     unsigned attempt, int kind);
+/* Task i's retry record's place: a table row's in run->tries (NULL when no
+ * row may be tried again), a spawned task's in its sp_xtask. */
+static inline struct sp_try **sp_retry_slot(struct sp_run *run, size_t i)
+{
+    if (i < run->n)
+        return run->tries ? &run->tries[i] : NULL;
+    return &sp_xtask_at(run->res, i - run->n)->tries;
+}
+/* The number of task i's next attempt (1 for the first). */
+unsigned sp_retry_attempt(struct sp_run *run, size_t i);
+/* Task i is handed out for its next attempt (the process parent); returns
+ * that attempt's number. */
+unsigned sp_retry_handout(struct sp_run *run, size_t i);
+/* Whether task i waits for a retry (an outcome for it now is bogus). */
+bool sp_retry_waiting(struct sp_run *run, size_t i);
+
 /* ---- complete.c --------------------------------------------------------- */
 
 /* Record how an attempt of task i ended: the ONLY writer of an entry's
@@ -878,34 +922,6 @@ void sp_complete(struct sp_run *run, size_t i, struct sp_outcome *o,
 /* Task i waits for a retry that will never start (the run is over): record
  * its last attempt's outcome, kept since. Calling thread. */
 void sp_complete_pending(struct sp_run *run, size_t i, struct sp_tally *t);
-/* Make *o, the last of `attempts` (> 1) attempts of the task whose entry
- * is e (its key and index are read), tell the story of them all: its
- * message moves into a struct sp_story with the count and the earlier
- * attempts past[0 .. npast-1] (attempts 1 .., messages copied; npast <=
- * attempts - 1). Out of memory, *o stays the last attempt alone. */
-void sp_complete_set_story(struct sp_outcome *o, const sp_entry *e,
-                           unsigned attempts, const struct sp_tried *past,
-                           unsigned npast);
-/* Whether row t's policy has attempt `attempt` (1-based) that ended with
- * kind tried again, the run's state aside. Workers in other processes ask
- * it too (fail-fast applies only to a task's last attempt). */
-bool sp_complete_retries(const struct sp_run *run, const sp_task *t,
-                         unsigned attempt, int kind);
-/* Task i's retry record's place: a table row's in run->tries (NULL when no
- * row may be tried again), a spawned task's in its sp_xtask. */
-static inline struct sp_try **sp_complete_tries(struct sp_run *run, size_t i)
-{
-    if (i < run->n)
-        return run->tries ? &run->tries[i] : NULL;
-    return &sp_xtask_at(run->res, i - run->n)->tries;
-}
-/* The number of task i's next attempt (1 for the first). */
-unsigned sp_complete_attempt(struct sp_run *run, size_t i);
-/* Task i is handed out for its next attempt (the process parent); returns
- * that attempt's number. */
-unsigned sp_complete_handout(struct sp_run *run, size_t i);
-/* Whether task i waits for a retry (an outcome for it now is bogus). */
-bool sp_complete_waiting(struct sp_run *run, size_t i);
 /* Wake the calling thread waiting in sp_complete_drain_until() so it looks
  * at the run again (a retry delay began). */
 void sp_complete_kick(struct sp_run *run);

@@ -350,9 +350,8 @@ uint64_t sp_task_exec(struct sp_run *run, size_t i, unsigned worker,
                       uint64_t start, struct sp_outcome *out)
 {
     const sp_task *t = i < run->n ? &run->tasks[i] : sp_graph_row(run, i);
-    unsigned attempt = SP_UNLIKELY(run->tries || i >= run->n)
-                           ? sp_complete_attempt(run, i)
-                           : 1;
+    unsigned attempt =
+        SP_UNLIKELY(run->tries || i >= run->n) ? sp_retry_attempt(run, i) : 1;
     return sp_task_exec_row(run, i, t, attempt, worker, start, out);
 }
 

@@ -174,7 +174,7 @@ static int on_frame(struct sp_wire_frame *f, void *arg)
         break;
     }
     size_t i = f->h.index;
-    if (sp_complete_has(pr->run, i) || sp_complete_waiting(pr->run, i)) {
+    if (sp_complete_has(pr->run, i) || sp_retry_waiting(pr->run, i)) {
         /* a second outcome for one attempt */
         free(f->msg);
         free(f->data);
@@ -421,8 +421,8 @@ void sp_proc_worker_gone(struct prun *pr, unsigned k, int have_status,
      * it waits, or runs elsewhere): that one is accounted for. */
     if (cur && cur - 1 < sp_results_total(pr->run->res) &&
         !sp_complete_has(pr->run, cur - 1) &&
-        !sp_complete_waiting(pr->run, cur - 1) &&
-        atomic_load(&s->attempt) == sp_complete_attempt(pr->run, cur - 1)) {
+        !sp_retry_waiting(pr->run, cur - 1) &&
+        atomic_load(&s->attempt) == sp_retry_attempt(pr->run, cur - 1)) {
         size_t i = cur - 1;
         if (phase == SLOT_CLAIMED) {
             /* Claimed, never started: another worker runs it (unless the
@@ -481,7 +481,7 @@ static void hand_back_span(struct prun *pr, unsigned k)
         size_t i = sp_sched_index_at(&run->sched, pos);
         if (cur && i == cur - 1)
             continue;
-        if (!sp_complete_has(run, i) && !sp_complete_waiting(run, i))
+        if (!sp_complete_has(run, i) && !sp_retry_waiting(run, i))
             sp_sched_push(&run->sched, i, false);
     }
 }
@@ -528,7 +528,7 @@ static void dispatch(struct prun *pr)
             c.type = SP_CMD_RUN;
             c.index = (uint32_t)i;
             /* Which attempt: the attempts before it. */
-            c.code = (int32_t)(sp_complete_handout(run, i) - 1);
+            c.code = (int32_t)(sp_retry_handout(run, i) - 1);
             if (i >= run->n) { /* spawned: the worker needs its row */
                 const sp_task *t = sp_graph_row(run, i);
                 uint32_t klen = (uint32_t)strlen(t->key) + 1;

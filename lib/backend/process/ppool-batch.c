@@ -51,7 +51,7 @@ static bool add_row(struct pctx *c, struct pbatch *b, uint32_t n, size_t i)
     b->idx[n] = (uint32_t)i;
     unsigned char *q = b->buf + b->len;
     /* Which attempt: the attempts before it, plus one (a retry's). */
-    uint32_t head[3] = {(uint32_t)i, sp_complete_handout(run, i), pol};
+    uint32_t head[3] = {(uint32_t)i, sp_retry_handout(run, i), pol};
     memcpy(q, head, sizeof head);
     q += sizeof head;
     memcpy(q, &t->fn, 8);

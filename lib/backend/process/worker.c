@@ -589,7 +589,7 @@ static bool run_task(size_t i, unsigned attempt, const sp_task *row,
     /* Fail-fast takes effect here at once, unless the task is to be tried
      * again; the parent records the outcome when the frame arrives. */
     if (sp_complete_stops(run, o.how.kind) &&
-        !sp_complete_retries(run, row, attempt, o.how.kind))
+        !sp_retry_wanted(run, row, attempt, o.how.kind))
         sp_run_stop(run, SP_STOP_FAILFAST);
     bool quick = send_result(ws.pr, ws.k, &ws.ch, &o, i);
     sp_outcome_free(&o);
