@@ -81,11 +81,18 @@ bool sp_retry_waiting(struct sp_run *run, size_t i)
 }
 
 /* The last attempt of rec (it failed, and another follows) joins the
- * earlier ones, without its result. Out of memory it is dropped: the
- * story then lacks it (sp_entry_attempt() gives NULL for it). */
+ * earlier ones, without its result. Out of memory it is dropped, and so is
+ * every later one: the story keeps attempts 1 .. k, and
+ * sp_entry_attempt() gives NULL for the rest. */
 static void keep_tried(struct sp_try *rec)
 {
     struct sp_outcome *l = &rec->last;
+    /* rec->last is attempt rec->attempts: it goes to past[attempts - 1],
+     * unless one before it was lost (the kept ones stay 1, 2, ...). */
+    if (rec->npast + 1 != rec->attempts) {
+        sp_outcome_free(l);
+        return;
+    }
     if (rec->npast == rec->cap) {
         uint32_t cap = rec->cap ? 2 * rec->cap : 2;
         struct sp_tried *p = sp_realloc(rec->past, cap * sizeof *p);

@@ -31,7 +31,7 @@ static int task(sp_ctx *ctx, void *arg)
     atomic_fetch_add(&fi->started, 1);
     size_t i = sp_ctx_index(ctx);
     if (i % 3 == 0)
-        return sp_fail(ctx, 5, "boom %zu", i);
+        return sp_fail(ctx, 5, "boom %zu, attempt %u", i, sp_ctx_attempt(ctx));
     int rc = sp_set_resultf(ctx, "v%zu", i);
     /* A failed call names itself in the thread's last error. */
     if (rc == SP_ENOMEM &&
@@ -60,8 +60,41 @@ static int setup(void **state)
     return 0;
 }
 
-/* One run; checks the invariants and returns 1 if a fault fired. */
-static int run_checked(unsigned workers)
+/* The attempts of failing task i of a run with retries: 1 .. retries + 1
+ * of them (a retry that could not be set up for lack of memory is not
+ * made), each earlier one kept (FAILED, code 5 and its message or the one
+ * sp_fail() gives when it cannot format it; or SP_ENOMEM when the
+ * attempt's own allocation failed) or, from the first one lost for lack
+ * of memory on, none. */
+static void check_attempts(const sp_entry *e, size_t i, unsigned retries)
+{
+    unsigned n = sp_entry_attempts(e);
+    assert_true(n >= 1 && n <= retries + 1);
+    assert_ptr_equal(sp_entry_attempt(e, n), e);
+    char want[48];
+    bool lost = false;
+    for (unsigned k = 1; k < n; k++) {
+        const sp_entry *a = sp_entry_attempt(e, k);
+        snprintf(want, sizeof want, "boom %zu, attempt %u", i, k);
+        if (!a) {
+            lost = true;
+            continue;
+        }
+        assert_false(lost); /* kept ones are a prefix */
+        assert_int_equal(sp_entry_kind(a), SP_KIND_FAILED);
+        assert_int_equal(sp_entry_attempts(a), k);
+        if (sp_entry_code(a) == SP_ENOMEM)
+            continue; /* the attempt's own allocation failed: reported */
+        assert_int_equal(sp_entry_code(a), 5);
+        if (strcmp(sp_entry_message(a), want) != 0) /* or sp_fail()'s own */
+            assert_string_equal(sp_entry_message(a),
+                                "out of memory formatting the message");
+    }
+}
+
+/* One run; checks the invariants and returns 1 if a fault fired. Failing
+ * tasks are tried `retries` more times. */
+static int run_checked_retries(unsigned workers, unsigned retries)
 {
     /* The shared thread pool keeps threads between calls: end its idle
      * ones, so the run starts threads (and their creation can fail). */
@@ -73,6 +106,7 @@ static int run_checked(unsigned workers)
     sp_options o = test_opts();
     o.max_workers = workers;
     o.on_done = count_done;
+    o.retries = retries;
     sp_results *res = (sp_results *)&res;
     int rc = simple_parallel(table, N, &o, &res);
     /* Stop injecting before checking (the checks allocate too). */
@@ -113,6 +147,7 @@ static int run_checked(unsigned workers)
             if (i % 3 == 0) {
                 assert_int_equal(k, SP_KIND_FAILED);
                 assert_int_equal(code, 5);
+                check_attempts(e, i, retries);
             } else {
                 assert_int_equal(k, SP_KIND_OK);
                 char want[8];
@@ -130,6 +165,11 @@ static int run_checked(unsigned workers)
     return hit;
 }
 
+static int run_checked(unsigned workers)
+{
+    return run_checked_retries(workers, 0);
+}
+
 /* Fail allocation k for k = 1, 2, ... until a run makes no allocation
  * fail: then every allocation point of the run has failed once. */
 static void test_each_allocation_fails(void **state)
@@ -139,6 +179,21 @@ static void test_each_allocation_fails(void **state)
     for (k = 1; k < 100000; k++) {
         atomic_store(&fi->alloc, k);
         if (!run_checked(3))
+            break;
+    }
+    assert_true(k < 100000);
+    printf("  %ld allocation points failed in turn\n", k - 1);
+}
+
+/* The same with retries: what a task tried again keeps of its attempts
+ * (its record, the story) fails in turn too. */
+static void test_each_allocation_fails_with_retries(void **state)
+{
+    (void)state;
+    long k;
+    for (k = 1; k < 100000; k++) {
+        atomic_store(&fi->alloc, k);
+        if (!run_checked_retries(3, 2))
             break;
     }
     assert_true(k < 100000);
@@ -584,6 +639,7 @@ static void test_pool_eintr_storm(void **state)
 
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup(test_each_allocation_fails, setup),
+    cmocka_unit_test_setup(test_each_allocation_fails_with_retries, setup),
     cmocka_unit_test_setup(test_thread_creation_fails, setup),
     cmocka_unit_test_setup(test_wide_thread_creation_fails, setup),
     cmocka_unit_test_setup(test_fork_fails, setup),
