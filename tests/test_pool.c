@@ -1454,6 +1454,18 @@ static void test_retries_and_limits_on_a_pool(void **state)
             fail_msg("lucky: %s", sp_entry_message(e));
         assert_string_equal(sp_entry_str(e), "attempt 3");
         assert_int_equal(sp_entry_attempts(e), 3);
+        /* Every attempt, on a pool's workers (the second crashed its
+         * process on a process pool, which replaced it). */
+        const sp_entry *a1 = sp_entry_attempt(e, 1),
+                       *a2 = sp_entry_attempt(e, 2);
+        assert_int_equal(sp_entry_kind(a1), SP_KIND_FAILED);
+        assert_string_equal(sp_entry_message(a1), "attempt 1 failed");
+        assert_int_equal(sp_entry_kind(a2), test_backend == SP_BACKEND_PROCESS
+                                                ? SP_KIND_CRASHED
+                                                : SP_KIND_FAILED);
+        assert_true(sp_entry_worker(a1) < 2 && sp_entry_worker(a2) < 2);
+        assert_true(sp_entry_end(a1) <= sp_entry_start(a2));
+        assert_true(sp_entry_end(a2) <= sp_entry_start(e));
         e = sp_results_get(res, "once"); /* no retries: its first failure */
         assert_int_equal(sp_entry_kind(e), SP_KIND_FAILED);
         assert_int_equal(sp_entry_attempts(e), 1);
