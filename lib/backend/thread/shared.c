@@ -4,6 +4,8 @@
  * forked child; trimmed (tests) and shed (before many forks) on request. */
 #include "tpool-private.h"
 
+#include <errno.h>
+#include <time.h>
 #include <unistd.h>
 
 static struct sp_tpool shared;
@@ -98,12 +100,33 @@ static void flush_stacks(void)
     pthread_attr_destroy(&a);
 }
 
+/* The longest sp_tpool_shed() waits for threads on their way to pick(). */
+#define SHED_WAIT_NS 200000000u
+
 void sp_tpool_shed(unsigned keep)
 {
     /* Only a pool that exists has threads; do not make one to look. */
     if (!atomic_load_explicit(&shared_made, memory_order_acquire))
         return;
     pthread_mutex_lock(&shared.lock);
+    /* Threads on their way to pick() (woken, or started for a wide run
+     * that has ended meanwhile; slow to start under a sanitizer) are idle
+     * a moment later: wait for them, at most SHED_WAIT_NS, or they would
+     * outlive the shedding and every fork would copy their stacks. */
+    if (shared.coming > 0) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        uint64_t at = (uint64_t)until.tv_sec * 1000000000u +
+                      (uint64_t)until.tv_nsec + SHED_WAIT_NS;
+        until.tv_sec = (time_t)(at / 1000000000u);
+        until.tv_nsec = (long)(at % 1000000000u);
+        shared.awaiting = true;
+        while (shared.coming > 0 &&
+               pthread_cond_timedwait(&shared.changed, &shared.lock, &until) !=
+                   ETIMEDOUT)
+            ;
+        shared.awaiting = false;
+    }
     if (shared.nidle > keep) {
         /* Keep the `keep` threads that worked last (the top of the
          * stack), end the rest. */

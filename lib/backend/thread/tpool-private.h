@@ -49,6 +49,7 @@ struct sp_tpool {
     unsigned nidle;             /* threads on it */
     unsigned nthreads;          /* started and not ended */
     unsigned coming;            /* threads on their way to sp_tpool_pick() */
+    bool awaiting;              /* someone waits for `coming` to reach 0 */
     unsigned next_index;
     struct sp_trun *head, *tail; /* queued runs, oldest first */
     bool closing;

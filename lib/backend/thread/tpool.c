@@ -144,7 +144,8 @@ void sp_tpool_arrived(struct sp_tpool *p, struct sp_tthread *t)
 {
     if (t->coming) {
         t->coming = false;
-        p->coming--;
+        if (--p->coming == 0 && p->awaiting)
+            pthread_cond_broadcast(&p->changed); /* sp_tpool_shed() */
     }
 }
 

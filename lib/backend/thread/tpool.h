@@ -86,9 +86,13 @@ struct sp_tpool *sp_tpool_shared(void);
  * until none is left (tests: the next call starts threads again). */
 void sp_tpool_shared_trim(void);
 /* End the shared pool's idle threads but the `keep` that worked last, and
- * wait until they have left the pool (busy threads are left alone). For
- * a caller about to fork many times: every thread's stack is mappings
- * each fork copies (lib/backend/process/proc.h, sp_proc_shed()). */
+ * wait until they have left the pool (busy threads are left alone; the
+ * kernel may finish the threads shed a moment later). Threads woken or
+ * started that have not reached pick() yet (a wide run that just ended
+ * may leave dozens) are waited for first, at most 0.2 s, so that they are
+ * shed too. For a caller about to fork many times: every thread's stack
+ * is mappings each fork copies (lib/backend/process/proc.h,
+ * sp_proc_shed()). */
 void sp_tpool_shed(unsigned keep);
 /* Whether p was created by this process (not inherited through fork()). */
 bool sp_tpool_owned(const struct sp_tpool *p);
